@@ -1,0 +1,5 @@
+"""``python -m reeng`` runs the CLI."""
+
+from reeng.cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""Where reeng finds data and keeps its cache.
+
+``REENG_DATA_DIR`` names a folder laid out like the published data (``jiang2024-cv-reengineering/``,
+``denchmark/``); the Makefile sets it when ``../shared/data`` exists. Without it, the dataset
+loaders download the public originals into ``REENG_CACHE_DIR`` (default ``~/.cache/reeng``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "REENG_DATA_DIR"
+CACHE_DIR_ENV = "REENG_CACHE_DIR"
+
+
+def data_dir() -> Path | None:
+    """The configured local copy of the research data, or None when none is configured."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """Where downloaded originals are kept, created on demand."""
+    value = os.environ.get(CACHE_DIR_ENV, "").strip()
+    path = Path(value).expanduser() if value else Path.home() / ".cache" / "reeng"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,37 @@
+"""Reading user-supplied tables (CSV or Parquet) with one clear error per problem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from reeng.errors import ReengError
+
+
+def read_table(path: Path | str, required: Iterable[str] = (), *, dtype_str: bool = True) -> pd.DataFrame:
+    """Read a CSV or Parquet file; fail with a message naming the file and what is wrong with it.
+
+    CSV cells are read as strings with empty cells as missing, so labels like ``no `` keep
+    their spelling for normalization and nothing is guessed into floats.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReengError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReengError(f"{path}: is a folder, expected a CSV or Parquet file")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=str if dtype_str else None, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError:
+        raise ReengError(f"{path}: not a CSV file (it is not UTF-8 text)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReengError(f"{path}: not a readable table ({first})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ReengError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}")
+    return frame
