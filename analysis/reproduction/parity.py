@@ -34,27 +34,34 @@ class PixelParity:
 def preprocessing_parity(candidate: Any, reference: Any, atol: float = 1e-4) -> PixelParity:
     """Compare pixel tensors and name the usual culprits.
 
-    Checks, in order: identical; identical after reversing the channel axis (RGB vs BGR); each
+    Checks, with the channel axis as given and then reversed (RGB vs BGR): identical, or each
     channel an affine map of the reference's (a mean/std or 0-255 vs 0-1 convention); else a
     spatial difference (resize, crop, interpolation).
     """
     a, b = as_array(candidate), as_array(reference)
-    stats = element_stats(a, b) if a.shape == b.shape else {}
     if a.shape != b.shape:
-        return PixelParity(stats, f"shape {a.shape} vs {b.shape} (resize or crop differs)")
-    if np.abs(a - b).max() <= atol:
-        return PixelParity(stats, "identical")
-    if np.abs(a[:, ::-1] - b).max() <= atol:
-        return PixelParity(stats, "channel order reversed (RGB vs BGR)")
-    affine = []
+        return PixelParity({}, f"shape {a.shape} vs {b.shape} (resize or crop differs)")
+    stats = element_stats(a, b)
+    for swapped in (False, True):
+        cand = a[:, ::-1] if swapped else a
+        prefix = "channel order reversed (RGB vs BGR)" if swapped else ""
+        if np.abs(cand - b).max() <= atol:
+            return PixelParity(stats, prefix or "identical")
+        affine = _channel_affine(cand, b)
+        if all(np.abs(cand[:, c] - (s * b[:, c] + t)).max() <= max(atol, 1e-3) for c, (s, t) in enumerate(affine)):
+            what = "per-channel affine difference (mean/std or value range)"
+            return PixelParity(stats, f"{prefix} and {what}" if prefix else what, affine)
+    return PixelParity(stats, "spatial difference (resize, interpolation or crop)")
+
+
+def _channel_affine(a: np.ndarray, b: np.ndarray) -> list[tuple[float, float]]:
+    """Least-squares scale and shift mapping each channel of ``b`` onto ``a``."""
+    fits = []
     for c in range(a.shape[1]):
         x, y = b[:, c].ravel(), a[:, c].ravel()
         scale, shift = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (1.0, float(np.mean(y - x)))
-        affine.append((float(scale), float(shift)))
-    fits = all(np.abs(a[:, c] - (s * b[:, c] + t)).max() <= max(atol, 1e-3) for c, (s, t) in enumerate(affine))
-    if fits:
-        return PixelParity(stats, "per-channel affine difference (mean/std or value range)", affine)
-    return PixelParity(stats, "spatial difference (resize, interpolation or crop)", affine)
+        fits.append((float(scale), float(shift)))
+    return fits
 
 
 def versions(*distributions: str) -> dict[str, str]:
