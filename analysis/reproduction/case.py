@@ -162,6 +162,7 @@ def case(**meta: Any):
     """
 
     def wrap(cls: type[ReproCase]) -> type[ReproCase]:
+        cls.meta_id = str(meta.get("id") or "")  # type: ignore[attr-defined]
         try:
             cls.meta = CaseMeta(
                 id=meta.pop("id"),

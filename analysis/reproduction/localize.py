@@ -57,7 +57,9 @@ class Localization:
         import matplotlib.pyplot as plt
 
         names = [d.name for d in self.layers]
-        deltas = [max(d.delta, EPS) for d in self.layers]
+        finite = [d.delta for d in self.layers if d.delta != float("inf")]
+        ceiling = 10 * max(finite + [EPS])  # a shape mismatch or NaN is drawn above everything finite
+        deltas = [max(d.delta, EPS) if d.delta != float("inf") else ceiling for d in self.layers]
         colors = ["tab:red" if n == self.culprit else "tab:blue" for n in names]
         fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 2), 3.2))
         ax.bar(range(len(names)), deltas, color=colors)

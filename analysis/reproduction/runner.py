@@ -69,20 +69,21 @@ class CaseEntry:
         return f"malformed metadata: {'; '.join(problems)}" if problems else None
 
 
-def _entries_from_module(module: Any, name: str) -> list[CaseEntry]:
+def _entries_from_module(module: Any, name: str, short: str) -> list[CaseEntry]:
     classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
                if issubclass(c, ReproCase) and c is not ReproCase and c.__module__ == module.__name__]
     if not classes:
-        return [CaseEntry(name.rsplit(".", 1)[-1], name, load_error="module defines no case")]
+        return [CaseEntry(short, name, load_error="module defines no case")]
     entries = []
     for cls in classes:
         meta = getattr(cls, "meta", None)
-        entries.append(CaseEntry(meta.id if meta else cls.__name__, name, cls))
+        fallback = getattr(cls, "meta_id", "") or short
+        entries.append(CaseEntry(meta.id if meta else fallback, name, cls))
     return entries
 
 
 def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
-    short = module_name.rsplit(".", 1)[-1]
+    short = path.stem if path is not None else module_name.rsplit(".", 1)[-1]
     try:
         if path is None:
             module = importlib.import_module(module_name)
@@ -93,7 +94,7 @@ def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
             spec.loader.exec_module(module)
     except Exception as exc:  # a broken case file must not stop the others
         return [CaseEntry(short, module_name, load_error=f"import failed: {type(exc).__name__}: {exc}")]
-    return _entries_from_module(module, module_name)
+    return _entries_from_module(module, module_name, short)
 
 
 def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
