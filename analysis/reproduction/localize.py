@@ -11,6 +11,7 @@ between modules are accounted for.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ class LayerRecord:
 
     output: Any
     inputs: list[Any]
+    note: str = ""
 
 
 @dataclass
@@ -88,31 +90,45 @@ def _tensors(value: Any) -> list[Any]:
 def capture(model: Any, *args: Any, **kwargs: Any) -> dict[str, LayerRecord]:
     """Run ``model`` once and return each leaf module's inputs and output, in execution order.
 
-    Outputs are detached copies: a later in-place operation (ReLU(inplace=True)) would
-    otherwise rewrite what was recorded. An input that is the very tensor a recorded module
-    produced is stored as a reference to that module's name instead of a second copy.
+    Outputs are kept by reference (no copy), except right before an in-place module
+    (``inplace=True``, e.g. ReLU) consumes one: then the recorded output is cloned first, so the
+    record shows the value the producer returned. An input that is the very tensor a recorded
+    module produced is stored as that module's name instead of a second copy. Anything else
+    rewritten in place later (``x += y`` in a forward) is flagged in the record's note.
     """
     import torch
 
     records: dict[str, LayerRecord] = {}
     produced: dict[int, str] = {}
+    versions: dict[str, list[int]] = {}
     keep: list[Any] = []  # keeps produced tensors alive so their ids stay unique during the pass
     handles = []
 
+    def snapshot_before_inplace(module: Any, inputs: Any) -> None:
+        for t in _tensors(inputs):
+            name = produced.get(id(t))
+            if name is not None and name in versions:
+                rec = records[name]
+                rec.output = [o.clone() for o in rec.output] if isinstance(rec.output, list) else rec.output.clone()
+                del versions[name]  # a private copy now: later writes cannot reach it
+
     def hook(name: str):
         def fn(module: Any, inputs: Any, output: Any) -> None:
-            ins = [produced.get(id(t)) or t.detach().clone() for t in _tensors(inputs)]
+            ins = [produced.get(id(t)) or t.detach() for t in _tensors(inputs)]
             outs = _tensors(output)
             for t in outs:
                 produced[id(t)] = name
             keep.extend(outs)
-            out = outs[0].detach().clone() if len(outs) == 1 else [t.detach().clone() for t in outs]
-            records[name] = LayerRecord(out, ins)
+            detached = [t.detach() for t in outs]
+            records[name] = LayerRecord(detached[0] if len(detached) == 1 else detached, ins)
+            versions[name] = [t._version for t in outs]
 
         return fn
 
     for name, module in model.named_modules():
         if name and not any(True for _ in module.children()):
+            if getattr(module, "inplace", False):
+                handles.append(module.register_forward_pre_hook(snapshot_before_inplace))
             handles.append(module.register_forward_hook(hook(name)))
     try:
         with torch.no_grad():
@@ -120,22 +136,31 @@ def capture(model: Any, *args: Any, **kwargs: Any) -> dict[str, LayerRecord]:
     finally:
         for h in handles:
             h.remove()
+    for name, seen in versions.items():
+        out = records[name].output
+        if [t._version for t in (out if isinstance(out, list) else [out])] != seen:
+            records[name].note = "rewritten in place after this layer; compared as left at the end of the pass"
     return records
 
 
 def _delta(a: Any, b: Any) -> tuple[float, str]:
-    import torch
-
+    """Mean absolute difference (float64 accumulation); inf for a shape mismatch or NaN/Inf."""
     if isinstance(a, list) or isinstance(b, list):
         pairs = list(zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]))
         values = [_delta(x, y) for x, y in pairs]
         return max(v for v, _ in values), "; ".join(n for _, n in values if n)
     if a.shape != b.shape:
         return float("inf"), f"shape {tuple(a.shape)} vs {tuple(b.shape)}"
-    diff = (a.double() - b.double()).abs()
-    if not torch.isfinite(diff).all():
+    if a.dtype != b.dtype or not a.dtype.is_floating_point:
+        a, b = a.double(), b.double()
+    if a.numel() == 0:
+        return 0.0, ""
+    import torch
+
+    value = float((a - b).abs_().sum(dtype=torch.float64)) / a.numel()
+    if not math.isfinite(value):
         return float("inf"), "non-finite values"
-    return float(diff.mean()), ""
+    return value, ""
 
 
 def _resolve(records: dict[str, LayerRecord], value: Any) -> Any:

@@ -55,6 +55,7 @@ class Head(nn.Module):
     reference="the PyTorch model run eagerly on the same deployment-size input",
     reference_kind="onnx",
     requires=("onnx", "onnxruntime"),
+    versions={"torch": ">=2.5"},  # torch.onnx.export(dynamo=False): the TorchScript tracer is chosen explicitly
     defect_class="export parity (trace-time constants)",
 )
 class OnnxTraceConstant(ReproCase):
