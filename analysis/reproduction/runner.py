@@ -18,7 +18,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from analysis.reproduction.case import (
     ReproCase,
     SkipCase,
 )
+from analysis.reproduction.parity import versions
 from reeng.errors import ReengError
 
 SELECT_KEYS = (*LABEL_DIMENSIONS, "id", "issue", "reference_kind")
@@ -187,16 +187,6 @@ def parse_dtypes(spec: str) -> tuple[str, ...]:
     return dtypes
 
 
-def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "absent"
-    return found
-
-
 def _skip_reason(meta: Any, device: str) -> str | None:
     from packaging.specifiers import SpecifierSet
 
@@ -206,7 +196,7 @@ def _skip_reason(meta: Any, device: str) -> str | None:
     if meta.needs_cuda and device != "cuda":
         return f"needs CUDA (device resolved to {device})"
     for dist, spec in meta.versions.items():
-        have = installed_versions((dist,))[dist]
+        have = versions(dist)[dist]
         if have == "absent" or have not in SpecifierSet(spec, prereleases=True):
             return f"reproduces on {dist}{spec}; installed: {have}"
     return None
@@ -239,7 +229,7 @@ def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[s
         "verdict": "error",
         "figures": [],
         "seconds": 0.0,
-        "versions": installed_versions((*CORE_DISTRIBUTIONS, *requires)),
+        "versions": versions(*CORE_DISTRIBUTIONS, *requires),
     }
     detail: dict[str, Any] = {"reason": None, "buggy": None, "fixed": None}
     problem = entry.problem()
@@ -302,4 +292,4 @@ def run_cases(
             bar.advance(task)
     return {"results": results, "details": details,
             "run": {"device": resolved, "dtypes": list(dtypes), "repeat": repeat,
-                    "versions": installed_versions(("torch", "numpy", "onnx", "onnxruntime"))}}
+                    "versions": versions("torch", "numpy", "onnx", "onnxruntime")}}
