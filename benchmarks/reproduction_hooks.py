@@ -1,7 +1,7 @@
 """Benchmark: layer localization (hook capture in both models + per-layer comparison) against
 plain forward passes of the same two models, side by side. Goal: ratio ≤ 2.
 
-Run: PYTHONPATH=. python benchmarks/reproduction_hooks.py [--size 160] [--batch 4] [--rounds 9]
+Run: PYTHONPATH=. python benchmarks/reproduction_hooks.py [--size 160] [--batch 4] [--rounds 9] [--threads 1]
 """
 
 from __future__ import annotations
@@ -31,18 +31,19 @@ def model() -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)).eval()
 
 
-def interleaved(fns: dict, rounds: int) -> dict[str, float]:
-    """Median seconds per function, timed in alternation so that load from other processes on
-    a shared machine hits every contender alike."""
+def interleaved(fns: dict, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per function, timed in alternation so that load from other
+    processes on a shared machine hits every contender alike; CPU time of this process is the
+    steadier of the two there."""
     for fn in fns.values():
         fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least noise on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ref, cand = model(), model()
     cand.load_state_dict(ref.state_dict())
@@ -68,13 +71,16 @@ def main() -> None:
         "compare": lambda: localize(*caps),
         "full": lambda: localize_models(ref, cand, x),
     }, args.rounds)
-    plain_s, capture_s, compare_s, full_s = (medians[k] for k in ("plain", "capture", "compare", "full"))
     n_layers = len(caps[0])
-    print(f"model: {n_layers} leaf modules, input {tuple(x.shape)}, threads {torch.get_num_threads()}")
-    print(f"plain forward of both models     {plain_s * 1000:8.1f} ms")
-    print(f"hook capture of both models      {capture_s * 1000:8.1f} ms  ({capture_s / plain_s:.2f}x)")
-    print(f"comparison of the captures       {compare_s * 1000:8.1f} ms")
-    print(f"capture + comparison (localize)  {full_s * 1000:8.1f} ms  ratio {full_s / plain_s:.2f}x (goal <= 2)")
+    print(f"model: {n_layers} leaf modules, input {tuple(x.shape)}, threads {torch.get_num_threads()}, "
+          f"median of {args.rounds} interleaved rounds (wall / CPU)")
+    plain = medians["plain"]
+    for key, label in (("plain", "plain forward of both models"), ("capture", "hook capture of both models"),
+                       ("compare", "comparison of the captures"), ("full", "capture + comparison (localize)")):
+        wall, cpu = medians[key]
+        print(f"{label:<34} {wall * 1000:8.1f} ms / {cpu * 1000:8.1f} ms   "
+              f"ratio {wall / plain[0]:.2f}x / {cpu / plain[1]:.2f}x")
+    print("goal: capture + comparison <= 2x plain")
 
 
 if __name__ == "__main__":
