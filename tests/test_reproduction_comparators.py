@@ -93,3 +93,10 @@ def test_metric_check():
     assert metric_check(0.50, 0.505, 0.01).agrees
     result = metric_check(0.40, 0.50, 0.01, "mAP")
     assert not result.agrees and result.figures["delta"] == pytest.approx(-0.1)
+
+
+def test_accuracy_from_logits():
+    from analysis.reproduction.comparators import accuracy
+
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert accuracy(logits, [1, 0, 0]) == pytest.approx(2 / 3)

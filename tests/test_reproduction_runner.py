@@ -56,6 +56,16 @@ class BadLabels(ReproCase):
 class MissingField(ReproCase):
     pass
 ''',
+    "unmatched_layers": '''
+@case(id="unmatched_layers", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
+class UnmatchedLayers(ReproCase):
+    def reference(self, ctx, inputs): return torch.ones(3)
+    def buggy(self, ctx, inputs):
+        from analysis.reproduction.localize import localize_models
+        net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        localize_models(net, net, torch.ones(1, 3), mapping={"0": "0"}, strict=True)
+    def fixed(self, ctx, inputs): return torch.ones(3)
+''',
     "cuda_only": '''
 @case(id="cuda_only", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation",
       needs_cuda=True)
@@ -131,6 +141,12 @@ def test_malformed_metadata_is_an_error_with_the_reason(report):
     assert row["verdict"] == "error" and "metadata field issues missing" in detail["reason"]
     row, detail = _row(report, "syntax_error")
     assert row["verdict"] == "error" and detail["reason"].startswith("import failed: SyntaxError")
+
+
+def test_a_mapping_that_leaves_layers_unmatched_is_an_error(report):
+    row, detail = _row(report, "unmatched_layers")
+    assert row["verdict"] == "error"
+    assert "leaves 1 reference layer(s) unmatched: 1" in detail["reason"]
 
 
 def test_skip_paths_on_cpu(report):

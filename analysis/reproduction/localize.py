@@ -172,9 +172,12 @@ def localize(
     candidate: dict[str, LayerRecord],
     mapping: dict[str, str] | None = None,
     atol: float = 1e-5,
+    strict: bool = False,
 ) -> Localization:
     """Compare two captures layer by layer; ``mapping`` maps reference names to candidate names
-    (default: identical names). Layers left unmatched on either side are listed, not guessed."""
+    (default: identical names). Layers left unmatched on either side are listed, not guessed;
+    with ``strict`` an unmatched reference layer is an error naming them (a case then ends in
+    verdict ``error`` with that reason)."""
     mapping = mapping or {name: name for name in reference if name in candidate}
     inverse = {v: k for k, v in mapping.items()}
     deltas: dict[str, float] = {}
@@ -198,15 +201,21 @@ def localize(
     culprit = next((d.name for d in layers if d.delta > atol and d.delta_in <= atol), None)
     if culprit is None and any(d.delta > atol for d in layers):
         culprit = max((d for d in layers if d.delta > atol), key=lambda d: d.rise).name
-    return Localization(
+    found = Localization(
         layers=layers,
         culprit=culprit,
         unmatched_reference=[n for n in reference if mapping.get(n) not in candidate],
         unmatched_candidate=[n for n in candidate if n not in inverse],
     )
+    if strict and found.unmatched_reference:
+        from reeng.errors import ReengError
+
+        raise ReengError(f"layer mapping leaves {len(found.unmatched_reference)} reference layer(s) unmatched: "
+                         + ", ".join(found.unmatched_reference[:5]))
+    return found
 
 
 def localize_models(reference_model: Any, candidate_model: Any, *args: Any, mapping: dict[str, str] | None = None,
-                    atol: float = 1e-5) -> Localization:
+                    atol: float = 1e-5, strict: bool = False) -> Localization:
     """Capture both models on the same inputs and localize the first diverging module."""
-    return localize(capture(reference_model, *args), capture(candidate_model, *args), mapping, atol)
+    return localize(capture(reference_model, *args), capture(candidate_model, *args), mapping, atol, strict)
