@@ -175,6 +175,10 @@ def test_select_filters_and_groups():
                         for e in both)
     with pytest.raises(ReengError, match="unknown key 'colour'"):
         parse_select("colour=red")
+    with pytest.raises(ReengError, match="unknown stage trainig"):
+        parse_select("stage=trainig")
+    with pytest.raises(ReengError, match="expected key=value"):
+        parse_select("stage")
     with pytest.raises(ReengError, match="unknown case"):
         select(entries, ["no_such_case"], {})
 

@@ -125,7 +125,15 @@ def parse_select(expr: str | None) -> dict[str, set[str]]:
             raise ReengError(f"--select {part!r}: expected key=value")
         if key not in SELECT_KEYS:
             raise ReengError(f"--select: unknown key {key!r} (known: {', '.join(SELECT_KEYS)})")
-        filters.setdefault(key, set()).update(v.strip() for v in value.split("|"))
+        values = {v.strip() for v in value.split("|")}
+        if key in LABEL_DIMENSIONS:
+            from taxonomy.model import load_taxonomy
+
+            ids = load_taxonomy().dimension(key).ids
+            bad = sorted(v for v in values if v not in ids)
+            if bad:  # a misspelt category would otherwise select nothing, silently
+                raise ReengError(f"--select: unknown {key} {', '.join(bad)} (known: {', '.join(ids)})")
+        filters.setdefault(key, set()).update(values)
     return filters
 
 
@@ -159,12 +167,12 @@ def matches(entry: CaseEntry, filters: dict[str, set[str]]) -> bool:
 
 
 def select(entries: list[CaseEntry], names: list[str], filters: dict[str, set[str]]) -> list[CaseEntry]:
+    """The entries named (all when none) that pass the filters; an unknown name is an error."""
     known = {e.id for e in entries}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ReengError(f"unknown case(s) {', '.join(unknown)} (see `reeng reproduce list`)")
-    chosen = [e for e in entries if (not names or e.id in names) and matches(e, filters)]
-    return chosen
+    return [e for e in entries if (not names or e.id in names) and matches(e, filters)]
 
 
 def resolve_device(device: str) -> str:

@@ -24,7 +24,6 @@ OUT_SIZE = (20, 28)
 
 def onnx_resize(mode: str, shape: tuple[int, ...]) -> bytes:
     """A one-node ONNX graph: bilinear Resize to OUT_SIZE with the given coordinate mode."""
-    import onnx
     from onnx import TensorProto, helper
 
     sizes = helper.make_tensor("sizes", TensorProto.INT64, [4], [shape[0], shape[1], *OUT_SIZE])
