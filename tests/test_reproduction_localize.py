@@ -67,3 +67,26 @@ def test_shape_difference_is_infinite_divergence(tmp_path):
     assert found.culprit == "a" and "shape" in found.layers[0].note
     path = found.plot(tmp_path / "loc.png")
     assert path.stat().st_size > 1000
+
+
+class _AddsInPlace(nn.Module):
+    """A forward that rewrites a recorded output with a functional in-place op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        y += 1
+        return self.b(y)
+
+
+def test_functional_inplace_rewrite_is_flagged():
+    torch.manual_seed(0)
+    model = _AddsInPlace()
+    rec = capture(model, torch.randn(2, 3))
+    assert "rewritten in place" in rec["a"].note
+    found = localize_models(model, model, torch.randn(2, 3))
+    assert "rewritten in place" in found.layers[0].note

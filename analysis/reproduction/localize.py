@@ -197,7 +197,8 @@ def localize(
         delta_in = max(in_deltas, default=0.0)
         deltas[name] = delta
         rise = (delta - delta_in) / (delta_in + EPS) if delta != float("inf") else float("inf")
-        layers.append(LayerDivergence(name, cand_name, delta, delta_in, rise, note))
+        notes = "; ".join(n for n in (note, rec.note, other.note) if n)
+        layers.append(LayerDivergence(name, cand_name, delta, delta_in, rise, notes))
     culprit = next((d.name for d in layers if d.delta > atol and d.delta_in <= atol), None)
     if culprit is None and any(d.delta > atol for d in layers):
         culprit = max((d for d in layers if d.delta > atol), key=lambda d: d.rise).name
