@@ -1,0 +1,92 @@
+"""Layer localization names the module where divergence is introduced."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from analysis.reproduction.localize import capture, localize, localize_models
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(OrderedDict([("a", nn.Linear(6, 6)), ("relu", nn.ReLU(inplace=True)),
+                                      ("b", nn.Linear(6, 6)), ("c", nn.Linear(6, 3))]))
+
+
+def _pair() -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    ref = _net()
+    cand = _net()
+    cand.load_state_dict(ref.state_dict())
+    return ref, cand, torch.randn(5, 6)
+
+
+def test_identical_models_have_no_culprit():
+    ref, cand, x = _pair()
+    found = localize_models(ref, cand, x)
+    assert found.culprit is None
+    assert [d.name for d in found.layers] == ["a", "relu", "b", "c"]
+    assert all(d.delta == 0 for d in found.layers)
+
+
+def test_perturbed_layer_is_named_and_rise_follows_the_formula():
+    ref, cand, x = _pair()
+    with torch.no_grad():
+        cand.b.bias += 0.5
+    found = localize_models(ref, cand, x)
+    assert found.culprit == "b"
+    rows = {r["layer"]: r for r in found.table()}
+    assert rows["b"]["delta_in"] == 0.0 and rows["b"]["delta"] == pytest.approx(0.5)
+    c = rows["c"]
+    assert c["rise"] == pytest.approx((c["delta"] - c["delta_in"]) / (c["delta_in"] + 1e-7))
+    assert c["delta_in"] == pytest.approx(rows["b"]["delta"])
+
+
+def test_inplace_activation_does_not_corrupt_capture():
+    ref, _, x = _pair()
+    rec = capture(ref, x)
+    # "a" was recorded before ReLU(inplace) rewrote the tensor: it still has negatives
+    assert (rec["a"].output < 0).any()
+    assert (rec["relu"].output >= 0).all()
+
+
+def test_mapping_that_leaves_layers_unmatched_is_reported():
+    ref, cand, x = _pair()
+    found = localize(capture(ref, x), capture(cand, x), mapping={"a": "a", "c": "c"})
+    assert found.unmatched_reference == ["relu", "b"]
+    assert found.unmatched_candidate == ["relu", "b"]
+    assert [d.name for d in found.layers] == ["a", "c"]
+
+
+def test_shape_difference_is_infinite_divergence(tmp_path):
+    torch.manual_seed(0)
+    ref = nn.Sequential(OrderedDict([("a", nn.Linear(4, 4)), ("b", nn.Linear(4, 2))]))
+    cand = nn.Sequential(OrderedDict([("a", nn.Linear(4, 3)), ("b", nn.Linear(3, 2))]))
+    found = localize_models(ref, cand, torch.randn(2, 4))
+    assert found.culprit == "a" and "shape" in found.layers[0].note
+    path = found.plot(tmp_path / "loc.png")
+    assert path.stat().st_size > 1000
+
+
+class _AddsInPlace(nn.Module):
+    """A forward that rewrites a recorded output with a functional in-place op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        y += 1
+        return self.b(y)
+
+
+def test_functional_inplace_rewrite_is_flagged():
+    torch.manual_seed(0)
+    model = _AddsInPlace()
+    rec = capture(model, torch.randn(2, 3))
+    assert "rewritten in place" in rec["a"].note
+    found = localize_models(model, model, torch.randn(2, 3))
+    assert "rewritten in place" in found.layers[0].note
