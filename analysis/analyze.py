@@ -59,11 +59,13 @@ def analyze(
     command: str | None = None,
     formats: tuple[str, ...] = ("png", "pdf"),
     workers: int | None = None,
+    relative_to: Path | None = None,
 ) -> AnalysisResult:
     """Count, test, draw and report ``defects`` into ``out`` (optionally against ``compare``).
 
     ``extras`` maps the optional report inputs (``lint``, ``agreement``, ``gold_eval``,
-    ``reproduction``) to JSON files; absent ones become "not available" sections.
+    ``reproduction``) to JSON files; absent ones become "not available" sections. Input paths
+    under ``relative_to`` are shown relative to it (a study names files inside its own folder).
     """
     from analysis.figures import draw_all  # matplotlib only when figures are drawn
 
@@ -82,7 +84,7 @@ def analyze(
     if other is not None:
         inputs[f"compare ({labels[1]})"] = Path(other.source)
     inputs |= {key: path for key, path in extras.items()}
-    prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}")
+    prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}", relative_to)
     with staged_dir(out) as staging:
         write_tables(tables, tests, staging)
         if comparison is not None:

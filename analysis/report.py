@@ -60,13 +60,18 @@ def read_extra(key: str, path: Path | None) -> Extra:
     return Extra(title, str(path), data=data[top])
 
 
-def provenance(inputs: dict[str, Path | None], command: str, taxonomy: str) -> dict[str, Any]:
+def provenance(inputs: dict[str, Path | None], command: str, taxonomy: str, relative_to: Path | None = None) -> dict[str, Any]:
     """What a reader needs to re-create the report: inputs with SHA-256, versions, command, time."""
     import matplotlib
     import pandas
     import scipy
 
-    files = [{"role": role, "path": str(p), "sha256": sha256_file(Path(p)), "bytes": Path(p).stat().st_size}
+    def shown(path: Path) -> str:
+        if relative_to is not None and path.resolve().is_relative_to(relative_to.resolve()):
+            return path.resolve().relative_to(relative_to.resolve()).as_posix()
+        return str(path)
+
+    files = [{"role": role, "path": shown(Path(p)), "sha256": sha256_file(Path(p)), "bytes": Path(p).stat().st_size}
              for role, p in inputs.items() if p is not None and Path(p).is_file()]
     return {
         "inputs": files,
