@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export REENG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv browser clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/reeng study
 
-test: venv
+# The report test renders HTML in Debian's headless Chromium; install it when we can (root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: could not install chromium; the report screenshot test will be skipped"; \
+	  else echo "note: chromium missing and not installable here; the report screenshot test will be skipped"; fi; }
+
+test: venv browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:

@@ -37,7 +37,7 @@ def label_key(raw: str) -> str:
     Spreadsheets leave control characters (Excel writes a backspace as ``_x0008_``), odd
     dashes, repeated and trailing spaces; none of those should make a new category.
     """
-    text = raw.replace("_x0008_", "")
+    text = re.sub(r"\s+", " ", raw.replace("_x0008_", ""))
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
     text = text.replace("\u2013", "-").replace("\u2014", "-")
     return re.sub(r"\s+", " ", text).strip().casefold()

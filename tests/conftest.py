@@ -1,0 +1,44 @@
+"""Shared test fixtures: the research data folder and a way to run the CLI like a user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared research data (REENG_DATA_DIR); tests that need it skip without it."""
+    value = os.environ.get("REENG_DATA_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.skip("REENG_DATA_DIR is not set to the shared research data")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def jiang_dir(data_dir: Path) -> Path:
+    path = data_dir / "jiang2024-cv-reengineering"
+    if not path.is_dir():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def run_reeng(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m reeng ARGS`` in a subprocess, as a user would, with this checkout first on the path."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "reeng", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def reeng():
+    """The CLI runner as a fixture."""
+    return run_reeng
