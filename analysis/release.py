@@ -174,8 +174,9 @@ def label_table(defect_tables: list[Path], predictions: pd.DataFrame | None) -> 
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
     frame = pd.concat(parts, ignore_index=True)
-    frame["number"] = frame["number"].astype("int64")
-    frame["defect_index"] = frame["defect_index"].astype("Int64")
+    # CSV inputs arrive as text; Parquet and the store as numbers.
+    frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
+    frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
     owner_repo = frame["repo"].str.split("/", n=1, expand=True)
     frame["issue_url"] = "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
     frame["probability"] = frame["probability"].astype("float64")
