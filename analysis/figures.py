@@ -153,6 +153,7 @@ def marginals_figure(marginals: dict[str, Marginal], tax: Taxonomy, out_dir: Pat
             ax.set_yticks(y, [f"{_label(dim, cat)} ({n})" for cat, n in shares["count"].items()])
             ax.set_title(f"{dim.name} (n={int(shares['count'].sum())})")
             ax.set_xlim(0, 100)
+            ax.set_xticks([0, 50, 100])
         fig.text(0.5, 0.01, "share of defects (%), Wilson 95% interval", ha="center", va="bottom")
         return _save(fig, out_dir, "marginals", formats)
 
