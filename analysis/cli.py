@@ -89,7 +89,7 @@ def analyze_command(defects: Path, out: Path, compare: Path | None, labels: str,
 def release_group(ctx: click.Context, store: Path | None, defects: tuple[Path, ...], out: Path | None, title: str | None,
                   version: str, license_id: str, authors: tuple[str, ...], salt: str | None, salt_file: Path | None,
                   keep_identities: bool) -> None:
-    """Write a publishable dataset release (``reeng release validate DIR`` checks one)."""
+    """Write a publishable dataset release; `reeng release validate DIR` checks one."""
     if ctx.invoked_subcommand is not None:
         return
     if out is None:

@@ -49,6 +49,11 @@ def _label(dim: Dimension, cat_id: str) -> str:
     return dim.category(cat_id).name
 
 
+def _lower(name: str) -> str:
+    """Lower-case a dimension name for use mid-sentence, keeping acronyms ("DL root cause")."""
+    return name if name[:2].isupper() else name[:1].lower() + name[1:]
+
+
 CHAR_IN = 0.058  # width of one 7-pt character in inches, for margins sized to the labels
 
 
@@ -96,8 +101,8 @@ def stacked_bars(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple
             left += shares[col].to_numpy()
         ax.set_yticks(y, ylabels)
         ax.set_xlim(0, 100)
-        ax.set_xlabel(f"share of defects by {col_dim.name.lower()} (%)")
-        ax.set_title(f"{row_dim.name} by {col_dim.name.lower()}")
+        ax.set_xlabel(f"share of defects by {_lower(col_dim.name)} (%)")
+        ax.set_title(f"{row_dim.name} by {_lower(col_dim.name)}")
         ax.legend(ncol=legend_cols, loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.32 * len(counts) + 0.2)),
                   frameon=False, handlelength=1.6)
         return _save(fig, out_dir, f"{table.name}_bars", formats)
@@ -120,7 +125,7 @@ def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str,
         threshold = values.max() / 2
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
-        ax.set_title(f"{row_dim.name} x {col_dim.name.lower()} (defect counts)")
+        ax.set_title(f"{row_dim.name} x {_lower(col_dim.name)} (defect counts)")
         ax.spines[:].set_visible(False)
         fig.colorbar(image, ax=ax, fraction=0.06, pad=0.03)
         return _save(fig, out_dir, f"{table.name}_heatmap", formats)

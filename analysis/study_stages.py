@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
+from reeng.errors import ReengError
 from reeng.study import StudyContext
 
 REPORT_INPUTS = ("lint", "agreement", "gold_eval", "reproduction")
+
+
+def _defects(ctx: StudyContext, stage: str) -> Path:
+    """The gold stage's defect table, which both stages start from."""
+    if "defects" not in ctx.artifacts:
+        raise ReengError(f"the {stage} stage needs the defect table of the gold stage: run it with --stage gold")
+    return ctx.artifacts["defects"]
 
 
 def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
@@ -22,7 +32,7 @@ def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
     cfg = ctx.section("analysis")
     machine = ctx.artifacts.get("machine_defects")
     result = analyze(
-        ctx.artifacts["defects"],
+        _defects(ctx, "analysis"),
         ctx.out / "report",
         compare=machine,
         labels=("human", "machine"),
@@ -53,7 +63,7 @@ def release_stage(ctx: StudyContext) -> dict[str, Any]:
             setattr(options, key, str(cfg[key]))
     if cfg.get("authors"):
         options.authors = tuple(cfg["authors"])
-    tables = [ctx.artifacts["defects"]] + ([ctx.artifacts["machine_defects"]] if cfg.get("include_machine_defects") and ctx.artifacts.get("machine_defects") else [])
+    tables = [_defects(ctx, "release")] + ([ctx.artifacts["machine_defects"]] if cfg.get("include_machine_defects") and ctx.artifacts.get("machine_defects") else [])
     summary = write_release(ctx.out / "release", store=ctx.artifacts.get("store"), defects=tables, options=options)
     ctx.artifacts["release"] = summary.out
     lines = [", ".join(f"{n}: {rows} rows" for n, rows in summary.rows.items())]

@@ -142,3 +142,15 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert share_near(colour, tol=10) > 0.001, "the figures' category colours are not on screen"
     assert share_near("#fff4d6") > 0.0005, "the no-data sections are not rendered"
     assert len(np.unique(pixels[::7], axis=0)) > 200
+
+
+def test_category_colours_stay_distinct_in_greyscale():
+    """Each dimension's categories get strictly increasing grey levels, so print in black and white keeps them apart."""
+    from matplotlib.colors import to_rgb
+
+    for dim in load_taxonomy().dimensions:
+        labels = [c.id for c in dim.categories if c.origin != "bucket"]
+        greys = [np.dot(to_rgb(category_style(dim, c)[0]), [0.299, 0.587, 0.114]) for c in labels]
+        assert all(b > a for a, b in zip(greys, greys[1:])), dim.id
+        hatches = [category_style(dim, c)[1] for c in labels]
+        assert all(a != b for a, b in zip(hatches, hatches[1:])), dim.id

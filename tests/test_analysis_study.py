@@ -74,3 +74,12 @@ def test_release_stage_without_store_releases_defects_only(tmp_path, monkeypatch
     ctx = StudyContext(config={}, out=tmp_path / "study", config_dir=tmp_path, artifacts={"defects": tmp_path / "defects.parquet"})
     assert set(release_stage(ctx)["rows"]) == {"defect_labels"}
     assert validate_release(Path(ctx.artifacts["release"])) == []
+
+
+def test_stages_without_the_gold_table_say_what_to_run(tmp_path):
+    from reeng.errors import ReengError
+
+    ctx = StudyContext(config={}, out=tmp_path, config_dir=tmp_path)
+    for stage in (analysis_stage, release_stage):
+        with pytest.raises(ReengError, match="--stage gold"):
+            stage(ctx)
