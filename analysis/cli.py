@@ -81,13 +81,14 @@ def analyze_command(defects: Path, out: Path, compare: Path | None, labels: str,
 @click.option("--version", "version", default="1.0.0", show_default=True, help="Dataset version.")
 @click.option("--license", "license_id", default="CC-BY-4.0", show_default=True, help="SPDX license id for the labels.")
 @click.option("--author", "authors", multiple=True, help="Dataset author (repeatable).")
+@click.option("--url", help="The dataset's home page (written to the descriptors).")
 @click.option("--salt", envvar="REENG_RELEASE_SALT", help="Secret salt for pseudonyms (else --salt-file).")
 @click.option("--salt-file", type=click.Path(path_type=Path),
               help="Private file holding the salt, created if absent (default: ~/.cache/reeng/release-salt).")
 @click.option("--keep-identities", is_flag=True, help="Keep logins, e-mails and @mentions (no pseudonyms).")
 @click.pass_context
 def release_group(ctx: click.Context, store: Path | None, defects: tuple[Path, ...], out: Path | None, title: str | None,
-                  version: str, license_id: str, authors: tuple[str, ...], salt: str | None, salt_file: Path | None,
+                  version: str, license_id: str, authors: tuple[str, ...], url: str | None, salt: str | None, salt_file: Path | None,
                   keep_identities: bool) -> None:
     """Write a publishable dataset release; `reeng release validate DIR` checks one."""
     if ctx.invoked_subcommand is not None:
@@ -96,7 +97,7 @@ def release_group(ctx: click.Context, store: Path | None, defects: tuple[Path, .
         raise ReengError("--out: name the release folder")
     from analysis.release import ReleaseOptions, write_release
 
-    options = ReleaseOptions(version=version, license=license_id, keep_identities=keep_identities,
+    options = ReleaseOptions(version=version, license=license_id, url=url, keep_identities=keep_identities,
                              salt=salt, salt_file=salt_file)
     if title:
         options.title = title

@@ -70,6 +70,7 @@ class ReleaseOptions:
     authors: tuple[str, ...] = ("reeng contributors",)
     description: str = ("Issue threads and labeled defects from the reengineering of computer-vision "
                         "deep-learning models, following the taxonomy of Jiang et al. (EMSE 2024).")
+    url: str | None = None  # the dataset's home page, when it has one
     keep_identities: bool = False
     salt: str | None = None
     salt_file: Path | None = None
@@ -239,6 +240,7 @@ def data_package(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOp
         "name": "reeng-release", "title": options.title, "version": options.version, "description": options.description,
         "licenses": [{"name": options.license, "path": f"https://spdx.org/licenses/{options.license}.html"}],
         "contributors": [{"title": a, "role": "author"} for a in options.authors],
+        **({"homepage": options.url} if options.url else {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resources": resources,
         "citation": f"{', '.join(options.authors)}. {options.title} (version {options.version}). Built with reeng {__version__}.",
         "reeng": {"pseudonymised": pseudonymised, "tool": f"reeng {__version__}", "taxonomy": _taxonomy_id()},
@@ -268,7 +270,7 @@ def croissant(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptio
         records.append(mlc.RecordSet(id=name, name=name, fields=fields))
     metadata = mlc.Metadata(
         name=options.title, description=options.description, version=options.version,
-        license=[f"https://spdx.org/licenses/{options.license}.html"], url="https://github.com/",
+        license=[f"https://spdx.org/licenses/{options.license}.html"], url=options.url,
         cite_as=f"{', '.join(options.authors)}. {options.title} (version {options.version}).",
         date_published=date.today().isoformat(), distribution=files, record_sets=records,
     )

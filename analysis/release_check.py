@@ -143,7 +143,15 @@ def check_croissant(root: Path) -> list[str]:
     names = {r.name for r in dataset.metadata.record_sets}
     package = json.loads((root / "datapackage.json").read_text(encoding="utf-8"))
     expected = {r["name"] for r in package.get("resources", [])}
-    return [] if names == expected else [f"croissant.json: record sets {sorted(names)} differ from resources {sorted(expected)}"]
+    if names != expected:
+        return [f"croissant.json: record sets {sorted(names)} differ from resources {sorted(expected)}"]
+    problems = []
+    for name in sorted(names):  # the first record proves the description reads its file
+        try:
+            next(iter(dataset.records(name)), None)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"croissant.json: record set {name} does not load ({str(exc).splitlines()[0][:200]})")
+    return problems
 
 
 def validate_release(root: Path) -> list[str]:
