@@ -11,7 +11,6 @@ it), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets f
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -57,6 +56,7 @@ DEFECT_LABEL_COLUMNS: dict[str, str] = {
     "probability": "model probability of the label (0-1) for model labels",
 }
 STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
+OPTIONAL_STORE_TABLES = ("repositories", "predictions")
 PRIVATE_COLUMNS = {"etag"}  # fetch bookkeeping with no research value
 
 
@@ -87,25 +87,26 @@ class ReleaseSummary:
 # --- reading the inputs -----------------------------------------------------------------------
 
 def read_store(path: Path) -> dict[str, pd.DataFrame]:
-    """The store's issues, comments and (when the classifier wrote any) predictions."""
-    if not path.is_file():
-        raise ReengError(f"{path}: no such store")
+    """The store's issues, comments, repositories and (when the classifier wrote any) predictions.
+
+    Opened through the miner's :func:`miner.store.open_store`, so a file that is not a store, or
+    a store of another schema version, fails with the miner's message.
+    """
+    from miner.store import open_store
+
+    con = open_store(path, create=False)
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        raise ReengError(f"{path}: not a SQLite store ({exc})") from None
-    try:
-        missing = [t for t in STORE_TABLES if t not in present]
-        if missing:
-            raise ReengError(f"{path}: store has no {' or '.join(missing)} table")
-        tables = {t: pd.read_sql_query(f"SELECT * FROM {t}", con) for t in (*STORE_TABLES, "predictions") if t in present}
+        names = [t for t in (*STORE_TABLES, *OPTIONAL_STORE_TABLES) if t in present]
+        tables = {t: pd.read_sql_query(f"SELECT * FROM {t}", con) for t in names}
     finally:
         con.close()
     for name, key in STORE_TABLES.items():
         absent = [c for c in (*key, "author", "body") if c not in tables[name].columns]
         if absent:
             raise ReengError(f"{path}: table {name} lacks column(s) {', '.join(absent)}")
+    if "repositories" in tables and tables["repositories"].empty:
+        del tables["repositories"]
     return tables
 
 
@@ -222,7 +223,7 @@ def _descriptions(name: str) -> dict[str, str]:
 
 def data_package(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptions, pseudonymised: bool) -> dict[str, Any]:
     """The Frictionless Data Package descriptor of the CSV tables (Parquet twins are listed as extra files)."""
-    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"]}
+    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"]}
     resources = []
     for name, frame in tables.items():
         csv = root / "data" / f"{name}.csv"
@@ -323,7 +324,7 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path] |
     store_tables = read_store(store) if store is not None else {}
     predictions = store_tables.pop("predictions", None)
     tables: dict[str, pd.DataFrame] = {}
-    for name in STORE_TABLES:
+    for name in (*STORE_TABLES, "repositories"):
         if name in store_tables:
             tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
     tables["defect_labels"] = label_table(defects, predictions)

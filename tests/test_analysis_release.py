@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -20,35 +19,35 @@ LOGINS = ("alice-dev", "Bob42")
 
 
 def make_store(path: Path) -> Path:
-    """A store with the miner's documented columns: two issues, two comments, two predictions."""
-    con = sqlite3.connect(path)
-    con.executescript("""
-        CREATE TABLE issues(repo TEXT, number INTEGER, title TEXT, body TEXT, state TEXT, author TEXT, labels TEXT,
-            created_at TEXT, updated_at TEXT, closed_at TEXT, comments_count INTEGER, reactions TEXT, url TEXT,
-            source TEXT, fetched_at TEXT, etag TEXT, PRIMARY KEY(repo, number));
-        CREATE TABLE comments(repo TEXT, issue_number INTEGER, comment_id INTEGER, author TEXT, body TEXT,
-            created_at TEXT, updated_at TEXT, source TEXT, fetched_at TEXT, etag TEXT,
-            PRIMARY KEY(repo, issue_number, comment_id));
-        CREATE TABLE predictions(repo TEXT, number INTEGER, dimension TEXT, label TEXT, probability REAL, model TEXT,
-            model_version TEXT, evidence TEXT, created_at TEXT);
-    """)
-    issue = ("owner0/model0", 7, "Crash when @alice-dev loads weights", "Contact alice@example.org\n```\n@torch.no_grad()\n```",
-             "closed", "alice-dev", '["bug"]', "2021-01-01T00:00:00Z", "2021-01-03T00:00:00Z", "2021-01-03T00:00:00Z", 1,
-             '{"+1": 1}', "https://github.com/owner0/model0/issues/7", "api", "2024-05-01T00:00:00Z", 'W/"e1"')
-    con.execute("INSERT INTO issues VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", issue)
-    con.execute("INSERT INTO issues VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                ("owner1/model1", 3, "Accuracy lower", "no personal data", "open", None, "[]", "2021-02-01T00:00:00Z",
-                 None, None, 1, "{}", "https://github.com/owner1/model1/issues/3", "api", "2024-05-01T00:00:00Z", None))
-    con.executemany("INSERT INTO comments VALUES (?,?,?,?,?,?,?,?,?,?)", [
-        ("owner0/model0", 7, 11, "Bob42", "thanks @Alice-Dev, mail bob@corp.io", "2021-01-02T00:00:00Z", None, "api", "2024-05-01T00:00:00Z", "x"),
-        ("owner1/model1", 3, 12, "alice-dev", "see `@property` and @Bob42", "2021-02-02T00:00:00Z", None, "api", "2024-05-01T00:00:00Z", "y"),
-    ])
-    con.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?)", [
-        ("owner0/model0", 7, "stage", "environment", 0.93, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
-        ("owner1/model1", 3, "manifestation", "Reproducibility defect", 0.58, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
-    ])
-    con.commit()
-    con.close()
+    """A store made with the miner's API: two threads, a repository, and the classifier's predictions table."""
+    from miner.store import open_store, save_thread, transaction, upsert_repository
+
+    conn = open_store(path)
+    save_thread(conn, {
+        "repo": "owner0/model0", "number": 7, "title": "Crash when @alice-dev loads weights",
+        "body": "Contact alice@example.org\n```\n@torch.no_grad()\n```", "state": "closed", "author": "alice-dev",
+        "labels": ["bug"], "created_at": "2021-01-01T00:00:00Z", "updated_at": "2021-01-03T00:00:00Z",
+        "closed_at": "2021-01-03T00:00:00Z", "comments_count": 1, "reactions": {"+1": 1},
+        "url": "https://github.com/owner0/model0/issues/7",
+        "comments": [{"comment_id": 11, "author": "Bob42", "body": "thanks @Alice-Dev, mail bob@corp.io",
+                      "created_at": "2021-01-02T00:00:00Z"}],
+    }, source="api", fetched_at="2024-05-01T00:00:00Z", etag='W/"e1"')
+    save_thread(conn, {
+        "repo": "owner1/model1", "number": 3, "title": "Accuracy lower", "body": "no personal data", "state": "open",
+        "author": None, "created_at": "2021-02-01T00:00:00Z", "comments_count": 1,
+        "url": "https://github.com/owner1/model1/issues/3",
+        "comments": [{"comment_id": 12, "author": "alice-dev", "body": "see `@property` and @Bob42",
+                      "created_at": "2021-02-02T00:00:00Z"}],
+    }, source="api", fetched_at="2024-05-01T00:00:00Z")
+    with transaction(conn):
+        upsert_repository(conn, {"repo": "owner0/model0", "stars": 12, "repo_type": "solo", "source": "api"})
+        conn.execute("""CREATE TABLE predictions(repo TEXT, number INTEGER, dimension TEXT, label TEXT, probability REAL,
+                        model TEXT, model_version TEXT, evidence TEXT, created_at TEXT)""")
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?)", [
+            ("owner0/model0", 7, "stage", "environment", 0.93, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+            ("owner1/model1", 3, "manifestation", "Reproducibility defect", 0.58, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+        ])
+    conn.close()
     return path
 
 
@@ -88,15 +87,16 @@ def test_release_contents_and_provenance(inputs):
     assert stored["defect_index"].isna().all()
     issues = pd.read_parquet(out / "data" / "issues.parquet")
     assert "etag" not in issues and list(issues["repo"]) == ["owner0/model0", "owner1/model1"]
+    assert pd.read_parquet(out / "data" / "repositories.parquet")["repo_type"].tolist() == ["solo"]
     package = json.loads((out / "datapackage.json").read_text())
-    assert {r["name"] for r in package["resources"]} == {"issues", "comments", "defect_labels"}
+    assert {r["name"] for r in package["resources"]} == {"issues", "comments", "repositories", "defect_labels"}
     assert package["licenses"][0]["name"] == "CC-BY-4.0" and package["citation"]
     assert "cff-version: 1.2.0" in (out / "CITATION.cff").read_text()
     readme = (out / "README.md").read_text()
     for heading in ("Motivation", "Composition", "Collection process", "Uses", "Distribution", "Maintenance"):
         assert f"\n## {heading}\n" in readme
     croissant = json.loads((out / "croissant.json").read_text())
-    assert {rs["name"] for rs in croissant["recordSet"]} == {"issues", "comments", "defect_labels"}
+    assert {rs["name"] for rs in croissant["recordSet"]} == {"issues", "comments", "repositories", "defect_labels"}
 
 
 def test_people_are_pseudonymised_everywhere(inputs):
@@ -183,7 +183,9 @@ def test_release_cli_and_bad_input(inputs, reeng):
     not_store = tmp_path / "plain.txt"
     not_store.write_text("hello")
     failed = reeng("release", "--store", str(not_store), "--out", str(tmp_path / "x"), "--salt", SALT)
-    assert failed.returncode == 2 and "not a SQLite store" in failed.stderr and not (tmp_path / "x").exists()
+    assert failed.returncode == 2 and "not a usable store" in failed.stderr and not (tmp_path / "x").exists()
+    missing = reeng("release", "--store", str(tmp_path / "nope.sqlite"), "--out", str(tmp_path / "y"), "--salt", SALT)
+    assert missing.returncode == 2 and "no such store" in missing.stderr and not (tmp_path / "nope.sqlite").exists()
 
 
 def test_scrub_text_rules():
