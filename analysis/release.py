@@ -152,8 +152,13 @@ def defect_labels(path: Path) -> pd.DataFrame:
 
 
 def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The classifier's issue-level predictions from a store, in the long defect-label form."""
+    """The classifier's issue-level predictions from a store, in the long defect-label form.
+
+    Abstentions (``label`` NULL: the classifier looked and was not confident) are not labels
+    and are left out.
+    """
     tax = load_taxonomy()
+    predictions = predictions[predictions["label"].notna()]
     bad = [(d, lab) for d, lab in predictions[["dimension", "label"]].drop_duplicates().itertuples(index=False)
            if d not in LABEL_DIMENSIONS or tax.dimension(d).lookup(str(lab)) is None]
     if bad:
@@ -163,7 +168,7 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
         "dimension": predictions["dimension"],
         "label": [tax.dimension(d).lookup(str(lab)) for d, lab in zip(predictions["dimension"], predictions["label"])],
         "provenance": "model", "source": "store", "rater": None,
-        "model": predictions["model"], "model_version": predictions["model_version"].astype(str),
+        "model": predictions["model"], "model_version": predictions["model_version"].astype("string"),
         "probability": pd.to_numeric(predictions["probability"], errors="coerce"),
     })
 

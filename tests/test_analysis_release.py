@@ -46,6 +46,7 @@ def make_store(path: Path) -> Path:
         conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?)", [
             ("owner0/model0", 7, "stage", "environment", 0.93, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
             ("owner1/model1", 3, "manifestation", "Reproducibility defect", 0.58, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+            ("owner1/model1", 3, "stage", None, None, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),  # an abstention
         ])
     conn.close()
     return path
@@ -83,6 +84,7 @@ def test_release_contents_and_provenance(inputs):
     from_table = model[model["source"] == "model"]
     assert len(from_table) == 10 and set(from_table["probability"]) == {0.75} and set(from_table["model_version"]) == {"0.3.1"}
     stored = model[model["source"] == "store"].set_index("dimension")
+    assert len(stored) == 2  # the abstention is not a label
     assert stored.loc["manifestation", "label"] == "reproducibility" and stored.loc["stage", "probability"] == 0.93
     assert stored["defect_index"].isna().all()
     issues = pd.read_parquet(out / "data" / "issues.parquet")
