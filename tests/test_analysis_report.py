@@ -68,6 +68,7 @@ def test_html_is_self_contained_and_complete(small_run):
     assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
     for text in ("Cramér's V", "Monte-Carlo p", "Wilson 95% interval", "Comparison: human vs machine",
                  "duplicate_rows", "0.180", "0.610", "yolo-anchor", "reproduced", "partial-entry",
+                 "2 cases. Verdicts: reproduced 1, unknown 1.",
                  "no data: no code_error column", "reeng analyze --defects human.csv"):
         assert text in html, text
     from reeng.datasets import sha256_file
