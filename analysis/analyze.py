@@ -34,7 +34,7 @@ class AnalysisResult:
 
 
 def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None:
-    """``tables.json``, ``stats.json`` and one CSV per table under ``tables/``."""
+    """``tables.json``, ``stats.json`` and CSVs under ``tables/``: counts, row shares with Wilson intervals, marginals, claims."""
     (out / "tables.json").write_text(json.dumps(tables.to_json(), indent=2), encoding="utf-8")
     stats = {name: test.to_dict() for name, test in tests.items()}
     (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
@@ -43,6 +43,7 @@ def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None
     for name, table in tables.cross.items():
         if table.counts is not None:
             table.counts.to_csv(csv_dir / f"{name}.csv")
+            table.row_share_intervals().to_csv(csv_dir / f"{name}_row_shares.csv", index=False)
     for dim_id, m in tables.marginals.items():
         m.shares().rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
     pd.DataFrame.from_dict(tables.claims, orient="index").rename_axis("claim").to_csv(csv_dir / "claims.csv")

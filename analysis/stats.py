@@ -17,6 +17,8 @@ import pandas as pd
 from scipy import stats
 from scipy.stats.contingency import association, expected_freq
 
+from analysis.tables import wilson_interval
+
 MONTE_CARLO_TABLES = 9999
 SEED = 20240307  # fixed so reports are reproducible byte for byte
 
@@ -88,15 +90,17 @@ def compare_counts(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame, lab
         flat_a, flat_b = a.stack(), b.stack()
     else:
         flat_a, flat_b = a, b
-    share_a = flat_a / max(int(flat_a.sum()), 1)
-    share_b = flat_b / max(int(flat_b.sum()), 1)
+    n_a, n_b = int(flat_a.sum()), int(flat_b.sum())
+    share_a, share_b = flat_a / max(n_a, 1), flat_b / max(n_b, 1)
+    ci_a, ci_b = wilson_interval(flat_a.to_numpy(), n_a), wilson_interval(flat_b.to_numpy(), n_b)
     cells = []
-    for key in flat_a.index:
+    for i, key in enumerate(flat_a.index):
         cells.append({
             "cell": list(key) if isinstance(key, tuple) else [key],
             label_a: int(flat_a[key]), label_b: int(flat_b[key]),
             f"share_{label_a}": float(share_a[key]), f"share_{label_b}": float(share_b[key]),
+            f"ci_{label_a}": [float(ci_a[0][i]), float(ci_a[1][i])], f"ci_{label_b}": [float(ci_b[0][i]), float(ci_b[1][i])],
             "difference_pp": round(100 * float(share_b[key] - share_a[key]), 2),
         })
     test = chi_square(np.vstack([flat_a.to_numpy(), flat_b.to_numpy()]))
-    return {"cells": cells, "n": {label_a: int(flat_a.sum()), label_b: int(flat_b.sum())}, "test": test.to_dict()}
+    return {"cells": cells, "n": {label_a: n_a, label_b: n_b}, "test": test.to_dict()}

@@ -164,6 +164,15 @@ class CrossTable:
         assert self.counts is not None
         return self.counts.div(self.counts.sum(axis=1), axis=0)
 
+    def row_share_intervals(self) -> pd.DataFrame:
+        """One line per cell: count, row total, the cell's share of its row and a Wilson 95% interval."""
+        assert self.counts is not None
+        long = self.counts.stack().rename("count").reset_index()
+        long["row_total"] = long[self.rows].map(self.counts.sum(axis=1))
+        long["share"] = long["count"] / long["row_total"]
+        long["ci_low"], long["ci_high"] = wilson_interval(long["count"].to_numpy(), long["row_total"].to_numpy())
+        return long
+
 
 def marginal(defects: Defects, dim_id: str) -> Marginal:
     values = defects.frame[dim_id]

@@ -120,3 +120,15 @@ def test_compare_identical_and_different_label_sets():
     cells = diff["marginals"]["stage"]["cells"]
     assert sum(c["difference_pp"] for c in cells) == pytest.approx(0, abs=0.05)
     assert {"study", "corpus", "share_study", "share_corpus"} <= set(cells[0])
+
+
+def test_every_cell_share_has_a_wilson_interval():
+    tables = compute_tables(prepare_defects(synthetic_defects(500, seed=7), "t"))
+    shares = tables.cross["stage_x_manifestation"].row_share_intervals()
+    assert (shares.groupby("stage")["share"].sum().round(9) == 1).all()
+    assert ((shares["ci_low"] <= shares["share"]) & (shares["share"] <= shares["ci_high"])).all()
+    row = shares.iloc[0]
+    ci = stats.binomtest(int(row["count"]), int(row["row_total"])).proportion_ci(method="wilson")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+    cell = compare_tables(tables, tables, "a", "b")["marginals"]["stage"]["cells"][0]
+    assert cell["ci_a"] == cell["ci_b"] and cell["ci_a"][0] < cell["share_a"] < cell["ci_a"][1]
