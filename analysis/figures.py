@@ -118,8 +118,9 @@ def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str,
     ylabels = [_label(row_dim, r) for r in counts.index]
     with plt.rc_context(STYLE):
         fig, ax = _figure(0.5 * len(xlabels) + 0.3, 0.3 * len(ylabels) + 0.1, CHAR_IN * max(map(len, ylabels)) + 0.15,
-                          CHAR_IN * 0.66 * max(map(len, xlabels)) + 0.2, right=0.8)
-        image = ax.imshow(values, cmap="Greys", aspect="auto", vmin=0, vmax=max(int(values.max()), 1))
+                          CHAR_IN * 0.66 * max(map(len, xlabels)) + 0.2, right=0.3)
+        # Every count is printed in its cell, so a colour bar would repeat them.
+        ax.imshow(values, cmap="Greys", aspect="auto", vmin=0, vmax=max(int(values.max()), 1))
         ax.set_xticks(range(len(xlabels)), xlabels, rotation=40, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(ylabels)), ylabels)
         threshold = values.max() / 2
@@ -127,7 +128,6 @@ def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str,
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
         ax.set_title(f"{row_dim.name} x {_lower(col_dim.name)} (defect counts)")
         ax.spines[:].set_visible(False)
-        fig.colorbar(image, ax=ax, fraction=0.06, pad=0.03)
         return _save(fig, out_dir, f"{table.name}_heatmap", formats)
 
 
