@@ -1,0 +1,99 @@
+"""One analysis run: a defect table in, tables, statistics, figures and a report out.
+
+Shared by ``reeng analyze``, the study's analysis stage, the notebooks and the benchmark, so
+all four produce the same files. Everything is written into a staging folder and moved into
+place at the end: an error leaves the previous output untouched and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.compare import compare_tables
+from analysis.report import EXTRAS, build_context, provenance, read_extra, render
+from analysis.stats import ChiSquare, chi_square
+from analysis.tables import Defects, Tables, compute_tables, load_defects
+from reeng.outputs import staged_dir
+
+
+@dataclass
+class AnalysisResult:
+    """What a run produced, for callers that go on (the study summary, notebooks)."""
+
+    out: Path
+    tables: Tables
+    tests: dict[str, ChiSquare]
+    comparison: dict[str, Any] | None
+    figures: dict[str, list[Path]]
+
+
+def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None:
+    """``tables.json``, ``stats.json`` and CSVs under ``tables/``: counts, row shares with Wilson intervals, marginals, claims."""
+    (out / "tables.json").write_text(json.dumps(tables.to_json(), indent=2), encoding="utf-8")
+    stats = {name: test.to_dict() for name, test in tests.items()}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    csv_dir = out / "tables"
+    csv_dir.mkdir()
+    for name, table in tables.cross.items():
+        if table.counts is not None:
+            table.counts.to_csv(csv_dir / f"{name}.csv")
+            table.row_share_intervals().to_csv(csv_dir / f"{name}_row_shares.csv", index=False)
+    for dim_id, m in tables.marginals.items():
+        m.shares().rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
+    pd.DataFrame.from_dict(tables.claims, orient="index").rename_axis("claim").to_csv(csv_dir / "claims.csv")
+
+
+def analyze(
+    defects: Path | Defects,
+    out: Path,
+    *,
+    compare: Path | Defects | None = None,
+    labels: tuple[str, str] = ("human", "machine"),
+    extras: dict[str, Path | None] | None = None,
+    title: str = "Defect analysis",
+    command: str | None = None,
+    formats: tuple[str, ...] = ("png", "pdf"),
+    workers: int | None = None,
+    relative_to: Path | None = None,
+) -> AnalysisResult:
+    """Count, test, draw and report ``defects`` into ``out`` (optionally against ``compare``).
+
+    ``extras`` maps the optional report inputs (``lint``, ``agreement``, ``gold_eval``,
+    ``reproduction``) to JSON files; absent ones become "not available" sections. Input paths
+    under ``relative_to`` are shown relative to it (a study names files inside its own folder).
+    """
+    from analysis.figures import draw_all  # matplotlib only when figures are drawn
+
+    extras = extras or {}
+    unknown = set(extras) - set(EXTRAS)
+    if unknown:
+        raise ValueError(f"unknown report inputs: {', '.join(sorted(unknown))}")
+    main = defects if isinstance(defects, Defects) else load_defects(defects)
+    other = None if compare is None else compare if isinstance(compare, Defects) else load_defects(compare, main.taxonomy)
+    tables = compute_tables(main)
+    tests = {name: chi_square(t.counts) for name, t in tables.cross.items() if t.counts is not None}
+    comparison = None
+    if other is not None:
+        comparison = compare_tables(tables, compute_tables(other), *labels)
+    inputs: dict[str, Path | None] = {"defects": Path(main.source)}
+    if other is not None:
+        inputs[f"compare ({labels[1]})"] = Path(other.source)
+    inputs |= {key: path for key, path in extras.items()}
+    prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}", relative_to)
+    with staged_dir(out) as staging:
+        write_tables(tables, tests, staging)
+        if comparison is not None:
+            (staging / "compare.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+        figures = draw_all(tables.cross, tables.marginals, main.taxonomy, staging / "figures", formats, workers)
+        report_extras = {key: read_extra(key, extras.get(key)) for key in EXTRAS}
+        context = build_context(tables, tests, figures, staging, prov, report_extras, comparison, title)
+        render(context, staging)
+        (staging / "provenance.json").write_text(json.dumps(prov, indent=2), encoding="utf-8")
+    figures = {name: [out / p.relative_to(staging) for p in paths] for name, paths in figures.items()}
+    return AnalysisResult(out, tables, tests, comparison, figures)

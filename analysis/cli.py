@@ -1,0 +1,129 @@
+"""Commands of the analysis layer: ``reeng analyze`` and ``reeng release``.
+
+Heavy libraries (pandas, scipy, matplotlib, frictionless) are imported inside the commands so
+``reeng --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from reeng.errors import ReengError
+
+EXTRA_OPTIONS = {
+    "lint": "Lint findings JSON (reeng gold lint --json) for the data-quality section.",
+    "agreement": "Rater agreement JSON (reeng agreement --json).",
+    "gold_eval": "The classifier's comparison with human labels (JSON with 'dimensions').",
+    "reproduction": "Reproduction results JSON (with 'results').",
+}
+
+
+def _command_line() -> str:
+    return "reeng " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _extra_option(key: str, help_text: str):
+    return click.option(f"--{key.replace('_', '-')}", key, type=click.Path(path_type=Path), help=help_text)
+
+
+def _with_extras(func):
+    for key, help_text in reversed(EXTRA_OPTIONS.items()):
+        func = _extra_option(key, help_text)(func)
+    return func
+
+
+@click.command("analyze")
+@click.option("--defects", "defects", required=True, type=click.Path(path_type=Path),
+              help="Defect table (CSV or Parquet, normalized schema).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--compare", "compare", type=click.Path(path_type=Path),
+              help="A second defect table to compare with (machine labels, another corpus).")
+@click.option("--labels", default="human,machine", show_default=True,
+              help="Names of the two sides of --compare, comma-separated.")
+@click.option("--title", default="Defect analysis", show_default=True, help="Report title.")
+@click.option("--formats", default="png,pdf", show_default=True, help="Figure formats (png first: the report embeds it).")
+@click.option("--json", "as_json", is_flag=True, help="Print tables.json to standard output.")
+@_with_extras
+def analyze_command(defects: Path, out: Path, compare: Path | None, labels: str, title: str, formats: str,
+                    as_json: bool, **extras: Path | None) -> None:
+    """Tables, statistics, figures and a report (HTML and Markdown) from a defect table."""
+    from analysis.analyze import analyze
+
+    names = tuple(x.strip() for x in labels.split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise ReengError("--labels: give two different names separated by a comma, e.g. human,machine")
+    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    if not fmts or fmts[0] != "png" or set(fmts) - {"png", "pdf", "svg"}:
+        raise ReengError("--formats: a comma-separated list of png, pdf, svg starting with png")
+    result = analyze(defects, out, compare=compare, labels=names, extras=extras, title=title,
+                     command=_command_line(), formats=fmts)
+    if as_json:
+        click.echo((out / "tables.json").read_text(encoding="utf-8"))
+        return
+    claims = result.tables.claims
+    for claim in claims.values():
+        if claim.get("available"):
+            click.echo(f"{claim['statement']}: {claim['numerator']}/{claim['denominator']} = {claim['percent']}%")
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@click.group("release", invoke_without_command=True)
+@click.option("--store", type=click.Path(path_type=Path), help="SQLite store with issues, comments, predictions.")
+@click.option("--defects", "defects", multiple=True, type=click.Path(path_type=Path),
+              help="Defect table(s) whose labels to include (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), help="Release folder.")
+@click.option("--title", help="Dataset title.")
+@click.option("--version", "version", default="1.0.0", show_default=True, help="Dataset version.")
+@click.option("--license", "license_id", default="CC-BY-4.0", show_default=True, help="SPDX license id for the labels.")
+@click.option("--author", "authors", multiple=True, help="Dataset author (repeatable).")
+@click.option("--url", help="The dataset's home page (written to the descriptors).")
+@click.option("--salt", envvar="REENG_RELEASE_SALT", help="Secret salt for pseudonyms (else --salt-file).")
+@click.option("--salt-file", type=click.Path(path_type=Path),
+              help="Private file holding the salt, created if absent (default: ~/.cache/reeng/release-salt).")
+@click.option("--keep-identities", is_flag=True, help="Keep logins, e-mails and @mentions (no pseudonyms).")
+@click.pass_context
+def release_group(ctx: click.Context, store: Path | None, defects: tuple[Path, ...], out: Path | None, title: str | None,
+                  version: str, license_id: str, authors: tuple[str, ...], url: str | None, salt: str | None, salt_file: Path | None,
+                  keep_identities: bool) -> None:
+    """Write a publishable dataset release; `reeng release validate DIR` checks one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise ReengError("--out: name the release folder")
+    from analysis.release import ReleaseOptions, write_release
+
+    options = ReleaseOptions(version=version, license=license_id, url=url, keep_identities=keep_identities,
+                             salt=salt, salt_file=salt_file)
+    if title:
+        options.title = title
+    if authors:
+        options.authors = authors
+    summary = write_release(out, store=store, defects=list(defects), options=options)
+    click.echo(", ".join(f"{n}: {rows} rows" for n, rows in summary.rows.items()))
+    if summary.salt_origin:
+        click.echo(f"pseudonym salt {summary.salt_origin} (not part of the release)")
+    click.echo(f"release: {out}")
+
+
+@release_group.command("validate")
+@click.argument("release_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def validate_command(release_dir: Path, as_json: bool) -> None:
+    """Check a release folder; exit status 2 on any problem."""
+    from analysis.release_check import validate_release
+
+    problems = validate_release(release_dir)
+    if as_json:
+        click.echo(json.dumps({"valid": not problems, "problems": problems}, indent=2))
+    else:
+        for problem in problems:
+            click.echo(problem)
+    if problems:
+        raise ReengError(f"{release_dir}: {len(problems)} problem(s) found")
+    if not as_json:
+        click.echo(f"{release_dir}: valid")

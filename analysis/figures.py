@@ -1,0 +1,194 @@
+"""Publication figures for the count tables: stacked bars, heatmaps and the marginals.
+
+A category keeps one colour and one hatch in every figure: both come from its position in the
+taxonomy's dimension, not from which categories a table happens to contain. Colours are drawn
+from ``cividis``, whose lightness rises monotonically, so the order still reads in greyscale;
+hatches separate neighbours whose greys are close. The rare-category bucket is always light
+grey. Figures are written as PNG (for the HTML report) and PDF (for papers).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+
+from analysis.tables import CrossTable, Marginal  # noqa: E402
+from taxonomy.model import Dimension, Taxonomy, load_taxonomy  # noqa: E402
+
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--", "**", "||")
+BUCKET_COLOUR = "#d9d9d9"
+FORMATS = ("png", "pdf")
+STYLE = {
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
+    "savefig.dpi": 150,
+}
+
+
+def category_style(dim: Dimension, cat_id: str) -> tuple[str, str]:
+    """(colour, hatch) of a category: fixed by its place in the taxonomy, not by the table."""
+    labels = [c.id for c in dim.categories if c.origin != "bucket"]
+    if cat_id not in labels:
+        return BUCKET_COLOUR, ""
+    i = labels.index(cat_id)
+    position = 0.05 + 0.85 * (i / max(len(labels) - 1, 1))
+    return matplotlib.colors.to_hex(colormaps["cividis"](position)), HATCHES[i % len(HATCHES)]
+
+
+def _label(dim: Dimension, cat_id: str) -> str:
+    return dim.category(cat_id).name
+
+
+def _lower(name: str) -> str:
+    """Lower-case a dimension name for use mid-sentence, keeping acronyms ("DL root cause")."""
+    return name if name[:2].isupper() else name[:1].lower() + name[1:]
+
+
+CHAR_IN = 0.058  # width of one 7-pt character in inches, for margins sized to the labels
+
+
+def _figure(axes_w: float, axes_h: float, left: float, bottom: float, right: float = 0.2, top: float = 0.35) -> tuple[plt.Figure, plt.Axes]:
+    """A figure with one axes placed in inches.
+
+    Sizing margins from the label lengths instead of a layout engine: the engines measure every
+    text several times, which made figure writing the slowest part of a report.
+    """
+    width, height = left + axes_w + right, bottom + axes_h + top
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, axes_w / width, axes_h / height))
+    return fig, ax
+
+
+def _save(fig: plt.Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
+    paths = []
+    for fmt in formats:
+        path = out_dir / f"{stem}.{fmt}"
+        fig.savefig(path, metadata={"CreationDate": None} if fmt == "pdf" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def stacked_bars(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Each row as a 100% bar split by the column categories, with its defect count."""
+    counts = table.counts
+    assert counts is not None
+    shares = table.row_shares() * 100
+    row_dim, col_dim = tax.dimension(table.rows), tax.dimension(table.columns)
+    ylabels = [f"{_label(row_dim, r)} (n={int(counts.loc[r].sum())})" for r in counts.index]
+    left_margin = CHAR_IN * max(map(len, ylabels)) + 0.15
+    longest = max(len(_label(col_dim, c)) for c in counts.columns)
+    legend_cols = max(1, min(4, len(counts.columns), int((left_margin + 4.6) // (CHAR_IN * longest + 0.5))))
+    legend_rows = -(-len(counts.columns) // legend_cols)
+    with plt.rc_context(STYLE):
+        fig, ax = _figure(4.6, 0.32 * len(counts) + 0.2, left_margin, 0.55 + 0.2 * legend_rows)
+        y = np.arange(len(counts))[::-1]
+        left = np.zeros(len(counts))
+        for col in counts.columns:
+            colour, hatch = category_style(col_dim, col)
+            ax.barh(y, shares[col].to_numpy(), left=left, color=colour, hatch=hatch, edgecolor="black",
+                    linewidth=0.4, label=_label(col_dim, col))
+            left += shares[col].to_numpy()
+        ax.set_yticks(y, ylabels)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(f"share of defects by {_lower(col_dim.name)} (%)")
+        ax.set_title(f"{row_dim.name} by {_lower(col_dim.name)}")
+        ax.legend(ncol=legend_cols, loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.32 * len(counts) + 0.2)),
+                  frameon=False, handlelength=1.6)
+        return _save(fig, out_dir, f"{table.name}_bars", formats)
+
+
+def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Counts as a grey-scale grid with every count printed in its cell."""
+    counts = table.counts
+    assert counts is not None
+    row_dim, col_dim = tax.dimension(table.rows), tax.dimension(table.columns)
+    values = counts.to_numpy()
+    xlabels = [_label(col_dim, c) for c in counts.columns]
+    ylabels = [_label(row_dim, r) for r in counts.index]
+    with plt.rc_context(STYLE):
+        fig, ax = _figure(0.5 * len(xlabels) + 0.3, 0.3 * len(ylabels) + 0.1, CHAR_IN * max(map(len, ylabels)) + 0.15,
+                          CHAR_IN * 0.66 * max(map(len, xlabels)) + 0.2, right=0.3)
+        # Every count is printed in its cell, so a colour bar would repeat them.
+        ax.imshow(values, cmap="Greys", aspect="auto", vmin=0, vmax=max(int(values.max()), 1))
+        ax.set_xticks(range(len(xlabels)), xlabels, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(len(ylabels)), ylabels)
+        threshold = values.max() / 2
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
+        ax.set_title(f"{row_dim.name} x {_lower(col_dim.name)} (defect counts)")
+        ax.spines[:].set_visible(False)
+        return _save(fig, out_dir, f"{table.name}_heatmap", formats)
+
+
+def marginals_figure(marginals: dict[str, Marginal], tax: Taxonomy, out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """One small bar chart per dimension: shares with Wilson 95% intervals."""
+    dims = [m for m in marginals.values() if len(m.counts)]
+    if not dims:
+        return []
+    cols = 3
+    rows = -(-len(dims) // cols)
+    label_w = CHAR_IN * max(len(f"{_label(tax.dimension(m.dimension), c)} (000)") for m in dims for c in m.counts.index)
+    with plt.rc_context(STYLE):
+        cell_w, cell_h = label_w + 1.9, 2.2
+        fig = plt.figure(figsize=(cell_w * cols, cell_h * rows + 0.3))
+        for k, m in enumerate(dims):
+            r, c = divmod(k, cols)
+            ax = fig.add_axes(((c * cell_w + label_w + 0.1) / (cell_w * cols), 1 - ((r + 1) * cell_h - 0.35) / (cell_h * rows + 0.3),
+                               1.6 / (cell_w * cols), (cell_h - 0.75) / (cell_h * rows + 0.3)))
+            dim = tax.dimension(m.dimension)
+            shares = m.shares()
+            y = np.arange(len(shares))[::-1]
+            # Categories are named on the axis here, so colour is a courtesy and hatches would
+            # only cost drawing time.
+            ax.barh(y, shares["share"] * 100, color=[category_style(dim, cat)[0] for cat in shares.index],
+                    edgecolor="black", linewidth=0.4)
+            err = np.vstack([(shares["share"] - shares["ci_low"]) * 100, (shares["ci_high"] - shares["share"]) * 100])
+            ax.errorbar(shares["share"] * 100, y, xerr=err, fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
+            ax.set_yticks(y, [f"{_label(dim, cat)} ({n})" for cat, n in shares["count"].items()])
+            ax.set_title(f"{dim.name} (n={int(shares['count'].sum())})")
+            ax.set_xlim(0, 100)
+            ax.set_xticks([0, 50, 100])
+        fig.text(0.5, 0.01, "share of defects (%), Wilson 95% interval", ha="center", va="bottom")
+        return _save(fig, out_dir, "marginals", formats)
+
+
+def _draw(job: tuple[str, object, str, Path, tuple[str, ...]]) -> tuple[str, list[Path]]:
+    """One figure (in a worker process): job = (kind, data, taxonomy id, folder, formats)."""
+    kind, data, tax_id, out_dir, formats = job
+    tax = load_taxonomy(tax_id)
+    if kind == "marginals":
+        return "marginals", marginals_figure(data, tax, out_dir, formats)  # type: ignore[arg-type]
+    draw = stacked_bars if kind == "bars" else heatmap
+    return f"{data.name}_{kind}", draw(data, tax, out_dir, formats)  # type: ignore[union-attr]
+
+
+def draw_all(tables: dict[str, CrossTable], marginals: dict[str, Marginal], tax: Taxonomy, out_dir: Path,
+             formats: tuple[str, ...] = FORMATS, workers: int | None = None) -> dict[str, list[Path]]:
+    """Every figure of a report, drawn in parallel processes; figure name -> files in ``formats`` order.
+
+    Matplotlib draws on one core; a report's 15 figures are independent, so they are spread
+    over the machine's cores (``workers=1`` draws in this process).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[str, object, str, Path, tuple[str, ...]]] = [("marginals", marginals, tax.id, out_dir, formats)]
+    for table in tables.values():
+        if table.counts is not None:
+            jobs += [("bars", table, tax.id, out_dir, formats), ("heatmap", table, tax.id, out_dir, formats)]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        results = [_draw(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_draw, jobs))
+    return {name: paths for name, paths in results if paths}

@@ -1,0 +1,355 @@
+"""A publishable dataset release: tables, datasheet, Data Package, Croissant, checksums.
+
+A release folder holds ``data/`` (every table as Parquet and CSV: issues, comments from a store,
+and the defect labels in long form, one row per defect, dimension and label with who assigned
+it), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
+``datapackage.json`` (Frictionless Data Package), ``croissant.json`` (ML Commons Croissant),
+``CITATION.cff`` and ``SHA256SUMS``. People are pseudonymised unless the caller asks otherwise
+(:mod:`analysis.pseudonyms`). :mod:`analysis.release_check` verifies all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.pseudonyms import pseudonym, resolve_salt, scrub_text
+from analysis.tables import LABEL_DIMENSIONS, prepare_defects
+from reeng import __version__
+from reeng.datasets import sha256_file
+from reeng.errors import ReengError
+from reeng.outputs import staged_dir
+from reeng.tables import read_table
+from taxonomy.model import load_taxonomy
+
+DATASHEET_HEADINGS = (
+    "Motivation", "Composition", "Collection process", "Preprocessing, cleaning and labeling",
+    "Uses", "Distribution", "Maintenance",
+)
+PROVENANCE_KINDS = ("adjudicated", "human_rater", "model")
+STUDY_REFERENCE = {
+    "type": "article",
+    "title": "Challenges and Practices of Deep Learning Model Reengineering: A Case Study on Computer Vision",
+    "authors": [{"family-names": n.split()[-1], "given-names": " ".join(n.split()[:-1])} for n in (
+        "Wenxin Jiang", "Vishnu Banna", "Naveen Vivek", "Abhinav Goel", "Nicholas Synovic",
+        "George K. Thiruvathukal", "James C. Davis")],
+    "journal": "Empirical Software Engineering", "year": 2024, "identifiers": [{"type": "other", "value": "arXiv:2303.07476"}],
+}
+# Long-form defect label table: column -> description (also the Data Package field descriptions).
+DEFECT_LABEL_COLUMNS: dict[str, str] = {
+    "repo": "repository, owner/name",
+    "number": "issue number",
+    "defect_index": "1-based defect within the issue; empty for issue-level model predictions",
+    "issue_url": "canonical GitHub issue URL",
+    "dimension": "taxonomy dimension id",
+    "label": "taxonomy category id",
+    "provenance": "who assigned the label: adjudicated, human_rater or model",
+    "source": "the labeling effort or file the label comes from (e.g. jiang2024)",
+    "rater": "rater id for human_rater labels",
+    "model": "model name for model labels",
+    "model_version": "model version for model labels",
+    "probability": "model probability of the label (0-1) for model labels",
+}
+STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
+OPTIONAL_STORE_TABLES = ("repositories", "predictions")
+PRIVATE_COLUMNS = {"etag"}  # fetch bookkeeping with no research value
+
+
+@dataclass
+class ReleaseOptions:
+    """Everything about a release that is not data."""
+
+    title: str = "Defects in reengineered deep-learning models for computer vision"
+    version: str = "1.0.0"
+    license: str = "CC-BY-4.0"
+    authors: tuple[str, ...] = ("reeng contributors",)
+    description: str = ("Issue threads and labeled defects from the reengineering of computer-vision "
+                        "deep-learning models, following the taxonomy of Jiang et al. (EMSE 2024).")
+    url: str | None = None  # the dataset's home page, when it has one
+    keep_identities: bool = False
+    salt: str | None = None
+    salt_file: Path | None = None
+
+
+@dataclass
+class ReleaseSummary:
+    out: Path
+    rows: dict[str, int]
+    salt_origin: str | None
+    files: list[str] = field(default_factory=list)
+
+
+# --- reading the inputs -----------------------------------------------------------------------
+
+def read_store(path: Path) -> dict[str, pd.DataFrame]:
+    """The store's issues, comments, repositories and (when the classifier wrote any) predictions.
+
+    Opened through the miner's :func:`miner.store.open_store`, so a file that is not a store, or
+    a store of another schema version, fails with the miner's message.
+    """
+    from miner.store import open_store
+
+    con = open_store(path, create=False)
+    try:
+        present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = [t for t in (*STORE_TABLES, *OPTIONAL_STORE_TABLES) if t in present]
+        tables = {t: pd.read_sql_query(f"SELECT * FROM {t}", con) for t in names}
+    finally:
+        con.close()
+    for name, key in STORE_TABLES.items():
+        absent = [c for c in (*key, "author", "body") if c not in tables[name].columns]
+        if absent:
+            raise ReengError(f"{path}: table {name} lacks column(s) {', '.join(absent)}")
+    if "repositories" in tables and tables["repositories"].empty:
+        del tables["repositories"]
+    return tables
+
+
+def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str | None]:
+    """(kind, source, rater, model, model_version) from a defect table's provenance string.
+
+    Conventions: ``<source>:adjudicated``; ``<source>:rater:<id>``; ``model:<name>@<version>``.
+    """
+    parts = str(value).split(":")
+    if parts[0] == "model":
+        name, _, version = ":".join(parts[1:]).partition("@")
+        return "model", "model", None, name or None, version or None
+    if len(parts) >= 2 and parts[1] == "adjudicated":
+        return "adjudicated", parts[0], None, None, None
+    if len(parts) >= 3 and parts[1] == "rater":
+        return "human_rater", parts[0], ":".join(parts[2:]), None, None
+    raise ReengError(f"provenance {value!r} is none of '<source>:adjudicated', '<source>:rater:<id>', 'model:<name>@<version>'")
+
+
+def defect_labels(path: Path) -> pd.DataFrame:
+    """A defect table (normalized schema) in long form: one row per defect, dimension and label.
+
+    A machine-labeled table may carry ``<dimension>_probability`` columns; they become the
+    ``probability`` of the matching rows.
+    """
+    frame = read_table(path, required=["owner", "repo", "number", "provenance"])
+    defects = prepare_defects(frame, str(path)).frame
+    if "defect_index" not in defects:
+        defects["defect_index"] = defects.groupby(["owner", "repo", "number"]).cumcount() + 1
+    defects["repo"] = defects["owner"].astype(str) + "/" + defects["repo"].astype(str)
+    dims = [d for d in LABEL_DIMENSIONS if d in defects.columns]
+    ids = ["repo", "number", "defect_index", "provenance"]
+    long = defects.melt(id_vars=ids, value_vars=dims, var_name="dimension", value_name="label")
+    probs = pd.DataFrame({d: pd.to_numeric(defects.get(f"{d}_probability"), errors="coerce") if f"{d}_probability" in defects
+                          else float("nan") for d in dims}, index=defects.index)
+    long["probability"] = probs.melt(value_vars=dims)["value"].to_numpy(dtype=float)
+    long = long.dropna(subset=["label"])
+    parsed = {p: parse_provenance(p) for p in long["provenance"].unique()}
+    raw = long["provenance"].to_list()
+    for i, col in enumerate(("provenance", "source", "rater", "model", "model_version")):
+        long[col] = [parsed[p][i] for p in raw]
+    return long
+
+
+def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The classifier's issue-level predictions from a store, in the long defect-label form.
+
+    Abstentions (``label`` NULL: the classifier looked and was not confident) are not labels
+    and are left out.
+    """
+    tax = load_taxonomy()
+    predictions = predictions[predictions["label"].notna()]
+    bad = [(d, lab) for d, lab in predictions[["dimension", "label"]].drop_duplicates().itertuples(index=False)
+           if d not in LABEL_DIMENSIONS or tax.dimension(d).lookup(str(lab)) is None]
+    if bad:
+        raise ReengError(f"predictions: unknown dimension/label {bad[0][0]}/{bad[0][1]}")
+    return pd.DataFrame({
+        "repo": predictions["repo"], "number": predictions["number"], "defect_index": pd.NA,
+        "dimension": predictions["dimension"],
+        "label": [tax.dimension(d).lookup(str(lab)) for d, lab in zip(predictions["dimension"], predictions["label"])],
+        "provenance": "model", "source": "store", "rater": None,
+        "model": predictions["model"], "model_version": predictions["model_version"].astype("string"),
+        "probability": pd.to_numeric(predictions["probability"], errors="coerce"),
+    })
+
+
+def label_table(defect_tables: list[Path], predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """All labels, human and machine, with their provenance, in one long table."""
+    parts = [defect_labels(p) for p in defect_tables]
+    if predictions is not None and len(predictions):
+        parts.append(prediction_labels(predictions))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
+    frame = pd.concat(parts, ignore_index=True)
+    # CSV inputs arrive as text; Parquet and the store as numbers.
+    frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
+    frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
+    owner_repo = frame["repo"].str.split("/", n=1, expand=True)
+    frame["issue_url"] = "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
+    frame["probability"] = frame["probability"].astype("float64")
+    return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],
+                                                          kind="stable").reset_index(drop=True)
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+def pseudonymise(tables: dict[str, pd.DataFrame], salt: str) -> dict[str, pd.DataFrame]:
+    """Authors become salted hashes; e-mails and @mentions leave titles and bodies."""
+    known = frozenset(str(a).casefold() for t in tables.values() if "author" in t for a in t["author"].dropna())
+    out = {}
+    for name, table in tables.items():
+        table = table.copy()
+        if "author" in table:
+            table["author"] = table["author"].map(lambda a: None if pd.isna(a) else pseudonym(str(a), salt))
+        for col in ("title", "body"):
+            if col in table:
+                table[col] = table[col].map(lambda t: t if pd.isna(t) else scrub_text(str(t), known))
+        out[name] = table
+    return out
+
+
+# --- descriptors ------------------------------------------------------------------------------
+
+def _field_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(series):
+        return "integer"
+    if pd.api.types.is_float_dtype(series):
+        return "number"
+    return "string"
+
+
+def _descriptions(name: str) -> dict[str, str]:
+    if name == "defect_labels":
+        return DEFECT_LABEL_COLUMNS
+    return {}
+
+
+def data_package(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptions, pseudonymised: bool) -> dict[str, Any]:
+    """The Frictionless Data Package descriptor of the CSV tables (Parquet twins are listed as extra files)."""
+    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"]}
+    resources = []
+    for name, frame in tables.items():
+        csv = root / "data" / f"{name}.csv"
+        fields = [{"name": c, "type": _field_type(frame[c]), **({"description": d} if (d := _descriptions(name).get(c)) else {})}
+                  for c in frame.columns]
+        schema: dict[str, Any] = {"fields": fields}
+        if name in keys:
+            schema["primaryKey"] = keys[name]
+        resources.append({
+            "name": name, "path": f"data/{name}.csv", "format": "csv", "mediatype": "text/csv", "encoding": "utf-8",
+            "bytes": csv.stat().st_size, "hash": f"sha256:{sha256_file(csv)}", "schema": schema,
+            "description": f"{len(frame)} rows; the same table as Parquet: data/{name}.parquet",
+        })
+    return {
+        "name": "reeng-release", "title": options.title, "version": options.version, "description": options.description,
+        "licenses": [{"name": options.license, "path": f"https://spdx.org/licenses/{options.license}.html"}],
+        "contributors": [{"title": a, "role": "author"} for a in options.authors],
+        **({"homepage": options.url} if options.url else {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resources": resources,
+        "citation": f"{', '.join(options.authors)}. {options.title} (version {options.version}). Built with reeng {__version__}.",
+        "reeng": {"pseudonymised": pseudonymised, "tool": f"reeng {__version__}", "taxonomy": _taxonomy_id()},
+    }
+
+
+def _taxonomy_id() -> str:
+    tax = load_taxonomy()
+    return f"{tax.id} {tax.version}"
+
+
+def croissant(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptions) -> dict[str, Any] | None:
+    """The Croissant JSON-LD description, or None when mlcroissant is not installed."""
+    try:
+        import mlcroissant as mlc
+    except ImportError:
+        return None
+    types = {"boolean": mlc.DataType.BOOL, "integer": mlc.DataType.INTEGER, "number": mlc.DataType.FLOAT, "string": mlc.DataType.TEXT}
+    files, records = [], []
+    for name, frame in tables.items():
+        csv = root / "data" / f"{name}.csv"
+        files.append(mlc.FileObject(id=f"{name}.csv", name=f"{name}.csv", content_url=f"data/{name}.csv",
+                                    encoding_formats=["text/csv"], sha256=sha256_file(csv)))
+        fields = [mlc.Field(id=f"{name}/{c}", name=c, data_types=[types[_field_type(frame[c])]],
+                            source=mlc.Source(file_object=f"{name}.csv", extract=mlc.Extract(column=c)))
+                  for c in frame.columns]
+        records.append(mlc.RecordSet(id=name, name=name, fields=fields))
+    metadata = mlc.Metadata(
+        name=options.title, description=options.description, version=options.version,
+        license=[f"https://spdx.org/licenses/{options.license}.html"], url=options.url,
+        cite_as=f"{', '.join(options.authors)}. {options.title} (version {options.version}).",
+        date_published=date.today().isoformat(), distribution=files, record_sets=records,
+    )
+    return metadata.to_json()
+
+
+def citation_cff(options: ReleaseOptions) -> str:
+    """CITATION.cff for the release, referencing the study whose taxonomy it uses."""
+    import yaml
+
+    doc = {
+        "cff-version": "1.2.0", "message": "If you use this dataset, please cite it as below.",
+        "type": "dataset", "title": options.title, "version": options.version, "license": options.license,
+        "date-released": date.today().isoformat(), "authors": [{"name": a} for a in options.authors],
+        "references": [STUDY_REFERENCE],
+    }
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str]) -> str:
+    """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers."""
+    from jinja2 import Environment, PackageLoader
+
+    env = Environment(loader=PackageLoader("analysis", "templates"), trim_blocks=True, lstrip_blocks=True)
+    labels = tables["defect_labels"]
+    by_kind = labels.groupby("provenance").size().to_dict() if len(labels) else {}
+    return env.get_template("datasheet.md.j2").render(
+        options=options, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
+        sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
+        taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def write_checksums(root: Path) -> None:
+    """SHA256SUMS in ``sha256sum -c`` format over every file of the release."""
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}"
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_release(out: Path, *, store: Path | None = None, defects: list[Path] | None = None,
+                  options: ReleaseOptions | None = None) -> ReleaseSummary:
+    """Write a complete release into ``out`` (staged: nothing half-written on failure)."""
+    options = options or ReleaseOptions()
+    defects = list(defects or [])
+    if store is None and not defects:
+        raise ReengError("a release needs a store (--store) or at least one defect table (--defects)")
+    store_tables = read_store(store) if store is not None else {}
+    predictions = store_tables.pop("predictions", None)
+    tables: dict[str, pd.DataFrame] = {}
+    for name in (*STORE_TABLES, "repositories"):
+        if name in store_tables:
+            tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
+    tables["defect_labels"] = label_table(defects, predictions)
+    salt_origin = None
+    if not options.keep_identities:
+        salt, salt_origin = resolve_salt(options.salt, options.salt_file, out)
+        tables = pseudonymise(tables, salt)
+    sources = [str(p) for p in ([store] if store else []) + defects]
+    with staged_dir(out) as root:
+        (root / "data").mkdir()
+        for name, frame in tables.items():
+            frame.to_parquet(root / "data" / f"{name}.parquet", index=False)
+            frame.to_csv(root / "data" / f"{name}.csv", index=False)
+        package = data_package(tables, root, options, not options.keep_identities)
+        (root / "datapackage.json").write_text(json.dumps(package, indent=2, ensure_ascii=False), encoding="utf-8")
+        jsonld = croissant(tables, root, options)
+        if jsonld is not None:
+            (root / "croissant.json").write_text(json.dumps(jsonld, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        (root / "CITATION.cff").write_text(citation_cff(options), encoding="utf-8")
+        (root / "README.md").write_text(datasheet(tables, options, not options.keep_identities, sources), encoding="utf-8")
+        write_checksums(root)
+        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return ReleaseSummary(out, {n: len(t) for n, t in tables.items()}, salt_origin, files)

@@ -1,0 +1,197 @@
+"""Dataset releases: contents, pseudonymisation, descriptors, and validation that catches tampering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.pseudonyms import pseudonym, scrub_text
+from analysis.release import ReleaseOptions, write_release
+from analysis.release_check import validate_release
+from analysis.synthetic import synthetic_defects
+from reeng.errors import ReengError
+
+SALT = "test-salt-0123456789abcdef"
+LOGINS = ("alice-dev", "Bob42")
+
+
+def make_store(path: Path) -> Path:
+    """A store made with the miner's API: two threads, a repository, and the classifier's predictions table."""
+    from miner.store import open_store, save_thread, transaction, upsert_repository
+
+    conn = open_store(path)
+    save_thread(conn, {
+        "repo": "owner0/model0", "number": 7, "title": "Crash when @alice-dev loads weights",
+        "body": "Contact alice@example.org\n```\n@torch.no_grad()\n```", "state": "closed", "author": "alice-dev",
+        "labels": ["bug"], "created_at": "2021-01-01T00:00:00Z", "updated_at": "2021-01-03T00:00:00Z",
+        "closed_at": "2021-01-03T00:00:00Z", "comments_count": 1, "reactions": {"+1": 1},
+        "url": "https://github.com/owner0/model0/issues/7",
+        "comments": [{"comment_id": 11, "author": "Bob42", "body": "thanks @Alice-Dev, mail bob@corp.io",
+                      "created_at": "2021-01-02T00:00:00Z"}],
+    }, source="api", fetched_at="2024-05-01T00:00:00Z", etag='W/"e1"')
+    save_thread(conn, {
+        "repo": "owner1/model1", "number": 3, "title": "Accuracy lower", "body": "no personal data", "state": "open",
+        "author": None, "created_at": "2021-02-01T00:00:00Z", "comments_count": 1,
+        "url": "https://github.com/owner1/model1/issues/3",
+        "comments": [{"comment_id": 12, "author": "alice-dev", "body": "see `@property` and @Bob42",
+                      "created_at": "2021-02-02T00:00:00Z"}],
+    }, source="api", fetched_at="2024-05-01T00:00:00Z")
+    with transaction(conn):
+        upsert_repository(conn, {"repo": "owner0/model0", "stars": 12, "repo_type": "solo", "source": "api"})
+        conn.execute("""CREATE TABLE predictions(repo TEXT, number INTEGER, dimension TEXT, label TEXT, probability REAL,
+                        model TEXT, model_version TEXT, evidence TEXT, created_at TEXT)""")
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?)", [
+            ("owner0/model0", 7, "stage", "environment", 0.93, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+            ("owner1/model1", 3, "manifestation", "Reproducibility defect", 0.58, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+            ("owner1/model1", 3, "stage", None, None, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),  # an abstention
+        ])
+    conn.close()
+    return path
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    store = make_store(tmp_path / "store.sqlite")
+    defects = synthetic_defects(40, seed=9, provenance="jiang2024:adjudicated")
+    defects.loc[0, "stage"] = None  # a missing label produces no row
+    defects.to_parquet(tmp_path / "defects.parquet", index=False)
+    machine = synthetic_defects(10, seed=10, provenance="model:tfidf-logreg@0.3.1")[["owner", "repo", "number", "defect_index", "stage", "provenance"]]
+    machine["stage_probability"] = 0.75
+    machine.to_csv(tmp_path / "machine.csv", index=False)
+    return tmp_path, store
+
+
+def _release(tmp_path: Path, store: Path | None, **kw) -> Path:
+    out = tmp_path / "release"
+    defects = kw.pop("defects", [tmp_path / "defects.parquet", tmp_path / "machine.csv"])
+    write_release(out, store=store, defects=defects, options=ReleaseOptions(salt=SALT, **kw))
+    return out
+
+
+def test_release_contents_and_provenance(inputs):
+    tmp_path, store = inputs
+    out = _release(tmp_path, store)
+    assert validate_release(out) == []
+    for name in ("issues", "comments", "defect_labels"):
+        assert (out / "data" / f"{name}.parquet").is_file() and (out / "data" / f"{name}.csv").is_file()
+    labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+    human = labels[labels["provenance"] == "adjudicated"]
+    assert len(human) == 40 * 11 - 1 and set(human["source"]) == {"jiang2024"}
+    model = labels[labels["provenance"] == "model"]
+    from_table = model[model["source"] == "model"]
+    assert len(from_table) == 10 and set(from_table["probability"]) == {0.75} and set(from_table["model_version"]) == {"0.3.1"}
+    stored = model[model["source"] == "store"].set_index("dimension")
+    assert len(stored) == 2  # the abstention is not a label
+    assert stored.loc["manifestation", "label"] == "reproducibility" and stored.loc["stage", "probability"] == 0.93
+    assert stored["defect_index"].isna().all()
+    issues = pd.read_parquet(out / "data" / "issues.parquet")
+    assert "etag" not in issues and list(issues["repo"]) == ["owner0/model0", "owner1/model1"]
+    assert pd.read_parquet(out / "data" / "repositories.parquet")["repo_type"].tolist() == ["solo"]
+    package = json.loads((out / "datapackage.json").read_text())
+    assert {r["name"] for r in package["resources"]} == {"issues", "comments", "repositories", "defect_labels"}
+    assert package["licenses"][0]["name"] == "CC-BY-4.0" and package["citation"]
+    assert "cff-version: 1.2.0" in (out / "CITATION.cff").read_text()
+    readme = (out / "README.md").read_text()
+    for heading in ("Motivation", "Composition", "Collection process", "Uses", "Distribution", "Maintenance"):
+        assert f"\n## {heading}\n" in readme
+    croissant = json.loads((out / "croissant.json").read_text())
+    assert {rs["name"] for rs in croissant["recordSet"]} == {"issues", "comments", "repositories", "defect_labels"}
+
+
+def test_people_are_pseudonymised_everywhere(inputs):
+    tmp_path, store = inputs
+    out = _release(tmp_path, store)
+    everything = "\n".join(p.read_text(errors="replace") for p in out.rglob("*") if p.suffix in {".csv", ".json", ".md", ".cff"})
+    blobs = b"".join(p.read_bytes() for p in out.rglob("*.parquet"))
+    for secret in (*LOGINS, "alice@example.org", "bob@corp.io", SALT):
+        assert secret not in everything and secret.encode() not in blobs, secret
+    comments = pd.read_parquet(out / "data" / "comments.parquet")
+    assert list(comments["author"]) == [pseudonym("Bob42", SALT), pseudonym("alice-dev", SALT)]
+    issues = pd.read_parquet(out / "data" / "issues.parquet")
+    assert issues.loc[0, "author"] == pseudonym("ALICE-DEV", SALT)  # logins are case-insensitive
+    assert "@torch.no_grad()" in issues.loc[0, "body"] and "`@property`" in comments.loc[1, "body"]
+
+
+def test_keep_identities_is_explicit(inputs):
+    tmp_path, store = inputs
+    out = _release(tmp_path, store, keep_identities=True)
+    assert validate_release(out) == []
+    comments = pd.read_parquet(out / "data" / "comments.parquet")
+    assert list(comments["author"]) == ["Bob42", "alice-dev"] and "bob@corp.io" in comments.loc[0, "body"]
+    assert json.loads((out / "datapackage.json").read_text())["reeng"]["pseudonymised"] is False
+
+
+def test_generated_salt_stays_private_and_stable(inputs, tmp_path_factory):
+    tmp_path, store = inputs
+    salt_file = tmp_path_factory.mktemp("private") / "salt"
+    first = write_release(tmp_path / "r1", store=store, options=ReleaseOptions(salt_file=salt_file))
+    write_release(tmp_path / "r2", store=store, options=ReleaseOptions(salt_file=salt_file))
+    assert "generated" in first.salt_origin and oct(salt_file.stat().st_mode)[-3:] == "600"
+    salt = salt_file.read_text().strip()
+    assert all(salt not in p.read_text(errors="replace") for p in (tmp_path / "r1").rglob("*") if p.is_file())
+    a, b = (pd.read_parquet(tmp_path / r / "data" / "comments.parquet")["author"].tolist() for r in ("r1", "r2"))
+    assert a == b
+    with pytest.raises(ReengError, match="outside the release"):
+        write_release(tmp_path / "r3", store=store, options=ReleaseOptions(salt_file=tmp_path / "r3" / "salt"))
+
+
+def test_defects_only_release(inputs):
+    tmp_path, _ = inputs
+    out = _release(tmp_path, None, defects=[tmp_path / "defects.parquet"])
+    assert validate_release(out) == []
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["defect_labels.csv", "defect_labels.parquet"]
+    assert "No issue threads are included" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    (lambda out: (out / "data" / "issues.csv").write_text("repo,number\nx,1\n"), "SHA-256 differs"),
+    (lambda out: (out / "extra.txt").write_text("hi"), "not listed in SHA256SUMS"),
+    (lambda out: (out / "data" / "comments.parquet").unlink(), "listed in SHA256SUMS but missing"),
+    (lambda out: (out / "README.md").write_text("# nothing\n"), "no '## Motivation' section"),
+])
+def test_validate_fails_on_any_mismatch(inputs, tamper, expected):
+    tmp_path, store = inputs
+    out = _release(tmp_path, store)
+    tamper(out)
+    problems = validate_release(out)
+    assert any(expected in p for p in problems), problems
+
+
+def test_validate_catches_a_leaked_login_even_with_fixed_checksums(inputs):
+    from analysis.release import write_checksums
+
+    tmp_path, store = inputs
+    out = _release(tmp_path, store)
+    comments = pd.read_parquet(out / "data" / "comments.parquet")
+    comments.loc[0, "body"] = "ping @someone-real"
+    comments.to_parquet(out / "data" / "comments.parquet", index=False)
+    write_checksums(out)
+    assert any("comments.body: holds an @mention" in p for p in validate_release(out))
+
+
+def test_release_cli_and_bad_input(inputs, reeng):
+    tmp_path, store = inputs
+    out = tmp_path / "cli-release"
+    done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "defects.parquet"), "--out", str(out),
+                 "--salt", SALT, "--author", "A. Researcher")
+    assert done.returncode == 0, done.stderr
+    assert reeng("release", "validate", str(out)).returncode == 0
+    (out / "data" / "issues.csv").write_text("tampered\n")
+    bad = reeng("release", "validate", str(out))
+    assert bad.returncode == 2 and "issues.csv: SHA-256 differs" in bad.stdout and bad.stderr.startswith("error:")
+    not_store = tmp_path / "plain.txt"
+    not_store.write_text("hello")
+    failed = reeng("release", "--store", str(not_store), "--out", str(tmp_path / "x"), "--salt", SALT)
+    assert failed.returncode == 2 and "not a usable store" in failed.stderr and not (tmp_path / "x").exists()
+    missing = reeng("release", "--store", str(tmp_path / "nope.sqlite"), "--out", str(tmp_path / "y"), "--salt", SALT)
+    assert missing.returncode == 2 and "no such store" in missing.stderr and not (tmp_path / "nope.sqlite").exists()
+
+
+def test_scrub_text_rules():
+    text = "Hi @dev-one (dev@x.org)\n```py\n@torch.jit.script\ndef f(): ...  # thanks @dev-one\n```\nuse `@tf.function`"
+    scrubbed = scrub_text(text, frozenset({"dev-one"}))
+    assert scrubbed.count("@[user]") == 2 and "[email]" in scrubbed
+    assert "@torch.jit.script" in scrubbed and "`@tf.function`" in scrubbed and "dev-one" not in scrubbed

@@ -1,0 +1,157 @@
+"""The analysis run end to end: files, report contents, robustness, and the report seen in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.analyze import analyze
+from analysis.figures import category_style
+from analysis.synthetic import synthetic_defects
+from taxonomy.model import load_taxonomy
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A short report: three dimensions, two cross-tables, a comparison, and every optional input."""
+    root = tmp_path_factory.mktemp("analysis")
+    cols = ["owner", "repo", "number", "issue_url", "stage", "manifestation", "reporter", "provenance"]
+    synthetic_defects(300, seed=3)[cols].to_csv(root / "human.csv", index=False)
+    synthetic_defects(300, seed=4)[cols].to_parquet(root / "machine.parquet", index=False)
+    (root / "lint.json").write_text(json.dumps({"findings": [
+        {"kind": "duplicate_rows", "rows": ["1", "2"], "column": None, "detail": "identical in every column"}]}))
+    (root / "agreement.json").write_text(json.dumps({"dimensions": {"stage": {"kappa": 0.18, "agreement": 0.4, "n": 40, "missing": 0}}}))
+    (root / "gold_eval.json").write_text(json.dumps({"dimensions": {"stage": {"macro_f1": 0.61, "kappa": 0.52, "n": 348}}}))
+    (root / "reproduction.json").write_text(json.dumps({"results": [
+        {"case": "yolo-anchor", "issues": ["ultralytics/yolov5#1"], "labels": {"stage": "training"},
+         "verdict": "reproduced", "figures": ["loss.png"], "seconds": 12.5, "versions": {"torch": "2.13.0"}},
+        {"case": "partial-entry"}]}))
+    out = root / "out"
+    result = analyze(root / "human.csv", out, compare=root / "machine.parquet",
+                     extras={k: root / f"{k}.json" for k in ("lint", "agreement", "gold_eval", "reproduction")},
+                     title="Synthetic check", command="reeng analyze --defects human.csv")
+    return root, out, result
+
+
+def test_outputs_are_complete(small_run):
+    _, out, result = small_run
+    tables = json.loads((out / "tables.json").read_text())
+    assert set(tables["stage_x_manifestation"]) <= set(load_taxonomy().dimension("stage").ids)
+    assert {"claims", "marginals", "unavailable"} <= set(tables)
+    assert "stage_x_code_error" in tables["unavailable"]
+    assert (out / "tables" / "stage_x_manifestation.csv").is_file()
+    assert (out / "tables" / "marginal_stage.csv").is_file()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stage_x_manifestation"]["cramers_v"] > 0.3  # the generator ties manifestation to stage
+    for name in ("marginals", "stage_x_manifestation_bars", "stage_x_manifestation_heatmap"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 5000
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    assert json.loads((out / "compare.json").read_text())["labels"] == ["human", "machine"]
+    assert len(result.figures) == 5
+
+
+def test_html_is_self_contained_and_complete(small_run):
+    root, out, _ = small_run
+    html = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", html)
+    assert "<script" not in html and "<link" not in html
+    images = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
+    for text in ("Cramér's V", "Monte-Carlo p", "Wilson 95% interval", "Comparison: human vs machine",
+                 "duplicate_rows", "0.180", "0.610", "yolo-anchor", "reproduced", "partial-entry",
+                 "2 cases. Verdicts: reproduced 1, unknown 1.",
+                 "no data: no code_error column", "reeng analyze --defects human.csv"):
+        assert text in html, text
+    from reeng.datasets import sha256_file
+    assert sha256_file(root / "human.csv") in html and sha256_file(root / "machine.parquet") in html
+
+
+def test_markdown_links_existing_figures(small_run):
+    _, out, _ = small_run
+    md = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links and all((out / link).is_file() for link in links)
+    assert "| **total** |" in md and "## Classifier vs human labels" in md
+
+
+def test_bad_optional_inputs_become_explicit_sections(tmp_path):
+    synthetic_defects(80, seed=5)[["stage", "manifestation"]].to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "lint.json").write_text("{not json")
+    (tmp_path / "gold_eval.json").write_text(json.dumps({"something": 1}))
+    analyze(tmp_path / "d.csv", tmp_path / "out", extras={"lint": tmp_path / "lint.json", "gold_eval": tmp_path / "gold_eval.json",
+                                                         "reproduction": tmp_path / "missing.json"}, workers=1)
+    html = unescape((tmp_path / "out" / "report.html").read_text())
+    assert "not available: not readable JSON" in html
+    assert "not available: no 'dimensions' entry" in html
+    assert "not available: file not found" in html
+    assert "Rater agreement (Cohen's kappa)</h2>\n<p class=\"nodata\">not available: not provided" in html
+
+
+def test_one_category_table_reports_instead_of_failing(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"stage": ["training"] * 5, "manifestation": ["basic", "basic", "evolutionary", "basic", "evolutionary"]}).to_csv(
+        tmp_path / "d.csv", index=False)
+    result = analyze(tmp_path / "d.csv", tmp_path / "out", workers=1)
+    assert result.tests["stage_x_manifestation"].statistic is None
+    assert "not tested: fewer than two categories" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_cli_json_and_errors_leave_no_partial_output(tmp_path, reeng):
+    synthetic_defects(60, seed=6)[["stage", "manifestation", "reporter"]].to_csv(tmp_path / "d.csv", index=False)
+    done = reeng("analyze", "--defects", str(tmp_path / "d.csv"), "--out", str(tmp_path / "out"), "--json", "--formats", "png")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["claims"]["reported_by_re_users"]["denominator"] == 60
+    assert not list((tmp_path / "out" / "figures").glob("*.pdf"))
+    (tmp_path / "bad.csv").write_text("stage,manifestation\nenvironment,explodes\n")
+    failed = reeng("analyze", "--defects", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out2"))
+    assert failed.returncode == 2 and failed.stderr.startswith("error:") and "'explodes'" in failed.stderr
+    assert "Traceback" not in failed.stderr and not (tmp_path / "out2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out2")]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(small_run, tmp_path):
+    """The report as a browser shows it: tables styled, figures decoded and drawn, no-data boxes visible."""
+    from PIL import Image
+
+    _, out, _ = small_run
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--hide-scrollbars", "--window-size=1280,4200", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert len(pixels) == 1280 * 4200
+    non_white = (pixels < 245).any(axis=1).mean()
+    assert non_white > 0.03, f"only {non_white:.1%} of the page is drawn"
+
+    def share_near(hex_colour: str, tol: int = 6) -> float:
+        target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return float((np.abs(pixels - target).max(axis=1) <= tol).mean())
+
+    assert share_near("#dde3ee") > 0.001, "table headers are not rendered"
+    colour, _ = category_style(load_taxonomy().dimension("manifestation"), "basic")
+    assert share_near(colour, tol=10) > 0.001, "the figures' category colours are not on screen"
+    assert share_near("#fff4d6") > 0.0005, "the no-data sections are not rendered"
+    assert len(np.unique(pixels[::7], axis=0)) > 200
+
+
+def test_category_colours_stay_distinct_in_greyscale():
+    """Each dimension's categories get strictly increasing grey levels, so print in black and white keeps them apart."""
+    from matplotlib.colors import to_rgb
+
+    for dim in load_taxonomy().dimensions:
+        labels = [c.id for c in dim.categories if c.origin != "bucket"]
+        greys = [np.dot(to_rgb(category_style(dim, c)[0]), [0.299, 0.587, 0.114]) for c in labels]
+        assert all(b > a for a, b in zip(greys, greys[1:])), dim.id
+        hatches = [category_style(dim, c)[1] for c in labels]
+        assert all(a != b for a, b in zip(hatches, hatches[1:])), dim.id
