@@ -1,0 +1,243 @@
+"""A polite GitHub client: PyGithub's requester underneath, GitHub's rate-limit rules on top.
+
+Why not PyGithub's own retry: its urllib3 ``Retry`` sleeps inside the library, so a crawl could
+neither show nor bound its waits, count them, switch tokens, nor be tested without sleeping
+for real. Here every request goes through one loop that
+
+* waits out the primary limit (remaining 0 -> sleep until reset, or use the next token),
+* honours secondary limits (403/429): ``Retry-After`` when given, else at least 60 s, doubling,
+* retries 5xx answers and dropped connections with exponential backoff,
+* gives up after a bounded number of attempts, or at once when a wait exceeds ``max_wait``,
+* sends ``If-None-Match`` when an ETag is known (a 304 costs nothing against the limit),
+* and hands every raw response to the archive, without the Authorization header.
+
+The clock and the sleeper are injectable so tests exercise the rules without waiting.
+Tokens live only in PyGithub's auth objects; no message built here ever contains one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from github import Auth, Github
+from github.Requester import Requester
+
+from reeng.errors import ReengError
+
+log = logging.getLogger("reeng.miner")
+
+GITHUB_API = "https://api.github.com"
+
+
+@dataclass
+class Politeness:
+    """How patient and how gentle a crawl is; the defaults follow GitHub's published rules."""
+
+    max_attempts: int = 6            # tries per request, the first one included
+    secondary_wait: float = 60.0     # GitHub: wait at least a minute after a secondary limit without Retry-After
+    backoff: float = 1.0             # first wait after a 5xx or a dropped connection; doubles per attempt
+    max_wait: float = 3600.0         # longest single wait accepted; a longer one fails the request
+    min_interval: float | None = None  # seconds between requests; None: PyGithub's pacing on github.com, none elsewhere
+    timeout: float = 60.0
+
+
+@dataclass
+class RunStats:
+    """What a run cost; printed at the end of every crawl (``--json``: as an object)."""
+
+    requests: int = 0
+    not_modified: int = 0
+    retries: int = 0
+    waits: int = 0
+    waited_seconds: float = 0.0
+    budget_used: int = 0
+    issues: int = 0
+    comments: int = 0
+    pulls_skipped: int = 0
+    repositories: dict[str, str] = field(default_factory=dict)
+    rate_limit: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["waited_seconds"] = round(self.waited_seconds, 2)
+        return data
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    data: Any
+    raw: str
+
+
+class NotFound(ReengError):
+    """404 or 410 from GitHub: the caller names the repository in the message it raises."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def tokens_from_env(env: dict[str, str]) -> list[str]:
+    """``GITHUB_TOKENS`` (comma/space separated, used in turn) or else ``GITHUB_TOKEN``."""
+    many = [t for t in env.get("GITHUB_TOKENS", "").replace(",", " ").split() if t]
+    return many or ([env["GITHUB_TOKEN"].strip()] if env.get("GITHUB_TOKEN", "").strip() else [])
+
+
+class _Token:
+    """One token's PyGithub connection and what the server last said about its budget."""
+
+    def __init__(self, github: Github) -> None:
+        self.requester: Requester = github.requester
+        self.remaining: int | None = None
+        self.reset: float = 0.0
+
+
+class GitHubClient:
+    """Serial, polite requests against one GitHub (or GitHub Enterprise, or the local server)."""
+
+    def __init__(self, api_url: str = GITHUB_API, tokens: list[str] | None = None, *,
+                 politeness: Politeness | None = None, stats: RunStats | None = None,
+                 archive: Any | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.policy = politeness or Politeness()
+        self.stats = stats or RunStats()
+        self.archive = archive
+        self._sleep, self._clock = sleep, clock
+        on_github = urlparse(self.api_url).hostname == urlparse(GITHUB_API).hostname
+        pace = self.policy.min_interval
+        pacing = ({} if on_github and pace is None
+                  else {"seconds_between_requests": pace or None, "seconds_between_writes": pace or None})
+        auths = [Auth.Token(t) for t in tokens or []] or [None]
+        self._tokens = [_Token(Github(base_url=self.api_url, auth=a, retry=None, timeout=int(self.policy.timeout),
+                                      per_page=100, **pacing)) for a in auths]
+        self._turn = 0
+
+    # -- budget -----------------------------------------------------------------------------
+    def _token(self) -> _Token:
+        """The token to use now: the current one while it has budget, else the next with budget."""
+        now = self._clock()
+        for offset in range(len(self._tokens)):
+            candidate = self._tokens[(self._turn + offset) % len(self._tokens)]
+            if candidate.remaining != 0 or candidate.reset <= now:
+                self._turn = (self._turn + offset) % len(self._tokens)
+                return candidate
+        soonest = min(self._tokens, key=lambda t: t.reset)
+        self._wait(soonest.reset - now + 1, "primary rate limit exhausted, waiting for the reset")
+        soonest.remaining = None
+        return soonest
+
+    def _note_budget(self, token: _Token, headers: dict[str, str]) -> None:
+        if "x-ratelimit-remaining" not in headers:
+            return
+        token.remaining = int(float(headers["x-ratelimit-remaining"]))
+        token.reset = float(headers.get("x-ratelimit-reset", 0))
+        resource = headers.get("x-ratelimit-resource", "core")
+        self.stats.rate_limit[resource] = {
+            "limit": int(float(headers.get("x-ratelimit-limit", 0))), "remaining": token.remaining,
+            "used": int(float(headers.get("x-ratelimit-used", 0))), "reset": int(token.reset)}
+
+    def _wait(self, seconds: float, reason: str) -> None:
+        seconds = max(0.0, seconds)
+        if seconds > self.policy.max_wait:
+            raise ReengError(f"{reason}: GitHub asks to wait {math.ceil(seconds)} s, more than --max-wait "
+                             f"{self.policy.max_wait:g} s; run again later to resume")
+        log.warning("waiting %.1f s: %s", seconds, reason)
+        self.stats.waits += 1
+        self.stats.waited_seconds += seconds
+        self._sleep(seconds)
+
+    # -- requests ---------------------------------------------------------------------------
+    def request(self, verb: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None,
+                etag: str | None = None, what: str = "") -> Response:
+        """One logical request, retried under the politeness rules; 404/410 raise :class:`NotFound`."""
+        what = what or url
+        secondary = 0
+        last = ""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            if attempt > 1:
+                self.stats.retries += 1
+            token = self._token()
+            headers = {"Accept": "application/vnd.github+json"}
+            if etag:
+                headers["If-None-Match"] = etag
+            self.stats.requests += 1
+            try:
+                status, resp_headers, raw = token.requester.requestJson(verb, url, params, headers, body)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = f"connection failed ({type(exc).__name__})"
+                self._wait(self.policy.backoff * 2 ** (attempt - 1), f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
+                continue
+            if self.archive is not None:
+                self.archive.record(verb, url, params, body, headers, status, resp_headers, raw)
+            self._note_budget(token, resp_headers)
+            if status == 304:
+                self.stats.not_modified += 1
+                return Response(status, resp_headers, None, raw)
+            data = _json(raw)
+            if status < 300:
+                self.stats.budget_used += 1
+                return Response(status, resp_headers, data, raw)
+            message = (data or {}).get("message", "") if isinstance(data, dict) else ""
+            if status == 401:
+                raise ReengError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
+            if status in (404, 410):
+                raise NotFound(status, f"{status} {message or 'not found'}")
+            if status in (403, 429):
+                if resp_headers.get("x-ratelimit-remaining") == "0" and not Requester.isSecondaryRateLimitError(message.lower()):
+                    last = "primary rate limit exhausted"
+                    token.remaining, token.reset = 0, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60))
+                    continue  # _token() switches token or waits for the reset
+                if "retry-after" in resp_headers:
+                    wait = float(resp_headers["retry-after"])
+                elif status == 429 or Requester.isSecondaryRateLimitError(message.lower()):
+                    wait = self.policy.secondary_wait * 2 ** secondary
+                else:
+                    raise ReengError(f"{what}: forbidden (403 {message})")
+                secondary += 1
+                last = f"secondary rate limit ({status})"
+                self._wait(wait, f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
+                continue
+            if status >= 500:
+                last = f"server error {status}"
+                self._wait(self.policy.backoff * 2 ** (attempt - 1), f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
+                continue
+            raise ReengError(f"{what}: GitHub answered {status} {message}".rstrip())
+        raise ReengError(f"{what}: gave up after {self.policy.max_attempts} attempts ({last})")
+
+    def get(self, path: str, params: dict[str, Any] | None = None, *, etag: str | None = None, what: str = "") -> Response:
+        return self.request("GET", path, params=params, etag=etag, what=what)
+
+    def graphql(self, query: str, variables: dict[str, Any], *, what: str = "") -> dict[str, Any]:
+        """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`)."""
+        url = self._tokens[0].requester.graphql_url
+        data = self.request("POST", url, body={"query": query, "variables": variables}, what=what).data or {}
+        errors = data.get("errors") or []
+        if errors:
+            first = errors[0]
+            if first.get("type") == "NOT_FOUND":
+                raise NotFound(404, f"404 {first.get('message', 'not found')}")
+            raise ReengError(f"{what or 'GraphQL'}: query failed ({first.get('message', 'unknown error')})")
+        cost = ((data.get("data") or {}).get("rateLimit") or {}).get("cost")
+        if cost:
+            self.stats.budget_used += int(cost) - 1
+        return data.get("data") or {}
+
+
+def _json(raw: str) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"message": raw[:200]}
