@@ -122,6 +122,7 @@ class GitHubClient:
         self._tokens = [_Token(Github(base_url=self.api_url, auth=a, retry=None, timeout=int(self.policy.timeout),
                                       per_page=100, **pacing)) for a in auths]
         self._turn = 0
+        self._failures = 0  # consecutive 5xx / connection failures, for the backoff
 
     # -- budget -----------------------------------------------------------------------------
     def _token(self) -> _Token:
@@ -163,57 +164,63 @@ class GitHubClient:
         """One logical request, retried under the politeness rules; 404/410 raise :class:`NotFound`."""
         what = what or url
         secondary = 0
-        last = ""
         for attempt in range(1, self.policy.max_attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
-            token = self._token()
-            headers = {"Accept": "application/vnd.github+json"}
-            if etag:
-                headers["If-None-Match"] = etag
-            self.stats.requests += 1
-            try:
-                status, resp_headers, raw = token.requester.requestJson(verb, url, params, headers, body)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = f"connection failed ({type(exc).__name__})"
-                self._wait(self.policy.backoff * 2 ** (attempt - 1), f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
-                continue
-            if self.archive is not None:
-                self.archive.record(verb, url, params, body, headers, status, resp_headers, raw)
-            self._note_budget(token, resp_headers)
-            if status == 304:
-                self.stats.not_modified += 1
-                return Response(status, resp_headers, None, raw)
-            data = _json(raw)
-            if status < 300:
-                self.stats.budget_used += 1
-                return Response(status, resp_headers, data, raw)
-            message = (data or {}).get("message", "") if isinstance(data, dict) else ""
-            if status == 401:
-                raise ReengError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
-            if status in (404, 410):
-                raise NotFound(status, f"{status} {message or 'not found'}")
-            if status in (403, 429):
-                if resp_headers.get("x-ratelimit-remaining") == "0" and not Requester.isSecondaryRateLimitError(message.lower()):
-                    last = "primary rate limit exhausted"
-                    token.remaining, token.reset = 0, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60))
-                    continue  # _token() switches token or waits for the reset
-                if "retry-after" in resp_headers:
-                    wait = float(resp_headers["retry-after"])
-                elif status == 429 or Requester.isSecondaryRateLimitError(message.lower()):
-                    wait = self.policy.secondary_wait * 2 ** secondary
-                else:
-                    raise ReengError(f"{what}: forbidden (403 {message})")
-                secondary += 1
-                last = f"secondary rate limit ({status})"
+            wait, last = self._attempt(verb, url, params, body, etag, what, secondary)
+            if isinstance(wait, Response):
+                self._failures = 0
+                return wait
+            secondary += last.startswith("secondary")
+            if attempt < self.policy.max_attempts and wait:
                 self._wait(wait, f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
-                continue
-            if status >= 500:
-                last = f"server error {status}"
-                self._wait(self.policy.backoff * 2 ** (attempt - 1), f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
-                continue
-            raise ReengError(f"{what}: GitHub answered {status} {message}".rstrip())
         raise ReengError(f"{what}: gave up after {self.policy.max_attempts} attempts ({last})")
+
+    def _attempt(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, etag: str | None, what: str,
+                 secondary: int) -> tuple[Response | float, str]:
+        """Send once: the response, or how long to wait before retrying and why."""
+        token = self._token()
+        headers = {"Accept": "application/vnd.github+json"}
+        if etag:
+            headers["If-None-Match"] = etag
+        self.stats.requests += 1
+        try:
+            status, resp_headers, raw = token.requester.requestJson(verb, url, params, headers, body)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            return self._backoff(), f"connection failed ({type(exc).__name__})"
+        if self.archive is not None:
+            self.archive.record(verb, url, params, body, headers, status, resp_headers, raw)
+        self._note_budget(token, resp_headers)
+        if status == 304:
+            self.stats.not_modified += 1
+            return Response(status, resp_headers, None, raw), ""
+        data = _json(raw)
+        if status < 300:
+            self.stats.budget_used += 1
+            return Response(status, resp_headers, data, raw), ""
+        message = (data or {}).get("message", "") if isinstance(data, dict) else ""
+        if status == 401:
+            raise ReengError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
+        if status in (404, 410):
+            raise NotFound(status, f"{status} {message or 'not found'}")
+        if status in (403, 429):
+            is_secondary = status == 429 or Requester.isSecondaryRateLimitError(message.lower())
+            if resp_headers.get("x-ratelimit-remaining") == "0" and not is_secondary:
+                token.remaining, token.reset = 0, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60))
+                return 0.0, "primary rate limit exhausted"  # the next _token() switches token or waits for the reset
+            if "retry-after" in resp_headers:
+                return float(resp_headers["retry-after"]), f"secondary rate limit ({status})"
+            if is_secondary:
+                return self.policy.secondary_wait * 2 ** secondary, f"secondary rate limit ({status})"
+            raise ReengError(f"{what}: forbidden (403 {message})")
+        if status >= 500:
+            return self._backoff(), f"server error {status}"
+        raise ReengError(f"{what}: GitHub answered {status} {message}".rstrip())
+
+    def _backoff(self) -> float:
+        """Exponential backoff for 5xx and dropped connections, doubling with consecutive failures."""
+        self._failures += 1
+        return self.policy.backoff * 2 ** (self._failures - 1)
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, etag: str | None = None, what: str = "") -> Response:
         return self.request("GET", path, params=params, etag=etag, what=what)
