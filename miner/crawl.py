@@ -12,8 +12,9 @@ because GitHub timestamps have one-second resolution.
 Few requests. The GraphQL path gets 100 issues with their first 100 comments per query; only
 threads with more comments get extra queries, batched several issues per query. Before listing,
 a conditional probe (the most recently updated issue, with the ETag saved when the last crawl
-completed) answers 304 when nothing changed, so re-crawling an unchanged repository costs two
-requests, both 304, neither counted by GitHub. The REST path fetches comments only for threads
+completed) answers 304 when nothing changed, so re-crawling an unchanged repository costs one
+request answered 304 (two on the REST path, which also asks for the repository conditionally),
+and GitHub counts neither. The REST path fetches comments only for threads
 whose ``updated_at`` or comment count changed, conditionally where an ETag is known.
 """
 
@@ -47,7 +48,7 @@ ISSUES_QUERY = f"""
 query Issues($owner: String!, $name: String!, $first: Int!, $comments: Int!, $after: String, $since: DateTime) {{
   rateLimit {{ cost remaining resetAt }}
   repository(owner: $owner, name: $name) {{
-    hasIssuesEnabled
+    hasIssuesEnabled stargazerCount description createdAt
     issues(first: $first, after: $after, orderBy: {{field: UPDATED_AT, direction: ASC}}, filterBy: {{since: $since}}) {{
       totalCount
       pageInfo {{ hasNextPage endCursor }}
@@ -105,7 +106,8 @@ class RepoCrawler:
     # -- entry point ---------------------------------------------------------------------------
     def run(self) -> str:
         """Crawl; return ``"unchanged"`` (probe answered 304) or ``"complete"``."""
-        self._repository()
+        if self.api == "rest":
+            self._repository()  # GraphQL pages carry the repository's facts themselves
         state = store.crawl_state(self.conn, self.repo)
         probe = self.client.get(f"/repos/{self.owner}/{self.name}/issues",
                                 {"state": "all", "sort": "updated", "direction": "desc", "per_page": 1},
@@ -145,6 +147,7 @@ class RepoCrawler:
             self.progress(self.repo, n, total)
 
     def _repository(self) -> None:
+        """REST path: the repository's facts, conditionally (a 304 leaves the stored row)."""
         key = f"GET /repos/{self.owner}/{self.name}"
         resp = self.client.get(f"/repos/{self.owner}/{self.name}", etag=store.cached_etag(self.conn, key),
                                what=f"{self.repo}: repository")
@@ -153,12 +156,17 @@ class RepoCrawler:
         data = resp.data or {}
         if data.get("has_issues") is False:
             raise NotFound(410, "410 issues are disabled")
+        self._record_repository(data.get("stargazers_count"), data.get("description"), data.get("created_at"))
+        if resp.headers.get("etag"):
+            with store.transaction(self.conn):
+                store.cache_etag(self.conn, key, resp.headers["etag"], now())
+
+    def _record_repository(self, stars: int | None, description: str | None, created_at: str | None) -> None:
+        known = self.conn.execute("SELECT repo_type FROM repositories WHERE repo = ?", (self.repo,)).fetchone()
         with store.transaction(self.conn):
             store.upsert_repository(self.conn, {
-                "repo": self.repo, "stars": data.get("stargazers_count"), "description": data.get("description"),
-                "created_at": data.get("created_at"), "source": self.source, "fetched_at": now()})
-            if resp.headers.get("etag"):
-                store.cache_etag(self.conn, key, resp.headers["etag"], now())
+                "repo": self.repo, "stars": stars, "description": description, "created_at": created_at,
+                "repo_type": known["repo_type"] if known else None, "source": self.source, "fetched_at": now()})
 
     # -- GraphQL -------------------------------------------------------------------------------
     def _graphql_page(self, since: str | None, after: str | None) -> Page:
@@ -170,6 +178,9 @@ class RepoCrawler:
             raise NotFound(404, "404 not found")
         if repository.get("hasIssuesEnabled") is False:
             raise NotFound(410, "410 issues are disabled")
+        if after is None:
+            self._record_repository(repository.get("stargazerCount"), repository.get("description"),
+                                    repository.get("createdAt"))
         conn_ = repository["issues"]
         threads, pending = [], {}
         for node in conn_["nodes"]:

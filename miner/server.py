@@ -26,6 +26,8 @@ import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -432,3 +434,16 @@ def make_server(corpus_path: Path, port: int = 0, faults: str | None = None, qui
         return GitHubServer(("127.0.0.1", port), corpus, spec, quiet)
     except OSError as exc:
         raise ReengError(f"port {port}: cannot listen ({exc.strerror})") from None
+
+
+@contextmanager
+def running(corpus_path: Path, faults: str | None = None, port: int = 0) -> Iterator[str]:
+    """The server in a background thread (tests, benchmarks); yields its base URL."""
+    server = make_server(corpus_path, port, faults)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,13 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from miner.server import make_server
+from miner.server import running
 from miner.store import open_store, save_thread, upsert_repository, transaction
 
 FAKE_TOKEN = "ghp_reengTESTtoken_4f1c9a7e2b"  # distinctive: must never show up anywhere
@@ -57,17 +54,7 @@ def build_corpus(path: Path, repos: dict[str, int] | None = None, long_thread: i
     return path
 
 
-@contextmanager
-def served(corpus: Path, faults: str | None = None, port: int = 0) -> Iterator[str]:
-    """The local server on ``port`` (0: an ephemeral one), in a thread; yields its base URL."""
-    server = make_server(corpus, port, faults)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+served = running  # the local server in a thread: ``with served(corpus, faults, port) as url``
 
 
 def reeng(*args: str, token: str | None = FAKE_TOKEN, env: dict[str, str] | None = None,

@@ -34,9 +34,12 @@ def test_mined_store_exports_exactly_the_corpus(corpus, tmp_path, api):
     if api == "rest":
         assert stats["pulls_skipped"] == 8  # listed by REST, never stored
     else:
-        # 185 issues in pages of 100: 2 + 1 issue queries, 1 query for the long thread's
-        # second and third comment pages... bounded well below one request per issue.
-        assert stats["requests"] <= 2 * 2 + 3 + 3
+        # One probe per repository, 2-3 issue pages for acme/detector's 160 issues (pages overlap
+        # by the issues of the last second), 1 for acme/zoo, 2 for the 230-comment thread's rest.
+        assert stats["requests"] <= 2 + 3 + 1 + 2
+    stars = sqlite3.connect(tmp_path / "mined.sqlite").execute(
+        "SELECT stars FROM repositories WHERE repo = 'acme/detector'").fetchone()[0]
+    assert stars == 5000
 
 
 def test_unchanged_recrawl_is_only_304_and_changes_are_picked_up(corpus, tmp_path):
@@ -48,7 +51,7 @@ def test_unchanged_recrawl_is_only_304_and_changes_are_picked_up(corpus, tmp_pat
         assert first.returncode == 0, first.stderr
         again, stats = mine(url, store)
     assert again.returncode == 0
-    assert stats["requests"] == stats["not_modified"] == 2 * len(REPOS)
+    assert stats["requests"] == stats["not_modified"] == len(REPOS)  # one conditional probe each
     assert stats["budget_used"] == 0 and stats["issues"] == 0
 
     conn = open_store(changed)
