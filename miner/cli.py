@@ -161,6 +161,24 @@ def import_jsonl_command(folder: Path, store_path: Path) -> None:
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported")
 
 
+@import_group.command("archive")
+@click.argument("path", type=click.Path(path_type=Path))
+@STORE
+def import_archive_command(path: Path, store_path: Path) -> None:
+    """Re-parse a raw archive (``reeng mine --archive``) into a store, offline."""
+    from miner.archive import reparse
+    from miner.store import open_store
+
+    if not path.is_file():
+        raise ReengError(f"{path}: no such archive")
+    conn = open_store(store_path)
+    try:
+        counts = reparse(path, conn)
+    finally:
+        conn.close()
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments re-parsed")
+
+
 @click.command("export")
 @STORE
 @click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "csv"]), default="parquet", show_default=True)

@@ -127,3 +127,15 @@ def test_max_wait_bounds_a_secondary_limit(corpus, tmp_path):
                        "--secondary-wait", "60", "--max-wait", "5", "--no-progress")
     assert result.returncode == 2
     assert "GitHub asks to wait 60 s, more than --max-wait 5 s" in result.stderr
+
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_archive_reparses_into_the_same_threads(corpus, tmp_path, api):
+    archive = tmp_path / "raw.sqlite"
+    with served(corpus, "pulls=2,5xx=0.05,seed=9") as url:
+        result, _ = mine(url, tmp_path / "mined.sqlite", "--api", api, "--archive", str(archive), "--page-size", "40")
+        assert result.returncode == 0, result.stderr
+        again, _ = mine(url, tmp_path / "mined.sqlite", "--api", api, "--archive", str(archive))
+    replay = reeng("import", "archive", str(archive), "--store", str(tmp_path / "replayed.sqlite"))
+    assert replay.returncode == 0, replay.stderr
+    assert export_text(tmp_path / "replayed.sqlite", tmp_path / "a") == export_text(corpus, tmp_path / "b")
