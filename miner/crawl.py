@@ -118,6 +118,7 @@ class RepoCrawler:
             return "unchanged"
         mark = state.get("since")
         since, cursor = query_since(mark), None
+        seen: set[int] = set()
         while True:
             page = self._graphql_page(since, cursor) if self.api == "graphql" else self._rest_page(since, cursor)
             if page.last_updated and (mark is None or page.last_updated > mark):
@@ -127,9 +128,11 @@ class RepoCrawler:
                 for thread in page.threads:
                     store.write_thread(self.conn, thread, source=self.source, fetched_at=fetched, etag=thread.pop("_etag", None))
                 store.set_crawl_state(self.conn, self.repo, since=mark, api=self.api, complete=0)
-            self.client.stats.issues += len(page.threads)
-            self.client.stats.comments += sum(len(t["comments"]) for t in page.threads)
-            self._advance(len(page.threads), total=page.total)
+            new = [t for t in page.threads if t["number"] not in seen]  # pages overlap by the mark's second
+            seen.update(t["number"] for t in new)
+            self.client.stats.issues += len(new)
+            self.client.stats.comments += sum(len(t["comments"]) for t in new)
+            self._advance(len(new), total=page.total)
             if not page.has_next:
                 break
             next_since = query_since(page.last_updated)
