@@ -87,6 +87,10 @@ class NotFound(ReengError):
         self.status = status
 
 
+class AuthError(ReengError):
+    """401: the token is wrong or revoked; every further request would fail the same way."""
+
+
 def tokens_from_env(env: dict[str, str]) -> list[str]:
     """``GITHUB_TOKENS`` (comma/space separated, used in turn) or else ``GITHUB_TOKEN``."""
     many = [t for t in env.get("GITHUB_TOKENS", "").replace(",", " ").split() if t]
@@ -200,7 +204,7 @@ class GitHubClient:
             return Response(status, resp_headers, data, raw), ""
         message = (data or {}).get("message", "") if isinstance(data, dict) else ""
         if status == 401:
-            raise ReengError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
+            raise AuthError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
         if status in (404, 410):
             raise NotFound(status, f"{status} {message or 'not found'}")
         if status in (403, 429):
@@ -226,10 +230,22 @@ class GitHubClient:
         return self.request("GET", path, params=params, etag=etag, what=what)
 
     def graphql(self, query: str, variables: dict[str, Any], *, what: str = "") -> dict[str, Any]:
-        """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`)."""
+        """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`).
+
+        GitHub reports an exhausted GraphQL budget either as 403 (handled by :meth:`request`) or as
+        200 with a ``RATE_LIMITED`` error; the latter waits for the reset and asks again.
+        """
         url = self._tokens[0].requester.graphql_url
-        data = self.request("POST", url, body={"query": query, "variables": variables}, what=what).data or {}
-        errors = data.get("errors") or []
+        for attempt in range(1, self.policy.max_attempts + 1):
+            resp = self.request("POST", url, body={"query": query, "variables": variables}, what=what)
+            data = resp.data or {}
+            errors = data.get("errors") or []
+            if errors and errors[0].get("type") == "RATE_LIMITED" and attempt < self.policy.max_attempts:
+                self.stats.retries += 1
+                token = self._tokens[self._turn]
+                token.remaining, token.reset = 0, float(resp.headers.get("x-ratelimit-reset", self._clock() + 60))
+                continue  # the next request() waits for the reset or uses the next token
+            break
         if errors:
             first = errors[0]
             if first.get("type") == "NOT_FOUND":

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from miner import payloads, store
-from miner.client import GitHubClient, NotFound
+from miner.client import AuthError, GitHubClient, NotFound
 from reeng.errors import ReengError
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -311,9 +311,9 @@ def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, ap
                 status = "failed"
                 failures[repo] = (f"{repo}: issues are disabled (410)" if exc.status == 410
                                   else f"{repo}: no such repository or no access ({exc})")
+            except AuthError:
+                raise
             except ReengError as exc:
-                if "rejected the token" in str(exc):
-                    raise
                 status = "failed"
                 failures[repo] = f"{repo}: {exc}"
             client.stats.repositories[repo] = status

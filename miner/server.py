@@ -38,7 +38,8 @@ from miner import server_graphql
 from miner.store import open_store
 from reeng.errors import ReengError
 
-PROBABILITIES = ("5xx", "secondary403", "secondary403_noretry", "secondary429", "secondary429_noretry", "reset")
+PROBABILITIES = ("5xx", "secondary403", "secondary403_noretry", "secondary429", "secondary429_noretry", "reset",
+                 "graphql_ratelimited")
 SECONDARY_MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 
 
@@ -275,6 +276,8 @@ class Handler(BaseHTTPRequestHandler):
             if roll < edge:
                 fault = name
                 break
+        if fault == "graphql_ratelimited" and url.path != "/graphql":
+            fault = None  # only GraphQL answers a spent budget with 200 and a RATE_LIMITED error
         if fault:
             srv.count(fault)
             self._fault(fault)
@@ -308,6 +311,10 @@ class Handler(BaseHTTPRequestHandler):
         retry = {"Retry-After": str(self.server.faults.retry_after)}
         if fault == "reset":
             self._drop_connection()
+        elif fault == "graphql_ratelimited":
+            self._send(200, {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user."}]},
+                       {"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000", "X-RateLimit-Resource": "graphql",
+                        "X-RateLimit-Reset": str(int(time.time()) + 1)})
         elif fault == "5xx":
             self._send(self.server.rng.choice([500, 502, 503]), {"message": "Server Error"})
         else:

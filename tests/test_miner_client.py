@@ -79,3 +79,13 @@ def test_tokens_come_from_the_environment():
     assert tokens_from_env({"GITHUB_TOKENS": "a, b c", "GITHUB_TOKEN": "z"}) == ["a", "b", "c"]
     assert tokens_from_env({"GITHUB_TOKEN": " z "}) == ["z"]
     assert tokens_from_env({}) == []
+
+
+def test_graphql_rate_limited_answer_waits_for_the_reset(corpus):
+    with served(corpus, "graphql_ratelimited=0.5,seed=2") as url:
+        c, waits = client(url, max_attempts=10)
+        c._sleep = __import__("time").sleep  # the reset is at most a second away
+        for _ in range(4):
+            data = c.graphql('query { repository(owner: "acme", name: "zoo") { issues(first: 1) { totalCount } } }', {})
+            assert data["repository"]["issues"]["totalCount"] == 5
+    assert c.stats.retries >= 1 and c.stats.waits >= 1
