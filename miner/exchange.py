@@ -74,13 +74,13 @@ def import_jsonl(folder: Path, conn: sqlite3.Connection) -> dict[str, int]:
                     continue
                 try:
                     row = json.loads(line)
-                    if name == "issues":
-                        issues.append(row)
-                        row["repo"], row["number"]  # noqa: B018 - both keys are required
-                    else:
-                        comments.setdefault((row["repo"], row["issue_number"]), []).append(row)
+                    key = (row["repo"], row["number"] if name == "issues" else row["issue_number"])
                 except (ValueError, KeyError, TypeError):
                     raise ReengError(f"{path}:{line_no}: not an exported {name[:-1]} row") from None
+                if name == "issues":
+                    issues.append(row)
+                else:
+                    comments.setdefault(key, []).append(row)
     source = f"jsonl:{Path(folder).name}"
     with store.transaction(conn):
         for issue in issues:

@@ -270,3 +270,12 @@ def cached_etag(conn: sqlite3.Connection, key: str) -> str | None:
 
 def cache_etag(conn: sqlite3.Connection, key: str, etag: str, fetched_at: str) -> None:
     conn.execute("INSERT OR REPLACE INTO http_cache(key, etag, fetched_at) VALUES (?, ?, ?)", (key, etag, fetched_at))
+
+
+def thread_keys(conn: sqlite3.Connection) -> set[tuple[str, int]]:
+    """``(repo casefolded, number)`` of every stored thread: the key gold defects join on.
+
+    GitHub treats owner and repository names case-insensitively and published sheets do not
+    always keep GitHub's spelling, so joins compare casefolded names.
+    """
+    return {(r.casefold(), int(n)) for r, n in conn.execute("SELECT repo, number FROM issues")}

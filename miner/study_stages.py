@@ -42,7 +42,7 @@ def corpus_stage(ctx: StudyContext) -> dict[str, Any]:
     from miner.client import GitHubClient, Politeness, tokens_from_env
     from miner.crawl import mine
     from miner.exchange import import_denchmark
-    from miner.store import open_store
+    from miner.store import open_store, thread_keys
 
     cfg = ctx.section("corpus")
     defects = _gold_defects(ctx)
@@ -68,7 +68,7 @@ def corpus_stage(ctx: StudyContext) -> dict[str, Any]:
             archive = locate("denchmark-bugreports") if offline == "denchmark" else ctx.path(offline)
             import_denchmark(Path(archive), conn, repos, cfg.get("limit"))
             origin = f"offline corpus {Path(archive).name}"
-        stored = {(r.casefold(), n) for r, n in conn.execute("SELECT repo, number FROM issues")}
+        stored = thread_keys(conn)
         in_store = {r.casefold() for r, in conn.execute("SELECT DISTINCT repo FROM issues")}
     finally:
         conn.close()
