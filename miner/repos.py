@@ -109,7 +109,7 @@ def search(client: GitHubClient, criteria: dict[str, Any]) -> list[dict[str, Any
             ranked[arch].append(repo)
     closed = _closed_issue_counts(client, sorted(found))
     selected: dict[str, dict[str, Any]] = {}
-    for arch, repos in ranked.items():
+    for repos in ranked.values():
         keep = [r for r in repos if closed.get(r, 0) >= criteria["min_closed_issues"]][:criteria["per_architecture"]]
         for repo in keep:
             selected[repo] = found[repo]
