@@ -69,7 +69,11 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     raw = Archive(archive) if archive else None
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
-    client = GitHubClient(api_url, tokens_from_env(dict(os.environ)), politeness=policy, archive=raw)
+    tokens = tokens_from_env(dict(os.environ))
+    if not tokens:
+        logging.getLogger("reeng.miner").warning(
+            "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
+    client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
     try:
         failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress)
     finally:
