@@ -86,10 +86,11 @@ def test_token_never_written_anywhere(corpus, tmp_path):
     with served(corpus, "5xx=0.05,secondary403=0.05,retry_after=0,seed=5") as url:
         result, _ = mine(url, store, "--archive", str(archive), "--log", str(log), "--api", "rest")
         assert result.returncode == 0, result.stderr
+    with served(corpus, f"bad_token={FAKE_TOKEN}") as url:  # the error path: a rejected token
         bad = reeng("mine", "acme/zoo", "--store", str(tmp_path / "bad.sqlite"), "--api-url", url, *FAST,
-                    token=FAKE_TOKEN)
+                    "--archive", str(archive), "--log", str(log))
     export_text(store, tmp_path / "export")
-    assert bad.returncode == 0
+    assert bad.returncode == 2 and "GitHub rejected the token (401 Bad credentials)" in bad.stderr
     from miner.archive import read_archive
 
     exchanges = list(read_archive(archive))
