@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -111,11 +112,8 @@ def sample_command(store_path: Path, protocol_name: str, seed: int, repos: str |
 
     params = protocol(protocol_name, min_comments=min_comments, fraction=fraction, small_population=small_population,
                       small_draw=small_draw, state="" if state == "any" else state)
-    conn = open_store(store_path, create=False)
-    try:
+    with closing(open_store(store_path, create=False)) as conn:
         result = draw(conn, protocol_name, params, seed, [r.strip() for r in repos.split(",")] if repos else None)
-    finally:
-        conn.close()
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
@@ -138,11 +136,8 @@ def import_denchmark_command(path: Path, store_path: Path, repos: str | None, li
     from miner.exchange import import_denchmark
     from miner.store import open_store
 
-    conn = open_store(store_path)
-    try:
+    with closing(open_store(store_path)) as conn:
         counts, stats = import_denchmark(path, conn, [r.strip() for r in repos.split(",")] if repos else None, limit)
-    finally:
-        conn.close()
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported "
                f"({stats.recovered} repaired, {len(stats.unreadable)} unreadable files skipped)")
     for name in stats.unreadable:
@@ -157,11 +152,8 @@ def import_jsonl_command(folder: Path, store_path: Path) -> None:
     from miner.exchange import import_jsonl
     from miner.store import open_store
 
-    conn = open_store(store_path)
-    try:
+    with closing(open_store(store_path)) as conn:
         counts = import_jsonl(folder, conn)
-    finally:
-        conn.close()
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported")
 
 
@@ -175,11 +167,8 @@ def import_archive_command(path: Path, store_path: Path) -> None:
 
     if not path.is_file():
         raise ReengError(f"{path}: no such archive")
-    conn = open_store(store_path)
-    try:
+    with closing(open_store(store_path)) as conn:
         counts = reparse(path, conn)
-    finally:
-        conn.close()
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments re-parsed")
 
 
@@ -192,11 +181,8 @@ def export_command(store_path: Path, fmt: str, out: Path) -> None:
     from miner.exchange import export_store
     from miner.store import open_store
 
-    conn = open_store(store_path, create=False)
-    try:
+    with closing(open_store(store_path, create=False)) as conn:
         counts = export_store(conn, out, fmt)
-    finally:
-        conn.close()
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments -> {out}")
 
 
@@ -246,11 +232,8 @@ def repos_search_command(config_path: Path | None, preset: str | None, api_url: 
     if store_path is not None:
         from miner.store import open_store
 
-        conn = open_store(store_path)
-        try:
+        with closing(open_store(store_path)) as conn:
             record(conn, selection, source=preset or api_url)
-        finally:
-            conn.close()
     if as_json:
         click.echo(json.dumps(selection, sort_keys=True))
         return
