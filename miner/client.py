@@ -87,6 +87,10 @@ class NotFound(ReengError):
         self.status = status
 
 
+class ServerTrouble(ReengError):
+    """The server kept failing (5xx, dropped connections, GraphQL timeouts): smaller requests may pass."""
+
+
 class AuthError(ReengError):
     """401: the token is wrong or revoked; every further request would fail the same way."""
 
@@ -164,11 +168,12 @@ class GitHubClient:
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, verb: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None,
-                etag: str | None = None, what: str = "") -> Response:
+                etag: str | None = None, what: str = "", attempts: int | None = None) -> Response:
         """One logical request, retried under the politeness rules; 404/410 raise :class:`NotFound`."""
         what = what or url
         secondary = 0
-        for attempt in range(1, self.policy.max_attempts + 1):
+        attempts = attempts or self.policy.max_attempts
+        for attempt in range(1, attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
             wait, last = self._attempt(verb, url, params, body, etag, what, secondary)
@@ -176,9 +181,10 @@ class GitHubClient:
                 self._failures = 0
                 return wait
             secondary += last.startswith("secondary")
-            if attempt < self.policy.max_attempts and wait:
-                self._wait(wait, f"{what}: {last} (attempt {attempt}/{self.policy.max_attempts})")
-        raise ReengError(f"{what}: gave up after {self.policy.max_attempts} attempts ({last})")
+            if attempt < attempts and wait:
+                self._wait(wait, f"{what}: {last} (attempt {attempt}/{attempts})")
+        trouble = last.startswith(("server error", "connection failed"))
+        raise (ServerTrouble if trouble else ReengError)(f"{what}: gave up after {attempts} attempts ({last})")
 
     def _attempt(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, etag: str | None, what: str,
                  secondary: int) -> tuple[Response | float, str]:
@@ -229,7 +235,8 @@ class GitHubClient:
     def get(self, path: str, params: dict[str, Any] | None = None, *, etag: str | None = None, what: str = "") -> Response:
         return self.request("GET", path, params=params, etag=etag, what=what)
 
-    def graphql(self, query: str, variables: dict[str, Any], *, what: str = "") -> dict[str, Any]:
+    def graphql(self, query: str, variables: dict[str, Any], *, what: str = "",
+                attempts: int | None = None) -> dict[str, Any]:
         """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`).
 
         GitHub reports an exhausted GraphQL budget either as 403 (handled by :meth:`request`) or as
@@ -237,7 +244,8 @@ class GitHubClient:
         """
         url = self._tokens[0].requester.graphql_url
         for attempt in range(1, self.policy.max_attempts + 1):
-            resp = self.request("POST", url, body={"query": query, "variables": variables}, what=what)
+            resp = self.request("POST", url, body={"query": query, "variables": variables}, what=what,
+                                attempts=attempts)
             data = resp.data or {}
             errors = data.get("errors") or []
             if errors and errors[0].get("type") == "RATE_LIMITED" and attempt < self.policy.max_attempts:
@@ -250,6 +258,8 @@ class GitHubClient:
             first = errors[0]
             if first.get("type") == "NOT_FOUND":
                 raise NotFound(404, f"404 {first.get('message', 'not found')}")
+            if "timeout" in first.get("message", "").lower():
+                raise ServerTrouble(f"{what or 'GraphQL'}: query timed out on the server")
             raise ReengError(f"{what or 'GraphQL'}: query failed ({first.get('message', 'unknown error')})")
         cost = ((data.get("data") or {}).get("rateLimit") or {}).get("cost")
         if cost:

@@ -21,6 +21,7 @@ whose ``updated_at`` or comment count changed, conditionally where an ETag is kn
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -30,11 +31,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from miner import payloads, store
-from miner.client import AuthError, GitHubClient, NotFound
+from miner.client import AuthError, GitHubClient, NotFound, ServerTrouble
 from reeng.errors import ReengError
 
+log = logging.getLogger("reeng.miner")
 REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 MORE_COMMENTS_BATCH = 10
+MIN_PAGE = 10          # GraphQL pages shrink no further when the server keeps failing
+SHRINK_AFTER = 2       # failed attempts at one GraphQL page size before halving it
 
 THREAD_FIELDS = """
   number title body state url createdAt updatedAt closedAt
@@ -173,9 +177,7 @@ class RepoCrawler:
 
     # -- GraphQL -------------------------------------------------------------------------------
     def _graphql_page(self, since: str | None, after: str | None) -> Page:
-        variables = {"owner": self.owner, "name": self.name, "first": self.page_size,
-                     "comments": self.page_size, "after": after, "since": since}
-        data = self.client.graphql(ISSUES_QUERY, variables, what=f"{self.repo}: issues")
+        data = self._issues_query(since, after)
         repository = data.get("repository")
         if repository is None:
             raise NotFound(404, "404 not found")
@@ -196,6 +198,22 @@ class RepoCrawler:
         nodes = conn_["nodes"]
         return Page(threads, nodes[-1]["updatedAt"] if nodes else None, conn_["pageInfo"]["hasNextPage"],
                     conn_["pageInfo"]["endCursor"], conn_.get("totalCount"))
+
+    def _issues_query(self, since: str | None, after: str | None) -> dict[str, Any]:
+        """One page of issues; halve the page when GitHub keeps failing on it (big pages time out)."""
+        while True:
+            variables = {"owner": self.owner, "name": self.name, "first": self.page_size,
+                         "comments": self.page_size, "after": after, "since": since}
+            shrinkable = self.page_size > MIN_PAGE
+            try:
+                return self.client.graphql(ISSUES_QUERY, variables, what=f"{self.repo}: issues",
+                                           attempts=SHRINK_AFTER if shrinkable else None)
+            except ServerTrouble:
+                if not shrinkable:
+                    raise
+                smaller = max(MIN_PAGE, self.page_size // 2)
+                log.warning("%s: pages of %d issues keep failing; asking for %d", self.repo, self.page_size, smaller)
+                self.page_size = smaller
 
     def _more_comments(self, pending: dict[int, tuple[dict[str, Any], str]]) -> None:
         """Fetch the remaining comment pages of long threads, several threads per query."""

@@ -12,7 +12,8 @@ Fault spec (``--faults``): comma-separated ``key=value``. Probabilities per requ
 ``reset``. Others: ``primary_after=N`` (budget per window), ``primary_reset=S`` (window length,
 seconds), ``retry_after=S`` (value of Retry-After), ``pulls=N`` (synthetic pull requests mixed into
 each repository's REST listing), ``disabled=OWNER/REPO+OWNER/REPO`` (issues disabled),
-``bad_token=T`` (answered 401), ``seed=N``.
+``bad_token=T`` (answered 401), ``graphql_timeout_above=N`` (GraphQL queries with a ``first``
+variable above N answer 502, as GitHub does when a large page times out), ``seed=N``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FaultSpec:
     pulls: int = 0
     disabled: set[str] = field(default_factory=set)
     bad_token: str | None = None
+    graphql_timeout_above: int = 0
     seed: int = 0
 
     @classmethod
@@ -68,7 +70,7 @@ class FaultSpec:
                     faults.rates[key] = float(value)
                     if not 0 <= faults.rates[key] <= 1:
                         raise ValueError
-                elif key in ("primary_after", "retry_after", "pulls", "seed"):
+                elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above"):
                     setattr(faults, key, int(value))
                 elif key == "primary_reset":
                     faults.primary_reset = float(value)
@@ -78,7 +80,7 @@ class FaultSpec:
                     faults.bad_token = value
                 else:
                     raise ReengError(f"fault spec: unknown key {key!r} (known: {', '.join(PROBABILITIES)}, "
-                                     "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, seed)")
+                                     "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, graphql_timeout_above, seed)")
             except ValueError:
                 raise ReengError(f"fault spec: {part!r} is not KEY=VALUE with a valid value") from None
         return faults
@@ -332,6 +334,9 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.loads(payload or b"{}")
             except ValueError:
                 raise _Answer(400, {"message": "Problems parsing JSON"}) from None
+            limit = self.server.faults.graphql_timeout_above
+            if limit and int((body.get("variables") or {}).get("first") or 0) > limit:
+                raise _Answer(502, {"message": "We couldn't respond to your request in time."})
             with self.server.lock:
                 _, limits = self.server.budget.headers(
                     (hashlib.sha256(self._token().encode()).hexdigest(), "graphql"), spend=False)

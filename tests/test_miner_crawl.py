@@ -140,3 +140,12 @@ def test_archive_reparses_into_the_same_threads(corpus, tmp_path, api):
     replay = reeng("import", "archive", str(archive), "--store", str(tmp_path / "replayed.sqlite"))
     assert replay.returncode == 0, replay.stderr
     assert export_text(tmp_path / "replayed.sqlite", tmp_path / "a") == export_text(corpus, tmp_path / "b")
+
+
+def test_graphql_pages_shrink_when_big_pages_time_out(corpus, tmp_path):
+    with served(corpus, "graphql_timeout_above=30") as url:
+        result, stats = mine(url, tmp_path / "mined.sqlite")
+    assert result.returncode == 0, result.stderr
+    assert "pages of 100 issues keep failing; asking for 50" in result.stderr
+    assert "pages of 50 issues keep failing; asking for 25" in result.stderr
+    assert export_text(tmp_path / "mined.sqlite", tmp_path / "a") == export_text(corpus, tmp_path / "b")
