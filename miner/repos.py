@@ -83,7 +83,7 @@ def _closed_issue_counts(client: GitHubClient, repos: list[str]) -> dict[str, in
     for start in range(0, len(repos), 20):
         batch = repos[start:start + 20]
         parts = [f"r{i}: repository(owner: {json.dumps(r.split('/')[0])}, name: {json.dumps(r.split('/')[1])}) "
-                 "{ issues(states: [CLOSED]) { totalCount } }" for i, r in enumerate(batch)]
+                 "{ issues(states: [CLOSED], first: 1) { totalCount } }" for i, r in enumerate(batch)]
         data = client.graphql(f"query ClosedIssues {{ {' '.join(parts)} }}", {}, what="closed-issue counts")
         for i, repo in enumerate(batch):
             node = data.get(f"r{i}")
