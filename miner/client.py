@@ -102,12 +102,27 @@ def tokens_from_env(env: dict[str, str]) -> list[str]:
 
 
 class _Token:
-    """One token's PyGithub connection and what the server last said about its budget."""
+    """One token's PyGithub connection and what the server last said about its budgets.
+
+    GitHub keeps separate budgets per resource (core REST, graphql, search), so a spent REST
+    budget must not hold up GraphQL queries, and the other way round.
+    """
 
     def __init__(self, github: Github) -> None:
         self.requester: Requester = github.requester
-        self.remaining: int | None = None
-        self.reset: float = 0.0
+        self.budget: dict[str, tuple[int, float]] = {}  # resource -> (remaining, reset epoch)
+
+    def spent(self, resource: str, now: float) -> bool:
+        remaining, reset = self.budget.get(resource, (1, 0.0))
+        return remaining == 0 and reset > now
+
+    def exhaust(self, resource: str, reset: float) -> None:
+        self.budget[resource] = (0, reset)
+
+
+def _resource(url: str) -> str:
+    path = urlparse(url).path
+    return "graphql" if path.endswith("/graphql") else "search" if "/search/" in path else "core"
 
 
 class GitHubClient:
@@ -133,28 +148,29 @@ class GitHubClient:
         self._failures = 0  # consecutive 5xx / connection failures, for the backoff
 
     # -- budget -----------------------------------------------------------------------------
-    def _token(self) -> _Token:
+    def _token(self, resource: str) -> _Token:
         """The token to use now: the current one while it has budget, else the next with budget."""
         now = self._clock()
         for offset in range(len(self._tokens)):
             candidate = self._tokens[(self._turn + offset) % len(self._tokens)]
-            if candidate.remaining != 0 or candidate.reset <= now:
+            if not candidate.spent(resource, now):
                 self._turn = (self._turn + offset) % len(self._tokens)
                 return candidate
-        soonest = min(self._tokens, key=lambda t: t.reset)
-        self._wait(soonest.reset - now + 1, "primary rate limit exhausted, waiting for the reset")
-        soonest.remaining = None
+        soonest = min(self._tokens, key=lambda t: t.budget[resource][1])
+        self._wait(soonest.budget[resource][1] - now + 1, f"primary rate limit ({resource}) exhausted, waiting for the reset")
+        soonest.budget.pop(resource)
         return soonest
 
     def _note_budget(self, token: _Token, headers: dict[str, str]) -> None:
         if "x-ratelimit-remaining" not in headers:
             return
-        token.remaining = int(float(headers["x-ratelimit-remaining"]))
-        token.reset = float(headers.get("x-ratelimit-reset", 0))
+        remaining = int(float(headers["x-ratelimit-remaining"]))
+        reset = float(headers.get("x-ratelimit-reset", 0))
         resource = headers.get("x-ratelimit-resource", "core")
+        token.budget[resource] = (remaining, reset)
         self.stats.rate_limit[resource] = {
-            "limit": int(float(headers.get("x-ratelimit-limit", 0))), "remaining": token.remaining,
-            "used": int(float(headers.get("x-ratelimit-used", 0))), "reset": int(token.reset)}
+            "limit": int(float(headers.get("x-ratelimit-limit", 0))), "remaining": remaining,
+            "used": int(float(headers.get("x-ratelimit-used", 0))), "reset": int(reset)}
 
     def _wait(self, seconds: float, reason: str) -> None:
         seconds = max(0.0, seconds)
@@ -189,7 +205,8 @@ class GitHubClient:
     def _attempt(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, etag: str | None, what: str,
                  secondary: int) -> tuple[Response | float, str]:
         """Send once: the response, or how long to wait before retrying and why."""
-        token = self._token()
+        resource = _resource(url)
+        token = self._token(resource)
         headers = {"Accept": "application/vnd.github+json"}
         if etag:
             headers["If-None-Match"] = etag
@@ -216,7 +233,7 @@ class GitHubClient:
         if status in (403, 429):
             is_secondary = status == 429 or Requester.isSecondaryRateLimitError(message.lower())
             if resp_headers.get("x-ratelimit-remaining") == "0" and not is_secondary:
-                token.remaining, token.reset = 0, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60))
+                token.exhaust(resource, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60)))
                 return 0.0, "primary rate limit exhausted"  # the next _token() switches token or waits for the reset
             if "retry-after" in resp_headers:
                 return float(resp_headers["retry-after"]), f"secondary rate limit ({status})"
@@ -251,7 +268,7 @@ class GitHubClient:
             if errors and errors[0].get("type") == "RATE_LIMITED" and attempt < self.policy.max_attempts:
                 self.stats.retries += 1
                 token = self._tokens[self._turn]
-                token.remaining, token.reset = 0, float(resp.headers.get("x-ratelimit-reset", self._clock() + 60))
+                token.exhaust("graphql", float(resp.headers.get("x-ratelimit-reset", self._clock() + 60)))
                 continue  # the next request() waits for the reset or uses the next token
             break
         if errors:

@@ -89,3 +89,15 @@ def test_graphql_rate_limited_answer_waits_for_the_reset(corpus):
             data = c.graphql('query { repository(owner: "acme", name: "zoo") { issues(first: 1) { totalCount } } }', {})
             assert data["repository"]["issues"]["totalCount"] == 5
     assert c.stats.retries >= 1 and c.stats.waits >= 1
+
+
+def test_a_spent_rest_budget_does_not_hold_up_graphql(corpus):
+    with served(corpus, "primary_after=3,primary_reset=600") as url:
+        c, waits = client(url)
+        for _ in range(3):
+            c.get("/repos/acme/zoo")
+        assert c.stats.rate_limit["core"]["remaining"] == 0
+        data = c.graphql('query { repository(owner: "acme", name: "zoo") { hasIssuesEnabled } }', {})
+        assert data["repository"]["hasIssuesEnabled"] is True and waits == []
+        with pytest.raises(ReengError, match="more than --max-wait"):
+            GitHubClient(url, [FAKE_TOKEN], politeness=Politeness(max_wait=60), sleep=waits.append).get("/repos/acme/zoo")
