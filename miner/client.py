@@ -184,11 +184,15 @@ class GitHubClient:
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, verb: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None,
-                etag: str | None = None, what: str = "", attempts: int | None = None) -> Response:
-        """One logical request, retried under the politeness rules; 404/410 raise :class:`NotFound`."""
+                etag: str | None = None, what: str = "", server_errors: int | None = None) -> Response:
+        """One logical request, retried under the politeness rules; 404/410 raise :class:`NotFound`.
+
+        ``server_errors``: raise :class:`ServerTrouble` after this many 5xx answers or dropped
+        connections (the caller has a smaller request to try); rate limits still get every attempt.
+        """
         what = what or url
-        secondary = 0
-        attempts = attempts or self.policy.max_attempts
+        secondary = failures = 0
+        attempts = self.policy.max_attempts
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
@@ -196,6 +200,10 @@ class GitHubClient:
             if isinstance(wait, Response):
                 self._failures = 0
                 return wait
+            if last.startswith(("server error", "connection failed")):
+                failures += 1
+                if failures == server_errors:
+                    raise ServerTrouble(f"{what}: {last}, {failures} times")
             secondary += last.startswith("secondary")
             if attempt < attempts and wait:
                 self._wait(wait, f"{what}: {last} (attempt {attempt}/{attempts})")
@@ -253,7 +261,7 @@ class GitHubClient:
         return self.request("GET", path, params=params, etag=etag, what=what)
 
     def graphql(self, query: str, variables: dict[str, Any], *, what: str = "",
-                attempts: int | None = None) -> dict[str, Any]:
+                server_errors: int | None = None) -> dict[str, Any]:
         """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`).
 
         GitHub reports an exhausted GraphQL budget either as 403 (handled by :meth:`request`) or as
@@ -262,7 +270,7 @@ class GitHubClient:
         url = self._tokens[0].requester.graphql_url
         for attempt in range(1, self.policy.max_attempts + 1):
             resp = self.request("POST", url, body={"query": query, "variables": variables}, what=what,
-                                attempts=attempts)
+                                server_errors=server_errors)
             data = resp.data or {}
             errors = data.get("errors") or []
             if errors and errors[0].get("type") == "RATE_LIMITED" and attempt < self.policy.max_attempts:

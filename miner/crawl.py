@@ -38,7 +38,7 @@ log = logging.getLogger("reeng.miner")
 REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 MORE_COMMENTS_BATCH = 10
 MIN_PAGE = 10          # GraphQL pages shrink no further when the server keeps failing
-SHRINK_AFTER = 2       # failed attempts at one GraphQL page size before halving it
+SHRINK_AFTER = 2       # server errors at one GraphQL page size before halving it
 
 THREAD_FIELDS = """
   number title body state url createdAt updatedAt closedAt
@@ -207,7 +207,7 @@ class RepoCrawler:
             shrinkable = self.page_size > MIN_PAGE
             try:
                 return self.client.graphql(ISSUES_QUERY, variables, what=f"{self.repo}: issues",
-                                           attempts=SHRINK_AFTER if shrinkable else None)
+                                           server_errors=SHRINK_AFTER if shrinkable else None)
             except ServerTrouble:
                 if not shrinkable:
                     raise
@@ -333,6 +333,6 @@ def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, ap
                 raise
             except ReengError as exc:
                 status = "failed"
-                failures[repo] = f"{repo}: {exc}"
+                failures[repo] = str(exc) if str(exc).startswith(f"{repo}:") else f"{repo}: {exc}"
             client.stats.repositories[repo] = status
     return failures
