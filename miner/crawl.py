@@ -186,18 +186,18 @@ class RepoCrawler:
         if after is None:
             self._record_repository(repository.get("stargazerCount"), repository.get("description"),
                                     repository.get("createdAt"))
-        conn_ = repository["issues"]
+        listing = repository["issues"]
         threads, pending = [], {}
-        for node in conn_["nodes"]:
+        for node in listing["nodes"]:
             thread = payloads.graphql_issue(self.repo, node)
             threads.append(thread)
             info = node["comments"]["pageInfo"]
             if info["hasNextPage"]:
                 pending[thread["number"]] = (thread, info["endCursor"])
         self._more_comments(pending)
-        nodes = conn_["nodes"]
-        return Page(threads, nodes[-1]["updatedAt"] if nodes else None, conn_["pageInfo"]["hasNextPage"],
-                    conn_["pageInfo"]["endCursor"], conn_.get("totalCount"))
+        nodes = listing["nodes"]
+        return Page(threads, nodes[-1]["updatedAt"] if nodes else None, listing["pageInfo"]["hasNextPage"],
+                    listing["pageInfo"]["endCursor"], listing.get("totalCount"))
 
     def _issues_query(self, since: str | None, after: str | None) -> dict[str, Any]:
         """One page of issues; halve the page when GitHub keeps failing on it (big pages time out)."""
