@@ -71,6 +71,34 @@ CREATE TABLE IF NOT EXISTS comments (
     PRIMARY KEY (repo, issue_number, comment_id)
 );
 CREATE INDEX IF NOT EXISTS comments_by_issue ON comments (repo, issue_number, created_at);
+CREATE TABLE IF NOT EXISTS crawl_state (
+    repo        TEXT PRIMARY KEY,          -- "owner/name"
+    since       TEXT,                      -- high-water mark: updated_at of the last committed issue
+    api         TEXT,                      -- graphql / rest: the path of the last crawl
+    complete    INTEGER NOT NULL DEFAULT 0,-- 1 once a crawl reached the end of the listing
+    probe_etag  TEXT,                      -- ETag of the change probe, saved only when complete
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS http_cache (
+    key        TEXT PRIMARY KEY,           -- method and URL (never headers, so never a token)
+    etag       TEXT NOT NULL,
+    fetched_at TEXT
+);
+CREATE TABLE IF NOT EXISTS samples (
+    sample_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    protocol   TEXT NOT NULL,
+    parameters TEXT NOT NULL,              -- JSON object
+    seed       INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    population INTEGER NOT NULL,           -- issues that qualified
+    drawn      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sample_issues (
+    sample_id INTEGER NOT NULL REFERENCES samples(sample_id),
+    repo      TEXT NOT NULL,
+    number    INTEGER NOT NULL,
+    PRIMARY KEY (sample_id, repo, number)
+);
 """
 
 ISSUE_CONTENT = ("repo", "number", "title", "body", "state", "author", "labels", "created_at",
@@ -161,14 +189,20 @@ def replace_comments(conn: sqlite3.Connection, repo: str, number: int, comments:
 def save_thread(conn: sqlite3.Connection, thread: dict[str, Any], *, source: str, fetched_at: str | None = None,
                 etag: str | None = None) -> None:
     """Store one issue dict with its ``comments`` list atomically, replacing any earlier copy."""
-    meta = {"source": source, "fetched_at": fetched_at, "etag": etag}
     with transaction(conn):
-        upsert_issue(conn, {**thread, **meta})
-        replace_comments(conn, thread["repo"], thread["number"],
-                         ({**c, "source": source, "fetched_at": fetched_at} for c in thread.get("comments", [])))
+        write_thread(conn, thread, source=source, fetched_at=fetched_at, etag=etag)
+
+
+def write_thread(conn: sqlite3.Connection, thread: dict[str, Any], *, source: str, fetched_at: str | None = None,
+                 etag: str | None = None) -> None:
+    """Like :func:`save_thread` but inside the caller's transaction (a crawl commits a page at once)."""
+    upsert_issue(conn, {**thread, "source": source, "fetched_at": fetched_at, "etag": etag})
+    replace_comments(conn, thread["repo"], thread["number"],
+                     ({**c, "source": source, "fetched_at": fetched_at} for c in thread.get("comments", [])))
 
 
 def upsert_repository(conn: sqlite3.Connection, repo: dict[str, Any]) -> None:
+    """Insert or replace one repository row (``repo`` is "owner/name")."""
     owner, _, name = repo["repo"].partition("/")
     row = {"repo": repo["repo"], "owner": owner, "name": name,
            **{k: repo.get(k) for k in ("stars", "description", "created_at", "repo_type", "source", "fetched_at")}}
@@ -193,3 +227,55 @@ def iter_threads(conn: sqlite3.Connection, repos: Iterable[str] | None = None) -
             repo=issue["repo"], number=issue["number"], title=issue["title"] or "", body=issue["body"] or "",
             comments=[dict(c) for c in comments], issue=dict(issue),
         )
+
+
+def issue_versions(conn: sqlite3.Connection, repo: str) -> dict[int, tuple[str | None, int | None, str | None]]:
+    """``number -> (updated_at, comments_count, etag)`` of the stored issues of one repository.
+
+    The crawler compares a fresh listing against this to skip comment fetches for threads that
+    did not change.
+    """
+    rows = conn.execute("SELECT number, updated_at, comments_count, etag FROM issues WHERE repo = ?", (repo,))
+    return {r["number"]: (r["updated_at"], r["comments_count"], r["etag"]) for r in rows}
+
+
+def stored_comments(conn: sqlite3.Connection, repo: str, number: int) -> list[dict[str, Any]]:
+    """The stored comments of one issue (content columns), in creation order."""
+    rows = conn.execute(
+        f"SELECT {', '.join(COMMENT_CONTENT)} FROM comments WHERE repo = ? AND issue_number = ? "
+        "ORDER BY created_at, comment_id", (repo, number))
+    return [dict(r) for r in rows]
+
+
+def crawl_state(conn: sqlite3.Connection, repo: str) -> dict[str, Any]:
+    """The crawl state of one repository (empty dict before its first crawl)."""
+    row = conn.execute("SELECT * FROM crawl_state WHERE repo = ?", (repo,)).fetchone()
+    return dict(row) if row else {}
+
+
+def set_crawl_state(conn: sqlite3.Connection, repo: str, **values: Any) -> None:
+    """Update some columns of a repository's crawl state (call inside the page's transaction)."""
+    conn.execute("INSERT OR IGNORE INTO crawl_state(repo) VALUES (?)", (repo,))
+    for key, value in values.items():
+        if key not in {"since", "api", "complete", "probe_etag", "finished_at"}:
+            raise ValueError(f"unknown crawl_state column {key}")
+        conn.execute(f"UPDATE crawl_state SET {key} = ? WHERE repo = ?", (value, repo))
+
+
+def cached_etag(conn: sqlite3.Connection, key: str) -> str | None:
+    """The ETag last seen for a request key, if any."""
+    row = conn.execute("SELECT etag FROM http_cache WHERE key = ?", (key,)).fetchone()
+    return row["etag"] if row else None
+
+
+def cache_etag(conn: sqlite3.Connection, key: str, etag: str, fetched_at: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO http_cache(key, etag, fetched_at) VALUES (?, ?, ?)", (key, etag, fetched_at))
+
+
+def thread_keys(conn: sqlite3.Connection) -> set[tuple[str, int]]:
+    """``(repo casefolded, number)`` of every stored thread: the key gold defects join on.
+
+    GitHub treats owner and repository names case-insensitively and published sheets do not
+    always keep GitHub's spelling, so joins compare casefolded names.
+    """
+    return {(r.casefold(), int(n)) for r, n in conn.execute("SELECT repo, number FROM issues")}

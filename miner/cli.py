@@ -1,0 +1,241 @@
+"""The miner's commands: repos search, mine, sample, import, export, serve-github.
+
+Wiring only: each command parses options, opens the store and calls the module that does the
+work. Heavy libraries (pandas, graphql-core, PyGithub) load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import click
+
+from reeng.errors import ReengError
+
+STORE = click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="SQLite store file.")
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    """Waits and retries as one line each on stderr (and in ``--log``); never request headers."""
+    logger = logging.getLogger("reeng.miner")
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+@click.command("mine")
+@click.argument("repos", nargs=-1, required=True, metavar="OWNER/REPO...")
+@STORE
+@click.option("--api-url", default="https://api.github.com", show_default=True,
+              help="REST base URL (GitHub Enterprise: https://HOST/api/v3; the local server's URL).")
+@click.option("--api", type=click.Choice(["graphql", "rest"]), default="graphql", show_default=True)
+@click.option("--archive", type=click.Path(path_type=Path), help="Keep every raw response in this archive file.")
+@click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
+@click.option("--max-wait", type=float, default=3600, show_default=True,
+              help="Longest single wait (seconds) accepted; a longer one fails the repository (resume later).")
+@click.option("--attempts", type=click.IntRange(1, 20), default=6, show_default=True, help="Tries per request.")
+@click.option("--secondary-wait", type=float, default=60, show_default=True,
+              help="First wait after a secondary limit without Retry-After (GitHub asks for >= 60).")
+@click.option("--backoff", type=float, default=1, show_default=True, help="First wait after a 5xx or reset; doubles.")
+@click.option("--min-interval", type=float, default=None,
+              help="Seconds between requests (default: PyGithub's pacing on github.com, none elsewhere).")
+@click.option("--log", "log_file", type=click.Path(path_type=Path), help="Also write log lines to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's statistics as one JSON object.")
+@click.option("--progress/--no-progress", default=True, help="Progress bars per repository (stderr).")
+def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: str, archive: Path | None,
+                 page_size: int, max_wait: float, attempts: int, secondary_wait: float, backoff: float,
+                 min_interval: float | None, log_file: Path | None, as_json: bool, progress: bool) -> None:
+    """Collect every issue of OWNER/REPO... with all comments into --store (token: GITHUB_TOKEN[S])."""
+    from miner.archive import Archive
+    from miner.client import GitHubClient, Politeness, tokens_from_env
+    from miner.crawl import check_repo_name, mine
+    from miner.store import open_store
+
+    for repo in repos:
+        check_repo_name(repo)
+    _setup_logging(log_file)
+    conn = open_store(store_path)
+    raw = Archive(archive) if archive else None
+    policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
+                        min_interval=min_interval)
+    tokens = tokens_from_env(dict(os.environ))
+    if not tokens:
+        logging.getLogger("reeng.miner").warning(
+            "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
+    client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
+    try:
+        failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress)
+    finally:
+        conn.close()
+        if raw:
+            raw.close()
+    stats = client.stats.to_dict()
+    if as_json:
+        click.echo(json.dumps({**stats, "failures": failures}, sort_keys=True))
+    else:
+        click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {len(repos)} repositories; "
+                   f"{stats['requests']} requests ({stats['not_modified']} answered 304), {stats['retries']} retries, "
+                   f"{stats['waits']} waits ({stats['waited_seconds']} s), rate-limit budget used {stats['budget_used']}")
+    if failures:
+        raise ReengError("; ".join(failures.values()))
+
+
+@click.command("sample")
+@STORE
+@click.option("--protocol", "protocol_name", default="jiang2024", show_default=True)
+@click.option("--seed", type=int, required=True, help="Seed of the draw (recorded with the sample).")
+@click.option("--repos", help="Comma-separated OWNER/REPO list (default: every repository in the store).")
+@click.option("--state", type=click.Choice(["open", "closed", "any"]), help="Override: issue state that qualifies.")
+@click.option("--min-comments", type=int, help="Override: fewest comments for an issue to qualify.")
+@click.option("--fraction", type=float, help="Override: share drawn from large populations.")
+@click.option("--small-population", type=int, help="Override: largest population drawn by count instead.")
+@click.option("--small-draw", type=int, help="Override: issues drawn from a small population.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sample (with its drawn issues) as JSON.")
+def sample_command(store_path: Path, protocol_name: str, seed: int, repos: str | None, state: str | None,
+                   min_comments: int | None, fraction: float | None, small_population: int | None,
+                   small_draw: int | None, as_json: bool) -> None:
+    """Draw a seeded study sample and record it (protocol, parameters, seed, issues) in the store."""
+    from miner.sample import draw, protocol
+    from miner.store import open_store
+
+    params = protocol(protocol_name, min_comments=min_comments, fraction=fraction, small_population=small_population,
+                      small_draw=small_draw, state="" if state == "any" else state)
+    with closing(open_store(store_path, create=False)) as conn:
+        result = draw(conn, protocol_name, params, seed, [r.strip() for r in repos.split(",")] if repos else None)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(f"sample {result['sample_id']} ({protocol_name}, seed {seed}): {len(result['drawn'])} of "
+               f"{sum(result['population'].values())} qualifying issues from {len(result['population'])} repositories")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import published corpora or exports into a store."""
+
+
+@import_group.command("denchmark")
+@click.argument("path", type=click.Path(path_type=Path))
+@STORE
+@click.option("--repos", help="Comma-separated OWNER/REPO list to keep (case-insensitive).")
+@click.option("--limit", type=click.IntRange(1), help="Stop after this many threads.")
+def import_denchmark_command(path: Path, store_path: Path, repos: str | None, limit: int | None) -> None:
+    """Read the Denchmark archive (.tar.xz, in place) into a store."""
+    from miner.exchange import import_denchmark
+    from miner.store import open_store
+
+    with closing(open_store(store_path)) as conn:
+        counts, stats = import_denchmark(path, conn, [r.strip() for r in repos.split(",")] if repos else None, limit)
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported "
+               f"({stats.recovered} repaired, {len(stats.unreadable)} unreadable files skipped)")
+    for name in stats.unreadable:
+        click.echo(f"unreadable: {name}", err=True)
+
+
+@import_group.command("jsonl")
+@click.argument("folder", type=click.Path(path_type=Path))
+@STORE
+def import_jsonl_command(folder: Path, store_path: Path) -> None:
+    """Read an export made with ``reeng export --format jsonl`` back into a store."""
+    from miner.exchange import import_jsonl
+    from miner.store import open_store
+
+    with closing(open_store(store_path)) as conn:
+        counts = import_jsonl(folder, conn)
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported")
+
+
+@import_group.command("archive")
+@click.argument("path", type=click.Path(path_type=Path))
+@STORE
+def import_archive_command(path: Path, store_path: Path) -> None:
+    """Re-parse a raw archive (``reeng mine --archive``) into a store, offline."""
+    from miner.archive import reparse
+    from miner.store import open_store
+
+    if not path.is_file():
+        raise ReengError(f"{path}: no such archive")
+    with closing(open_store(store_path)) as conn:
+        counts = reparse(path, conn)
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments re-parsed")
+
+
+@click.command("export")
+@STORE
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "csv"]), default="parquet", show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for issues.* and comments.*.")
+def export_command(store_path: Path, fmt: str, out: Path) -> None:
+    """Export the content of a store (no fetch metadata), in a deterministic order."""
+    from miner.exchange import export_store
+    from miner.store import open_store
+
+    with closing(open_store(store_path, create=False)) as conn:
+        counts = export_store(conn, out, fmt)
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments -> {out}")
+
+
+@click.command("serve-github")
+@click.option("--corpus", required=True, type=click.Path(path_type=Path), help="Store whose threads are served.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+@click.option("--faults", help="Fault spec, e.g. 5xx=0.05,secondary403=0.02,reset=0.01,primary_after=500.")
+@click.option("--verbose", is_flag=True, help="Log every request.")
+def serve_command(corpus: Path, port: int, faults: str | None, verbose: bool) -> None:
+    """Serve a store over a local GitHub-compatible REST + GraphQL API (until interrupted)."""
+    from miner.server import make_server
+
+    server = make_server(corpus, port, faults, quiet=not verbose)
+    click.echo(f"listening on http://127.0.0.1:{server.server_address[1]}", nl=True)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        click.echo(f"served: {json.dumps(server.counts, sort_keys=True)}", err=True)
+
+
+@click.group("repos")
+def repos_group() -> None:
+    """Select repositories to mine."""
+
+
+@repos_group.command("search")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML selection criteria (see docs/miner.md).")
+@click.option("--preset", type=click.Choice(["jiang2024"]), help="The study's 27 repositories instead of a search.")
+@click.option("--api-url", default="https://api.github.com", show_default=True)
+@click.option("--store", "store_path", type=click.Path(path_type=Path), help="Also record the selection in this store.")
+@click.option("--json", "as_json", is_flag=True)
+def repos_search_command(config_path: Path | None, preset: str | None, api_url: str, store_path: Path | None,
+                         as_json: bool) -> None:
+    """Find CV reengineering repositories by the study's criteria and tag each zoo or solo."""
+    from miner.client import GitHubClient, tokens_from_env
+    from miner.repos import load_criteria, preset_repositories, record, search
+
+    if preset:
+        selection = preset_repositories(preset)
+    else:
+        criteria = load_criteria(config_path)
+        selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
+    if store_path is not None:
+        from miner.store import open_store
+
+        with closing(open_store(store_path)) as conn:
+            record(conn, selection, source=preset or api_url)
+    if as_json:
+        click.echo(json.dumps(selection, sort_keys=True))
+        return
+    for repo in selection:
+        click.echo(f"{repo['repo']:50} {repo.get('stars') or '':>7} {repo['repo_type']:5} {repo.get('reason', '')}")

@@ -1,0 +1,461 @@
+"""``reeng serve-github``: a local GitHub-compatible API over a store's content, with faults on demand.
+
+GitHub is not reachable from the machines this toolkit is tested on, and a miner that was only
+ever tested against mocks would not deserve trust. This server speaks real HTTP on 127.0.0.1 and
+answers the REST and GraphQL requests the miner makes, from a store's threads, with GitHub's
+mechanics: ``Link`` pagination, weak ETags and 304s that cost nothing, ``X-RateLimit-*`` headers
+and a primary limit, and injected faults (5xx, secondary limits with and without
+``Retry-After``, dropped connections) drawn from a seeded random generator so runs repeat.
+
+Fault spec (``--faults``): comma-separated ``key=value``. Probabilities per request:
+``5xx``, ``secondary403``, ``secondary403_noretry``, ``secondary429``, ``secondary429_noretry``,
+``reset``. Others: ``primary_after=N`` (budget per window), ``primary_reset=S`` (window length,
+seconds), ``retry_after=S`` (value of Retry-After), ``pulls=N`` (synthetic pull requests mixed into
+each repository's REST listing), ``disabled=OWNER/REPO+OWNER/REPO`` (issues disabled),
+``bad_token=T`` (answered 401), ``graphql_timeout_above=N`` (GraphQL queries with a ``first``
+variable above N answer 502, as GitHub does when a large page times out), ``seed=N``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import socket
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from miner import server_graphql
+from miner.store import open_store
+from reeng.errors import ReengError
+
+PROBABILITIES = ("5xx", "secondary403", "secondary403_noretry", "secondary429", "secondary429_noretry", "reset",
+                 "graphql_ratelimited")
+SECONDARY_MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+
+
+@dataclass
+class FaultSpec:
+    """Parsed ``--faults``; every probability defaults to 0 and the budget to GitHub's 5,000/hour."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    primary_after: int = 5000
+    primary_reset: float = 3600.0
+    retry_after: int = 1
+    pulls: int = 0
+    disabled: set[str] = field(default_factory=set)
+    bad_token: str | None = None
+    graphql_timeout_above: int = 0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultSpec:
+        faults = cls()
+        for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+            key, sep, value = part.partition("=")
+            try:
+                if not sep:
+                    raise ValueError
+                if key in PROBABILITIES:
+                    faults.rates[key] = float(value)
+                    if not 0 <= faults.rates[key] <= 1:
+                        raise ValueError
+                elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above"):
+                    setattr(faults, key, int(value))
+                elif key == "primary_reset":
+                    faults.primary_reset = float(value)
+                elif key == "disabled":
+                    faults.disabled = {r.casefold() for r in value.split("+") if r}
+                elif key == "bad_token":
+                    faults.bad_token = value
+                else:
+                    raise ReengError(f"fault spec: unknown key {key!r} (known: {', '.join(PROBABILITIES)}, "
+                                     "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, graphql_timeout_above, seed)")
+            except ValueError:
+                raise ReengError(f"fault spec: {part!r} is not KEY=VALUE with a valid value") from None
+        return faults
+
+
+class Corpus:
+    """A store's threads in memory, indexed the ways the API endpoints need them."""
+
+    def __init__(self, conn: sqlite3.Connection, faults: FaultSpec) -> None:
+        self.repos: dict[str, dict[str, Any]] = {}
+        self.issues: dict[str, list[dict[str, Any]]] = {}
+        self.by_number: dict[tuple[str, int], dict[str, Any]] = {}
+        comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in conn.execute("SELECT * FROM comments ORDER BY repo, issue_number, created_at, comment_id"):
+            comments.setdefault((row["repo"], row["issue_number"]), []).append(dict(row))
+        for row in conn.execute("SELECT * FROM issues ORDER BY repo, number"):
+            issue = dict(row)
+            issue["labels"] = json.loads(issue["labels"] or "[]")
+            issue["reactions"] = json.loads(issue["reactions"] or "{}")
+            issue["_comments"] = comments.get((issue["repo"], issue["number"]), [])
+            self.issues.setdefault(issue["repo"], []).append(issue)
+            self.by_number[(issue["repo"], issue["number"])] = issue
+        meta = {r["repo"]: dict(r) for r in conn.execute("SELECT * FROM repositories")}
+        for repo in sorted(set(self.issues) | set(meta)):
+            info = meta.get(repo, {})
+            self.repos[repo.casefold()] = {
+                "full_name": repo, "stars": info.get("stars") or 0, "description": info.get("description"),
+                "created_at": info.get("created_at"), "has_issues": repo.casefold() not in faults.disabled}
+            self.issues.setdefault(repo, [])
+        self.pulls: dict[str, list[dict[str, Any]]] = {repo: self._pulls(repo, faults.pulls) for repo in self.issues}
+
+    @staticmethod
+    def _stamp(i: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_500_000_000 + 86_400 * i))
+
+    def _pulls(self, repo: str, n: int) -> list[dict[str, Any]]:
+        """Synthetic pull requests: GitHub lists them among issues, marked by ``pull_request``."""
+        top = max((i["number"] for i in self.issues[repo]), default=0)
+        return [{"number": top + k + 1, "title": f"pull request {k + 1}", "body": "", "state": "closed",
+                 "author": "contributor", "labels": [], "created_at": self._stamp(k), "updated_at": self._stamp(k),
+                 "closed_at": self._stamp(k), "reactions": {}, "_comments": [], "_pull": True,
+                 "url": f"https://github.com/{repo}/pull/{top + k + 1}"} for k in range(n)]
+
+    def canonical(self, full_name: str) -> str | None:
+        info = self.repos.get(full_name.casefold())
+        return info["full_name"] if info else None
+
+    def repository_node(self, full_name: str) -> dict[str, Any] | None:
+        info = self.repos.get(full_name.casefold())
+        if info is None:
+            return None
+        return {"nameWithOwner": info["full_name"], "stargazerCount": info["stars"], "description": info["description"],
+                "createdAt": info["created_at"], "hasIssuesEnabled": info["has_issues"]}
+
+    def issue_list(self, repo: str, *, since: str | None = None, order: str = "CREATED_AT", descending: bool = False,
+                   states: list[str] | None = None, pulls: bool = False) -> list[dict[str, Any]]:
+        """Issues (and, for REST, pull requests) filtered and sorted as GitHub does; ties by number."""
+        items = self.issues.get(repo, []) + (self.pulls.get(repo, []) if pulls else [])
+        if since:
+            items = [i for i in items if (i["updated_at"] or "") >= since]
+        if states:
+            items = [i for i in items if i["state"] in states]
+        key = {"CREATED_AT": "created_at", "UPDATED_AT": "updated_at", "COMMENTS": "comments_count"}[order]
+        return sorted(items, key=lambda i: (i.get(key) or (0 if key == "comments_count" else ""), i["number"]),
+                      reverse=descending)
+
+    def find_issue(self, repo: str, number: int) -> dict[str, Any] | None:
+        return self.by_number.get((repo, number))
+
+    def issue_node(self, repo: str, issue: dict[str, Any]) -> dict[str, Any]:
+        return server_graphql.issue_node(issue, issue["_comments"])
+
+    # -- REST shapes ----------------------------------------------------------------------------
+    def rest_issue(self, repo: str, issue: dict[str, Any], base: str) -> dict[str, Any]:
+        api = f"{base}/repos/{repo}/issues/{issue['number']}"
+        reactions = {"url": f"{api}/reactions", "total_count": sum(issue["reactions"].values()),
+                     **{k: issue["reactions"].get(k, 0) for k in server_graphql.REACTIONS.values()}}
+        item = {
+            "id": _stable_id(repo, issue["number"]), "number": issue["number"], "title": issue["title"] or "",
+            "body": issue["body"], "state": issue["state"], "user": _user(issue["author"]),
+            "labels": [{"name": n} for n in issue["labels"]], "comments": len(issue["_comments"]),
+            "created_at": issue["created_at"], "updated_at": issue["updated_at"], "closed_at": issue["closed_at"],
+            "html_url": issue["url"], "url": api, "comments_url": f"{api}/comments",
+            "repository_url": f"{base}/repos/{repo}", "reactions": reactions,
+        }
+        if issue.get("_pull"):
+            item["pull_request"] = {"url": f"{base}/repos/{repo}/pulls/{issue['number']}", "html_url": issue["url"]}
+        return item
+
+    @staticmethod
+    def rest_comment(repo: str, comment: dict[str, Any], base: str) -> dict[str, Any]:
+        return {"id": comment["comment_id"], "user": _user(comment["author"]), "body": comment["body"],
+                "created_at": comment["created_at"], "updated_at": comment["updated_at"],
+                "url": f"{base}/repos/{repo}/issues/comments/{comment['comment_id']}"}
+
+
+def _user(login: str | None) -> dict[str, Any] | None:
+    return {"login": login, "type": "User"} if login else None
+
+
+def _stable_id(repo: str, number: int) -> int:
+    return int.from_bytes(hashlib.sha1(f"{repo}#{number}".encode()).digest()[:6], "big")
+
+
+class Budget:
+    """The primary rate limit per (token, resource): ``limit`` requests per window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.state: dict[tuple[str, str], list[float]] = {}  # key -> [used, reset_epoch]
+
+    def headers(self, key: tuple[str, str], spend: bool) -> tuple[bool, dict[str, str]]:
+        """Spend one request if ``spend``; say whether the budget was already exhausted."""
+        now = time.time()
+        used, reset = self.state.get(key, [0, 0.0])
+        if now >= reset:
+            used, reset = 0, now + self.window
+        exhausted = used >= self.limit
+        if spend and not exhausted:
+            used += 1
+        self.state[key] = [used, reset]
+        return exhausted, {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(max(0, self.limit - used)),
+                           "X-RateLimit-Used": str(used), "X-RateLimit-Reset": str(int(reset + 0.999)),
+                           "X-RateLimit-Resource": key[1]}
+
+
+class GitHubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], corpus: Corpus, faults: FaultSpec, quiet: bool = True) -> None:
+        super().__init__(address, Handler)
+        self.corpus, self.faults, self.quiet = corpus, faults, quiet
+        self.schema = server_graphql.build(corpus)
+        self.rng = random.Random(faults.seed)
+        self.budget = Budget(faults.primary_after, faults.primary_reset)
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: GitHubServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # headers and body leave in one write (flushed after each request)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _drop_connection(self) -> None:
+        """Reset the TCP connection (RST) without answering, as a flaky network does."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+        self.wfile = io.BytesIO()  # what the stdlib still writes after the reset goes nowhere
+
+    def _token(self) -> str:
+        auth = self.headers.get("Authorization", "")
+        return auth.split(" ", 1)[1] if " " in auth else ""
+
+    def _serve(self, verb: str) -> None:
+        srv = self.server
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = self.rfile.read(length) if length else b""
+        token = self._token()
+        if srv.faults.bad_token is not None and token == srv.faults.bad_token:
+            self._send(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+            return
+        with srv.lock:
+            roll = srv.rng.random()
+        fault, edge = None, 0.0
+        for name in PROBABILITIES:
+            edge += srv.faults.rates.get(name, 0.0)
+            if roll < edge:
+                fault = name
+                break
+        if fault == "graphql_ratelimited" and url.path != "/graphql":
+            fault = None  # only GraphQL answers a spent budget with 200 and a RATE_LIMITED error
+        if fault:
+            srv.count(fault)
+            self._fault(fault)
+            return
+        resource = "graphql" if url.path.endswith("/graphql") else "search" if url.path.startswith("/search/") else "core"
+        key = (hashlib.sha256(token.encode()).hexdigest(), resource)
+        try:
+            status, body, extra = self._route(verb, url, payload)
+        except _Answer as answer:
+            status, body, extra = answer.status, answer.body, {}
+        etag = None
+        if verb == "GET" and status == 200:
+            etag = 'W/"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
+            if self.headers.get("If-None-Match") == etag:
+                with srv.lock:
+                    _, limits = srv.budget.headers(key, spend=False)
+                srv.count("304")
+                self._send(304, None, {**limits, "ETag": etag})
+                return
+        with srv.lock:
+            exhausted, limits = srv.budget.headers(key, spend=True)
+        if exhausted:
+            srv.count("primary")
+            self._send(403, {"message": "API rate limit exceeded for user.", "documentation_url": "https://docs.github.com"},
+                       limits)
+            return
+        srv.count(str(status))
+        self._send(status, body, {**limits, **extra, **({"ETag": etag} if etag else {})})
+
+    def _fault(self, fault: str) -> None:
+        retry = {"Retry-After": str(self.server.faults.retry_after)}
+        if fault == "reset":
+            self._drop_connection()
+        elif fault == "graphql_ratelimited":
+            self._send(200, {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user."}]},
+                       {"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "5000", "X-RateLimit-Resource": "graphql",
+                        "X-RateLimit-Reset": str(int(time.time()) + 1)})
+        elif fault == "5xx":
+            self._send(self.server.rng.choice([500, 502, 503]), {"message": "Server Error"})
+        else:
+            status = 403 if fault.startswith("secondary403") else 429
+            self._send(status, {"message": SECONDARY_MESSAGE}, {} if fault.endswith("noretry") else retry)
+
+    # -- routes ---------------------------------------------------------------------------------
+    def _route(self, verb: str, url: Any, payload: bytes) -> tuple[int, Any, dict[str, str]]:
+        corpus = self.server.corpus
+        base = f"http://{self.headers.get('Host', '127.0.0.1')}"
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = [p for p in url.path.split("/") if p]
+        if verb == "POST" and parts == ["graphql"]:
+            try:
+                body = json.loads(payload or b"{}")
+            except ValueError:
+                raise _Answer(400, {"message": "Problems parsing JSON"}) from None
+            limit = self.server.faults.graphql_timeout_above
+            if limit and int((body.get("variables") or {}).get("first") or 0) > limit:
+                raise _Answer(502, {"message": "We couldn't respond to your request in time."})
+            with self.server.lock:
+                _, limits = self.server.budget.headers(
+                    (hashlib.sha256(self._token().encode()).hexdigest(), "graphql"), spend=False)
+            rate = {"cost": 1, "limit": int(limits["X-RateLimit-Limit"]),
+                    "remaining": int(limits["X-RateLimit-Remaining"]) - 1, "resetAt": None}
+            try:
+                return 200, server_graphql.execute(self.server.schema, body, rate), {}
+            except server_graphql.QueryError as exc:
+                return 200, {"errors": [{"message": str(exc)}]}, {}
+        if verb != "GET":
+            raise _Answer(404, {"message": "Not Found"})
+        if parts == ["rate_limit"]:
+            return 200, {"resources": {}}, {}
+        if parts[:2] == ["search", "repositories"]:
+            return self._search(query, base)
+        if len(parts) < 3 or parts[0] != "repos":
+            raise _Answer(404, {"message": "Not Found"})
+        repo = corpus.canonical(f"{parts[1]}/{parts[2]}")
+        if repo is None:
+            raise _Answer(404, {"message": "Not Found"})
+        info = corpus.repos[repo.casefold()]
+        rest = parts[3:]
+        if not rest:
+            return 200, {"full_name": repo, "name": repo.split("/")[1], "owner": {"login": repo.split("/")[0]},
+                         "stargazers_count": info["stars"], "description": info["description"],
+                         "created_at": info["created_at"], "has_issues": info["has_issues"]}, {}
+        if rest[0] != "issues":
+            raise _Answer(404, {"message": "Not Found"})
+        if not info["has_issues"]:
+            raise _Answer(410, {"message": "Issues are disabled for this repo"})
+        if len(rest) == 1:
+            state = query.get("state", "open")
+            items = corpus.issue_list(repo, since=query.get("since"), pulls=True,
+                                      order={"created": "CREATED_AT", "updated": "UPDATED_AT", "comments": "COMMENTS"}
+                                      .get(query.get("sort", "created"), "CREATED_AT"),
+                                      descending=query.get("direction", "desc") == "desc",
+                                      states=None if state == "all" else [state])
+            page, links = self._page(items, query, base, url.path)
+            return 200, [corpus.rest_issue(repo, i, base) for i in page], links
+        issue = corpus.find_issue(repo, int(rest[1])) if rest[1].isdigit() else None
+        if issue is None:
+            raise _Answer(404, {"message": "Not Found"})
+        if len(rest) == 2:
+            return 200, corpus.rest_issue(repo, issue, base), {}
+        if rest[2:] == ["comments"]:
+            page, links = self._page(issue["_comments"], query, base, url.path)
+            return 200, [corpus.rest_comment(repo, c, base) for c in page], links
+        raise _Answer(404, {"message": "Not Found"})
+
+    @staticmethod
+    def _page(items: list[Any], query: dict[str, str], base: str, path: str) -> tuple[list[Any], dict[str, str]]:
+        """One page of ``items`` and its ``Link`` header (next, last, first, prev), as GitHub sends them."""
+        try:
+            per_page = min(100, max(1, int(query.get("per_page", 30))))
+            page = max(1, int(query.get("page", 1)))
+        except ValueError:
+            raise _Answer(422, {"message": "Validation Failed"}) from None
+        last = max(1, -(-len(items) // per_page))
+        links = []
+
+        def link(n: int, rel: str) -> None:
+            links.append(f'<{base}{path}?{urlencode({**query, "per_page": per_page, "page": n})}>; rel="{rel}"')
+
+        if page < last:
+            link(page + 1, "next")
+            link(last, "last")
+        if page > 1:
+            link(1, "first")
+            link(page - 1, "prev")
+        return items[(page - 1) * per_page: page * per_page], ({"Link": ", ".join(links)} if links else {})
+
+    def _search(self, query: dict[str, str], base: str) -> tuple[int, Any, dict[str, str]]:
+        """``/search/repositories``: free-text terms in name or description, ``stars:>=N``; by stars."""
+        corpus = self.server.corpus
+        terms, min_stars = [], 0
+        for token in query.get("q", "").split():
+            if token.startswith("stars:>="):
+                min_stars = int(token[len("stars:>="):])
+            elif token.startswith("stars:>"):
+                min_stars = int(token[len("stars:>"):]) + 1
+            elif ":" not in token:
+                terms.append(token.casefold())
+        found = [info for info in corpus.repos.values() if info["stars"] >= min_stars and all(
+            t in f"{info['full_name']} {info['description'] or ''}".casefold() for t in terms)]
+        found.sort(key=lambda i: (-i["stars"], i["full_name"]))
+        page, links = self._page(found, query, base, "/search/repositories")
+        items = [{"full_name": i["full_name"], "stargazers_count": i["stars"], "description": i["description"],
+                  "created_at": i["created_at"], "has_issues": i["has_issues"]} for i in page]
+        return 200, {"total_count": len(found), "incomplete_results": False, "items": items}, links
+
+
+class _Answer(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+def make_server(corpus_path: Path, port: int = 0, faults: str | None = None, quiet: bool = True) -> GitHubServer:
+    """Load a store and bind the server (not yet serving); port 0 picks a free one."""
+    spec = FaultSpec.parse(faults)
+    conn = open_store(corpus_path, create=False)
+    try:
+        corpus = Corpus(conn, spec)
+    finally:
+        conn.close()
+    try:
+        return GitHubServer(("127.0.0.1", port), corpus, spec, quiet)
+    except OSError as exc:
+        raise ReengError(f"port {port}: cannot listen ({exc.strerror})") from None
+
+
+@contextmanager
+def running(corpus_path: Path, faults: str | None = None, port: int = 0) -> Iterator[str]:
+    """The server in a background thread (tests, benchmarks); yields its base URL."""
+    server = make_server(corpus_path, port, faults)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
