@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "gold": "taxonomy.study_stages:gold_stage",
     "lint": "taxonomy.study_stages:lint_stage",
     "agreement": "taxonomy.study_stages:agreement_stage",
+    "classify": "taxonomy.study_stages:classify_stage",
 }
 
 

@@ -49,6 +49,8 @@ def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]
     Folds are stratified by label, or grouped (all rows of one thread in the same fold) when
     ``groups`` is given, so no row is predicted by a model that was trained on it.
     """
+    import warnings
+
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from taxonomy.models import check_labels, predict_proba, train
@@ -66,7 +68,10 @@ def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]
     else:
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y, [groups[i] for i in rows])
     predicted: dict[int, str] = {}
-    for train_idx, test_idx in splitter:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        folds_list = list(splitter)
+    for train_idx, test_idx in folds_list:
         train_rows = [rows[i] for i in train_idx]
         if len(set(y[train_idx])) < 2:
             # A fold whose training part holds one class can only predict that class.

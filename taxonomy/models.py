@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ class TextModel:
     def classes(self, target: str) -> list[str]:
         return [str(c) for c in self.classifiers[target].classes_]
 
+    def feature_names(self) -> np.ndarray:
+        """Names of the n-gram features (computed once: a vocabulary of 300,000 takes a moment)."""
+        if "_names" not in self.__dict__:
+            self.__dict__["_names"] = self.vectorizer.get_feature_names_out()
+        return self.__dict__["_names"]
+
 
 def library_versions() -> dict[str, str]:
     import numpy
@@ -79,7 +86,7 @@ def build_vectorizer(fast: bool, n_docs: int) -> Any:
     from sklearn.pipeline import FeatureUnion
 
     if fast:
-        return HashingVectorizer(ngram_range=(1, 2), n_features=2**20, alternate_sign=False, norm="l2")
+        return HashingVectorizer(ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm="l2")
     min_df = 2 if n_docs >= 50 else 1
     return FeatureUnion([
         ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=150_000, sublinear_tf=True)),
@@ -101,7 +108,7 @@ def make_classifier(labels: list[str]) -> Any:
     counts = np.unique(labels, return_counts=True)[1]
     if counts.min() >= MIN_PER_CLASS_FOR_CALIBRATION and len(labels) >= 30:
         return CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=3)
-    return LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced")
+    return LogisticRegression(C=1.0, max_iter=100, tol=1e-3, class_weight="balanced")
 
 
 def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict[str, float]] | None) -> Any:
@@ -130,6 +137,7 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
           labels: dict[str, list[str | None]], *, fast: bool = False, params: dict[str, Any] | None = None) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction import DictVectorizer
 
     if not prepared:
@@ -148,7 +156,11 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
         clf = make_classifier(y)
-        clf.fit(matrix[rows], y)
+        with warnings.catch_warnings():
+            # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="The least populated class")
+            clf.fit(matrix[rows], y)
         model.classifiers[target] = clf
     model.meta = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "features": "fast" if fast else "full",
@@ -184,7 +196,7 @@ def top_terms(model: TextModel, target: str, label: str, prepared: PreparedText,
         coefs.append(coef[0] * (1 if classes.index(label) == 1 else -1) if coef.shape[0] == 1 else coef[classes.index(label)])
     weights = np.mean(coefs, axis=0)
     row = model.vectorizer.transform([prepared.model_text]).tocsr()
-    names = model.vectorizer.get_feature_names_out()
+    names = model.feature_names()
     contrib = row.data * weights[row.indices]
     order = np.argsort(-contrib)[:k]
     return [str(names[row.indices[i]]).split("__", 1)[-1] for i in order if contrib[i] > 0]

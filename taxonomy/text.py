@@ -74,6 +74,21 @@ def _take(pattern: re.Pattern[str], text: str, group: int = 0) -> tuple[list[str
     return found, pattern.sub("\n", text)
 
 
+_DIGITS = re.compile(r"\d")
+
+
+def _numeric_lines(text: str) -> tuple[list[str], str]:
+    """Lines that read like log output (numbers, no English function words), e.g. training progress."""
+    logs, keep = [], []
+    for line in text.split("\n"):
+        words = line.lower().split()
+        if len(_DIGITS.findall(line)) >= 2 and not any(w in _STOPWORDS for w in words):
+            logs.append(line)
+        else:
+            keep.append(line)
+    return logs, "\n".join(keep)
+
+
 def is_english(text: str) -> bool:
     """A cheap guess: enough ASCII words and at least some English function words.
 
@@ -84,8 +99,9 @@ def is_english(text: str) -> bool:
     if len(words) < 8:
         return bool(words) and len(_ASCII_WORD.findall(text)) >= len(words) / 2
     ascii_share = sum(1 for w in words if w.isascii()) / len(words)
-    stop_share = sum(1 for w in words if w in _STOPWORDS) / len(words)
-    return ascii_share >= 0.6 and stop_share >= 0.04
+    stops = sum(1 for w in words if w in _STOPWORDS)
+    # Logs pasted into the prose dilute the share of function words, so a handful also suffices.
+    return ascii_share >= 0.6 and (stops / len(words) >= 0.04 or stops >= 5)
 
 
 def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
@@ -98,6 +114,8 @@ def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
     indented, rest = _take(_INDENTED, rest)
     quotes, rest = _take(_QUOTE_LINE, rest)
     log_lines, rest = _take(_LOG_LINE, rest)
+    numeric, rest = _numeric_lines(rest)
+    log_lines += numeric
     blocks = code_blocks + indented
     logs = [b for b in blocks if _LOG_LINE.search(b)] + log_lines
     code = [b for b in blocks if not _LOG_LINE.search(b)]
