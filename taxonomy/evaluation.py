@@ -51,7 +51,7 @@ def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]
     """
     import warnings
 
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
     from taxonomy.models import check_labels, predict_proba, train
 
@@ -63,14 +63,19 @@ def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]
     if len(rows) < folds:
         raise ReengError(f"{len(rows)} labeled rows cannot be split into {folds} folds")
     k = min(folds, max(2, smallest)) if groups is None else folds
-    if groups is None:
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y)
-    else:
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y, [groups[i] for i in rows])
     predicted: dict[int, str] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        folds_list = list(splitter)
+        if groups is None:
+            folds_list = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y))
+        else:
+            row_groups = [groups[i] for i in rows]
+            if len(set(row_groups)) < k:
+                raise ReengError(f"{len(set(row_groups))} distinct threads cannot be split into {k} folds")
+            try:
+                folds_list = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, y, row_groups))
+            except ValueError:  # every class rarer than the folds: stratifying is impossible, grouping is not
+                folds_list = list(GroupKFold(n_splits=k).split(rows, y, row_groups))
     for train_idx, test_idx in folds_list:
         train_rows = [rows[i] for i in train_idx]
         if len(set(y[train_idx])) < 2:
