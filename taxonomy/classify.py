@@ -119,30 +119,42 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     return labeler.label_many([(a.prepared, a.evidence, a.error) for a in analysed])
 
 
+WEAK_METHODS = ("weighted", "label-model")
+
+
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
-               min_confidence: float = 0.5) -> tuple[TextModel, dict[str, Any]]:
+               method: str = "weighted", min_confidence: float = 0.5) -> tuple[TextModel, dict[str, Any]]:
     """Train one classifier per dimension on weak labels from the rules, over every usable thread.
 
+    ``method`` combines the labeling functions: ``weighted`` is the built-in labeler's weighted
+    vote (rule weights plus definition similarity, kept where it is confident);
+    ``label-model`` estimates each rule's accuracy from agreements (:mod:`taxonomy.weak`).
     ``exclude`` drops rows from training (gold threads during gold evaluation, so none of them is
     later scored by a model that saw it).
     """
     from taxonomy.weak import weak_labels
 
+    if method not in WEAK_METHODS:
+        raise ReengError(f"unknown weak-supervision method {method!r} (known: {', '.join(WEAK_METHODS)})")
     rows = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english and i not in (exclude or set())]
-    keys = [set(evidence_keys(analysed[i].evidence)) for i in rows]
     categories = label_categories()
+    if method == "weighted":
+        voted = builtin_predictions([analysed[i] for i in rows], threshold=min_confidence)
+        per_dim = {dim: [p[dim].label for p in voted] for dim in ALL_DIMENSIONS}
+    else:
+        keys = [set(evidence_keys(analysed[i].evidence)) for i in rows]
+        per_dim = {dim: weak_labels(keys, dim, categories[dim], min_confidence)[0] for dim in ALL_DIMENSIONS}
     labels, report = {}, {}
-    for dim in ALL_DIMENSIONS:
-        y, conf, lm = weak_labels(keys, dim, categories[dim], min_confidence)
-        if len({v for v in y if v is not None}) < 2:
-            report[dim] = {"labeled": sum(v is not None for v in y), "skipped": "fewer than two classes"}
+    for dim, y in per_dim.items():
+        named = [v for v in y if v is not None]
+        if len(set(named)) < 2:
+            report[dim] = {"labeled": len(named), "skipped": "fewer than two classes"}
             continue
         labels[dim] = y
-        report[dim] = {"labeled": sum(v is not None for v in y),
-                       "classes": dict(pd.Series([v for v in y if v is not None]).value_counts().astype(int))}
+        report[dim] = {"labeled": len(named), "classes": {k: int(v) for k, v in pd.Series(named).value_counts().items()}}
     model = train([analysed[i].prepared for i in rows], None if fast else [evidence_keys(analysed[i].evidence) for i in rows],  # type: ignore[misc]
-                  labels, fast=fast, params={"source": "weak supervision", "min_confidence": min_confidence})
-    return model, {"threads": len(rows), "dimensions": report}
+                  labels, fast=fast, params={"source": "weak supervision", "method": method, "min_confidence": min_confidence})
+    return model, {"threads": len(rows), "method": method, "dimensions": report}
 
 
 DEFECT_COLUMNS = ["issue_url", "owner", "repo", "number", "defect_index", "framework", "repo_type", "project_type",

@@ -16,6 +16,7 @@ import numpy as np
 from taxonomy.rules import RULES, Rule
 
 ABSTAIN = -1
+ACCURACY_BOUNDS = (0.55, 0.95)
 
 
 def dimension_rules(dimension: str) -> list[Rule]:
@@ -74,8 +75,11 @@ class LabelModel:
                 voted = covered[:, j] != ABSTAIN
                 if voted.any():
                     self.accuracy[j] = post[voted, covered[voted, j]].mean()
-            self.prior = np.clip(post.mean(axis=0), 1e-3, None)
-            self.prior /= self.prior.sum()
+            # Rules are assumed better than chance and never perfect; without these bounds and a
+            # prior held near uniform, EM drifts to the degenerate answer "every thread is the
+            # most-voted class" and the minority rules' accuracies collapse.
+            self.accuracy = np.clip(self.accuracy, ACCURACY_BOUNDS[0], ACCURACY_BOUNDS[1])
+            self.prior = 0.5 / self.n_classes + 0.5 * post.mean(axis=0)
         return self
 
     def predict_proba(self, votes: np.ndarray) -> np.ndarray:
