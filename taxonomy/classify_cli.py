@@ -53,10 +53,12 @@ def classify_group() -> None:
 @click.option("--store", type=click.Path(path_type=Path), help="Train from weak labels over this store's threads instead.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Model file to write (.skops).")
 @click.option("--fast", is_flag=True, help="Hashed word n-grams only (no spaCy evidence features): faster, less accurate.")
+@click.option("--weak-method", type=click.Choice(["weighted", "label-model"]), default="weighted", show_default=True,
+              help="With --store: how the rules' votes become training labels.")
 @click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder (optional).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, out: Path, fast: bool,
-                  embedding_model: Path | None, as_json: bool) -> None:
+                  weak_method: str, embedding_model: Path | None, as_json: bool) -> None:
     """Train a classifier from a labeled table, or from weak labels over a store (--store)."""
     from taxonomy import classify, models
 
@@ -68,7 +70,7 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         conn = open_store(store, create=False)
         _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
         extracted = time.perf_counter()
-        model, summary = classify.weak_model(analysed, fast=fast)
+        model, summary = classify.weak_model(analysed, fast=fast, method=weak_method)
         summary["evidence_seconds"] = round(extracted - started, 1)
         summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
     else:
