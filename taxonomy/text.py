@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 # Caps that bound the work per thread; a thread longer than this is still labeled from its start.
 MAX_PROSE_CHARS = 6_000
@@ -26,8 +27,8 @@ _LOG_LINE = re.compile(
     re.M,
 )
 _SIGNAL_LINE = re.compile(
-    r"(?:Error|Exception|Traceback|nan\b|NaN|inf\b|out of memory|mismatch|version|cuda|cudnn|Killed|Segmentation)",
-    re.I,
+    r"^[^\n]*(?:Error|Exception|Traceback|nan\b|inf\b|out of memory|mismatch|version|cuda|cudnn|Killed|Segmentation)[^\n]*$",
+    re.I | re.M,
 )
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -56,13 +57,13 @@ class PreparedText:
     def empty(self) -> bool:
         return self.words == 0
 
-    @property
+    @cached_property
     def evidence_logs(self) -> str:
         """The lines of code and logs that carry failure signals, capped (where exceptions live)."""
-        lines = [ln.strip() for ln in f"{self.logs}\n{self.code}".splitlines() if _SIGNAL_LINE.search(ln)]
-        return "\n".join(lines)[:MAX_LOG_CHARS]
+        lines = _SIGNAL_LINE.findall(f"{self.logs}\n{self.code}")
+        return "\n".join(ln.strip() for ln in lines)[:MAX_LOG_CHARS]
 
-    @property
+    @cached_property
     def model_text(self) -> str:
         """What the n-gram vectorizers see: title twice (it is the densest summary), prose, log signals."""
         return f"{self.title}\n{self.title}\n{self.prose}\n{self.evidence_logs}"[:MAX_MODEL_CHARS]
@@ -114,15 +115,17 @@ def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
     indented, rest = _take(_INDENTED, rest)
     quotes, rest = _take(_QUOTE_LINE, rest)
     log_lines, rest = _take(_LOG_LINE, rest)
-    numeric, rest = _numeric_lines(rest)
+    numeric, rest = _numeric_lines(rest[: 2 * MAX_PROSE_CHARS])
     log_lines += numeric
     blocks = code_blocks + indented
     logs = [b for b in blocks if _LOG_LINE.search(b)] + log_lines
     code = [b for b in blocks if not _LOG_LINE.search(b)]
     prose = re.sub(r"\n{3,}", "\n\n", rest).strip()
-    words = len(_WORD.findall(title)) + len(_WORD.findall(prose)) + len(_WORD.findall("\n".join(blocks)))
     if len(prose) > MAX_PROSE_CHARS:
         prose, truncated = prose[:MAX_PROSE_CHARS], True
+    words = len(_WORD.findall(title)) + len(_WORD.findall(prose))
+    if not words and any(_WORD.search(b) for b in blocks + log_lines):
+        words = 1  # code or logs only: not empty, but no prose to judge the language by
     english = is_english(f"{title}\n{prose}") if (title or prose) else False
     if english:
         flags: list[str] = []
