@@ -197,6 +197,9 @@ def machine_defects(ids: list[tuple[str, int]], analysed: list[Analysed], thread
             record[dim] = preds[dim].label if dim in preds else None
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=DEFECT_COLUMNS)
+    for col in DEFECT_COLUMNS:
+        if col not in ("number", "defect_index", "research_prototype"):
+            frame[col] = frame[col].astype("string")  # typed even when a column is all null
     frame["number"] = frame["number"].astype("int64")
     frame["defect_index"] = frame["defect_index"].astype("int64")
     frame["research_prototype"] = frame["research_prototype"].astype("boolean")

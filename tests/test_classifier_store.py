@@ -127,7 +127,6 @@ def test_study_stage_with_store(store: Path, tmp_path: Path, monkeypatch: pytest
     from taxonomy.study_stages import classify_stage
 
     gold = tmp_path / "gold.csv"
-    pytest.importorskip("taxonomy.gold")
     write_gold(gold)
     ctx = StudyContext(config={"gold": {"defects": str(gold)}}, out=tmp_path / "out", config_dir=tmp_path)
     (tmp_path / "out").mkdir()
@@ -137,9 +136,10 @@ def test_study_stage_with_store(store: Path, tmp_path: Path, monkeypatch: pytest
     report = json.loads((tmp_path / "out" / "classify" / "gold_eval.json").read_text())
     assert report["threads"] == 2 and report["dimensions"]["impact"]["n"] == 2
     table = pd.read_parquet(ctx.artifacts["machine_defects"])
-    from taxonomy.gold import DEFECT_SCHEMA
+    from taxonomy.gold import DEFECT_SCHEMA, import_defects
 
     assert list(table.columns) == list(DEFECT_SCHEMA) and len(table) >= 2
+    assert table.dtypes.astype(str).to_dict() == import_defects(gold).dtypes.astype(str).to_dict()
     assert result["gold_threads"] == 2
 
 
