@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 EVIDENCE_SCALE = 0.5
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 MIN_PER_CLASS_FOR_CALIBRATION = 3
+# The fast model reads the start of each thread's model text only: hashing is its whole cost.
+FAST_TEXT_CHARS = 2_000
 # Above this many rows, calibrating an SVM on 3 folds costs minutes; logistic loss (SGD) already
 # yields probabilities and fits 26,000 threads in seconds.
 MAX_ROWS_FOR_CALIBRATION = 5_000
@@ -121,11 +123,16 @@ def make_classifier(labels: list[str]) -> Any:
                          class_weight="balanced", random_state=0, n_jobs=2)
 
 
+def model_texts(prepared: list[PreparedText], fast: bool) -> list[str]:
+    """What the vectorizer reads: the whole model text, or its start for the fast model."""
+    return [p.model_text[:FAST_TEXT_CHARS] if fast else p.model_text for p in prepared]
+
+
 def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict[str, float]] | None) -> Any:
     """The feature matrix of some threads under a fitted model."""
     from scipy.sparse import hstack
 
-    matrix = model.vectorizer.transform([p.model_text for p in prepared])
+    matrix = model.vectorizer.transform(model_texts(prepared, model.fast))
     if model.evidence_vectorizer is None:
         return matrix
     if evidence is None:
@@ -154,7 +161,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         raise ReengError("no training rows")
     rows_per_target = {t: check_labels(t, y) for t, y in labels.items()}
     model = TextModel(build_vectorizer(fast, len(prepared)), None if fast else DictVectorizer(), {})
-    texts = [p.model_text for p in prepared]
+    texts = model_texts(prepared, fast)
     text_matrix = model.vectorizer.fit_transform(texts) if not fast else model.vectorizer.transform(texts)
     if not fast:
         from scipy.sparse import hstack
