@@ -29,6 +29,7 @@ STAGES: dict[str, str] = {
     "lint": "taxonomy.study_stages:lint_stage",
     "agreement": "taxonomy.study_stages:agreement_stage",
     "corpus": "miner.study_stages:corpus_stage",
+    "classify": "taxonomy.study_stages:classify_stage",
     "reproduce": "analysis.reproduction.study_stage:reproduce_stage",
     "analysis": "analysis.study_stages:analysis_stage",
     "release": "analysis.study_stages:release_stage",

@@ -62,3 +62,45 @@ def agreement_stage(ctx: StudyContext) -> dict[str, Any]:
     ctx.artifacts["agreement"] = path
     kappas = ", ".join(f"{d} {v['kappa']:.2f}" for d, v in result["dimensions"].items() if v["kappa"] is not None)
     return {"aligned_rows": result["aligned_rows"], "lines": [f"Cohen's kappa: {kappas}"]}
+
+
+def classify_stage(ctx: StudyContext) -> dict[str, Any]:
+    """Label the store's threads, score them against the gold defects, write a machine defect table.
+
+    Runs only when an earlier stage (``corpus``) produced a store; otherwise it says so and does
+    nothing. The gold comparison covers the gold issues whose threads are in the store: a
+    development set, reported as such.
+    """
+    store = ctx.artifacts.get("store")
+    if store is None:
+        return {"skipped": True, "lines": ["no store: the corpus stage produced none, nothing to classify"]}
+    from miner.store import open_store
+    from taxonomy import classify
+    from taxonomy.gold import write_table
+    from taxonomy.predictions import write_predictions
+
+    cfg = ctx.section("classify")
+    threshold = float(cfg.get("threshold", 0.5))
+    out = ctx.out / "classify"
+    out.mkdir()
+    conn = open_store(store, create=False)
+    ids, analysed, threads = classify.analyse_store(conn)
+    preds = classify.builtin_predictions(analysed, threshold)
+    write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", classify.BUILTIN_VERSION)
+    table = classify.machine_defects(ids, analysed, threads, preds, f"machine:builtin@{classify.BUILTIN_VERSION}")
+    write_table(table, out, "machine_defects")
+    ctx.artifacts["machine_defects"] = out / "machine_defects.parquet"
+    gold_src = ctx.artifacts.get("gold_csv") or ctx.path(ctx.section("gold").get("defects")) or locate("jiang2024-defects")
+    result = classify.gold_eval(conn, gold_src, weak=bool(cfg.get("weak", False)), progress=False)
+    (out / "gold_eval.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    ctx.artifacts["gold_eval"] = out / "gold_eval.json"
+    lines = [f"{len(ids)} threads labeled by the built-in labeler; {len(table)} kept as reengineering defects"]
+    if result["dimensions"]:
+        lines.append(f"gold comparison on {result['threads']} threads / {result['defects']} defects "
+                     "(development set, not a measure of generalization):")
+        for dim, m in result["dimensions"].items():
+            kappa = "n/a" if m["kappa"] is None else f"{m['kappa']:.2f}"
+            lines.append(f"  {dim}: macro-F1 {m['macro_f1']:.2f}, kappa {kappa}, n {m['n']}")
+    else:
+        lines.append("no gold issue has its thread in the store: no machine-vs-human comparison")
+    return {"threads": len(ids), "machine_defects": len(table), "gold_threads": result["threads"], "lines": lines}

@@ -1,0 +1,197 @@
+"""The annotation workflow: labeling sheets with suggestions, rater agreement, adjudication, active learning.
+
+Sheets use the study's column headers (``URL``, ``DL stage``, ``Impact``...) so the foundation's
+agreement code (:mod:`taxonomy.agreement`) reads them unchanged; the machine's suggestions sit
+in columns it ignores. Adjudicated labels go into the store's ``human_labels`` table with their
+provenance, where the next training run and the active-learning queue find them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reeng.errors import ReengError
+from taxonomy.model import load_taxonomy
+from taxonomy.rules import LABEL_DIMENSIONS
+
+# Dimension -> the header the rater fills in (recognised by taxonomy.agreement.SHEET_HEADERS).
+RATER_HEADERS = {"stage": "DL stage", "manifestation": "Manifestation", "impact": "Impact",
+                 "code_error": "General code error type", "root_cause": "Root causes", "reporter": "Reporter"}
+HUMAN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS human_labels (
+    repo         TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    defect_index INTEGER NOT NULL,
+    dimension    TEXT NOT NULL,
+    label        TEXT NOT NULL,
+    provenance   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (repo, number, defect_index, dimension)
+);
+"""
+_URL = re.compile(r"github\.com/([^/\s]+/[^/\s]+)/issues/(\d+)")
+
+
+def _latest(conn: sqlite3.Connection, model: str) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    from taxonomy.predictions import read_predictions
+
+    out: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for row in read_predictions(conn, model):
+        out.setdefault((row["repo"], row["number"]), {})[row["dimension"]] = row
+    return out
+
+
+def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int, model: str = "builtin") -> dict[str, Any]:
+    """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads."""
+    from reeng.outputs import staged_file
+    from taxonomy.classify import analyse_store, builtin_predictions
+
+    taxonomy = load_taxonomy()
+    ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
+    if not ids:
+        raise ReengError("the store holds no threads to annotate")
+    chosen = sorted(random.Random(seed).sample(ids, min(sample, len(ids))))
+    stored = _latest(conn, model)
+    missing = {(r.lower(), n) for r, n in chosen if (r, n) not in stored}
+    if missing:  # threads never labeled: suggest with the built-in labeler now
+        got_ids, analysed, _ = analyse_store(conn, missing, progress=False)
+        for key, preds in zip(got_ids, builtin_predictions(analysed)):
+            stored[key] = {d: {"label": p.label, "probability": p.probability, "evidence": p.evidence_json()} for d, p in preds.items()}
+    titles = dict(((r["repo"], r["number"]), r["title"]) for r in conn.execute("SELECT repo, number, title FROM issues"))
+    rows = []
+    for repo, number in chosen:
+        preds = stored.get((repo, number), {})
+        row: dict[str, Any] = {"URL": f"https://github.com/{repo}/issues/{number}", "Title": titles.get((repo, number))}
+        for dim in LABEL_DIMENSIONS:
+            p = preds.get(dim, {})
+            suggestion = p.get("label") or (p.get("evidence") or {}).get("candidate")
+            cat = taxonomy.dimension(dim).category(suggestion) if suggestion else None
+            row[RATER_HEADERS[dim]] = None
+            row[f"{dim} suggestion"] = suggestion
+            row[f"{dim} probability"] = p.get("probability")
+            row[f"{dim} definition"] = f"{cat.name}: {cat.definition}" if cat else None
+            row[f"{dim} evidence"] = "; ".join(s["text"] for s in (p.get("evidence") or {}).get("spans", [])[:4])
+        rows.append(row)
+    sheet = pd.DataFrame(rows)
+    definitions = pd.DataFrame([
+        {"dimension": dim, "header": RATER_HEADERS[dim], "category": c.id, "name": c.name, "definition": c.definition}
+        for dim in LABEL_DIMENSIONS for c in taxonomy.dimension(dim).categories if c.is_label
+    ])
+    csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
+    with staged_file(csv_path) as tmp_csv, staged_file(xlsx_path) as tmp_xlsx:
+        sheet.to_csv(tmp_csv, index=False)
+        with pd.ExcelWriter(tmp_xlsx, engine="openpyxl") as writer:
+            sheet.to_excel(writer, sheet_name="labels", index=False)
+            definitions.to_excel(writer, sheet_name="definitions", index=False)
+    definitions_path = out.with_name(out.name + ".definitions.csv")
+    definitions.to_csv(definitions_path, index=False)
+    return {"threads": len(rows), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
+
+
+def compare_sheets(path_a: Path, path_b: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Per-dimension kappa (foundation code) and the list of disagreements to adjudicate."""
+    from taxonomy.agreement import agreement, read_sheet
+
+    taxonomy = load_taxonomy()
+    result = agreement(path_a, path_b, taxonomy).to_dict()
+    a, b = read_sheet(path_a, taxonomy), read_sheet(path_b, taxonomy)
+    merged = a.merge(b, on=["issue", "position"], suffixes=("_a", "_b"))
+    rows = []
+    for dim in LABEL_DIMENSIONS:
+        if f"{dim}_a" not in merged or f"{dim}_b" not in merged:
+            continue
+        for r in merged.itertuples(index=False):
+            va, vb = getattr(r, f"{dim}_a"), getattr(r, f"{dim}_b")
+            if (va is None or pd.isna(va)) and (vb is None or pd.isna(vb)):
+                continue
+            if va != vb:
+                rows.append({"issue": r.issue, "defect_index": r.position + 1, "dimension": dim,
+                             "rater_a": va, "rater_b": vb, "adjudicated": None})
+    return result, pd.DataFrame(rows, columns=["issue", "defect_index", "dimension", "rater_a", "rater_b", "adjudicated"])
+
+
+def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.DataFrame:
+    """Agreed labels plus adjudicated ones, each with its provenance; unresolved disagreements are an error."""
+    from reeng.tables import read_table
+    from taxonomy.agreement import read_sheet
+
+    taxonomy = load_taxonomy()
+    a, b = read_sheet(path_a, taxonomy), read_sheet(path_b, taxonomy)
+    merged = a.merge(b, on=["issue", "position"], suffixes=("_a", "_b"))
+    decided: dict[tuple[str, int, str], str] = {}
+    if adjudicated is not None:
+        table = read_table(adjudicated, required=["issue", "defect_index", "dimension", "adjudicated"])
+        for r in table.itertuples(index=False):
+            if isinstance(r.adjudicated, str) and r.adjudicated.strip():
+                dim = taxonomy.dimension(str(r.dimension))
+                decided[(str(r.issue), int(r.defect_index), dim.id)] = dim.normalize(r.adjudicated)
+    records, open_items = [], []
+    for r in merged.itertuples(index=False):
+        for dim in LABEL_DIMENSIONS:
+            if f"{dim}_a" not in merged:
+                continue
+            va, vb = getattr(r, f"{dim}_a"), getattr(r, f"{dim}_b")
+            key = (r.issue, r.position + 1, dim)
+            if key in decided:
+                records.append((*key, decided[key], f"adjudicated:{path_a.name}|{path_b.name}"))
+            elif va == vb and va is not None and not pd.isna(va):
+                records.append((*key, va, f"agreed:{path_a.name}|{path_b.name}"))
+            elif not ((va is None or pd.isna(va)) and (vb is None or pd.isna(vb))):
+                open_items.append(f"{r.issue}#{r.position + 1} {dim}")
+    if open_items:
+        raise ReengError(f"{len(open_items)} disagreement(s) not adjudicated, e.g. {', '.join(open_items[:3])}: "
+                         "fill the 'adjudicated' column of the disagreements file and pass it with --adjudicated")
+    return pd.DataFrame(records, columns=["issue", "defect_index", "dimension", "label", "provenance"])
+
+
+def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
+    """Write final human labels into the store (``human_labels``), replacing earlier ones for the same cells."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    count = 0
+    with conn:
+        conn.executescript(HUMAN_SCHEMA)
+        for r in labels.itertuples(index=False):
+            m = _URL.search(str(r.issue))
+            if not m:
+                raise ReengError(f"cannot store labels for {r.issue!r}: the sheet's URL column must hold GitHub issue URLs")
+            conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (m.group(1), int(m.group(2)), int(r.defect_index), r.dimension, r.label, r.provenance, now))
+            count += 1
+    return count
+
+
+def queue(conn: sqlite3.Connection, model: str, limit: int) -> list[dict[str, Any]]:
+    """Threads to label next, least confident first (uncertainty sampling), skipping those already labeled.
+
+    A thread's confidence is the lowest probability over the six dimensions: one unsure
+    dimension is enough for a human to be worth asking.
+    """
+    conn.executescript(HUMAN_SCHEMA)
+    done = {(r[0], r[1]) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
+    preds = _latest(conn, model)
+    if not preds:
+        raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")
+    items = []
+    for (repo, number), dims in preds.items():
+        if (repo, number) in done:
+            continue
+        probs = {d: dims[d]["probability"] or 0.0 for d in LABEL_DIMENSIONS if d in dims}
+        if not probs:
+            continue
+        weakest = min(probs, key=probs.__getitem__)
+        items.append({"repo": repo, "number": number, "confidence": probs[weakest], "weakest_dimension": weakest,
+                      "needs_review": sum(1 for d in probs if dims[d]["needs_review"])})
+    items.sort(key=lambda x: (x["confidence"], -x["needs_review"], x["repo"], x["number"]))
+    return items[:limit]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

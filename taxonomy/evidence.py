@@ -1,0 +1,281 @@
+"""Rule-based evidence extraction with spaCy: the facts in a thread that decide its DL defect labels.
+
+No English model can be downloaded here, so this uses ``spacy.blank("en")`` (tokenizer only)
+with a :class:`~spacy.matcher.PhraseMatcher` for vocabularies (libraries, datasets, hardware,
+claims) and a :class:`~spacy.matcher.Matcher` for shapes (``XxxError:``, ``torch 1.7``,
+``--batch-size``, ``mAP 0.35``). It runs on the prose and on the failure lines of logs (see
+:mod:`taxonomy.text`), both capped, so the cost per thread is bounded. Each finding keeps the
+exact words that matched: they are the evidence a reviewer sees beside a proposed label.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any
+
+from taxonomy.text import PreparedText
+
+# kind -> label -> phrases (matched case-insensitively, token by token).
+PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "library": {
+        "torch": ("torch", "pytorch"), "torchvision": ("torchvision",), "tensorflow": ("tensorflow", "tf"),
+        "keras": ("keras", "tf.keras"), "mmcv": ("mmcv", "mmcv-full"), "mmdet": ("mmdet", "mmdetection"),
+        "cuda": ("cuda", "cuda toolkit", "nvcc"), "cudnn": ("cudnn",), "python": ("python", "python3"),
+        "numpy": ("numpy",), "opencv": ("opencv", "cv2", "opencv-python"), "onnx": ("onnx", "onnxruntime"),
+        "tensorrt": ("tensorrt",), "apex": ("apex",), "caffe": ("caffe",), "mxnet": ("mxnet",),
+    },
+    "hardware": {
+        "gpu_model": ("rtx", "gtx", "titan", "v100", "a100", "p100", "k80", "t4", "2080ti", "1080ti", "3090", "tesla"),
+        "multi_gpu": ("multi-gpu", "multi gpu", "multiple gpus", "multiple gpu", "ddp", "distributed training",
+                      "dataparallel", "distributeddataparallel", "nccl", "gpus"),
+        "cpu_only": ("cpu only", "cpu-only", "on cpu", "without gpu", "--device cpu"),
+        "tpu": ("tpu",),
+    },
+    "dataset": {
+        "coco": ("coco", "ms coco", "coco2017", "coco2014"), "voc": ("voc", "pascal voc", "voc2007", "voc2012"),
+        "imagenet": ("imagenet",), "cityscapes": ("cityscapes",), "kitti": ("kitti",),
+        "custom": ("custom dataset", "my own dataset", "my dataset", "own dataset", "custom data", "my own data",
+                   "my data", "own data", "new dataset", "private dataset"),
+    },
+    "claim": {
+        "cannot_reproduce": ("cannot reproduce", "can't reproduce", "could not reproduce", "couldn't reproduce",
+                             "unable to reproduce", "not reproduce", "reproduce the result", "reproduce the results",
+                             "reproduce your result", "reproduce the map", "reproduce the accuracy"),
+        "lower_than_reported": ("lower than reported", "lower than the paper", "lower than yours", "much lower",
+                                "worse than", "lower map", "lower accuracy", "drop in accuracy", "accuracy drop",
+                                "reported in the paper", "in the paper", "gap"),
+        "slow": ("slow", "slower", "very slow", "too slow", "speed", "fps", "inference time", "takes too long",
+                 "time per iteration", "latency"),
+        "hang": ("hang", "hangs", "hanging", "stuck", "freeze", "freezes", "frozen", "deadlock", "no response",
+                 "never finishes"),
+        "nan": ("nan", "loss is nan", "loss becomes nan", "nan loss", "inf", "infinity", "loss is inf", "diverge",
+                "diverges", "exploding"),
+        "oom": ("out of memory", "cuda out of memory", "oom", "memory error", "memoryerror", "killed"),
+        "size_mismatch": ("size mismatch", "size mismatch for",),
+        "shape": ("shape mismatch", "shapes", "dimension mismatch", "does not match", "doesn't match",
+                  "must match", "expected input", "wrong shape"),
+        "wrong_output": ("wrong result", "wrong results", "incorrect", "not correct", "no detections",
+                         "no boxes", "empty output", "wrong prediction", "wrong predictions", "strange results",
+                         "weird results", "unexpected"),
+        "random": ("different results", "non-deterministic", "nondeterministic", "random seed", "not stable",
+                   "unstable", "every time"),
+        "crash": ("crash", "crashes", "error", "errors", "segmentation fault", "core dumped", "fails", "failed",
+                  "traceback", "exception"),
+        "corrupt_data": ("corrupt", "corrupted", "broken image", "wrong labels", "label error", "mislabeled",
+                         "bad annotations", "annotation error"),
+    },
+    "activity": {
+        "modified": ("i modified", "i changed", "i added", "i replaced", "my modified", "modified the",
+                     "changed the", "added a", "new backbone", "custom model", "my own model", "my model",
+                     "new layer", "fine-tune", "finetune", "fine tune", "transfer learning"),
+        "ported": ("port to", "ported", "reimplement", "re-implement", "reimplementation", "convert to keras",
+                   "convert to tensorflow", "converted to", "my implementation", "implemented in"),
+        "default_run": ("default settings", "default config", "without any changes", "without any modification",
+                        "without modification", "same config", "as in the readme", "official code", "your code",
+                        "the provided", "pretrained model", "pretrained weights"),
+        "install": ("pip install", "conda install", "installation", "install", "installed", "setup.py",
+                    "compile", "compiling", "build", "gcc", "docker"),
+        "docs": ("readme", "documentation", "docs", "tutorial", "wiki", "instructions", "the doc"),
+        "feature": ("feature request", "it would be nice", "would be great", "would be nice", "please add",
+                    "support for", "add support", "is there a plan", "any plan", "enhancement"),
+        "question": ("how to", "how can i", "how do i", "is it possible", "question", "what is the", "could you explain",
+                     "any idea", "any suggestion", "any suggestions", "help me"),
+    },
+    "component": {
+        "weights": ("pretrained", "pre-trained", "checkpoint", "weights", "state_dict", "load_state_dict",
+                    ".pth", ".pt", "ckpt", "model.pt"),
+        "config": ("config", "config file", "cfg", "yaml", "configuration", "prototxt"),
+        "evaluation": ("evaluation", "evaluate", "eval", "test.py", "val.py", "map calculation", "metric",
+                       "metrics", "cocoeval", "pycocotools"),
+        "hyperparameter": ("learning rate", "lr", "batch size", "batch-size", "anchors", "anchor", "iou threshold",
+                           "conf_thres", "iou_thres", "momentum", "weight decay", "hyperparameters", "hyp"),
+        "optimizer": ("optimizer", "sgd", "adam", "adamw"),
+        "loss": ("loss", "loss function", "giou", "focal loss", "cross entropy", "obj loss", "cls loss"),
+        "data": ("dataloader", "data loader", "dataset", "augmentation", "annotation", "annotations", "mosaic",
+                 "transform", "transforms", "preprocessing", "preprocess", "resize", "labels", "label file",
+                 "image size", "normalize", "normalization", "letterbox"),
+        "layer": ("layer", "layers", "backbone", "architecture", "conv", "batchnorm", "bn", "activation", "relu",
+                  "leaky", "mish", "upsample", "padding", "stride", "neck", "head"),
+        "training": ("training", "train", "epoch", "epochs", "train.py", "iteration", "iterations", "scheduler",
+                     "warmup"),
+        "gpu": ("gpu", "cuda", "device", "cudnn"),
+        "export": ("export", "onnx", "tensorrt", "coreml", "tflite", "torchscript"),
+    },
+}
+
+_TOKEN = re.compile(
+    r"\n+|--?[A-Za-z][\w-]*|[A-Za-z_]\w*(?:[.@'/:-]\w+)*|\d+(?:\.\d+)*(?:\.x)?\w*|==|>=|<=|[^\w\s]"
+)
+_LIB_NAMES = sorted({p for labels in PHRASES["library"].values() for p in labels if " " not in p})
+_METRICS = ["map", "ap", "ap50", "ap75", "map50", "map@0.5", "map@.5", "map@0.5:0.95", "map@.5:.95", "miou",
+            "accuracy", "acc", "top-1", "top1", "top-5", "top5", "precision", "recall", "f1", "psnr", "ssim"]
+_VERSION_SHAPES = ["d.d", "d.dd", "d.d.d", "d.dd.d", "d.d.dd", "d.x", "dd.d", "dd.d.d", "d.dd.dd", "xd.d", "xd.d.d"]
+# Shapes the spaCy Matcher finds with lexical attributes only (computed once per word, so cheap).
+SHAPES: dict[str, list[list[dict[str, Any]]]] = {
+    "version": [
+        [{"LOWER": {"IN": _LIB_NAMES}}, {"LOWER": {"IN": ["==", "=", ">=", "<=", "version", ":"]}, "OP": "*"},
+         {"SHAPE": {"IN": _VERSION_SHAPES}}],
+        [{"LOWER": {"IN": [f"{lib}{v}" for lib in ("tf", "tensorflow", "torch", "python", "cuda", "keras")
+                           for v in ("1", "2", "3", "1.x", "2.x", "3.x", "1.0", "2.0", "2.1", "2.2", "2.3", "2.4")]}}],
+    ],
+    "metric": [[{"LOWER": {"IN": _METRICS}}, {"IS_PUNCT": True, "OP": "?"},
+                {"LOWER": {"IN": ["is", "of", "only", "=", "about", "just", "was"]}, "OP": "*"}, {"LIKE_NUM": True}]],
+}
+# Shapes read straight off the text: an exception with the rest of its line, commands and flags.
+_EXCEPTION = re.compile(r"\b(?:[\w.]+\.)?(?P<name>[A-Z]\w*(?:Error|Exception))\s*:\s*(?P<message>[^\n]{0,200})")
+_COMMAND = re.compile(r"(?<![\w/.-])(?:[\w-]+/)*(?P<name>[\w-]+\.(?:py|sh))\b")
+_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][\w-]*)")
+
+
+class RegexTokenizer:
+    """A spaCy tokenizer that splits with one regular expression.
+
+    spaCy's own English tokenizer handles prose beautifully but is slow on logs and code, which
+    fill DL bug reports; this keeps identifiers (``model.24.weight``, ``train.py``, ``--img-size``,
+    ``torch==1.7``) in the pieces the rules need, several times faster. Newlines stay tokens, so
+    a match can be extended to the end of its line.
+    """
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+
+    def __call__(self, text: str) -> Any:
+        from spacy.tokens import Doc
+
+        words, spaces = [], []
+        for m in _TOKEN.finditer(text):
+            words.append(m.group(0))
+            end = m.end()
+            spaces.append(end < len(text) and text[end] in " \t")
+        return Doc(self.vocab, words=words, spaces=spaces)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One finding: what kind of fact, its normalized label, the words that matched, where."""
+
+    kind: str
+    label: str
+    text: str
+    section: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.label}"
+
+
+class EvidenceExtractor:
+    """spaCy blank English tokenizer plus the rule matchers; build once, reuse for every thread."""
+
+    def __init__(self) -> None:
+        import spacy
+        from spacy.matcher import Matcher, PhraseMatcher
+
+        self.nlp = spacy.blank("en")
+        self.nlp.tokenizer = RegexTokenizer(self.nlp.vocab)
+        self.phrases = PhraseMatcher(self.nlp.vocab, attr="LOWER")
+        self._phrase_label: dict[int, tuple[str, str]] = {}
+        for kind, labels in PHRASES.items():
+            for label, phrases in labels.items():
+                key = f"{kind}:{label}"
+                self.phrases.add(key, [self.nlp.make_doc(p) for p in phrases])
+                self._phrase_label[self.nlp.vocab.strings[key]] = (kind, label)
+        self.shapes = Matcher(self.nlp.vocab)
+        for name, patterns in SHAPES.items():
+            self.shapes.add(name, patterns)
+
+    def extract_text(self, text: str, section: str) -> list[Evidence]:
+        """Evidence in one piece of text (longest match wins where phrases overlap)."""
+        from spacy.util import filter_spans
+
+        if not text.strip():
+            return []
+        doc = self.nlp.make_doc(text)
+        found: list[Evidence] = []
+        spans = []
+        for match_id, start, end in self.phrases(doc):
+            span = doc[start:end]
+            span.label_ = self.nlp.vocab.strings[match_id]
+            spans.append(span)
+        for span in filter_spans(spans):
+            kind, label = self._phrase_label[span.label]
+            found.append(Evidence(kind, label, span.text, section))
+        for match_id, start, end in filter_spans_by_id(self.shapes(doc)):
+            span = doc[start:end]
+            if self.nlp.vocab.strings[match_id] == "version":
+                lib = re.match(r"[A-Za-z]+", span.text)
+                label = (lib.group(0).lower() if lib else "unknown").replace("pytorch", "torch")
+                found.append(Evidence("version", {"tf": "tensorflow"}.get(label, label), span.text, section))
+            else:
+                found.append(Evidence("metric", span[0].lower_, span.text, section))
+        for m in _EXCEPTION.finditer(text):
+            message = m["message"].strip()
+            found.append(Evidence("exception", exception_label(m["name"], message), f"{m['name']}: {message}".strip(), section))
+        found.extend(Evidence("command", m["name"], m.group(0), section) for m in _COMMAND.finditer(text))
+        found.extend(Evidence("flag", m["name"].lower(), m.group(0), section) for m in _FLAG.finditer(text))
+        return found
+
+    def extract(self, prepared: PreparedText) -> list[Evidence]:
+        """Evidence from a thread's title and prose, then from its failure log lines."""
+        return [
+            *self.extract_text(f"{prepared.title}\n{prepared.prose}", "prose"),
+            *self.extract_text(prepared.evidence_logs, "log"),
+        ]
+
+
+def filter_spans_by_id(matches: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Drop matches nested in a longer match of the same pattern (the Matcher reports every length)."""
+    kept: list[tuple[int, int, int]] = []
+    for match in sorted(matches, key=lambda m: (m[1], -(m[2] - m[1]))):
+        if kept and kept[-1][0] == match[0] and match[1] < kept[-1][2]:
+            continue
+        kept.append(match)
+    return kept
+
+
+# Exceptions whose meaning depends on the message: the label says what kind of failure it is.
+_EXCEPTION_MESSAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cuda_oom", re.compile(r"out of memory|CUBLAS_STATUS_ALLOC_FAILED|OOM when allocating", re.I)),
+    ("size_mismatch", re.compile(r"size mismatch|Missing key|Unexpected key|shape .* does not match", re.I)),
+    ("library_api", re.compile(r"module '[\w.]+' has no attribute|'(?:Tensor|Module|Variable|Session|Model)' object has no attribute"
+                               r"|unexpected keyword argument|got an unexpected|takes \d+ positional|deprecated|has no attribute", re.I)),
+    ("cuda", re.compile(r"CUDA|cuDNN|CUDNN_STATUS|device-side assert|NCCL|no kernel image", re.I)),
+    ("shape", re.compile(r"shape|dimension|size of tensor|sizes of tensors|must match|expected .* got", re.I)),
+    ("file", re.compile(r"No such file|cannot find|not found|does not exist", re.I)),
+)
+_EXCEPTION_CLASSES = {
+    "ImportError": "import", "ModuleNotFoundError": "import", "MemoryError": "cuda_oom",
+    "FileNotFoundError": "file", "KeyError": "key", "IndexError": "index", "TypeError": "type",
+    "ValueError": "value", "ZeroDivisionError": "zero_division", "AssertionError": "assertion",
+    "SyntaxError": "syntax", "NotImplementedError": "not_implemented", "OSError": "os", "KeyboardInterrupt": "hang",
+}
+
+
+def exception_label(name: str, message: str) -> str:
+    """Map an exception and its message to a failure label (``import``, ``cuda_oom``, ``library_api``, ...)."""
+    if name in ("ImportError", "ModuleNotFoundError"):
+        return "import"
+    for label, pattern in _EXCEPTION_MESSAGES:
+        if pattern.search(message):
+            return label
+    return _EXCEPTION_CLASSES.get(name, "runtime" if name == "RuntimeError" else "other")
+
+
+@cache
+def default_extractor() -> EvidenceExtractor:
+    """The process-wide extractor (building the matchers takes a moment)."""
+    return EvidenceExtractor()
+
+
+def evidence_keys(evidence: list[Evidence]) -> dict[str, float]:
+    """Counts of ``kind:label`` keys, the form the classifiers use as features."""
+    counts: dict[str, float] = {}
+    for e in evidence:
+        counts[e.key] = counts.get(e.key, 0.0) + 1.0
+        counts[f"{e.kind}:*"] = counts.get(f"{e.kind}:*", 0.0) + 1.0
+    return counts

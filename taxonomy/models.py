@@ -1,0 +1,260 @@
+"""Supervised text classifiers: n-grams plus spaCy evidence features, linear models, calibrated probabilities.
+
+One model file holds one shared vectorizer and one classifier per target (a label column, or
+each taxonomy dimension when trained from weak labels). Two feature sets:
+
+* ``full``: word 1-2-grams and character 3-5-grams (TF-IDF) plus counts of the evidence keys
+  from :mod:`taxonomy.evidence`; the better model, it needs the spaCy evidence pass.
+* ``fast``: hashed word 1-2-grams only; no vocabulary to fit and no spaCy, for labeling
+  hundreds of thousands of threads.
+
+Models are saved with skops, never pickle: loading checks every type in the file against the
+libraries a model may contain before anything is instantiated. A model records the hash of its
+training data, its parameters and the library versions it was built with; a file written by a
+different format version is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reeng.errors import ReengError
+from taxonomy.text import PreparedText
+
+MODEL_FORMAT = "reeng-text-classifier"
+FORMAT_VERSION = 1
+EVIDENCE_SCALE = 0.5
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+MIN_PER_CLASS_FOR_CALIBRATION = 3
+# The fast model reads the start of each thread's model text only: hashing is its whole cost.
+FAST_TEXT_CHARS = 2_000
+# Above this many rows, calibrating an SVM on 3 folds costs minutes; logistic loss (SGD) already
+# yields probabilities and fits 26,000 threads in seconds.
+MAX_ROWS_FOR_CALIBRATION = 5_000
+
+
+@dataclass
+class TextModel:
+    """A fitted vectorizer and one classifier per target, with what is needed to trust it later."""
+
+    vectorizer: Any
+    evidence_vectorizer: Any | None
+    classifiers: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fast(self) -> bool:
+        return self.evidence_vectorizer is None
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.classifiers)
+
+    def classes(self, target: str) -> list[str]:
+        return [str(c) for c in self.classifiers[target].classes_]
+
+    def feature_names(self) -> np.ndarray:
+        """Names of the n-gram features (computed once: a vocabulary of 300,000 takes a moment)."""
+        if "_names" not in self.__dict__:
+            self.__dict__["_names"] = self.vectorizer.get_feature_names_out()
+        return self.__dict__["_names"]
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import sklearn
+    import spacy
+
+    return {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "spacy": spacy.__version__}
+
+
+def data_hash(texts: list[str], labels: dict[str, list[str | None]]) -> str:
+    """SHA-256 of the training texts and labels, so a model names exactly what it learned from."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\x00")
+    digest.update(json.dumps(labels, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def build_vectorizer(fast: bool, n_docs: int) -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    if fast:
+        return HashingVectorizer(ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm="l2")
+    min_df = 2 if n_docs >= 50 else 1
+    return FeatureUnion([
+        ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=150_000, sublinear_tf=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=min_df, max_features=150_000,
+                                 sublinear_tf=True)),
+    ])
+
+
+def make_classifier(labels: list[str]) -> Any:
+    """Calibrated linear SVM when every class has a few examples; logistic regression otherwise.
+
+    (Logistic regression also above ``MAX_ROWS_FOR_CALIBRATION`` rows, for speed.)
+
+    Both give probabilities: the SVM's through sigmoid calibration on held-out folds, logistic
+    regression's directly (it is fitted to them), which is the safer choice on tiny data. The
+    logistic regression is fitted by SGD, whose cost follows the non-zero features rather than
+    the 2^18 hashed columns times the classes that lbfgs would update at every step.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.svm import LinearSVC
+
+    counts = np.unique(labels, return_counts=True)[1]
+    if counts.min() >= MIN_PER_CLASS_FOR_CALIBRATION and 30 <= len(labels) <= MAX_ROWS_FOR_CALIBRATION:
+        return CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=3)
+    # Large (weakly labeled) sets: one pass of SGD per epoch, few epochs, both cores.
+    epochs = 30 if len(labels) <= MAX_ROWS_FOR_CALIBRATION else 5
+    return SGDClassifier(loss="log_loss", alpha=1e-5 if epochs == 5 else 1e-4, max_iter=epochs, tol=None,
+                         class_weight="balanced", random_state=0, n_jobs=2)
+
+
+def model_texts(prepared: list[PreparedText], fast: bool) -> list[str]:
+    """What the vectorizer reads: the whole model text, or its start for the fast model."""
+    return [p.model_text[:FAST_TEXT_CHARS] if fast else p.model_text for p in prepared]
+
+
+def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict[str, float]] | None) -> Any:
+    """The feature matrix of some threads under a fitted model."""
+    from scipy.sparse import hstack
+
+    matrix = model.vectorizer.transform(model_texts(prepared, model.fast))
+    if model.evidence_vectorizer is None:
+        return matrix
+    if evidence is None:
+        raise ReengError("this model uses evidence features: extract evidence before predicting")
+    return hstack([matrix, EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence)]).tocsr()
+
+
+def check_labels(target: str, labels: list[str | None]) -> list[int]:
+    """Rows with a label; a target with fewer than two classes cannot be learned."""
+    rows = [i for i, y in enumerate(labels) if y is not None and str(y).strip()]
+    classes = {labels[i] for i in rows}
+    if len(classes) < 2:
+        only = f" (only {next(iter(classes))!r})" if classes else ""
+        raise ReengError(f"label column {target!r} has {len(classes)} class{'es' if len(classes) != 1 else ''}{only}:"
+                         " a classifier needs at least two")
+    return rows
+
+
+def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
+          labels: dict[str, list[str | None]], *, fast: bool = False, params: dict[str, Any] | None = None) -> TextModel:
+    """Fit the vectorizer on all given threads and one classifier per target on its labeled rows."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.feature_extraction import DictVectorizer
+
+    if not prepared:
+        raise ReengError("no training rows")
+    rows_per_target = {t: check_labels(t, y) for t, y in labels.items()}
+    model = TextModel(build_vectorizer(fast, len(prepared)), None if fast else DictVectorizer(), {})
+    texts = model_texts(prepared, fast)
+    text_matrix = model.vectorizer.fit_transform(texts) if not fast else model.vectorizer.transform(texts)
+    if not fast:
+        from scipy.sparse import hstack
+
+        ev = model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared])
+        matrix = hstack([text_matrix, EVIDENCE_SCALE * ev]).tocsr()
+    else:
+        matrix = text_matrix.tocsr()
+    for target, rows in rows_per_target.items():
+        y = [str(labels[target][i]) for i in rows]
+        clf = make_classifier(y)
+        with warnings.catch_warnings():
+            # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="The least populated class")
+            clf.fit(matrix[rows], y)
+        model.classifiers[target] = clf
+    model.meta = {
+        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "features": "fast" if fast else "full",
+        "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__}
+                    for t, r in rows_per_target.items()},
+        "training_data_sha256": data_hash(texts, labels), "n_threads": len(prepared),
+        "params": params or {}, "libraries": library_versions(),
+    }
+    return model
+
+
+def predict_proba(model: TextModel, prepared: list[PreparedText],
+                  evidence: list[dict[str, float]] | None = None) -> dict[str, np.ndarray]:
+    """Class probabilities per target (rows: threads, columns: ``model.classes(target)``)."""
+    matrix = features(model, prepared, evidence)
+    return {t: clf.predict_proba(matrix) for t, clf in model.classifiers.items()}
+
+
+def top_terms(model: TextModel, target: str, label: str, prepared: PreparedText, k: int = 5) -> list[str]:
+    """The n-grams of one thread that pushed hardest towards ``label`` (full models only).
+
+    For a linear model the contribution of a feature is its weight times its value, so these
+    are the words behind the prediction; hashed (fast) features cannot be named, hence [].
+    """
+    if model.fast:
+        return []
+    clf = model.classifiers[target]
+    estimators = [c.estimator for c in clf.calibrated_classifiers_] if hasattr(clf, "calibrated_classifiers_") else [clf]
+    classes = model.classes(target)
+    coefs = []
+    for est in estimators:
+        coef = est.coef_
+        coefs.append(coef[0] * (1 if classes.index(label) == 1 else -1) if coef.shape[0] == 1 else coef[classes.index(label)])
+    weights = np.mean(coefs, axis=0)
+    row = model.vectorizer.transform([prepared.model_text]).tocsr()
+    names = model.feature_names()
+    contrib = row.data * weights[row.indices]
+    order = np.argsort(-contrib)[:k]
+    return [str(names[row.indices[i]]).split("__", 1)[-1] for i in order if contrib[i] > 0]
+
+
+def save(model: TextModel, path: Path) -> None:
+    """Write a model with skops (atomically: a failed save leaves no file)."""
+    import skops.io as sio
+
+    from reeng.outputs import staged_file
+
+    payload = {"meta_json": json.dumps(model.meta), "vectorizer": model.vectorizer,
+               "evidence_vectorizer": model.evidence_vectorizer, "classifiers": model.classifiers}
+    with staged_file(path) as tmp:
+        sio.dump(payload, tmp)
+
+
+def load(path: Path | str) -> TextModel:
+    """Read a model written by :func:`save`, refusing files that are not one or hold untrusted types."""
+    import zipfile
+
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReengError(f"{path}: no such model file")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, json.JSONDecodeError):
+        raise ReengError(f"{path}: not a reeng model (not a skops file)") from None
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise ReengError(f"{path}: refusing to load types outside scikit-learn/numpy/scipy: {', '.join(refused[:5])}")
+    try:
+        payload = sio.load(path, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001 - skops raises many types for foreign or damaged files
+        raise ReengError(f"{path}: not a readable reeng model ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "meta_json" not in payload:
+        raise ReengError(f"{path}: not a reeng model (a skops file of something else)")
+    meta = json.loads(payload["meta_json"])
+    if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ReengError(f"{path}: model format {meta.get('format')} v{meta.get('format_version')}, this reeng reads "
+                         f"{MODEL_FORMAT} v{FORMAT_VERSION}: retrain it with `reeng classify train`")
+    return TextModel(payload["vectorizer"], payload["evidence_vectorizer"], payload["classifiers"], meta)

@@ -1,0 +1,107 @@
+"""Evidence rules, text preparation and the built-in labeler on snippets written for these tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from taxonomy.batch import analyse, analyse_many
+from taxonomy.evidence import default_extractor, exception_label
+from taxonomy.labelers import KnowledgeLabeler
+from taxonomy.text import MAX_PROSE_CHARS, prepare
+
+
+def keys(title: str, body: str) -> set[tuple[str, str]]:
+    return {(e.kind, e.label) for e in default_extractor().extract(prepare(title, [body]))}
+
+
+@pytest.mark.parametrize(
+    ("log", "label"),
+    [
+        ("ImportError: cannot import name 'foo' from 'bar'", "import"),
+        ("ModuleNotFoundError: No module named 'mmcv._ext'", "import"),
+        ("AttributeError: module 'torch.nn' has no attribute 'SiLU'", "library_api"),
+        ("RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB", "cuda_oom"),
+        ("RuntimeError: Error(s) in loading state_dict for Net: size mismatch for head.weight", "size_mismatch"),
+        ("RuntimeError: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED", "cuda"),
+        ("FileNotFoundError: [Errno 2] No such file or directory: 'labels.txt'", "file"),
+        ("ZeroDivisionError: float division by zero", "zero_division"),
+    ],
+)
+def test_exceptions_from_tracebacks(log: str, label: str) -> None:
+    body = f"It fails:\n```\nTraceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n{log}\n```"
+    assert ("exception", label) in keys("training fails", body)
+
+
+def test_libraries_versions_commands_flags_metrics_hardware_datasets() -> None:
+    body = ("I run python train.py --batch-size 8 --img 512 with torch==1.8.1, tensorflow 1.x and CUDA 11.1 "
+            "on two RTX 3090 cards (multi-gpu). On my own dataset the mAP is 0.21, lower than reported, "
+            "while on COCO I cannot reproduce the paper either.")
+    found = keys("Low mAP", body)
+    for expected in [("version", "torch"), ("version", "tensorflow"), ("version", "cuda"), ("command", "train.py"),
+                     ("flag", "batch-size"), ("flag", "img"), ("metric", "map"), ("hardware", "multi_gpu"),
+                     ("hardware", "gpu_model"), ("dataset", "custom"), ("dataset", "coco"),
+                     ("claim", "lower_than_reported"), ("claim", "cannot_reproduce")]:
+        assert expected in found, expected
+
+
+def test_nan_loss_and_cpu_only() -> None:
+    found = keys("loss becomes nan after 3 epochs", "I train on cpu only and the loss is nan at epoch 3.")
+    assert ("claim", "nan") in found and ("hardware", "cpu_only") in found
+
+
+def test_exception_label_is_other_for_unknown_messages() -> None:
+    assert exception_label("WeirdError", "something odd") == "other"
+
+
+def test_prose_code_logs_and_quotes_are_separated() -> None:
+    body = "My words here.\n> someone else said cannot reproduce\n```\nx = 1\n```\n```\nValueError: bad\n```"
+    p = prepare("title", [body])
+    assert "My words" in p.prose and "cannot reproduce" not in p.prose
+    assert "someone else" in p.quotes and "x = 1" in p.code and "ValueError" in p.logs
+
+
+def test_quoted_claims_do_not_count_as_evidence() -> None:
+    assert ("claim", "cannot_reproduce") not in keys("question", "> I cannot reproduce the results\nThanks, fixed now.")
+
+
+def test_huge_log_is_capped_and_still_labeled() -> None:
+    body = "The run crashes with RuntimeError: CUDA out of memory.\n" + "step 1 loss 0.5 lr 0.01\n" * 60_000
+    assert len(body) > 1_000_000
+    p = prepare("OOM during training", [body])
+    assert p.truncated and len(p.prose) <= MAX_PROSE_CHARS
+    preds = KnowledgeLabeler().label(p, default_extractor().extract(p))
+    assert preds["impact"].label == "memory_exhaustion"
+
+
+def test_builtin_labels_with_evidence_and_probability() -> None:
+    p = prepare("ImportError after install", ["After pip install I get\n```\nModuleNotFoundError: No module named 'mmcv._ext'\n```"])
+    preds = KnowledgeLabeler().label(p, default_extractor().extract(p))
+    assert preds["stage"].label == "environment" and preds["stage"].probability >= 0.5
+    assert any("mmcv._ext" in span["text"] for span in preds["stage"].evidence)
+    assert preds["root_cause"].label in ("wrong_environment_configuration", "api_defect")
+
+
+@pytest.mark.parametrize(("title", "body", "reason"), [
+    ("", "", "empty"),
+    ("模型训练时出现错误", "我在自己的数据集上训练模型时，损失函数一直不下降，请问是什么原因？", "non_english"),
+])
+def test_empty_and_non_english_abstain(title: str, body: str, reason: str) -> None:
+    p = prepare(title, [body])
+    preds = KnowledgeLabeler().label(p, [])
+    assert all(x.label is None and x.needs_review and x.reason == reason for x in preds.values())
+
+
+def test_abstains_below_threshold() -> None:
+    p = prepare("Something about the model", ["Hello, I have a small remark about the project."])
+    strict = KnowledgeLabeler(threshold=0.99).label(p, default_extractor().extract(p))
+    assert all(x.label is None and x.candidate is not None for x in strict.values())
+
+
+def test_one_bad_row_does_not_stop_the_batch() -> None:
+    rows = [("good", ["CUDA out of memory on my GPU"]), (3.5, [None]), ("also good", ["loss is nan"])]
+    out = analyse_many(rows, total=3, workers=1, progress=False)
+    assert out[0].prepared is not None and out[2].prepared is not None
+    assert out[1].prepared is None and out[1].error
+    preds = KnowledgeLabeler().label_many([(a.prepared, a.evidence, a.error) for a in out])
+    assert preds[1]["stage"].label is None and preds[0]["impact"].label == "memory_exhaustion"
+    assert analyse(None, [None]).prepared is not None

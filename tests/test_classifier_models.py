@@ -1,0 +1,144 @@
+"""Training, evaluation, cross-validation, persistence and bad input of the supervised classifier."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reeng.cli import main
+
+BUG = ["Training crashes with {e} after {n} iterations", "I get {e} when I run train.py on my data",
+       "{e} raised while loading the checkpoint", "Evaluation fails with {e} on the validation set"]
+FEATURE = ["Please add support for {x} export", "It would be nice to have {x} in the repo",
+           "Feature request: {x} backbone option", "Could you add a {x} config for newer GPUs"]
+QUESTION = ["How can I change the {x} in the config?", "How do I train on {x} with fewer classes?",
+            "What is the meaning of the {x} parameter?", "Is it possible to use {x} for inference?"]
+ERRORS = ["RuntimeError: CUDA out of memory", "ImportError: cannot import name", "KeyError: 'labels'", "ValueError: bad shape"]
+THINGS = ["ONNX", "TensorRT", "mixed precision", "anchor size", "learning rate", "COCO", "VOC", "mosaic"]
+
+
+def make_table(path: Path, n: int = 90, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        kind = ["bug", "feature", "question"][i % 3]
+        template = rng.choice({"bug": BUG, "feature": FEATURE, "question": QUESTION}[kind])
+        title = template.format(e=rng.choice(ERRORS), n=rng.randint(1, 900), x=rng.choice(THINGS))
+        rows.append({"title": title, "body": f"{title}. Thanks for the great work, details below.", "kind": kind})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("clf")
+    data = make_table(folder / "issues.csv")
+    model = folder / "kind.skops"
+    main(["classify", "train", "--data", str(data), "--text-cols", "title,body", "--label-col", "kind", "--out", str(model)])
+    return data, model
+
+
+def test_train_and_evaluate_general_issue_type(trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data, model = trained
+    code, out, _ = run(["classify", "evaluate", "--model", str(model), "--data", str(data), "--text-cols", "title,body",
+                        "--label-col", "kind", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert {"macro_f1", "accuracy", "kappa", "per_class", "confusion"} <= set(result)
+    assert result["macro_f1"] > 0.9 and set(result["per_class"]) == {"bug", "feature", "question"}
+
+
+def test_five_fold_cross_validation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_table(tmp_path / "issues.csv", seed=1)
+    for extra in ([], ["--fast"]):
+        code, out, err = run(["classify", "evaluate", "--cv", "5", "--data", str(data), "--text-cols", "title,body",
+                              "--label-col", "kind", "--json", *extra], capsys)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["folds"] == 5 and result["n"] == 90 and result["macro_f1"] > 0.6
+
+
+def test_model_records_provenance(trained: tuple[Path, Path]) -> None:
+    from taxonomy.models import load
+
+    model = load(trained[1])
+    assert len(model.meta["training_data_sha256"]) == 64
+    assert model.meta["params"]["label_col"] == "kind" and "scikit-learn" in model.meta["libraries"]
+
+
+def test_missing_column_is_a_clear_error(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["classify", "train", "--data", str(trained[0]), "--text-cols", "title,text", "--label-col", "kind",
+                        "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 2 and "missing column(s) 'text'" in err and not (tmp_path / "m.skops").exists()
+
+
+def test_one_class_label_column_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "one.csv"
+    pd.DataFrame({"title": ["crash on start", "crash at the end"], "body": ["a", "b"], "kind": ["bug", "bug"]}).to_csv(data, index=False)
+    code, _, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 2 and "1 class" in err and "'bug'" in err
+
+
+def test_not_a_model_and_other_version(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import skops.io as sio
+
+    junk = tmp_path / "junk.skops"
+    junk.write_text("not a model")
+    code, _, err = run(["classify", "evaluate", "--model", str(junk), "--data", str(trained[0]), "--label-col", "kind"], capsys)
+    assert code == 2 and "not a reeng model" in err
+    other = tmp_path / "other.skops"
+    sio.dump({"meta_json": json.dumps({"format": "reeng-text-classifier", "format_version": 99}), "vectorizer": None,
+              "evidence_vectorizer": None, "classifiers": {}}, other)
+    code, _, err = run(["classify", "evaluate", "--model", str(other), "--data", str(trained[0]), "--label-col", "kind"], capsys)
+    assert code == 2 and "v99" in err and "retrain" in err
+    foreign = tmp_path / "foreign.skops"
+    sio.dump({"x": pd.Timestamp("2020-01-01")}, foreign)
+    code, _, err = run(["classify", "evaluate", "--model", str(foreign), "--data", str(trained[0]), "--label-col", "kind"], capsys)
+    assert code == 2 and "refusing to load" in err
+
+
+def test_bad_rows_abstain_and_others_are_labeled(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from taxonomy.classify import model_predictions, read_labeled_table
+    from taxonomy.models import load
+
+    data = tmp_path / "mixed.csv"
+    pd.DataFrame({"title": ["Training crashes with KeyError: 'labels'", "", "How can I change the anchor size?"],
+                  "body": ["details", "", "thanks"]}).to_csv(data, index=False)
+    table = read_labeled_table(data, ["title", "body"], None, progress=False)
+    preds = model_predictions(load(trained[1]), table.analysed)
+    assert preds[0]["kind"].label == "bug" and preds[2]["kind"].label == "question"
+    assert preds[1]["kind"].label is None and preds[1]["kind"].reason == "empty"
+
+
+def test_embedding_model_option_fails_clearly(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["classify", "train", "--data", str(trained[0]), "--label-col", "kind", "--out", str(tmp_path / "m.skops"),
+                        "--embedding-model", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "--embedding-model" in err
+
+
+def test_weak_labels_from_rules() -> None:
+    from taxonomy.weak import LabelModel, vote_matrix, weak_labels
+
+    keys = [{"exception:cuda_oom"}, {"claim:oom", "exception:cuda_oom"}, {"claim:hang"}, set()]
+    cats = ["crash", "memory_exhaustion", "hang", "lower_speed"]
+    labels, conf, model = weak_labels(keys, "impact", ["bad_performance", "lower_speed", "lower_accuracy",
+                                                       "numerical_instability", "crash", "data_corruption", "hang",
+                                                       "incorrect_functionality", "memory_exhaustion", "other"])
+    assert labels[0] == "memory_exhaustion" and labels[2] == "hang" and labels[3] is None
+    votes = vote_matrix(keys, "impact", cats + ["numerical_instability", "data_corruption", "incorrect_functionality", "lower_accuracy"])
+    assert (votes[3] == -1).all()
+    assert isinstance(model, LabelModel) and model.accuracy is not None

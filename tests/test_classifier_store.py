@@ -1,0 +1,159 @@
+"""predict --builtin on a store, the predictions table, annotation sheets, agreement, queue, study stage."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from miner.store import open_store, save_thread
+from reeng.cli import main
+
+THREADS = [
+    ("acme/detector", 1, "ModuleNotFoundError after install",
+     "After pip install with torch==1.7.0:\n```\nModuleNotFoundError: No module named 'ops._ext'\n```", []),
+    ("acme/detector", 2, "Out of memory when training",
+     "python train.py --batch-size 64\n```\nRuntimeError: CUDA out of memory. Tried to allocate 1 GiB\n```", ["try a smaller batch size"]),
+    ("acme/detector", 3, "Cannot reproduce the mAP on COCO",
+     "With the default config I cannot reproduce the results: mAP is 0.31, lower than reported (0.37).", []),
+    ("acme/detector", 4, "", "", []),
+]
+
+
+def make_store(path: Path) -> Path:
+    conn = open_store(path)
+    for repo, number, title, body, comments in THREADS:
+        save_thread(conn, {"repo": repo, "number": number, "title": title, "body": body,
+                           "comments": [{"comment_id": i + 1, "body": c} for i, c in enumerate(comments)]}, source="test")
+    conn.close()
+    return path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    path = make_store(tmp_path / "s.sqlite")
+    code, _, err = run(["classify", "predict", "--builtin", "--store", str(path), "--json"], capsys)
+    assert code == 0, err
+    return path
+
+
+def test_predict_builtin_writes_labels_probabilities_evidence(store: Path) -> None:
+    conn = sqlite3.connect(store)
+    conn.row_factory = sqlite3.Row
+    rows = {(r["number"], r["dimension"]): r for r in conn.execute("SELECT * FROM predictions WHERE model='builtin'")}
+    assert rows[(1, "stage")]["label"] == "environment"
+    assert rows[(2, "impact")]["label"] == "memory_exhaustion"
+    assert rows[(3, "manifestation")]["label"] == "reproducibility"
+    evidence = json.loads(rows[(2, "impact")]["evidence"])
+    assert any("out of memory" in s["text"] for s in evidence["spans"])
+    assert 0.5 <= rows[(2, "impact")]["probability"] <= 1
+    empty = rows[(4, "stage")]
+    assert empty["label"] is None and empty["needs_review"] == 1 and json.loads(empty["evidence"])["reason"] == "empty"
+
+
+def test_predict_needs_a_model_choice(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["classify", "predict", "--store", str(store)], capsys)
+    assert code == 2 and "exactly one of --model" in err
+    code, _, err = run(["classify", "predict", "--model", str(tmp_path / "none.skops"), "--store", str(store)], capsys)
+    assert code == 2 and "no such model file" in err
+
+
+def test_annotation_round_trip(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "sheet"), "--sample", "3"], capsys)
+    assert code == 0, err
+    sheet = pd.read_csv(tmp_path / "sheet.csv")
+    assert len(sheet) == 3 and "impact suggestion" in sheet and "impact definition" in sheet
+    assert set(pd.read_excel(tmp_path / "sheet.xlsx", sheet_name=None)) == {"labels", "definitions"}
+    a, b = sheet.copy(), sheet.copy()
+    a["Impact"], b["Impact"] = ["Crash", "Crash", "Hang"], ["Crash", "Memory exhaustion", "Hang"]
+    a["DL stage"], b["DL stage"] = ["Environment", "Training", "Training"], ["Environment", "Training", "Training"]
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "adj"
+    code, stdout, err = run(["annotate", "import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(out), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["agreement"]["dimensions"]["stage"]["agreement"] == 1.0 and summary["disagreements"] == 1
+    dis = pd.read_csv(out / "disagreements.csv")
+    assert list(dis["dimension"]) == ["impact"]
+    code, _, err = run(["annotate", "import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(out),
+                        "--store", str(store)], capsys)
+    assert code == 0 and not (out / "labels.csv").exists()
+    dis["adjudicated"] = ["Memory exhaustion"]
+    dis.to_csv(out / "decided.csv", index=False)
+    code, _, err = run(["annotate", "import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(out),
+                        "--adjudicated", str(out / "decided.csv"), "--store", str(store)], capsys)
+    assert code == 0, err
+    conn = sqlite3.connect(store)
+    stored = conn.execute("SELECT label, provenance FROM human_labels WHERE dimension='impact' AND label='memory_exhaustion'").fetchall()
+    assert stored and stored[0][1].startswith("adjudicated:")
+    code, stdout, _ = run(["annotate", "queue", "--store", str(store), "--json"], capsys)
+    queued = json.loads(stdout)
+    assert code == 0 and len(queued) == 4 - 3
+    assert [q["confidence"] for q in queued] == sorted(q["confidence"] for q in queued)
+
+
+def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(["annotate", "queue", "--store", str(store), "-n", "10", "--json"], capsys)
+    items = json.loads(stdout)
+    assert code == 0 and len(items) == 4 and items[0]["number"] == 4
+    assert [i["confidence"] for i in items] == sorted(i["confidence"] for i in items)
+
+
+def test_study_stage_without_store_does_nothing(tmp_path: Path) -> None:
+    from reeng.study import StudyContext
+    from taxonomy.study_stages import classify_stage
+
+    ctx = StudyContext(config={}, out=tmp_path, config_dir=tmp_path)
+    result = classify_stage(ctx)
+    assert result["skipped"] and "no store" in result["lines"][0] and not any(tmp_path.iterdir())
+
+
+def test_study_stage_with_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reeng.study import StudyContext
+    from taxonomy.study_stages import classify_stage
+
+    gold = tmp_path / "gold.csv"
+    write_gold(gold)
+    ctx = StudyContext(config={"gold": {"defects": str(gold)}}, out=tmp_path / "out", config_dir=tmp_path)
+    (tmp_path / "out").mkdir()
+    ctx.artifacts["store"] = store
+    ctx.artifacts["gold_csv"] = gold
+    result = classify_stage(ctx)
+    report = json.loads((tmp_path / "out" / "classify" / "gold_eval.json").read_text())
+    assert report["threads"] == 2 and report["dimensions"]["impact"]["n"] == 2
+    table = pd.read_parquet(ctx.artifacts["machine_defects"])
+    from taxonomy.gold import DEFECT_SCHEMA, import_defects
+
+    assert list(table.columns) == list(DEFECT_SCHEMA) and len(table) >= 2
+    assert table.dtypes.astype(str).to_dict() == import_defects(gold).dtypes.astype(str).to_dict()
+    assert result["gold_threads"] == 2
+
+
+def write_gold(path: Path) -> None:
+    """A two-row gold sheet in the published CSV's layout, written for this test."""
+    header = ["", "URL", "Repo owner", "Repo name", "Issue #", "Repo type", "Research Prototype", "Repo creation time",
+              "Issue creation time", "Time Slot/d", "Label", "Framework", "Same Code?", "Same Data?", "Impacts",
+              "Part of Implementation", "Project Type", "Reporter", "Defect types", "Root Causes", "Manifestation"]
+    rows = [
+        [0, "https://github.com/acme/detector/issues/1", "acme", "detector", 1, "Zoo Repository", "No",
+         "2019-01-01T00:00:00Z", "2020-01-01T00:00:00Z", 365, "", "PyTorch", "yes", "yes", "Crash", "Environment",
+         "Major replication", "Re-user", "External interface", "Wrong Environment Configuration", "Basic defects"],
+        [1, "https://github.com/acme/detector/issues/2", "acme", "detector", 2, "Zoo Repository", "No",
+         "2019-01-01T00:00:00Z", "2020-02-01T00:00:00Z", 396, "", "PyTorch", "yes", "yes", "Memory exhaustion",
+         "Training", "Major replication", "Re-user", "Memory exhaustion", "GPU Usage Bug", "Basic defects"],
+    ]
+    pd.DataFrame(rows, columns=header).to_csv(path, index=False)
