@@ -155,12 +155,14 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
     """The classifier's issue-level predictions from a store, in the long defect-label form.
 
     Abstentions (``label`` NULL: the classifier looked and was not confident) are not labels
-    and are left out.
+    and are left out, and so are predictions on dimensions outside the taxonomy: the filter's
+    ``issue_type`` / ``reengineering`` decisions and models trained on other label columns say
+    which threads are defects, not what the defects are.
     """
     tax = load_taxonomy()
-    predictions = predictions[predictions["label"].notna()]
+    predictions = predictions[predictions["label"].notna() & predictions["dimension"].isin(LABEL_DIMENSIONS)]
     bad = [(d, lab) for d, lab in predictions[["dimension", "label"]].drop_duplicates().itertuples(index=False)
-           if d not in LABEL_DIMENSIONS or tax.dimension(d).lookup(str(lab)) is None]
+           if tax.dimension(d).lookup(str(lab)) is None]
     if bad:
         raise ReengError(f"predictions: unknown dimension/label {bad[0][0]}/{bad[0][1]}")
     return pd.DataFrame({

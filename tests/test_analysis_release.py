@@ -47,6 +47,8 @@ def make_store(path: Path) -> Path:
             ("owner0/model0", 7, "stage", "environment", 0.93, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
             ("owner1/model1", 3, "manifestation", "Reproducibility defect", 0.58, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
             ("owner1/model1", 3, "stage", None, None, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),  # an abstention
+            # the classifier's filter decision: about the thread, not a defect label
+            ("owner1/model1", 3, "issue_type", "defect", 0.8, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
         ])
     conn.close()
     return path
@@ -84,7 +86,7 @@ def test_release_contents_and_provenance(inputs):
     from_table = model[model["source"] == "model"]
     assert len(from_table) == 10 and set(from_table["probability"]) == {0.75} and set(from_table["model_version"]) == {"0.3.1"}
     stored = model[model["source"] == "store"].set_index("dimension")
-    assert len(stored) == 2  # the abstention is not a label
+    assert len(stored) == 2  # neither the abstention nor the filter decision is a defect label
     assert stored.loc["manifestation", "label"] == "reproducibility" and stored.loc["stage", "probability"] == 0.93
     assert stored["defect_index"].isna().all()
     issues = pd.read_parquet(out / "data" / "issues.parquet")
