@@ -30,12 +30,28 @@ def jiang_dir(data_dir: Path) -> Path:
 
 
 def run_reeng(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m reeng ARGS`` in a subprocess, as a user would, with this checkout first on the path."""
-    full_env = {**os.environ, **(env or {})}
+              unset: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m reeng ARGS`` in a subprocess, as a user would, with this checkout first on the path.
+
+    ``unset`` drops variables of the calling environment (tokens, say) before ``env`` is applied.
+    """
+    full_env = {**{k: v for k, v in os.environ.items() if k not in unset}, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "reeng", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process (fast, for many calls): exit code, stdout, stderr."""
+    from reeng.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture

@@ -7,17 +7,15 @@ reactions, non-ASCII text, issues sharing one ``updated_at`` second, and a delet
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from miner.server import running
 from miner.store import open_store, save_thread, upsert_repository, transaction
+from tests.conftest import ROOT, run_reeng
 
 FAKE_TOKEN = "ghp_reengTESTtoken_4f1c9a7e2b"  # distinctive: must never show up anywhere
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def stamp(day: int, second: int = 0) -> str:
@@ -59,14 +57,10 @@ served = running  # the local server in a thread: ``with served(corpus, faults, 
 
 def reeng(*args: str, token: str | None = FAKE_TOKEN, env: dict[str, str] | None = None,
           timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m reeng ARGS`` in a subprocess (real process: real logging, real exit codes)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITHUB_TOKENS")}
-    full_env["PYTHONPATH"] = str(ROOT)
-    if token:
-        full_env["GITHUB_TOKEN"] = token
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "reeng", *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=ROOT)
+    """``python -m reeng ARGS`` in a subprocess with exactly the given token (none of the caller's)."""
+    token_env = {"GITHUB_TOKEN": token} if token else {}
+    return run_reeng(*args, cwd=ROOT, env={**token_env, **(env or {})}, unset=("GITHUB_TOKEN", "GITHUB_TOKENS"),
+                     timeout=timeout)
 
 
 FAST = ("--secondary-wait", "0.05", "--backoff", "0.01", "--no-progress")

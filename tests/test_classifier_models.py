@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from reeng.cli import main
+from tests.conftest import run_main as run
 
 BUG = ["Training crashes with {e} after {n} iterations", "I get {e} when I run train.py on my data",
        "{e} raised while loading the checkpoint", "Evaluation fails with {e} on the validation set"]
@@ -32,15 +33,6 @@ def make_table(path: Path, n: int = 90, seed: int = 0) -> Path:
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from miner.store import open_store, save_thread
-from reeng.cli import main
+from tests.conftest import run_main as run
 
 THREADS = [
     ("acme/detector", 1, "ModuleNotFoundError after install",
@@ -31,15 +31,6 @@ def make_store(path: Path) -> Path:
     conn.close()
     return path
 
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
