@@ -59,13 +59,14 @@ def usable(data: TableData) -> list[int]:
     return [i for i, a in enumerate(data.analysed) if a.prepared is not None and a.prepared.english]
 
 
-def train_table(data: TableData, target: str, *, fast: bool, params: dict[str, Any]) -> tuple[TextModel, dict[str, int]]:
+def train_table(data: TableData, target: str, *, fast: bool, params: dict[str, Any],
+                embedding_model: Path | None = None) -> tuple[TextModel, dict[str, int]]:
     """A one-target model from a labeled table, skipping rows with unusable text."""
     rows = usable(data)
     labeled = [i for i in rows if data.labels[i] is not None]
     model = train([data.analysed[i].prepared for i in labeled],  # type: ignore[misc]
                   None if fast else [evidence_keys(data.analysed[i].evidence) for i in labeled],
-                  {target: [data.labels[i] for i in labeled]}, fast=fast, params=params)
+                  {target: [data.labels[i] for i in labeled]}, fast=fast, params=params, embedding_model=embedding_model)
     return model, {"rows": len(data.analysed), "trained_on": len(labeled), "skipped_text": len(data.analysed) - len(rows)}
 
 
@@ -123,7 +124,8 @@ WEAK_METHODS = ("weighted", "label-model")
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
-               method: str = "weighted", min_confidence: float = 0.5) -> tuple[TextModel, dict[str, Any]]:
+               method: str = "weighted", min_confidence: float = 0.5,
+               embedding_model: Path | None = None) -> tuple[TextModel, dict[str, Any]]:
     """Train one classifier per dimension on weak labels from the rules, over every usable thread.
 
     ``method`` combines the labeling functions: ``weighted`` is the built-in labeler's weighted
@@ -153,7 +155,8 @@ def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int]
         labels[dim] = y
         report[dim] = {"labeled": len(named), "classes": {k: int(v) for k, v in pd.Series(named).value_counts().items()}}
     model = train([analysed[i].prepared for i in rows], None if fast else [evidence_keys(analysed[i].evidence) for i in rows],  # type: ignore[misc]
-                  labels, fast=fast, params={"source": "weak supervision", "method": method, "min_confidence": min_confidence})
+                  labels, fast=fast, params={"source": "weak supervision", "method": method, "min_confidence": min_confidence},
+                  embedding_model=embedding_model)
     return model, {"threads": len(rows), "method": method, "dimensions": report}
 
 

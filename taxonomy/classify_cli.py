@@ -26,21 +26,6 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-def _check_embedding(path: Path | None) -> None:
-    """Sentence-embedding features are optional: fail clearly when asked for and unavailable."""
-    if path is None:
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("sentence_transformers") is None:
-        raise ReengError("--embedding-model: the sentence-transformers package is not installed "
-                         "(pip install sentence-transformers), or leave the option out")
-    if not path.exists():
-        raise ReengError(f"--embedding-model: {path}: no such local model folder (models are never downloaded)")
-    raise ReengError("--embedding-model: embedding features are not implemented in this version; "
-                     "the n-gram and evidence features are used without it")
-
-
 @click.group("classify")
 def classify_group() -> None:
     """Filter issue threads and label them against the taxonomy, with evidence and probabilities."""
@@ -62,7 +47,10 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
     """Train a classifier from a labeled table, or from weak labels over a store (--store)."""
     from taxonomy import classify, models
 
-    _check_embedding(embedding_model)
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        check_model(embedding_model)  # fail before minutes of evidence extraction, not after
     started = time.perf_counter()
     if store is not None:
         from miner.store import open_store
@@ -70,7 +58,7 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         conn = open_store(store, create=False)
         _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
         extracted = time.perf_counter()
-        model, summary = classify.weak_model(analysed, fast=fast, method=weak_method)
+        model, summary = classify.weak_model(analysed, fast=fast, method=weak_method, embedding_model=embedding_model)
         summary["evidence_seconds"] = round(extracted - started, 1)
         summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
     else:
@@ -78,7 +66,8 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
             raise ReengError("train needs --data FILE --label-col COL (or --store S for weak supervision)")
         table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=not fast)
         model, summary = classify.train_table(table, label_col, fast=fast,
-                                              params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col})
+                                              params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
+                                              embedding_model=embedding_model)
     models.save(model, out)
     summary.update({"model": str(out), "targets": model.meta["targets"], "seconds": round(time.perf_counter() - started, 1)})
     if as_json:

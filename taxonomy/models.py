@@ -132,12 +132,22 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
     """The feature matrix of some threads under a fitted model."""
     from scipy.sparse import hstack
 
-    matrix = model.vectorizer.transform(model_texts(prepared, model.fast))
-    if model.evidence_vectorizer is None:
-        return matrix
-    if evidence is None:
-        raise ReengError("this model uses evidence features: extract evidence before predicting")
-    return hstack([matrix, EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence)]).tocsr()
+    blocks = [model.vectorizer.transform(model_texts(prepared, model.fast))]
+    if model.evidence_vectorizer is not None:
+        if evidence is None:
+            raise ReengError("this model uses evidence features: extract evidence before predicting")
+        blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence))
+    if model.meta.get("embedding_model"):
+        blocks.append(_embedding_block(model.meta["embedding_model"], prepared))
+    return hstack(blocks).tocsr()
+
+
+def _embedding_block(folder: str, prepared: list[PreparedText]) -> Any:
+    from scipy.sparse import csr_matrix
+
+    from taxonomy.embeddings import embed
+
+    return csr_matrix(embed(folder, [p.model_text for p in prepared]))
 
 
 def check_labels(target: str, labels: list[str | None]) -> list[int]:
@@ -152,8 +162,13 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 
 
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
-          labels: dict[str, list[str | None]], *, fast: bool = False, params: dict[str, Any] | None = None) -> TextModel:
-    """Fit the vectorizer on all given threads and one classifier per target on its labeled rows."""
+          labels: dict[str, list[str | None]], *, fast: bool = False, params: dict[str, Any] | None = None,
+          embedding_model: Path | None = None) -> TextModel:
+    """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
+
+    With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
+    thread's sentence embedding; the model records the folder and needs it again to predict.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction import DictVectorizer
 
@@ -163,13 +178,18 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     model = TextModel(build_vectorizer(fast, len(prepared)), None if fast else DictVectorizer(), {})
     texts = model_texts(prepared, fast)
     text_matrix = model.vectorizer.fit_transform(texts) if not fast else model.vectorizer.transform(texts)
-    if not fast:
-        from scipy.sparse import hstack
+    from scipy.sparse import hstack
 
-        ev = model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared])
-        matrix = hstack([text_matrix, EVIDENCE_SCALE * ev]).tocsr()
-    else:
-        matrix = text_matrix.tocsr()
+    blocks = [text_matrix]
+    if not fast:
+        blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
+    embedding_folder = None
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        embedding_folder = str(check_model(embedding_model))
+        blocks.append(_embedding_block(embedding_folder, prepared))
+    matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
         clf = make_classifier(y)
@@ -184,7 +204,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__}
                     for t, r in rows_per_target.items()},
         "training_data_sha256": data_hash(texts, labels), "n_threads": len(prepared),
-        "params": params or {}, "libraries": library_versions(),
+        "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_folder,
     }
     return model
 

