@@ -18,13 +18,11 @@ import pandas as pd
 
 from reeng.errors import ReengError
 from reeng.tables import read_table
+from taxonomy.gold import LABEL_COLUMNS
 from taxonomy.model import Dimension, Taxonomy, load_taxonomy
 
-# Label columns of the defect table -> taxonomy dimension (the column is named for its dimension).
-LABEL_DIMENSIONS: tuple[str, ...] = (
-    "framework", "repo_type", "project_type", "reporter", "same_code", "same_data",
-    "stage", "manifestation", "impact", "code_error", "root_cause",
-)
+# Label columns of the defect table, each named for its taxonomy dimension (the gold import's list).
+LABEL_DIMENSIONS: tuple[str, ...] = tuple(LABEL_COLUMNS)
 
 # Cross-table name -> (row dimension, column dimension). The first six are the study's
 # Figures 5-10; the names say "rows_x_columns".

@@ -18,6 +18,7 @@ import pandas as pd
 from reeng.errors import ReengError
 from taxonomy.batch import Analysed, analyse_many
 from taxonomy.evidence import evidence_keys
+from taxonomy.gold import DEFECT_SCHEMA, canonical_issue_url
 from taxonomy.labelers import DEFAULT_THRESHOLD, KnowledgeLabeler, Prediction, abstain_all, label_categories, supporting_evidence
 from taxonomy.models import TextModel, predict_proba, top_terms, train
 from taxonomy.rules import ALL_DIMENSIONS, LABEL_DIMENSIONS, firing_rules
@@ -160,9 +161,8 @@ def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int]
     return model, {"threads": len(rows), "method": method, "dimensions": report}
 
 
-DEFECT_COLUMNS = ["issue_url", "owner", "repo", "number", "defect_index", "framework", "repo_type", "project_type",
-                  "reporter", "same_code", "same_data", "stage", "manifestation", "impact", "code_error", "root_cause",
-                  "research_prototype", "repo_created_at", "issue_created_at", "issue_labels", "source_row", "provenance"]
+# The machine-labeled table has exactly the gold defect table's columns (docs/schemas.md).
+DEFECT_COLUMNS = list(DEFECT_SCHEMA)
 FRAMEWORK_BY_LIBRARY = {"torch": "pytorch", "torchvision": "pytorch", "mmcv": "pytorch", "mmdet": "pytorch",
                         "tensorflow": "tensorflow", "keras": "keras", "caffe": "caffe", "mxnet": "mxnet"}
 
@@ -192,7 +192,7 @@ def machine_defects(ids: list[tuple[str, int]], analysed: list[Analysed], thread
         owner, _, name = repo.partition("/")
         record: dict[str, Any] = dict.fromkeys(DEFECT_COLUMNS)
         record.update({
-            "issue_url": f"https://github.com/{repo}/issues/{number}", "owner": owner, "repo": name, "number": number,
+            "issue_url": canonical_issue_url(owner, name, number), "owner": owner, "repo": name, "number": number,
             "defect_index": 1, "framework": framework_of(a), "issue_created_at": thread.issue.get("created_at"),
             "issue_labels": thread.issue.get("labels"), "provenance": provenance,
         })
