@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from reeng.datasets import locate
+from reeng.errors import ReengError
 from reeng.study import StudyContext
 
 
@@ -72,6 +73,9 @@ def corpus_stage(ctx: StudyContext) -> dict[str, Any]:
         in_store = {r.casefold() for r, in conn.execute("SELECT DISTINCT repo FROM issues")}
     finally:
         conn.close()
+    if failures and not stored:  # nothing to study: the stage failed completely, not partly
+        raise ReengError(f"corpus: no thread collected from any of {len(repos)} repositories "
+                         f"({'; '.join(list(failures.values())[:3])})")
 
     keys = [(f"{o}/{r}".casefold(), int(n)) for o, r, n in zip(defects["owner"], defects["repo"], defects["number"])]
     joined = [k in stored for k in keys]

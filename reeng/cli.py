@@ -8,12 +8,13 @@ spaCy. Every command's one-line summary lives here for the same reason.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from reeng import __version__
-from reeng.errors import ReengError
+from reeng.errors import ReengError, describe, scrub, write_error_log
 
 # name -> (import path "module:attribute", one-line summary shown by --help), in help order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,12 @@ class LazyGroup(click.Group):
         command.name = cmd_name
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # click would swallow it silently; the boundary reports it
+            raise ReengError(describe(exc)) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, summary) for name, (_, summary) in COMMANDS.items()]
         with formatter.section("Commands"):
@@ -66,17 +73,62 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one ``error:`` line and exit status 2."""
+    """Entry point and the one error boundary of every command.
+
+    Expected failures (a :class:`ReengError`, bad options, a full disk, a closed pipe, a file that
+    is not a store) become one ``error:`` line and exit status 2. Anything else is a bug: one line
+    names the log file that keeps its traceback (exit status 1). Standard output is flushed inside
+    the boundary, so a full or closed stdout is reported like any other write failure.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="reeng", standalone_mode=False)
+        try:
+            cli.main(args=args, prog_name="reeng", standalone_mode=False)
+        finally:
+            sys.stdout.flush()
     except click.exceptions.Abort:
+        _detach_stdout()
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"error: {_one_line(scrub(exc.format_message()))}{hint}", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except ReengError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _detach_stdout()
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - this is the boundary: nothing passes it as a traceback
+        _detach_stdout()
+        message = describe(exc)
+        if message is not None:
+            click.echo(f"error: {_one_line(scrub(message))}", err=True)
+            sys.exit(2)
+        log = write_error_log(exc, args)
+        where = f"; details in {log}" if log else ""
+        summary = _one_line(scrub(f"{type(exc).__name__}: {exc}"))[:300]
+        click.echo(f"error: unexpected failure ({summary}){where}; please report it", err=True)
+        sys.exit(1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no details"
+
+
+def _detach_stdout() -> None:
+    """If stdout cannot be written (full, closed), drop what is buffered for it, so exit stays quiet."""
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - the failure at hand is being reported already
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except Exception:  # noqa: BLE001 - not a real file descriptor (captured in tests)
+            pass

@@ -1,26 +1,119 @@
 """Writing outputs so a failure never leaves anything half-written.
 
-Commands build their files in a hidden staging folder beside the destination and move them into
-place only when everything succeeded; on an error the staging folder is removed.
+Commands build their files in a hidden staging folder (or file) beside the destination and move
+them into place only when everything succeeded; on an error the staging copy is removed. A
+destination that cannot be one (an existing file as an output folder, a device such as
+``/dev/full``, a folder as an output file) is refused before anything is written.
+
+A staging name records who made it: ``.NAME.reeng-<pid>@<host>.<random>``. A run killed before
+it could clean up (SIGKILL, power loss) leaves its staging copy behind; the next run writing to
+the same destination removes it once the recorded process is gone. Outputs get the permissions
+of the user's umask, like any file the user creates, not the private 0700/0600 of a temporary.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from reeng.errors import ReengError
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_STAGING = re.compile(r"\.reeng-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[^.]+$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _prefix(name: str) -> str:
+    return f".{name}.reeng-{os.getpid()}@{_HOST}."
+
+
+def _alive(pid: int, since: float) -> bool:
+    """Whether process ``pid`` runs and may have made something at time ``since``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    started = _start_time(pid)
+    # A pid reused by a process started after the staging copy was made did not make it.
+    return started is None or started <= since + 1
+
+
+def _start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def clean_stale(dest: Path) -> list[Path]:
+    """Remove staging copies of ``dest`` left by runs that were killed; the ones removed."""
+    dest = Path(dest)
+    removed = []
+    try:
+        candidates = list(dest.parent.glob(f".{glob_escape(dest.name)}.reeng-*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        match = _STAGING.search(path.name)
+        if not match or match["host"] != _HOST or not path.name.startswith(f".{dest.name}.reeng-"):
+            continue
+        try:
+            made = path.lstat().st_mtime
+        except OSError:
+            continue
+        if _alive(int(match["pid"]), made):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _check_parent(dest: Path) -> None:
+    parent = dest.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ReengError(f"{dest}: {folder} exists and is not a folder")
+            break
 
 
 @contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success its files replace those of the same name in ``out``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReengError(f"{out}: exists and is not a folder; give a folder (new or existing) as the output")
+    _check_parent(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clean_stale(out)
+    staging = Path(tempfile.mkdtemp(prefix=_prefix(out.name), dir=out.parent))
     try:
+        staging.chmod(0o777 & ~_umask())
         yield staging
         out.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
@@ -36,10 +129,17 @@ def staged_dir(out: Path) -> Iterator[Path]:
 def staged_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` atomically on success."""
     path = Path(path)
+    if path.is_dir():
+        raise ReengError(f"{path}: is a folder; give a file name as the output")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise ReengError(f"{path}: exists and is not a regular file (a device or pipe); give a file name as the output")
+    _check_parent(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         os.replace(tmp, path)
     finally:

@@ -45,6 +45,7 @@ class StudyContext:
     config_dir: Path
     artifacts: dict[str, Path] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         return self.config.get(name) or {}
@@ -58,19 +59,28 @@ class StudyContext:
 
 
 def load_config(path: Path | None) -> tuple[dict[str, Any], Path]:
-    """The study config (default: the Jiang et al. study shipped with the package)."""
+    """The study config (default: the Jiang et al. study shipped with the package), checked against its schema."""
+    from reeng.study_config import validate_config
+
     if path is None:
         text = (resources.files("reeng") / "studies" / "jiang2024.yaml").read_text(encoding="utf-8")
-        return yaml.safe_load(text), Path.cwd()
+        return validate_config(yaml.safe_load(text), "the default study config"), Path.cwd()
     if not path.is_file():
         raise ReengError(f"{path}: no such study config")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReengError(f"{path}: not a YAML study config (not UTF-8 text: byte {exc.start})") from None
+    try:
+        config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ReengError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise ReengError(f"{path}: a study config is a mapping of settings")
-    return config, path.parent.resolve()
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ReengError(f"{path}: not valid YAML{line} ({problem})") from None
+    except RecursionError:
+        raise ReengError(f"{path}: not a study config (nested too deeply)") from None
+    return validate_config(config, str(path)), path.parent.resolve()
 
 
 def _resolve(stage: str) -> Callable[[StudyContext], dict[str, Any]]:
@@ -78,10 +88,20 @@ def _resolve(stage: str) -> Callable[[StudyContext], dict[str, Any]]:
     return getattr(importlib.import_module(module), func)
 
 
-def run_study(config: dict[str, Any], config_dir: Path, out: Path, stages: list[str] | None = None) -> StudyContext:
-    """Run the selected stages (default: the config's ``stages``, else all) into ``out``."""
-    from reeng.outputs import staged_dir
+def run_study(config: dict[str, Any], config_dir: Path, out: Path, stages: list[str] | None = None,
+              keep_going: bool = False) -> StudyContext:
+    """Run the selected stages (default: the config's ``stages``, else all) into ``out``.
 
+    A stage fails by raising or by reporting ``failures`` (repositories it could not mine, say).
+    By default the first failure stops the study and nothing is written. With ``keep_going`` the
+    failure is recorded in ``summary.json`` (``failed``) and the other stages run; the outputs
+    are kept, and ``ctx.failed`` tells the caller what failed.
+    """
+    from reeng.errors import describe
+    from reeng.outputs import staged_dir
+    from reeng.study_config import validate_config
+
+    config = validate_config(config)
     selected = stages or config.get("stages") or list(STAGES)
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
@@ -91,11 +111,28 @@ def run_study(config: dict[str, Any], config_dir: Path, out: Path, stages: list[
         for name in [s for s in STAGES if s in selected]:
             started = time.perf_counter()
             click.echo(f"[{name}] …")
-            result = _resolve(name)(ctx)
+            try:
+                result = _resolve(name)(ctx)
+            except Exception as exc:
+                message = describe(exc)
+                if not keep_going or message is None:
+                    raise
+                ctx.failed[name] = {"failed": message, "complete": True}
+                ctx.summary[name] = {**ctx.failed[name], "seconds": round(time.perf_counter() - started, 2)}
+                click.echo(f"[{name}] failed: {message}")
+                continue
             ctx.summary[name] = {**result, "seconds": round(time.perf_counter() - started, 2)}
             for line in result.get("lines", []):
                 click.echo(f"[{name}] {line}")
-        (staging / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str), encoding="utf-8")
+            failures = result.get("failures") or {}
+            if failures:
+                message = f"{len(failures)} failure(s): " + "; ".join(str(v) for v in list(failures.values())[:3])
+                if not keep_going:
+                    raise ReengError(f"study stopped: stage {name} failed ({message}); nothing was written "
+                                     "(--keep-going runs the other stages and keeps the outputs)")
+                ctx.failed[name] = {"failed": message, "complete": False}
+        (staging / "summary.json").write_text(json.dumps({**ctx.summary, "failed": ctx.failed}, indent=2, default=str),
+                                              encoding="utf-8")
     ctx.out = out
     return ctx
 
@@ -104,9 +141,15 @@ def run_study(config: dict[str, Any], config_dir: Path, out: Path, stages: list[
 @click.argument("config_path", metavar="[CONFIG]", required=False, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder (default: the config's `out`).")
 @click.option("--stage", "stages", multiple=True, help=f"Run only these stages (of: {', '.join(STAGES)}).")
-def study_command(config_path: Path | None, out: Path | None, stages: tuple[str, ...]) -> None:
+@click.option("--keep-going", is_flag=True,
+              help="Run the other stages when one fails and keep the outputs; exit 0 unless a stage failed completely.")
+def study_command(config_path: Path | None, out: Path | None, stages: tuple[str, ...], keep_going: bool) -> None:
     """Run a study described by CONFIG (default: Jiang et al. 2024 on its published data)."""
     config, config_dir = load_config(config_path)
     target = (out or Path(config.get("out") or "reeng-study")).resolve()
-    run_study(config, config_dir, target, list(stages) or None)
+    ctx = run_study(config, config_dir, target, list(stages) or None, keep_going=keep_going)
     click.echo(f"study outputs: {target}")
+    complete = [name for name, failure in ctx.failed.items() if failure["complete"]]
+    if complete:
+        raise ReengError(f"stage(s) {', '.join(complete)} failed ({'; '.join(ctx.failed[n]['failed'] for n in complete)}); "
+                         f"the other stages' outputs are in {target}")

@@ -86,7 +86,7 @@ def gold_lint_command(path: Path | None, as_json: bool, strict: bool) -> None:
         click.echo(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2, ensure_ascii=False))
     else:
         for f in findings:
-            rows = ", ".join(f.rows[:12]) + (f" … ({len(f.rows)} rows)" if len(f.rows) > 12 else "")
+            rows = (", ".join(f.rows[:12]) or "-") + (f" … ({len(f.rows)} rows)" if len(f.rows) > 12 else "")
             click.echo(f"{f.kind:28} {f.column or '-':24} rows {rows}: {f.detail}")
         click.echo(f"{len(findings)} finding(s)")
     if strict and findings:

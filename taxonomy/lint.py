@@ -121,6 +121,17 @@ def repository_conflicts(raw: pd.DataFrame, skip: set[str]) -> list[Finding]:
     return findings
 
 
+def missing_columns(raw: pd.DataFrame) -> list[Finding]:
+    """Label columns a defect sheet lacks: every count along that dimension would silently be empty.
+
+    The non-reengineering sheet (its own layout, no label columns) is not a defect sheet.
+    """
+    if all(c in raw.columns for c in NON_REENG_HEADER):
+        return []
+    return [Finding("missing_column", [], src, "the defect sheet has no such column; none of its labels can be counted")
+            for src, _ in GOLD_COLUMNS.values() if src not in raw.columns]
+
+
 def lint_file(path: Path | str, taxonomy: Taxonomy | None = None) -> list[Finding]:
     """All findings for one published sheet (defects or non-reengineering issues)."""
     taxonomy = taxonomy or load_taxonomy()
@@ -130,6 +141,7 @@ def lint_file(path: Path | str, taxonomy: Taxonomy | None = None) -> list[Findin
     # shift once instead of every value in it as an unknown label or a conflict.
     skip = {f.column for f in shifted if f.column}
     return [
+        *missing_columns(raw),
         *duplicate_rows(raw),
         *malformed_numbers(raw),
         *label_findings(raw, taxonomy, skip),

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-GOOD_HEADER = (",URL,Repo owner,Repo name,Issue #,Repo type,Research Prototype,Framework,Same Code?,Same Data?,"
-               "Impacts,Part of Implementation,Project Type,Reporter,Defect types,Root Causes,Manifestation\n")
-GOOD_ROW = ("0,https://github.com/a/b/issues/1,a,b,1,Solo Repository,No,pytorch,Yes,Yes,Crash,Environment,"
-            '"User ""fork""",Re-user,External interface,API defects,Basic defects\n')
+from tests.bad_input_helpers import GOOD_HEADER, GOOD_ROW, error_line, nothing_beside
 
 
 def assert_clean_failure(result, out: Path, *needles: str) -> None:
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    line = error_line(result.stderr)
     for needle in needles:
-        assert needle in lines[0]
-    assert not out.exists()
-    assert not any(p.name.startswith(f".{out.name}") for p in out.parent.iterdir())
+        assert needle in line
+    nothing_beside(out)
 
 
 def test_missing_file(reeng, tmp_path):
@@ -61,3 +56,17 @@ def test_bad_study_config(reeng, tmp_path):
     config.write_text("stages: [gold, teleport]\n")
     out = tmp_path / "study-out"
     assert_clean_failure(reeng("study", str(config), "--out", str(out)), out, "teleport")
+
+
+def test_lint_reports_a_missing_label_column(reeng, tmp_path):
+    """A defect sheet without its Manifestation column: every manifestation count would be silently empty."""
+    path = tmp_path / "gold.csv"
+    path.write_text(GOOD_HEADER.replace(",Manifestation", "") + GOOD_ROW.rsplit(",", 1)[0] + "\n")
+    result = reeng("gold", "lint", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert [f["column"] for f in findings if f["kind"] == "missing_column"] == ["Manifestation"]
+    assert reeng("gold", "lint", str(path), "--strict").returncode == 1
+    complete = tmp_path / "complete.csv"
+    complete.write_text(GOOD_HEADER + GOOD_ROW)
+    assert "missing_column" not in reeng("gold", "lint", str(complete)).stdout

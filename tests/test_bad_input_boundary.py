@@ -1,0 +1,153 @@
+"""The CLI's one error boundary: one line for every failure, a private log for bugs, no token anywhere."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from reeng.cli import COMMANDS
+from reeng.errors import ReengError, scrub
+from tests.bad_input_helpers import LOG_PATH, error_line, gold_csv
+from tests.conftest import ROOT, run_main
+
+CLASSIC = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+FINE_GRAINED = "github_pat_11ABCDEFG0" + "123456789_abcdefghijklmnopqrstuvwxyz"
+POOL = ("poolTokenOne_5d2e", "poolTokenTwo_9c1a")
+LS_KEY = "lsKey_7f3b9e21d0c4"
+SECRETS = (CLASSIC, FINE_GRAINED, *POOL, LS_KEY, "Bearer-opaque-42")
+
+FAILURES = {
+    "reeng": lambda: ReengError(f"{CLASSIC}: bad token for https://api.github.com"),
+    "bug": lambda: RuntimeError(f"request failed: {{'Authorization': 'token {CLASSIC}'}}, pool {POOL[1]}, "
+                                f"key {LS_KEY}, pat {FINE_GRAINED}\nAuthorization: Bearer Bearer-opaque-42"),
+    "enospc": lambda: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/defects.parquet"),
+    "epipe": lambda: BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)),
+    "sqlite-full": lambda: sqlite3.OperationalError("database or disk is full"),
+    "not-a-store": lambda: sqlite3.DatabaseError("file is not a database"),
+    "interrupt": lambda: KeyboardInterrupt(),
+}
+
+
+@click.command("boom")
+@click.argument("kind")
+def boom(kind: str) -> None:
+    """Prints a little, then fails the way KIND says."""
+    click.echo("partial output")
+    raise FAILURES[kind]()
+
+
+@pytest.fixture
+def cli_with_boom(monkeypatch, tmp_path):
+    monkeypatch.setitem(COMMANDS, "boom", (f"{__name__}:boom", "Fail on purpose (tests)."))
+    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GITHUB_TOKEN", CLASSIC)
+    monkeypatch.setenv("GITHUB_TOKENS", ",".join(POOL))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", LS_KEY)
+    return tmp_path / "cache"
+
+
+def test_expected_failure_is_one_scrubbed_line(cli_with_boom, capsys):
+    code, out, err = run_main(["boom", "reeng"], capsys)
+    assert code == 2
+    assert error_line(err) == "error: [redacted]: bad token for https://api.github.com"
+
+
+def test_a_bug_is_one_line_and_a_private_log_without_tokens(cli_with_boom, capsys):
+    code, out, err = run_main(["boom", "bug"], capsys)
+    assert code == 1
+    line = error_line(err)
+    assert "RuntimeError" in line and "unexpected failure" in line
+    log = Path(LOG_PATH.search(line)[1])
+    assert log.parent == cli_with_boom / "errors"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    text = log.read_text()
+    assert "Traceback" in text and "raise FAILURES[kind]()" in text and "reeng boom bug" in text
+    for secret in SECRETS:
+        assert secret not in err and secret not in text, secret
+    assert "[redacted]" in text
+
+
+@pytest.mark.parametrize("kind, words, code", [
+    ("enospc", ("no space left", "/data/out/defects.parquet"), 2),
+    ("epipe", ("broken pipe",), 2),
+    ("sqlite-full", ("disk is full",), 2),
+    ("not-a-store", ("not an SQLite database",), 2),
+    ("interrupt", ("aborted",), 130),
+])
+def test_environment_failures_are_one_clear_line(cli_with_boom, capsys, kind, words, code):
+    got, out, err = run_main(["boom", kind], capsys)
+    assert got == code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run_main(["classify", "predict", "--threshold", "abc", "--store", "s.db"], capsys)
+    assert code == 2 and "--threshold" in error_line(err)
+    code, _, err = run_main(["no-such-command"], capsys)
+    assert code == 2 and "no-such-command" in error_line(err)
+
+
+def test_scrub_knows_the_token_shapes(monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    text = (f"x {CLASSIC} y {FINE_GRAINED} Authorization: token abc123def456 "
+            "https://user:hunter2pass@example.org/?access_token=zzz999yyy")
+    clean = scrub(text)
+    for secret in (CLASSIC, FINE_GRAINED, "abc123def456", "hunter2pass", "zzz999yyy"):
+        assert secret not in clean
+    assert clean.startswith("x [redacted] y [redacted] Authorization: [redacted]")
+
+
+@pytest.mark.parametrize("args", [
+    ["taxonomy", "show", "--json"],
+    ["taxonomy", "show"],
+    ["gold", "lint", "GOLD"],
+    ["gold", "lint", "GOLD", "--json"],
+])
+def test_full_stdout_is_one_error_line(tmp_path, args):
+    gold = gold_csv(tmp_path / "gold.csv", rows=3)
+    args = [str(gold) if a == "GOLD" else a for a in args]
+    result = _to_dev_full(args, tmp_path)
+    assert result.returncode == 2
+    assert "no space left" in error_line(result.stderr)
+
+
+def test_full_stdout_agreement(tmp_path, jiang_dir):
+    from reeng.datasets import locate
+
+    a, b = locate("jiang2024-kappa-final1"), locate("jiang2024-kappa-final2")
+    result = _to_dev_full(["agreement", str(a), str(b), "--json"], tmp_path)
+    assert result.returncode == 2
+    assert "no space left" in error_line(result.stderr)
+
+
+def _to_dev_full(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REENG_CACHE_DIR": str(tmp_path / "cache")}
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "reeng", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=120)
+
+
+def test_closed_pipe_is_one_line(tmp_path):
+    """``reeng taxonomy show --json | head -c 0``: the reader is gone before the output comes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        result = subprocess.run([sys.executable, "-m", "reeng", "taxonomy", "show", "--json"], stdout=write_end,
+                                stderr=subprocess.PIPE, env=env, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 2
+    assert "broken pipe" in error_line(result.stderr)
