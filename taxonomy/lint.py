@@ -72,7 +72,7 @@ def label_findings(raw: pd.DataFrame, taxonomy: Taxonomy, skip: set[str]) -> lis
         for cat in spellings:
             origin = dim.category(cat).origin
             if origin != "instrument":
-                mask = values.astype(str).map(dim.lookup) == cat
+                mask = values.fillna("").astype(str).map(dim.lookup) == cat
                 findings.append(Finding("outside_instrument", _row_ids(raw, mask), src, {"category": cat, "origin": origin}))
     return findings
 

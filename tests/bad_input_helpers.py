@@ -20,10 +20,11 @@ def gold_csv(path: Path, rows: int = 1, repo: str = "a/b") -> Path:
     return path
 
 
-def error_line(stderr: str) -> str:
-    """The one ``error:`` line that is all a failed command may print on stderr."""
+def error_line(stderr: str, progress: bool = False) -> str:
+    """The one ``error:`` line that is all a failed command may print on stderr (after its progress
+    bars, with ``progress``)."""
     assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip() and not (progress and "━" in line)]
     assert len(lines) == 1 and lines[0].startswith("error:"), stderr
     return lines[0]
 
