@@ -80,6 +80,7 @@ class ReproduceConfig(Section):
 
 class AnalysisConfig(Section):
     title: str | None = None
+    compare: Literal["auto", "paired", "corpus_vs_study", "none"] = "auto"  # issue 10: human vs machine labels
 
 
 class ReleaseConfig(Section):
@@ -96,10 +97,16 @@ YamlValue = str | int | float | bool | list[Any] | dict[str, Any]
 
 
 class ReuseConfig(Section):
-    """The model-reuse lab (issue 12): open for now; give each key a type here once the stage settles."""
+    """The model-reuse lab (issue 12). Its known keys are typed; other keys pass (any YAML value)
+    until the stage settles: then drop ``extra="allow"``."""
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, YamlValue]
+    enabled: bool = True
+    setting: str = "small"  # tiny | small | large
+    device: str = "cpu"  # cpu | cuda | auto
+    seeds: list[int] = []
+    experiments: list[str] = []
 
 
 class StudyConfig(Section):
