@@ -72,6 +72,10 @@ def cli() -> None:
     """
 
 
+# click >= 8.2 raises this for a group called without a command; older versions print the help themselves.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point and the one error boundary of every command.
 
@@ -90,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         _detach_stdout()
         click.echo("aborted", err=True)
         sys.exit(130)
+    except NO_ARGS_IS_HELP as exc:  # `reeng` alone, `reeng gold`: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:

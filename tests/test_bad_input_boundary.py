@@ -95,6 +95,8 @@ def test_usage_errors_are_one_line(capsys):
     assert code == 2 and "--threshold" in error_line(err)
     code, _, err = run_main(["no-such-command"], capsys)
     assert code == 2 and "no-such-command" in error_line(err)
+    code, out, err = run_main([], capsys)  # not an error to squash into a line: the help, as click shows it
+    assert "Usage: reeng [OPTIONS] COMMAND" in out + err and "\nCommands:" in out + err
 
 
 def test_scrub_knows_the_token_shapes(monkeypatch):
