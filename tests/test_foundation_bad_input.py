@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tests.bad_input_helpers import GOOD_HEADER, GOOD_ROW, error_line, nothing_beside
+from tests.conftest import run_main
 
 
 def assert_clean_failure(result, out: Path, *needles: str) -> None:
@@ -58,15 +59,15 @@ def test_bad_study_config(reeng, tmp_path):
     assert_clean_failure(reeng("study", str(config), "--out", str(out)), out, "teleport")
 
 
-def test_lint_reports_a_missing_label_column(reeng, tmp_path):
+def test_lint_reports_a_missing_label_column(tmp_path, capsys):
     """A defect sheet without its Manifestation column: every manifestation count would be silently empty."""
     path = tmp_path / "gold.csv"
     path.write_text(GOOD_HEADER.replace(",Manifestation", "") + GOOD_ROW.rsplit(",", 1)[0] + "\n")
-    result = reeng("gold", "lint", str(path), "--json")
-    assert result.returncode == 0, result.stderr
-    findings = json.loads(result.stdout)["findings"]
+    code, out, err = run_main(["gold", "lint", str(path), "--json"], capsys)
+    assert code == 0, err
+    findings = json.loads(out)["findings"]
     assert [f["column"] for f in findings if f["kind"] == "missing_column"] == ["Manifestation"]
-    assert reeng("gold", "lint", str(path), "--strict").returncode == 1
+    assert run_main(["gold", "lint", str(path), "--strict"], capsys)[0] == 1
     complete = tmp_path / "complete.csv"
     complete.write_text(GOOD_HEADER + GOOD_ROW)
-    assert "missing_column" not in reeng("gold", "lint", str(complete)).stdout
+    assert "missing_column" not in run_main(["gold", "lint", str(complete)], capsys)[1]
