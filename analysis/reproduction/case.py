@@ -70,11 +70,13 @@ class CaseMeta:
         found += [f"issue {url!r} is not a GitHub issue URL" for url in self.issues if not _ISSUE_URL.match(str(url))]
         if self.reference_kind not in REFERENCE_KINDS:
             found.append(f"reference_kind {self.reference_kind!r} not one of {', '.join(REFERENCE_KINDS)}")
-        if self.mechanism not in MECHANISMS:
+        # optional for a researcher's own case; the shipped library requires both (its tests)
+        if self.mechanism and self.mechanism not in MECHANISMS:
             found.append(f"mechanism {self.mechanism!r} not one of {', '.join(MECHANISMS)}")
-        found += [f"evidence part {part!r} missing or empty" for part in EVIDENCE_PARTS
-                  if not str(self.evidence.get(part, "")).strip()]
-        found += [f"unknown evidence part {k!r}" for k in self.evidence if k not in EVIDENCE_PARTS]
+        if self.evidence:
+            found += [f"evidence part {part!r} missing or empty" for part in EVIDENCE_PARTS
+                      if not str(self.evidence.get(part, "")).strip()]
+            found += [f"unknown evidence part {k!r}" for k in self.evidence if k not in EVIDENCE_PARTS]
         tax = load_taxonomy()
         for dim_id in LABEL_DIMENSIONS:
             value = self.labels.get(dim_id)

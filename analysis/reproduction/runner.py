@@ -107,10 +107,15 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
         if not info.name.startswith("_"):
             entries += _load(f"{library.__name__}.{info.name}")
     for path in extra or []:
-        files = sorted(path.glob("*.py")) if path.is_dir() else [_case_file(path)]
-        for file in files:
-            if not file.name.startswith("_"):
-                entries += _load(f"reeng_user_case_{file.stem}", file)
+        if path.is_dir():
+            for file in sorted(path.glob("*.py")):
+                if not file.name.startswith("_"):
+                    entries += _load(f"reeng_user_case_{file.stem}", file)
+            continue
+        loaded = _load(f"reeng_user_case_{path.stem}", _case_file(path))
+        if [e.load_error for e in loaded] == ["module defines no case"]:
+            raise ReengError(f"case file {path} defines no case (a ReproCase subclass)")
+        entries += loaded
     return entries
 
 
@@ -118,7 +123,8 @@ def _case_file(path: Path) -> Path:
     """A case file named on the command line: an existing Python source file, or an error.
 
     A file given explicitly that is not Python source (wrong suffix, undecodable bytes, a syntax
-    error) is bad input, not a case that failed: it must not be listed among the cases.
+    error) or defines no case is bad input, not a case that failed: it must not be listed among
+    the cases. (Inside a folder, a broken module is still listed, with why it failed.)
     """
     if not path.is_file():
         raise ReengError(f"case file {path} does not exist")

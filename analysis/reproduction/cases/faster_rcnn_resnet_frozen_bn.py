@@ -21,6 +21,7 @@ from torch import nn
 
 from analysis.reproduction.case import CaseContext, Comparison, ReproCase, case
 from analysis.reproduction.comparators import tolerance_check
+from analysis.reproduction.localize import localize_models
 
 C = 16
 
@@ -83,12 +84,11 @@ def merged(net: CaffeBottleneck) -> nn.Module:
     return lambda x: torch.relu(c2(torch.relu(c1(x))) + x)
 
 
-def finetune_forward(seed: int, frozen_bn: bool, image: torch.Tensor) -> torch.Tensor:
-    """The detection net's training forward pass on its one-image batch."""
-    net = copy.deepcopy(pretrained(seed))
+def finetune_net(pretrained_net: CaffeBottleneck, frozen_bn: bool) -> CaffeBottleneck:
+    """The block as the detection net trains it (training mode, one-image batches)."""
+    net = copy.deepcopy(pretrained_net)
     net.frozen_bn = frozen_bn
-    net.train()
-    return net(image).detach()
+    return net.train()
 
 
 @case(
@@ -118,21 +118,35 @@ def finetune_forward(seed: int, frozen_bn: bool, image: torch.Tensor) -> torch.T
     },
 )
 class ResnetFrozenBn(ReproCase):
-    def inputs(self, ctx: CaseContext) -> torch.Tensor:
-        return torch.randn(1, C, 12, 12, generator=torch.Generator().manual_seed(ctx.seed + 1))
+    def inputs(self, ctx: CaseContext) -> dict:
+        return {"image": torch.randn(1, C, 12, 12, generator=torch.Generator().manual_seed(ctx.seed + 1)),
+                "pretrained": pretrained(ctx.seed)}
 
-    def reference(self, ctx: CaseContext, image: torch.Tensor) -> torch.Tensor:
-        return self.reference64(ctx, image).float()
+    def reference(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
+        return self.reference64(ctx, inputs).float()
 
-    def reference64(self, ctx: CaseContext, image: torch.Tensor) -> torch.Tensor:
+    def reference64(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
         with torch.no_grad():
-            return merged(pretrained(ctx.seed))(image.double())
+            return merged(inputs["pretrained"])(inputs["image"].double())
 
-    def buggy(self, ctx: CaseContext, image: torch.Tensor) -> torch.Tensor:
-        return finetune_forward(ctx.seed, frozen_bn=False, image=image)
+    def _forward(self, ctx: CaseContext, inputs: dict, form: str) -> torch.Tensor:
+        net = finetune_net(inputs["pretrained"], frozen_bn=form == "fixed")
+        # diagnosis only (not the verdict): which layer first departs from the pretrained
+        # network's inference behaviour, layer by layer
+        self.localized = localize_models(copy.deepcopy(inputs["pretrained"]).eval(), net, inputs["image"])
+        path = ctx.figure_path(f"localization_{form}.png")
+        if path is not None:
+            self.localized.plot(path)
+        with torch.no_grad():
+            return net(inputs["image"])
 
-    def fixed(self, ctx: CaseContext, image: torch.Tensor) -> torch.Tensor:
-        return finetune_forward(ctx.seed, frozen_bn=True, image=image)
+    def buggy(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
+        return self._forward(ctx, inputs, "buggy")
 
-    def compare(self, ctx: CaseContext, reference: torch.Tensor, candidate: torch.Tensor, image: torch.Tensor) -> Comparison:
-        return tolerance_check(candidate, reference, self.reference64(ctx, image))
+    def fixed(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
+        return self._forward(ctx, inputs, "fixed")
+
+    def compare(self, ctx: CaseContext, reference: torch.Tensor, candidate: torch.Tensor, inputs: dict) -> Comparison:
+        result = tolerance_check(candidate, reference, self.reference64(ctx, inputs))
+        result.figures["culprit"] = self.localized.culprit
+        return result

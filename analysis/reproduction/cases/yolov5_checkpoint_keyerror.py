@@ -74,7 +74,7 @@ class CheckpointKeyError(ReproCase):
                     source = getattr(twin, attr)
                     if source.shape == tensor.shape:
                         tensor.copy_(source)
-        return flatten(new.state_dict())
+        return torch.cat([v.flatten().double() for _, v in sorted(new.state_dict().items())])
 
     def buggy(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
         model = inputs["model"]
