@@ -88,4 +88,4 @@ class AutoanchorStrideOrder(ReproCase):
         return pixel_anchors(head_anchors(new, flip_strides=True))
 
     def compare(self, ctx: CaseContext, reference: torch.Tensor, candidate: torch.Tensor, new: torch.Tensor) -> Comparison:
-        return tolerance_check(candidate, reference, reference, floor=1e-9)
+        return tolerance_check(candidate, reference, reference)

@@ -14,7 +14,7 @@ import math
 import torch
 
 from analysis.reproduction.case import CaseContext, Comparison, ReproCase, case
-from analysis.reproduction.comparators import tolerance_check
+from analysis.reproduction.comparators import exact_check
 
 EPOCHS, RESUME_AT, LR0 = 10, 5, 0.01
 
@@ -118,4 +118,4 @@ class ResumeLrReset(ReproCase):
         # epochs stay one epoch behind in both forms (last_epoch is set to start_epoch - 1 after the
         # scheduler's own initial step), which the thread did not address
         first = slice(RESUME_AT, RESUME_AT + 1)
-        return tolerance_check(candidate[first], reference[first], reference[first], floor=1e-9)
+        return exact_check(candidate[first], reference[first], "learning rates")
