@@ -22,4 +22,4 @@ def test_notebook_executes():
     nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c["cell_type"] == "code" for o in c["outputs"])
-    assert "reproduced" in printed and "divergence introduced at: down" in printed
+    assert "reproduced" in printed and "divergence introduced at: bn1" in printed

@@ -238,3 +238,21 @@ def test_study_stage_writes_results_and_artifact(tmp_path):
     assert [r["verdict"] for r in results["results"]] == ["reproduced", "reproduced"]
     assert ctx.artifacts["reproduction"].name == "results.json"
     assert ctx.summary["reproduce"]["reproduced"] == 2
+
+
+@pytest.mark.parametrize("name, content", [
+    ("garbage.py", b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary"),
+    ("garbage.txt", b"not a case at all\n"),
+    ("syntax.py", b"def broken(:\n"),
+    ("empty.py", b"x = 1\n"),
+])
+def test_reproduce_list_rejects_a_garbage_case_file(tmp_path, capsys, name, content):
+    from reeng.cli import main
+
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(SystemExit) as exited:
+        main(["reproduce", "list", "--cases", str(bad), "--json"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert err.startswith("error: ") and str(bad) in err

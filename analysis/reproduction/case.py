@@ -17,6 +17,13 @@ from typing import Any, ClassVar
 LABEL_DIMENSIONS = ("stage", "manifestation", "impact", "root_cause")
 REFERENCE_KINDS = ("implementation", "onnx", "recorded", "metric")
 VERDICTS = ("reproduced", "not_reproduced", "error", "skipped")
+MECHANISMS = ("weight port", "preprocessing", "numerics", "evaluator", "data loading", "training schedule",
+              "export", "environment/API")
+"""The mechanism classes a case names, so results can be grouped by how a port goes wrong."""
+EVIDENCE_PARTS = ("reported", "diagnosis", "fix", "model")
+"""What a case's ``evidence`` states, in the case author's own words, from reading its thread:
+what the reporter saw and where; what the maintainers diagnosed; what fixed it (comment, commit
+or PR and where in the thread); how the case models that mechanism."""
 _ISSUE_URL = re.compile(r"^https://github\.com/[\w.-]+/[\w.-]+/issues/\d+$")
 _CASE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -48,6 +55,8 @@ class CaseMeta:
     needs_cuda: bool = False
     versions: dict[str, str] = field(default_factory=dict)
     defect_class: str = ""
+    mechanism: str = ""
+    evidence: dict[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Everything wrong with the metadata, validated against the shipped taxonomy."""
@@ -61,6 +70,13 @@ class CaseMeta:
         found += [f"issue {url!r} is not a GitHub issue URL" for url in self.issues if not _ISSUE_URL.match(str(url))]
         if self.reference_kind not in REFERENCE_KINDS:
             found.append(f"reference_kind {self.reference_kind!r} not one of {', '.join(REFERENCE_KINDS)}")
+        # optional for a researcher's own case; the shipped library requires both (its tests)
+        if self.mechanism and self.mechanism not in MECHANISMS:
+            found.append(f"mechanism {self.mechanism!r} not one of {', '.join(MECHANISMS)}")
+        if self.evidence:
+            found += [f"evidence part {part!r} missing or empty" for part in EVIDENCE_PARTS
+                      if not str(self.evidence.get(part, "")).strip()]
+            found += [f"unknown evidence part {k!r}" for k in self.evidence if k not in EVIDENCE_PARTS]
         tax = load_taxonomy()
         for dim_id in LABEL_DIMENSIONS:
             value = self.labels.get(dim_id)
@@ -175,6 +191,8 @@ def case(**meta: Any):
                 needs_cuda=bool(meta.pop("needs_cuda", False)),
                 versions=dict(meta.pop("versions", {})),
                 defect_class=meta.pop("defect_class", ""),
+                mechanism=meta.pop("mechanism", ""),
+                evidence=dict(meta.pop("evidence", {})),
             )
             if meta:
                 raise MetadataError(f"unknown metadata field(s) {', '.join(sorted(meta))}")

@@ -56,7 +56,8 @@ class CaseEntry:
         return {"case": self.id, "title": meta.title, "issues": list(meta.issues), "labels": meta.labels,
                 "reference": meta.reference, "reference_kind": meta.reference_kind,
                 "requires": list(meta.requires), "needs_cuda": meta.needs_cuda, "versions": meta.versions,
-                "defect_class": meta.defect_class, "module": self.module, "error": self.problem()}
+                "defect_class": meta.defect_class, "mechanism": meta.mechanism, "evidence": meta.evidence,
+                "module": self.module, "error": self.problem()}
 
     def problem(self) -> str | None:
         if self.load_error:
@@ -106,11 +107,34 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
         if not info.name.startswith("_"):
             entries += _load(f"{library.__name__}.{info.name}")
     for path in extra or []:
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            if not file.name.startswith("_"):
-                entries += _load(f"reeng_user_case_{file.stem}", file)
+        if path.is_dir():
+            for file in sorted(path.glob("*.py")):
+                if not file.name.startswith("_"):
+                    entries += _load(f"reeng_user_case_{file.stem}", file)
+            continue
+        loaded = _load(f"reeng_user_case_{path.stem}", _case_file(path))
+        if [e.load_error for e in loaded] == ["module defines no case"]:
+            raise ReengError(f"case file {path} defines no case (a ReproCase subclass)")
+        entries += loaded
     return entries
+
+
+def _case_file(path: Path) -> Path:
+    """A case file named on the command line: an existing Python source file, or an error.
+
+    A file given explicitly that is not Python source (wrong suffix, undecodable bytes, a syntax
+    error) or defines no case is bad input, not a case that failed: it must not be listed among
+    the cases. (Inside a folder, a broken module is still listed, with why it failed.)
+    """
+    if not path.is_file():
+        raise ReengError(f"case file {path} does not exist")
+    if path.suffix != ".py":
+        raise ReengError(f"case file {path} is not a Python file (.py)")
+    try:
+        compile(path.read_bytes().decode("utf-8"), str(path), "exec")
+    except (UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        raise ReengError(f"case file {path} is not valid Python source: {type(exc).__name__}") from None
+    return path
 
 
 def parse_select(expr: str | None) -> dict[str, set[str]]:

@@ -27,6 +27,17 @@ def regression_targets(rois: np.ndarray, gt: np.ndarray, dtype: torch.dtype) -> 
     return torch.stack([(gcx - ecx) / ew, (gcy - ecy) / eh, torch.log(gw / ew), torch.log(gh / eh)], dim=1)
 
 
+def encode_independently(rois: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The reference: the same box parametrisation written separately in NumPy float64, from the
+    dataset's boxes as annotated (no loader)."""
+    def centre_size(b: np.ndarray) -> tuple[np.ndarray, ...]:
+        size = b[:, 2:4] - b[:, 0:2] + 1.0
+        return b[:, 0:2] + size / 2.0, size
+
+    (ec, es), (gc, gs) = centre_size(rois.astype(np.float64)), centre_size(boxes.astype(np.float64))
+    return np.hstack([(gc - ec) / es, np.log(gs / es)])
+
+
 def load_boxes(raw: np.ndarray, subtract_one: bool) -> np.ndarray:
     """The loader: optional 1-based → 0-based shift, stored as uint16 like the original."""
     shifted = raw.astype(np.int64) - (1 if subtract_one else 0)
@@ -43,6 +54,21 @@ def load_boxes(raw: np.ndarray, subtract_one: bool) -> np.ndarray:
     reference="regression targets from the dataset's own 0-based boxes, float64",
     reference_kind="implementation",
     defect_class="coordinate convention (0- vs 1-based) + unsigned overflow → log of negative width",
+    mechanism="data loading",
+    evidence={
+        "reported": "Training on a custom dataset converted to the Pascal VOC layout printed a runtime "
+                    "warning for an invalid value in the log of the width ratio in bbox_transform and the "
+                    "box losses became NaN (#107); in #135 the printed ground-truth widths were large "
+                    "negative numbers.",
+        "diagnosis": "Participants of both threads traced it to the VOC loader's subtraction of one from "
+                     "every coordinate: for annotations that are already 0-based, a coordinate of 0 "
+                     "becomes -1, which wraps in the loader's unsigned 16-bit boxes.",
+        "fix": "Remove the minus one for 0-based data (a participant's comment in the later part of #107; "
+               "the same advice recurs in #135), then delete the cached roidb so it is rebuilt.",
+        "model": "Boxes of a 0-based dataset, a quarter touching the left border, pass through the loader "
+                 "with and without the subtraction; with it the targets contain NaN, without it they "
+                 "match the targets encoded separately in NumPy from the annotations.",
+    },
 )
 class ZeroBasedBoxes(ReproCase):
     def inputs(self, ctx: CaseContext) -> dict[str, np.ndarray]:
@@ -57,10 +83,10 @@ class ZeroBasedBoxes(ReproCase):
         return {"boxes": boxes, "rois": rois.astype(np.float64)}
 
     def reference(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
-        return regression_targets(inputs["rois"], inputs["boxes"], torch.float32)
+        return torch.from_numpy(encode_independently(inputs["rois"], inputs["boxes"])).float()
 
     def reference64(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
-        return regression_targets(inputs["rois"], inputs["boxes"], torch.float64)
+        return torch.from_numpy(encode_independently(inputs["rois"], inputs["boxes"]))
 
     def buggy(self, ctx: CaseContext, inputs: dict) -> torch.Tensor:
         loaded = load_boxes(inputs["boxes"], subtract_one=True)

@@ -25,6 +25,19 @@ CUSTOM_ANCHORS = torch.tensor([[4.0, 5.0], [7.0, 9.0], [12.0, 11.0]])
     labels={"stage": "modeling", "manifestation": "evolutionary", "impact": "incorrect_functionality",
             "root_cause": "model_weight"},
     reference="the anchors of the user's model configuration",
+    mechanism="weight port",
+    evidence={
+        "reported": "Anchors set in the model yaml were silently replaced by the pretrained checkpoint's "
+                    "when fine-tuning (Ubuntu, RTX 2080 Ti); only anchor sets of a different shape survived.",
+        "diagnosis": "The checkpoint filter in train.py transfers every tensor whose shape matches, and the "
+                     "anchors are saved as buffers of the same shape as the defaults, so they were "
+                     "overwritten.",
+        "fix": "The maintainer proposed an exclude list containing 'anchor' in the transfer filter (late in "
+               "the thread) and opened PR #462 with it.",
+        "model": "A tiny YOLO model configured with custom anchors loads an 80-class checkpoint; the "
+                 "shape-only filter restores the checkpoint's anchors, the filter excluding anchor keys "
+                 "keeps the configured ones.",
+    },
     reference_kind="implementation",
     defect_class="silent strict=False loading",
 )
