@@ -33,11 +33,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from miner import payloads, store
+from miner.store import check_repo_name
 from miner.client import AuthError, GitHubClient, NotFound, ServerTrouble
 from reeng.errors import ReengError
 
 log = logging.getLogger("reeng.miner")
-REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 MORE_COMMENTS_BATCH = 10
 MIN_PAGE = 10          # GraphQL pages shrink no further when the server keeps failing
 SHRINK_AFTER = 2       # server errors at one GraphQL page size before halving it
@@ -86,13 +86,6 @@ query Issues($owner: String!, $name: String!, $first: Int!, $comments: Int!, $af
 {COMMENT_FIELDS}
 {TIMELINE_FIELDS if fixes else ""}
 """
-
-
-def check_repo_name(name: str) -> str:
-    """``owner/repo`` or a clear error (before any request is made)."""
-    if not REPO_NAME.match(name or ""):
-        raise ReengError(f"{name!r}: not a repository name (expected OWNER/REPO)")
-    return name
 
 
 def now() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ SCHEMA_VERSION = 2
 APPLICATION_ID = 0x7265656E  # "reen": PRAGMA application_id, the marker of a reeng store
 STORE_WAIT_ENV = "REENG_STORE_WAIT"  # seconds to wait for a store another process is writing (default 30)
 log = logging.getLogger("reeng.miner")
+REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -257,6 +259,24 @@ def open_store(path: Path | str, *, create: bool = True) -> StoreConnection:
     return conn
 
 
+@contextmanager
+def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection]:
+    """A store for one command, closed (and checkpointed) at the end; a store file this command
+    created is removed again when the command fails, so bad input never leaves an empty store."""
+    path = Path(path)
+    existed = path.exists()
+    conn = open_store(path, create=create)
+    try:
+        yield conn
+    except BaseException:
+        conn.close()
+        if not existed:
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
+    conn.close()
+
+
 def _check_or_create(conn: StoreConnection, path: Path, fresh: bool) -> None:
     if not fresh:
         problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
@@ -425,6 +445,14 @@ def upsert_repository(conn: sqlite3.Connection, repo: dict[str, Any]) -> None:
                         for k in row if k != "repo")
     conn.execute(f"INSERT INTO repositories ({', '.join(row)}) VALUES ({', '.join(f':{k}' for k in row)}) "
                  f"ON CONFLICT(repo) DO UPDATE SET {updates}", row)
+
+
+def check_repo_name(name: str) -> str:
+    """``owner/repo`` or a clear error (before any request is made)."""
+    if not REPO_NAME.match(name or ""):
+        raise ReengError(f"{name!r}: not a repository name (expected OWNER/REPO)")
+    return name
+
 
 
 # -- repository identity ----------------------------------------------------------------------
