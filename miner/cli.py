@@ -96,6 +96,9 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
                    "that fixed it (GraphQL).")
 @click.option("--jobs", type=click.IntRange(1, 10), default=1, show_default=True,
               help="Repositories crawled at once; each token still carries one request at a time.")
+@click.option("--check-removed", is_flag=True,
+              help="Look for deleted and transferred issues even where nothing else changed (one GraphQL "
+                   "request per repository).")
 @click.option("--archive", type=click.Path(path_type=Path), help="Keep every raw response in this archive file.")
 @click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
 @click.option("--max-wait", type=float, default=3600, show_default=True,
@@ -110,7 +113,7 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
 @click.option("--json", "as_json", is_flag=True, help="Print the run's statistics as one JSON object.")
 @click.option("--progress/--no-progress", default=True, help="Progress bars per repository (stderr).")
 def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: str, fixes: bool, jobs: int,
-                 archive: Path | None, page_size: int, max_wait: float, attempts: int, secondary_wait: float,
+                 check_removed: bool, archive: Path | None, page_size: int, max_wait: float, attempts: int, secondary_wait: float,
                  backoff: float, min_interval: float | None, log_file: Path | None, as_json: bool,
                  progress: bool) -> None:
     """Collect every issue of OWNER/REPO... with all comments into --store (token: GITHUB_TOKEN[S])."""
@@ -137,7 +140,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     try:
         with opened(store_path) as conn, _run(conn, "mine", summary):
             failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
-                            fixes=fixes, jobs=jobs)
+                            fixes=fixes, jobs=jobs, check_removed=check_removed)
             summary.update(client.stats.to_dict(), failures=failures)
     finally:
         if raw:

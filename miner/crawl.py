@@ -120,13 +120,14 @@ class RepoCrawler:
     """Crawl one repository into the store through GraphQL or REST."""
 
     def __init__(self, client: GitHubClient, conn: sqlite3.Connection, repo: str, *, api: str = "graphql",
-                 page_size: int = 100, progress: Any = None, fixes: bool = False) -> None:
+                 page_size: int = 100, progress: Any = None, fixes: bool = False, check_removed: bool = False) -> None:
         self.client, self.conn, self.api = client, conn, api
         self.typed = repo
         self._use(store.canonical_repo(conn, repo))
         self.page_size = page_size
         self.progress = progress
         self.fixes = fixes
+        self.check_removed = check_removed
         self.source = f"github:{api}"
         self.every_issue: int | None = None  # the repository's issue count, all states (removals show in it)
         self._fix_cache: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -146,6 +147,8 @@ class RepoCrawler:
                                 etag=state.get("probe_etag") if state.get("complete") else None,
                                 what=f"{self.repo}: change probe")
         if probe.status == 304:
+            if self.check_removed:  # a deletion need not change the probe's answer
+                self._check_removed()
             self._advance(0, total=0)
             return "unchanged"
         probe_repo = self.repo
@@ -254,7 +257,7 @@ class RepoCrawler:
         store holds; then one GraphQL query per 100 stored issues finds the missing ones, and one
         REST request each tells deleted from transferred.
         """
-        if self.every_issue is None and self.api == "rest":
+        if self.every_issue is None:
             try:
                 data = self.client.graphql("query Count($owner: String!, $name: String!) { repository(owner: $owner, "
                                            "name: $name) { issues { totalCount } } }",
@@ -474,7 +477,8 @@ MAX_JOBS = 10  # concurrent repositories at most; GitHub allows 100 concurrent r
 
 
 def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, api: str = "graphql",
-         page_size: int = 100, progress: bool = True, fixes: bool = False, jobs: int = 1) -> dict[str, str]:
+         page_size: int = 100, progress: bool = True, fixes: bool = False, jobs: int = 1,
+         check_removed: bool = False) -> dict[str, str]:
     """Crawl the repositories (``jobs`` at a time); return ``repo -> error`` for those that failed.
 
     A failing repository (not found, issues disabled, too long a wait) never affects the others:
@@ -510,7 +514,7 @@ def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, ap
                 opened.append(worker)
         try:
             status = RepoCrawler(client, worker, repo, api=api, page_size=page_size, progress=advance,
-                                 fixes=fixes).run()
+                                 fixes=fixes, check_removed=check_removed).run()
         except NotFound as exc:
             status = "failed"
             failures[repo] = (f"{repo}: issues are disabled (410)" if exc.status == 410

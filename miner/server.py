@@ -375,6 +375,9 @@ class GitHubServer(ThreadingHTTPServer):
         self.budget = Budget(faults.primary_after, faults.primary_reset)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}      # sha256(token) -> requests being answered now
+        self.max_inflight: dict[str, int] = {}  # sha256(token) -> most at once
+        self.max_total = 0
 
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -419,6 +422,19 @@ class Handler(BaseHTTPRequestHandler):
         return auth.split(" ", 1)[1] if " " in auth else ""
 
     def _serve(self, verb: str) -> None:
+        """Answer one request, tracking how many each token has in flight (GitHub asks for one at a time)."""
+        srv, key = self.server, hashlib.sha256(self._token().encode()).hexdigest()
+        with srv.lock:
+            srv.inflight[key] = srv.inflight.get(key, 0) + 1
+            srv.max_inflight[key] = max(srv.max_inflight.get(key, 0), srv.inflight[key])
+            srv.max_total = max(srv.max_total, sum(srv.inflight.values()))
+        try:
+            self._answer(verb)
+        finally:
+            with srv.lock:
+                srv.inflight[key] -= 1
+
+    def _answer(self, verb: str) -> None:
         srv = self.server
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)

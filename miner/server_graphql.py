@@ -68,11 +68,10 @@ type IssueComment {
 }
 type IssueCommentConnection { totalCount: Int! pageInfo: PageInfo! nodes: [IssueComment!]! }
 type RepositoryRef { nameWithOwner: String! }
-type Commit { oid: GitObjectID! repository: RepositoryRef! }
-type PullRequest { number: Int! repository: RepositoryRef! }
-type IssueRef { number: Int! repository: RepositoryRef! }
+type Commit { oid: GitObjectID! repository: RepositoryRef }
+type PullRequest { number: Int! repository: RepositoryRef }
 union Closer = Commit | PullRequest
-union ReferencedSubject = IssueRef | PullRequest
+union ReferencedSubject = Issue | PullRequest
 type ClosedEvent { id: ID! createdAt: DateTime! actor: Actor stateReason: IssueStateReason closer: Closer }
 type CrossReferencedEvent { id: ID! createdAt: DateTime! actor: Actor willCloseTarget: Boolean! source: ReferencedSubject! }
 type ReferencedEvent { id: ID! createdAt: DateTime! actor: Actor commit: Commit commitRepository: RepositoryRef! }
@@ -84,6 +83,7 @@ type Issue {
   number: Int!
   databaseId: Int
   fullDatabaseId: BigInt
+  repository: RepositoryRef
   title: String!
   body: String!
   state: IssueState!
@@ -190,7 +190,7 @@ def event_node(event: dict[str, Any]) -> dict[str, Any]:
     if event["source_kind"] == "commit":
         source = {"__typename": "Commit", "oid": ref, "repository": _ref(repo)}
     elif event["source_kind"] in ("pull", "issue"):
-        source = {"__typename": "PullRequest" if event["source_kind"] == "pull" else "IssueRef",
+        source = {"__typename": "PullRequest" if event["source_kind"] == "pull" else "Issue",
                   "number": int(ref), "repository": _ref(repo)}
     if kind == "closed":
         node.update(__typename="ClosedEvent", stateReason=(event["state_reason"] or "").upper() or None, closer=source)
