@@ -279,7 +279,12 @@ def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection
 
 def _check_or_create(conn: StoreConnection, path: Path, fresh: bool) -> None:
     if not fresh:
-        problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        try:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise  # not SQLite at all: "not a usable store"
+            problems = [str(exc)]
         if problems != ["ok"]:
             raise ReengError(f"{path}: the store is damaged (quick_check: {problems[0]}); restore it from a copy")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
