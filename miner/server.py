@@ -17,7 +17,8 @@ variable above N answer 502, as GitHub does when a large page times out), ``seed
 Changes to the corpus: ``rename=OWNER/OLD>OWNER/NEW`` (``+``-separated; the old name answers 301
 as GitHub's does), ``deleted=OWNER/REPO#N`` (410), ``transferred=OWNER/REPO#N>OWNER/OTHER`` (301 to
 the issue's new home), and ``edit_after=N`` (mid-crawl edits: after the N-th issue listing of a
-repository, its least recently updated issue is edited and a new issue is opened).
+repository, its least recently updated issue is edited and a new issue is opened). ``latency=S``
+delays every answer by S seconds, as a distant server does (for concurrency benchmarks).
 
 Timelines and the changed files of pull requests and commits are served from the corpus store's
 ``events`` and ``fixes`` tables (fixtures the tests write).
@@ -71,6 +72,7 @@ class FaultSpec:
     deleted: set[str] = field(default_factory=set)
     transferred: dict[str, str] = field(default_factory=dict)
     edit_after: int = 0
+    latency: float = 0.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:
@@ -86,8 +88,8 @@ class FaultSpec:
                         raise ValueError
                 elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above", "edit_after"):
                     setattr(faults, key, int(value))
-                elif key == "primary_reset":
-                    faults.primary_reset = float(value)
+                elif key in ("primary_reset", "latency"):
+                    setattr(faults, key, float(value))
                 elif key == "disabled":
                     faults.disabled = {r.casefold() for r in value.split("+") if r}
                 elif key == "bad_token":
@@ -102,7 +104,7 @@ class FaultSpec:
                 else:
                     raise ReengError(f"fault spec: unknown key {key!r} (known: {', '.join(PROBABILITIES)}, "
                                      "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, "
-                                     "graphql_timeout_above, seed, rename, deleted, transferred, edit_after)")
+                                     "graphql_timeout_above, seed, rename, deleted, transferred, edit_after, latency)")
             except ValueError:
                 raise ReengError(f"fault spec: {part!r} is not KEY=VALUE with a valid value") from None
         return faults
@@ -429,6 +431,8 @@ class Handler(BaseHTTPRequestHandler):
             srv.max_inflight[key] = max(srv.max_inflight.get(key, 0), srv.inflight[key])
             srv.max_total = max(srv.max_total, sum(srv.inflight.values()))
         try:
+            if srv.faults.latency:
+                time.sleep(srv.faults.latency)
             self._answer(verb)
         finally:
             with srv.lock:
