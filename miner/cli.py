@@ -206,7 +206,7 @@ def import_denchmark_command(path: Path, store_path: Path, repos: str | None, li
         raise ReengError(f"{path}: no such archive")
     summary: dict = {}
     with opened(store_path) as conn, _run(conn, "import denchmark", summary):
-        counts, stats = import_denchmark(path, conn, wanted, limit)
+        counts, stats = import_denchmark(path, conn, wanted, limit, require_all=True)
         summary.update(counts, recovered=stats.recovered, unreadable=len(stats.unreadable))
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported "
                f"({stats.recovered} repaired, {len(stats.unreadable)} unreadable files skipped)")

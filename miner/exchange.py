@@ -115,11 +115,13 @@ def import_jsonl(folder: Path, conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] | None = None,
-                     limit: int | None = None, progress: bool = True) -> tuple[dict[str, int], ArchiveStats]:
+                     limit: int | None = None, progress: bool = True,
+                     require_all: bool = False) -> tuple[dict[str, int], ArchiveStats]:
     """Read the Denchmark archive in place into a store, all or nothing (one transaction).
 
-    A truncated archive, or a ``repos`` entry the archive does not hold, commits nothing and
-    says so: a store never holds an unknown part of an archive.
+    A truncated archive commits nothing and says so: a store never holds an unknown part of an
+    archive. ``require_all``: a ``repos`` entry the archive does not hold is an error too (the
+    user typed it); the study's stage keeps whichever gold repositories the archive has.
     """
     threads, stats = read_archive(path, repos, limit)
     counts = {"issues": 0, "comments": 0}
@@ -135,7 +137,7 @@ def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] 
                 counts["comments"] += len(thread["comments"])
                 bar.advance(task)
             missing = [r for r in repos or [] if r.casefold() not in found]
-            if missing and limit is None:
+            if missing and require_all and limit is None:
                 raise ReengError(f"{', '.join(missing)}: not in the archive {Path(path).name}")
     except ReengError as exc:
         raise ReengError(f"{exc}; nothing was imported ({counts['issues']} threads read were rolled back)") from None

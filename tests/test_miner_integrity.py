@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from miner.client import GitHubClient, Politeness, retry_after
+from miner.client import GitHubClient, Politeness
 from miner.crawl import mine
 from miner.store import open_store, save_thread
 from reeng.errors import ReengError
@@ -212,6 +212,8 @@ def test_log_file_api_url_and_selection_config_are_checked(tmp_path, capsys):
 
 
 def test_retry_after_in_both_forms():
+    from miner.client import retry_after
+
     now = 1_445_412_480.0  # Wed, 21 Oct 2015 07:28:00 GMT
     assert retry_after("120", now) == 120
     assert retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now) == 90

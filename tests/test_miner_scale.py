@@ -49,6 +49,13 @@ def corpus(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """Two repositories with ordinary ids (identity tests must not trip over 64-bit ids)."""
+    return build_corpus(tmp_path_factory.mktemp("plain") / "corpus.sqlite", {"acme/zoo": 13, "acme/detector": 5},
+                        long_thread=3)
+
+
 @pytest.mark.parametrize("api", ["graphql", "rest"])
 def test_comment_and_issue_ids_above_2_31(corpus, tmp_path, api):
     with served(corpus) as url:
@@ -67,9 +74,9 @@ def test_a_missing_full_database_id_is_kept_under_a_derived_id():
     assert payloads.graphql_comment({**node, "fullDatabaseId": str(BIG)})["comment_id"] == BIG
 
 
-def test_names_are_case_insensitive_and_never_duplicate_threads(corpus, tmp_path):
+def test_names_are_case_insensitive_and_never_duplicate_threads(plain, tmp_path):
     store = tmp_path / "m.sqlite"
-    with served(corpus) as url:
+    with served(plain) as url:
         crawl(url, store, ["acme/zoo"])
         _, failures = crawl(url, store, ["ACME/Zoo", "acme/ZOO"])
     assert failures == {}
@@ -80,16 +87,16 @@ def test_names_are_case_insensitive_and_never_duplicate_threads(corpus, tmp_path
 
 
 @pytest.mark.parametrize("api", ["graphql", "rest"])
-def test_a_renamed_repository_is_followed_and_its_threads_move(corpus, tmp_path, api):
+def test_a_renamed_repository_is_followed_and_its_threads_move(plain, tmp_path, api):
     store = tmp_path / "m.sqlite"
-    with served(corpus) as url:
+    with served(plain) as url:
         crawl(url, store, ["acme/zoo"], api=api)
     conn = sqlite3.connect(store)  # another layer's table joined on (repo, number)
     conn.execute("CREATE TABLE predictions (repo TEXT, number INTEGER, label TEXT)")
     conn.execute("INSERT INTO predictions VALUES ('acme/zoo', 3, 'x')")
     conn.commit()
     conn.close()
-    with served(corpus, "rename=acme/zoo>newco/zoo-v2") as url:
+    with served(plain, "rename=acme/zoo>newco/zoo-v2") as url:
         stats, failures = crawl(url, store, ["acme/zoo"], api=api)
         _, again = crawl(url, store, ["acme/zoo", "newco/zoo-v2"], api=api)
     assert failures == again == {}
@@ -127,11 +134,11 @@ def test_issues_edited_and_opened_mid_crawl_are_not_lost(tmp_path, api):
 
 
 @pytest.mark.parametrize("api", ["graphql", "rest"])
-def test_deleted_and_transferred_issues_are_marked_and_kept(corpus, tmp_path, api):
+def test_deleted_and_transferred_issues_are_marked_and_kept(plain, tmp_path, api):
     store = tmp_path / "m.sqlite"
-    with served(corpus) as url:
+    with served(plain) as url:
         crawl(url, store, ["acme/zoo", "acme/detector"], api=api)
-    with served(corpus, "deleted=acme/zoo#3,transferred=acme/zoo#4>acme/detector") as url:
+    with served(plain, "deleted=acme/zoo#3,transferred=acme/zoo#4>acme/detector") as url:
         stats, failures = crawl(url, store, ["acme/zoo"], api=api, check_removed=True)
     assert failures == {} and stats.removed == 2
     marked = rows(store, "SELECT number, removed, removed_at IS NOT NULL, moved_to, title FROM issues "
