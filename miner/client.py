@@ -4,8 +4,11 @@ Why not PyGithub's own retry: its urllib3 ``Retry`` sleeps inside the library, s
 neither show nor bound its waits, count them, switch tokens, nor be tested without sleeping
 for real. Here every request goes through one loop that
 
+* sends each request with the idle token that has the most budget left (one request per token
+  at a time), and drops a token GitHub rejects (401), naming it by position only,
 * waits out the primary limit (remaining 0 -> sleep until reset, or use the next token),
-* honours secondary limits (403/429): ``Retry-After`` when given, else at least 60 s, doubling,
+* honours secondary limits (403/429): ``Retry-After`` when given (seconds or an HTTP date), else
+  at least 60 s, doubling,
 * retries 5xx answers and dropped connections with exponential backoff,
 * gives up after a bounded number of attempts, or at once when a wait exceeds ``max_wait``,
 * sends ``If-None-Match`` when an ETag is known (a 304 costs nothing against the limit),

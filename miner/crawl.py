@@ -385,21 +385,22 @@ class RepoCrawler:
         """A linked pull request or commit with its changed files (REST; cached within the run)."""
         key = (fix["kind"], fix["fix_repo"], fix["fix_ref"])
         if key not in self._fix_cache:
-            before = self.client.stats.requests
             path = (f"/repos/{fix['fix_repo']}/pulls/{fix['fix_ref']}/files" if fix["kind"] == "pull"
                     else f"/repos/{fix['fix_repo']}/commits/{fix['fix_ref']}")
             what = f"{self.repo}: fix {fix['fix_repo']}@{fix['fix_ref']}"
             files: list[dict[str, Any]] = []
+            pages = 1
             try:
                 resp = self.client.get(path, {"per_page": 100} if fix["kind"] == "pull" else None, what=what)
                 files = resp.data if fix["kind"] == "pull" else (resp.data or {}).get("files", [])
                 while fix["kind"] == "pull" and "next" in _links(resp.headers):
                     resp = self.client.get(_links(resp.headers)["next"], what=what)
                     files = files + (resp.data or [])
+                    pages += 1
             except NotFound:
                 log.warning("%s: not found (private or deleted); the link is kept without files", what)
             self._fix_cache[key] = payloads.fix_files(fix, files or [])
-            self.client.count(fix_requests=self.client.stats.requests - before)
+            self.client.count(fix_requests=pages)
         return {**self._fix_cache[key], "link": fix["link"]}
 
     # -- REST ----------------------------------------------------------------------------------
