@@ -12,7 +12,7 @@ from analysis.release_check import validate_release
 from analysis.study_stages import analysis_stage, release_stage
 from analysis.synthetic import synthetic_defects
 from reeng.study import STAGES, StudyContext, load_config, run_study
-from test_analysis_release import make_store
+from tests.test_analysis_release import make_store
 
 
 def test_stages_are_registered_last():
