@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -18,6 +19,13 @@ import click
 from reeng.errors import ReengError
 
 STORE = click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="SQLite store file.")
+
+
+class _LogFile(logging.FileHandler):
+    """``--log``: a log line that cannot be written (a full disk, /dev/full) is an error, not a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        raise ReengError(f"--log {self.baseFilename}: cannot write the log file")
 
 
 def _setup_logging(log_file: Path | None) -> None:
@@ -28,11 +36,53 @@ def _setup_logging(log_file: Path | None) -> None:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        try:
+            handler = _LogFile(log_file, encoding="utf-8")
+            handler.stream.write(f"{formatter.formatTime(logging.makeLogRecord({}), '%Y-%m-%d %H:%M:%S')} "
+                                 "INFO reeng mine started\n")
+            handler.stream.flush()
+        except OSError as exc:
+            raise ReengError(f"--log {log_file}: cannot write ({exc.strerror or exc})") from None
+        handlers.append(handler)
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     logger.propagate = False
+
+
+def _stamp() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _public(params: dict) -> dict:
+    """A command's parameters for the ``runs`` table: paths as text, credentials in URLs removed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    clean = {}
+    for key, value in params.items():
+        if isinstance(value, str) and "@" in value and "://" in value:
+            parts = urlsplit(value)
+            value = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+        clean[key] = [str(v) for v in value] if isinstance(value, (list, tuple)) else (
+            value if value is None or isinstance(value, (int, float, bool)) else str(value))
+    return clean
+
+
+@contextmanager
+def _run(conn, command: str, stats: dict) -> Iterator[None]:
+    """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics."""
+    from miner.store import finish_run, start_run
+
+    params = _public(click.get_current_context().params)
+    run_id = start_run(conn, command, params, _stamp())
+    try:
+        yield
+    except BaseException as exc:
+        finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
+        raise
+    finish_run(conn, run_id, "ok", _stamp(), stats)
 
 
 @click.command("mine")
@@ -41,6 +91,14 @@ def _setup_logging(log_file: Path | None) -> None:
 @click.option("--api-url", default="https://api.github.com", show_default=True,
               help="REST base URL (GitHub Enterprise: https://HOST/api/v3; the local server's URL).")
 @click.option("--api", type=click.Choice(["graphql", "rest"]), default="graphql", show_default=True)
+@click.option("--fixes", is_flag=True,
+              help="Also store each issue's timeline (events) and the files of the pull requests and commits "
+                   "that fixed it (GraphQL).")
+@click.option("--jobs", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Repositories crawled at once; each token still carries one request at a time.")
+@click.option("--check-removed", is_flag=True,
+              help="Look for deleted and transferred issues even where nothing else changed (one GraphQL "
+                   "request per repository).")
 @click.option("--archive", type=click.Path(path_type=Path), help="Keep every raw response in this archive file.")
 @click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
 @click.option("--max-wait", type=float, default=3600, show_default=True,
@@ -54,31 +112,37 @@ def _setup_logging(log_file: Path | None) -> None:
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Also write log lines to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's statistics as one JSON object.")
 @click.option("--progress/--no-progress", default=True, help="Progress bars per repository (stderr).")
-def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: str, archive: Path | None,
-                 page_size: int, max_wait: float, attempts: int, secondary_wait: float, backoff: float,
-                 min_interval: float | None, log_file: Path | None, as_json: bool, progress: bool) -> None:
+def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: str, fixes: bool, jobs: int,
+                 check_removed: bool, archive: Path | None, page_size: int, max_wait: float, attempts: int, secondary_wait: float,
+                 backoff: float, min_interval: float | None, log_file: Path | None, as_json: bool,
+                 progress: bool) -> None:
     """Collect every issue of OWNER/REPO... with all comments into --store (token: GITHUB_TOKEN[S])."""
     from miner.archive import Archive
-    from miner.client import GitHubClient, Politeness, tokens_from_env
-    from miner.crawl import check_repo_name, mine
-    from miner.store import open_store
+    from miner.client import GitHubClient, Politeness, check_api_url, tokens_from_env
+    from miner.crawl import mine
+    from miner.store import check_repo_name, opened
 
     for repo in repos:
         check_repo_name(repo)
+    check_api_url(api_url)
+    if fixes and api != "graphql":
+        raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
     _setup_logging(log_file)
-    conn = open_store(store_path)
-    raw = Archive(archive) if archive else None
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
     tokens = tokens_from_env(dict(os.environ))
     if not tokens:
         logging.getLogger("reeng.miner").warning(
             "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
+    raw = Archive(archive) if archive else None
     client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
+    summary: dict = {}
     try:
-        failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress)
+        with opened(store_path) as conn, _run(conn, "mine", summary):
+            failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
+                            fixes=fixes, jobs=jobs, check_removed=check_removed)
+            summary.update(client.stats.to_dict(), failures=failures)
     finally:
-        conn.close()
         if raw:
             raw.close()
     stats = client.stats.to_dict()
@@ -87,7 +151,8 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     else:
         click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {len(repos)} repositories; "
                    f"{stats['requests']} requests ({stats['not_modified']} answered 304), {stats['retries']} retries, "
-                   f"{stats['waits']} waits ({stats['waited_seconds']} s), rate-limit budget used {stats['budget_used']}")
+                   f"{stats['waits']} waits ({stats['waited_seconds']} s), rate-limit budget used {stats['budget_used']}"
+                   + (f"; {stats['fixes']} fixes, {stats['events']} timeline events" if fixes else ""))
     if failures:
         raise ReengError("; ".join(failures.values()))
 
@@ -108,11 +173,11 @@ def sample_command(store_path: Path, protocol_name: str, seed: int, repos: str |
                    small_draw: int | None, as_json: bool) -> None:
     """Draw a seeded study sample and record it (protocol, parameters, seed, issues) in the store."""
     from miner.sample import draw, protocol
-    from miner.store import open_store
+    from miner.store import opened
 
     params = protocol(protocol_name, min_comments=min_comments, fraction=fraction, small_population=small_population,
                       small_draw=small_draw, state="" if state == "any" else state)
-    with closing(open_store(store_path, create=False)) as conn:
+    with opened(store_path, create=False) as conn:
         result = draw(conn, protocol_name, params, seed, [r.strip() for r in repos.split(",")] if repos else None)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
@@ -134,10 +199,15 @@ def import_group() -> None:
 def import_denchmark_command(path: Path, store_path: Path, repos: str | None, limit: int | None) -> None:
     """Read the Denchmark archive (.tar.xz, in place) into a store."""
     from miner.exchange import import_denchmark
-    from miner.store import open_store
+    from miner.store import check_repo_name, opened
 
-    with closing(open_store(store_path)) as conn:
-        counts, stats = import_denchmark(path, conn, [r.strip() for r in repos.split(",")] if repos else None, limit)
+    wanted = [check_repo_name(r.strip()) for r in repos.split(",")] if repos else None
+    if not path.is_file():
+        raise ReengError(f"{path}: no such archive")
+    summary: dict = {}
+    with opened(store_path) as conn, _run(conn, "import denchmark", summary):
+        counts, stats = import_denchmark(path, conn, wanted, limit, require_all=True)
+        summary.update(counts, recovered=stats.recovered, unreadable=len(stats.unreadable))
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported "
                f"({stats.recovered} repaired, {len(stats.unreadable)} unreadable files skipped)")
     for name in stats.unreadable:
@@ -150,10 +220,14 @@ def import_denchmark_command(path: Path, store_path: Path, repos: str | None, li
 def import_jsonl_command(folder: Path, store_path: Path) -> None:
     """Read an export made with ``reeng export --format jsonl`` back into a store."""
     from miner.exchange import import_jsonl
-    from miner.store import open_store
+    from miner.store import opened
 
-    with closing(open_store(store_path)) as conn:
+    if not folder.is_dir():
+        raise ReengError(f"{folder}: no such folder (expected an export made with --format jsonl)")
+    summary: dict = {}
+    with opened(store_path) as conn, _run(conn, "import jsonl", summary):
         counts = import_jsonl(folder, conn)
+        summary.update(counts)
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments imported")
 
 
@@ -163,12 +237,14 @@ def import_jsonl_command(folder: Path, store_path: Path) -> None:
 def import_archive_command(path: Path, store_path: Path) -> None:
     """Re-parse a raw archive (``reeng mine --archive``) into a store, offline."""
     from miner.archive import reparse
-    from miner.store import open_store
+    from miner.store import opened
 
     if not path.is_file():
         raise ReengError(f"{path}: no such archive")
-    with closing(open_store(store_path)) as conn:
+    summary: dict = {}
+    with opened(store_path) as conn, _run(conn, "import archive", summary):
         counts = reparse(path, conn)
+        summary.update(counts)
     click.echo(f"{counts['issues']} issues, {counts['comments']} comments re-parsed")
 
 
@@ -179,11 +255,12 @@ def import_archive_command(path: Path, store_path: Path) -> None:
 def export_command(store_path: Path, fmt: str, out: Path) -> None:
     """Export the content of a store (no fetch metadata), in a deterministic order."""
     from miner.exchange import export_store
-    from miner.store import open_store
+    from miner.store import opened
 
-    with closing(open_store(store_path, create=False)) as conn:
+    with opened(store_path, create=False) as conn:
         counts = export_store(conn, out, fmt)
-    click.echo(f"{counts['issues']} issues, {counts['comments']} comments -> {out}")
+    click.echo(f"{counts['issues']} issues, {counts['comments']} comments, {counts['events']} events, "
+               f"{counts['fixes']} fixes -> {out}")
 
 
 @click.command("serve-github")
@@ -230,9 +307,9 @@ def repos_search_command(config_path: Path | None, preset: str | None, api_url: 
         criteria = load_criteria(config_path)
         selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
     if store_path is not None:
-        from miner.store import open_store
+        from miner.store import opened
 
-        with closing(open_store(store_path)) as conn:
+        with opened(store_path) as conn:
             record(conn, selection, source=preset or api_url)
     if as_json:
         click.echo(json.dumps(selection, sort_keys=True))

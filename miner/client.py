@@ -4,8 +4,11 @@ Why not PyGithub's own retry: its urllib3 ``Retry`` sleeps inside the library, s
 neither show nor bound its waits, count them, switch tokens, nor be tested without sleeping
 for real. Here every request goes through one loop that
 
+* sends each request with the idle token that has the most budget left (one request per token
+  at a time), and drops a token GitHub rejects (401), naming it by position only,
 * waits out the primary limit (remaining 0 -> sleep until reset, or use the next token),
-* honours secondary limits (403/429): ``Retry-After`` when given, else at least 60 s, doubling,
+* honours secondary limits (403/429): ``Retry-After`` when given (seconds or an HTTP date), else
+  at least 60 s, doubling,
 * retries 5xx answers and dropped connections with exponential backoff,
 * gives up after a bounded number of attempts, or at once when a wait exceeds ``max_wait``,
 * sends ``If-None-Match`` when an ETag is known (a 304 costs nothing against the limit),
@@ -17,9 +20,11 @@ Tokens live only in PyGithub's auth objects; no message built here ever contains
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,6 +67,11 @@ class RunStats:
     issues: int = 0
     comments: int = 0
     pulls_skipped: int = 0
+    events: int = 0
+    fixes: int = 0
+    fix_requests: int = 0
+    removed: int = 0
+    renamed: dict[str, str] = field(default_factory=dict)
     repositories: dict[str, str] = field(default_factory=dict)
     rate_limit: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -77,6 +87,7 @@ class Response:
     headers: dict[str, str]
     data: Any
     raw: str
+    token: Any = None
 
 
 class NotFound(ReengError):
@@ -105,12 +116,20 @@ class _Token:
     """One token's PyGithub connection and what the server last said about its budgets.
 
     GitHub keeps separate budgets per resource (core REST, graphql, search), so a spent REST
-    budget must not hold up GraphQL queries, and the other way round.
+    budget must not hold up GraphQL queries, and the other way round. ``busy`` makes every token
+    carry at most one request at a time (GitHub: requests for one user go serially).
     """
 
-    def __init__(self, github: Github) -> None:
+    UNKNOWN = 1 << 62  # a budget not seen yet counts as full: every token is tried once
+
+    def __init__(self, github: Github, position: int) -> None:
         self.requester: Requester = github.requester
+        self.position = position  # 1-based place in GITHUB_TOKENS: the only way a token is ever named
         self.budget: dict[str, tuple[int, float]] = {}  # resource -> (remaining, reset epoch)
+        self.busy = False
+
+    def remaining(self, resource: str) -> int:
+        return self.budget.get(resource, (self.UNKNOWN, 0.0))[0]
 
     def spent(self, resource: str, now: float) -> bool:
         remaining, reset = self.budget.get(resource, (1, 0.0))
@@ -125,14 +144,47 @@ def _resource(url: str) -> str:
     return "graphql" if path.endswith("/graphql") else "search" if "/search/" in path else "core"
 
 
+def check_api_url(api_url: str) -> str:
+    """An http(s) base URL with a host, or one clear error (before any request)."""
+    try:
+        parsed = urlparse(api_url)
+        valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ReengError(f"--api-url {api_url!r}: not an http(s) URL (e.g. https://api.github.com or "
+                         "https://HOST/api/v3)")
+    return api_url.rstrip("/")
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in either of its forms (seconds, or an HTTP date) as seconds from ``now``."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
 class GitHubClient:
-    """Serial, polite requests against one GitHub (or GitHub Enterprise, or the local server)."""
+    """Polite requests against one GitHub (or GitHub Enterprise, or the local server).
+
+    Safe to share between threads (``reeng mine --jobs N``): a token carries one request at a
+    time, the token with the most remaining budget goes first, and every rule holds per token.
+    """
 
     def __init__(self, api_url: str = GITHUB_API, tokens: list[str] | None = None, *,
                  politeness: Politeness | None = None, stats: RunStats | None = None,
                  archive: Any | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time) -> None:
-        self.api_url = api_url.rstrip("/")
+        self.api_url = check_api_url(api_url)
         self.policy = politeness or Politeness()
         self.stats = stats or RunStats()
         self.archive = archive
@@ -142,24 +194,55 @@ class GitHubClient:
         pacing = ({} if on_github and pace is None
                   else {"seconds_between_requests": pace or None, "seconds_between_writes": pace or None})
         auths = [Auth.Token(t) for t in tokens or []] or [None]
+        self._total = len(auths)
         self._tokens = [_Token(Github(base_url=self.api_url, auth=a, retry=None, timeout=int(self.policy.timeout),
-                                      per_page=100, **pacing)) for a in auths]
-        self._turn = 0
+                                      per_page=100, **pacing), i + 1) for i, a in enumerate(auths)]
+        self.graphql_url = self._tokens[0].requester.graphql_url
+        self._cond = threading.Condition()
         self._failures = 0  # consecutive 5xx / connection failures, for the backoff
 
     # -- budget -----------------------------------------------------------------------------
     def _token(self, resource: str) -> _Token:
-        """The token to use now: the current one while it has budget, else the next with budget."""
-        now = self._clock()
-        for offset in range(len(self._tokens)):
-            candidate = self._tokens[(self._turn + offset) % len(self._tokens)]
-            if not candidate.spent(resource, now):
-                self._turn = (self._turn + offset) % len(self._tokens)
-                return candidate
-        soonest = min(self._tokens, key=lambda t: t.budget[resource][1])
-        self._wait(soonest.budget[resource][1] - now + 1, f"primary rate limit ({resource}) exhausted, waiting for the reset")
-        soonest.budget.pop(resource)
+        """An idle token with budget for ``resource``, the most remaining first; else wait for one."""
+        with self._cond:
+            while True:
+                if not self._tokens:
+                    raise AuthError("GitHub rejected every token (401)")
+                now = self._clock()
+                idle = [t for t in self._tokens if not t.busy and not t.spent(resource, now)]
+                if idle:
+                    token = max(idle, key=lambda t: (t.remaining(resource), -t.position))
+                    token.busy = True
+                    return token
+                if any(t.busy for t in self._tokens):
+                    self._cond.wait(1.0)
+                    continue
+                soonest = min(self._tokens, key=lambda t: t.budget[resource][1])
+                soonest.busy = True
+                break
+        try:
+            self._wait(soonest.budget[resource][1] - now + 1,
+                       f"primary rate limit ({resource}) exhausted, waiting for the reset")
+        except BaseException:
+            self._release(soonest)
+            raise
+        soonest.budget.pop(resource, None)
         return soonest
+
+    def _release(self, token: _Token) -> None:
+        with self._cond:
+            token.busy = False
+            self._cond.notify_all()
+
+    def _drop(self, token: _Token, message: str) -> None:
+        """Take a rejected token out of the pool, naming it by position only."""
+        with self._cond:
+            if token in self._tokens:
+                self._tokens.remove(token)
+            left = len(self._tokens)
+            self._cond.notify_all()
+        log.warning("token %d of %d in GITHUB_TOKENS was rejected (401 %s): dropped, %d left",
+                    token.position, self._total, message, left)
 
     def _note_budget(self, token: _Token, headers: dict[str, str]) -> None:
         if "x-ratelimit-remaining" not in headers:
@@ -168,9 +251,16 @@ class GitHubClient:
         reset = float(headers.get("x-ratelimit-reset", 0))
         resource = headers.get("x-ratelimit-resource", "core")
         token.budget[resource] = (remaining, reset)
-        self.stats.rate_limit[resource] = {
-            "limit": int(float(headers.get("x-ratelimit-limit", 0))), "remaining": remaining,
-            "used": int(float(headers.get("x-ratelimit-used", 0))), "reset": int(reset)}
+        with self._cond:
+            self.stats.rate_limit[resource] = {
+                "limit": int(float(headers.get("x-ratelimit-limit", 0))), "remaining": remaining,
+                "used": int(float(headers.get("x-ratelimit-used", 0))), "reset": int(reset)}
+
+    def count(self, **increments: float) -> None:
+        """Add to the run's statistics (thread-safe)."""
+        with self._cond:
+            for key, value in increments.items():
+                setattr(self.stats, key, getattr(self.stats, key) + value)
 
     def _wait(self, seconds: float, reason: str) -> None:
         seconds = max(0.0, seconds)
@@ -178,8 +268,7 @@ class GitHubClient:
             raise ReengError(f"{reason}: GitHub asks to wait {math.ceil(seconds)} s, more than --max-wait "
                              f"{self.policy.max_wait:g} s; run again later to resume")
         log.warning("waiting %.1f s: %s", seconds, reason)
-        self.stats.waits += 1
-        self.stats.waited_seconds += seconds
+        self.count(waits=1, waited_seconds=seconds)
         self._sleep(seconds)
 
     # -- requests ---------------------------------------------------------------------------
@@ -195,7 +284,7 @@ class GitHubClient:
         attempts = self.policy.max_attempts
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self.stats.retries += 1
+                self.count(retries=1)
             wait, last = self._attempt(verb, url, params, body, etag, what, secondary)
             if isinstance(wait, Response):
                 self._failures = 0
@@ -218,24 +307,31 @@ class GitHubClient:
         headers = {"Accept": "application/vnd.github+json"}
         if etag:
             headers["If-None-Match"] = etag
-        self.stats.requests += 1
+        self.count(requests=1)
         try:
             status, resp_headers, raw = token.requester.requestJson(verb, url, params, headers, body)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             return self._backoff(), f"connection failed ({type(exc).__name__})"
+        finally:
+            self._release(token)
         if self.archive is not None:
             self.archive.record(verb, url, params, body, headers, status, resp_headers, raw)
         self._note_budget(token, resp_headers)
         if status == 304:
-            self.stats.not_modified += 1
-            return Response(status, resp_headers, None, raw), ""
+            self.count(not_modified=1)
+            return Response(status, resp_headers, None, raw, token), ""
         data = _json(raw)
         if status < 300:
-            self.stats.budget_used += 1
-            return Response(status, resp_headers, data, raw), ""
+            self.count(budget_used=1)
+            return Response(status, resp_headers, data, raw, token), ""
         message = (data or {}).get("message", "") if isinstance(data, dict) else ""
         if status == 401:
-            raise AuthError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
+            if self._total == 1:
+                raise AuthError(f"GitHub rejected the token (401 {message or 'Bad credentials'})")
+            self._drop(token, message or "Bad credentials")
+            if not self._tokens:
+                raise AuthError(f"GitHub rejected all {self._total} tokens of GITHUB_TOKENS (401)")
+            return 0.0, "token rejected"
         if status in (404, 410):
             raise NotFound(status, f"{status} {message or 'not found'}")
         if status in (403, 429):
@@ -243,8 +339,9 @@ class GitHubClient:
             if resp_headers.get("x-ratelimit-remaining") == "0" and not is_secondary:
                 token.exhaust(resource, float(resp_headers.get("x-ratelimit-reset", self._clock() + 60)))
                 return 0.0, "primary rate limit exhausted"  # the next _token() switches token or waits for the reset
-            if "retry-after" in resp_headers:
-                return float(resp_headers["retry-after"]), f"secondary rate limit ({status})"
+            after = retry_after(resp_headers.get("retry-after"), self._clock())
+            if after is not None:
+                return after, f"secondary rate limit ({status})"
             if is_secondary:
                 return self.policy.secondary_wait * 2 ** secondary, f"secondary rate limit ({status})"
             raise ReengError(f"{what}: forbidden (403 {message})")
@@ -254,31 +351,34 @@ class GitHubClient:
 
     def _backoff(self) -> float:
         """Exponential backoff for 5xx and dropped connections, doubling with consecutive failures."""
-        self._failures += 1
-        return self.policy.backoff * 2 ** (self._failures - 1)
+        with self._cond:
+            self._failures += 1
+            return self.policy.backoff * 2 ** (self._failures - 1)
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, etag: str | None = None, what: str = "") -> Response:
         return self.request("GET", path, params=params, etag=etag, what=what)
 
     def graphql(self, query: str, variables: dict[str, Any], *, what: str = "",
-                server_errors: int | None = None) -> dict[str, Any]:
+                server_errors: int | None = None, partial: bool = False) -> dict[str, Any]:
         """Run one GraphQL query; errors in the answer become a clear error (NOT_FOUND: :class:`NotFound`).
 
         GitHub reports an exhausted GraphQL budget either as 403 (handled by :meth:`request`) or as
         200 with a ``RATE_LIMITED`` error; the latter waits for the reset and asks again.
         """
-        url = self._tokens[0].requester.graphql_url
+        url = self.graphql_url
         for attempt in range(1, self.policy.max_attempts + 1):
             resp = self.request("POST", url, body={"query": query, "variables": variables}, what=what,
                                 server_errors=server_errors)
             data = resp.data or {}
             errors = data.get("errors") or []
             if errors and errors[0].get("type") == "RATE_LIMITED" and attempt < self.policy.max_attempts:
-                self.stats.retries += 1
-                token = self._tokens[self._turn]
-                token.exhaust("graphql", float(resp.headers.get("x-ratelimit-reset", self._clock() + 60)))
+                self.count(retries=1)
+                resp.token.exhaust("graphql", float(resp.headers.get("x-ratelimit-reset", self._clock() + 60)))
                 continue  # the next request() waits for the reset or uses the next token
             break
+        if partial and data.get("data") and all(
+                e.get("type") == "NOT_FOUND" and len(e.get("path") or []) > 1 for e in errors):
+            errors = []  # fields inside the answer that resolved to nothing: the caller reads them as null
         if errors:
             first = errors[0]
             if first.get("type") == "NOT_FOUND":
@@ -288,7 +388,7 @@ class GitHubClient:
             raise ReengError(f"{what or 'GraphQL'}: query failed ({first.get('message', 'unknown error')})")
         cost = ((data.get("data") or {}).get("rateLimit") or {}).get("cost")
         if cost:
-            self.stats.budget_used += int(cost) - 1
+            self.count(budget_used=int(cost) - 1)
         return data.get("data") or {}
 
 

@@ -50,7 +50,9 @@ def load_criteria(path: Path | None) -> dict[str, Any]:
     if not path.is_file():
         raise ReengError(f"{path}: no such selection config")
     try:
-        override = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        override = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ReengError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         raise ReengError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(override, dict):
@@ -58,10 +60,38 @@ def load_criteria(path: Path | None) -> dict[str, Any]:
     unknown = set(override) - set(criteria)
     if unknown:
         raise ReengError(f"{path}: unknown criteria {', '.join(sorted(unknown))} (known: {', '.join(criteria)})")
-    zoo = {**criteria["zoo"], **(override.pop("zoo", None) or {})}
+    zoo_override = override.pop("zoo", None) or {}
+    if not isinstance(zoo_override, dict):
+        raise ReengError(f"{path}: zoo must be a mapping (repos, description_patterns, min_architectures)")
+    unknown = set(zoo_override) - set(criteria["zoo"])
+    if unknown:
+        raise ReengError(f"{path}: unknown zoo criteria {', '.join(sorted(unknown))}")
+    zoo = {**criteria["zoo"], **zoo_override}
     criteria.update(override)
     criteria["zoo"] = zoo
+    _check_types(path, criteria)
     return criteria
+
+
+def _check_types(path: Path, criteria: dict[str, Any]) -> None:
+    """Each criterion has the type and range its default has: one clear error otherwise."""
+    counts = {"min_stars": 0, "min_closed_issues": 0, "per_architecture": 1, "candidates_per_architecture": 1}
+    for key, least in counts.items():
+        value = criteria[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ReengError(f"{path}: {key} must be an integer >= {least}, not {value!r}")
+    if not 1 <= criteria["candidates_per_architecture"] <= 100:
+        raise ReengError(f"{path}: candidates_per_architecture must be 1 to 100 (one search page)")
+    zoo = criteria["zoo"]
+    for key, value in (("architectures", criteria["architectures"]), ("zoo.repos", zoo["repos"]),
+                       ("zoo.description_patterns", zoo["description_patterns"])):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ReengError(f"{path}: {key} must be a list of names, not {value!r}")
+    if not criteria["architectures"]:
+        raise ReengError(f"{path}: architectures is empty (nothing to search for)")
+    minimum = zoo["min_architectures"]
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
+        raise ReengError(f"{path}: zoo.min_architectures must be an integer >= 1, not {minimum!r}")
 
 
 def repo_type(repo: str, description: str | None, architectures: list[str], zoo: dict[str, Any]) -> tuple[str, str]:

@@ -47,11 +47,28 @@ def protocol(name: str, **overrides: Any) -> Protocol:
     values = {**asdict(PROTOCOLS[name]), **{k: v for k, v in overrides.items() if v is not None}}
     if not 0 < values["fraction"] <= 1:
         raise ReengError(f"fraction {values['fraction']}: must be in (0, 1]")
+    for key in ("min_comments", "small_population", "small_draw"):
+        if values[key] < 0:
+            raise ReengError(f"{key.replace('_', '-')} {values[key]}: must be 0 or more")
     return Protocol(**values)
 
 
 def _rng(seed: int, repo: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{repo}".encode()).digest()[:8], "big"))
+
+
+def _known(conn: sqlite3.Connection, repos: list[str]) -> list[str]:
+    """The stored names of ``repos`` (case-insensitive, former names too); an unknown one is an error."""
+    stored = {r for (r,) in conn.execute("SELECT DISTINCT repo FROM issues")}
+    names = []
+    for repo in repos:
+        store.check_repo_name(repo)
+        name = store.canonical_repo(conn, repo)
+        if name not in stored:
+            held = ", ".join(sorted(stored)[:5]) + (", ..." if len(stored) > 5 else "")
+            raise ReengError(f"{repo}: no threads of this repository in the store (it holds: {held or 'none'})")
+        names.append(name)
+    return names
 
 
 def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
@@ -62,6 +79,7 @@ def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
         where.append("state = ?")
         args.append(params.state)
     if repos:
+        repos = _known(conn, repos)
         where.append(f"repo IN ({', '.join('?' for _ in repos)})")
         args.extend(repos)
     rows = conn.execute(f"SELECT repo, number FROM issues WHERE {' AND '.join(where)} ORDER BY repo, number", args)

@@ -14,14 +14,24 @@ seconds), ``retry_after=S`` (value of Retry-After), ``pulls=N`` (synthetic pull 
 each repository's REST listing), ``disabled=OWNER/REPO+OWNER/REPO`` (issues disabled),
 ``bad_token=T`` (answered 401), ``graphql_timeout_above=N`` (GraphQL queries with a ``first``
 variable above N answer 502, as GitHub does when a large page times out), ``seed=N``.
+Changes to the corpus: ``rename=OWNER/OLD>OWNER/NEW`` (``+``-separated; the old name answers 301
+as GitHub's does), ``deleted=OWNER/REPO#N`` (410), ``transferred=OWNER/REPO#N>OWNER/OTHER`` (301 to
+the issue's new home), and ``edit_after=N`` (mid-crawl edits: after the N-th issue listing of a
+repository, its least recently updated issue is edited and a new issue is opened). ``latency=S``
+delays every answer by S seconds, as a distant server does (for concurrency benchmarks).
+
+Timelines and the changed files of pull requests and commits are served from the corpus store's
+``events`` and ``fixes`` tables (fixtures the tests write).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import random
+import re
 import socket
 import sqlite3
 import struct
@@ -30,6 +40,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -57,6 +68,11 @@ class FaultSpec:
     bad_token: str | None = None
     graphql_timeout_above: int = 0
     seed: int = 0
+    rename: dict[str, str] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    transferred: dict[str, str] = field(default_factory=dict)
+    edit_after: int = 0
+    latency: float = 0.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:
@@ -70,33 +86,54 @@ class FaultSpec:
                     faults.rates[key] = float(value)
                     if not 0 <= faults.rates[key] <= 1:
                         raise ValueError
-                elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above"):
+                elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above", "edit_after"):
                     setattr(faults, key, int(value))
-                elif key == "primary_reset":
-                    faults.primary_reset = float(value)
+                elif key in ("primary_reset", "latency"):
+                    setattr(faults, key, float(value))
                 elif key == "disabled":
                     faults.disabled = {r.casefold() for r in value.split("+") if r}
                 elif key == "bad_token":
                     faults.bad_token = value
+                elif key == "deleted":
+                    faults.deleted = set(filter(None, value.split("+")))
+                elif key in ("rename", "transferred"):
+                    pairs = [item.split(">") for item in value.split("+") if item]
+                    if any(len(pair) != 2 for pair in pairs):
+                        raise ValueError
+                    setattr(faults, key, dict(pairs))
                 else:
                     raise ReengError(f"fault spec: unknown key {key!r} (known: {', '.join(PROBABILITIES)}, "
-                                     "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, graphql_timeout_above, seed)")
+                                     "primary_after, primary_reset, retry_after, pulls, disabled, bad_token, "
+                                     "graphql_timeout_above, seed, rename, deleted, transferred, edit_after, latency)")
             except ValueError:
                 raise ReengError(f"fault spec: {part!r} is not KEY=VALUE with a valid value") from None
         return faults
 
 
 class Corpus:
-    """A store's threads in memory, indexed the ways the API endpoints need them."""
+    """A store's threads in memory, indexed the ways the API endpoints need them.
+
+    The corpus can change while it is served (renames, deleted and transferred issues, edits in
+    the middle of a crawl), as GitHub's data does; :meth:`save` writes what it holds now.
+    """
 
     def __init__(self, conn: sqlite3.Connection, faults: FaultSpec) -> None:
+        self.faults = faults
+        self.lock = threading.RLock()
         self.repos: dict[str, dict[str, Any]] = {}
         self.issues: dict[str, list[dict[str, Any]]] = {}
         self.by_number: dict[tuple[str, int], dict[str, Any]] = {}
+        self.aliases: dict[str, str] = {}                          # former name casefolded -> current name
+        self.gone: dict[tuple[str, int], tuple[str, str | None]] = {}  # (repo, number) -> (deleted | moved, new home)
+        self.listings: dict[str, int] = {}
         comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for row in conn.execute("SELECT * FROM comments ORDER BY repo, issue_number, created_at, comment_id"):
             comments.setdefault((row["repo"], row["issue_number"]), []).append(dict(row))
-        for row in conn.execute("SELECT * FROM issues ORDER BY repo, number"):
+        self.events: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in conn.execute("SELECT * FROM events ORDER BY repo, issue_number, created_at, event_id"):
+            self.events.setdefault((row["repo"], row["issue_number"]), []).append(dict(row))
+        self.fixes = {(r["fix_repo"].casefold(), r["kind"], r["fix_ref"]): dict(r) for r in conn.execute("SELECT * FROM fixes")}
+        for row in conn.execute("SELECT * FROM issues WHERE removed IS NULL ORDER BY repo, number"):
             issue = dict(row)
             issue["labels"] = json.loads(issue["labels"] or "[]")
             issue["reactions"] = json.loads(issue["reactions"] or "{}")
@@ -108,9 +145,104 @@ class Corpus:
             info = meta.get(repo, {})
             self.repos[repo.casefold()] = {
                 "full_name": repo, "stars": info.get("stars") or 0, "description": info.get("description"),
-                "created_at": info.get("created_at"), "has_issues": repo.casefold() not in faults.disabled}
+                "created_at": info.get("created_at"), "has_issues": repo.casefold() not in faults.disabled,
+                "id": 100_000_000 + _stable_id(repo, 0) % 900_000_000}  # repository ids still fit an Int
             self.issues.setdefault(repo, [])
         self.pulls: dict[str, list[dict[str, Any]]] = {repo: self._pulls(repo, faults.pulls) for repo in self.issues}
+        for old, new in faults.rename.items():
+            self.rename(old, new)
+        for item in faults.deleted:
+            repo, _, number = item.partition("#")
+            self.remove(repo, int(number))
+        for item, target in faults.transferred.items():
+            repo, _, number = item.partition("#")
+            self.remove(repo, int(number), to=target)
+
+    # -- changes while serving -----------------------------------------------------------------
+    def rename(self, old: str, new: str) -> None:
+        """Rename (or transfer) a repository: the old name answers 301, as GitHub's does."""
+        with self.lock:
+            current = self.canonical(old)
+            if current is None:
+                raise ReengError(f"rename: no repository {old} in the corpus")
+            info = self.repos.pop(current.casefold())
+            info["full_name"] = new
+            self.repos[new.casefold()] = info
+            self.aliases[current.casefold()] = new
+            for name, target in list(self.aliases.items()):
+                if target == current:
+                    self.aliases[name] = new
+            for table in (self.issues, self.pulls):
+                table[new] = table.pop(current, [])
+            for issue in self.issues[new]:
+                issue["repo"] = new
+                issue["url"] = f"https://github.com/{new}/issues/{issue['number']}"
+                self.by_number[(new, issue["number"])] = self.by_number.pop((current, issue["number"]))
+            for key in [k for k in self.events if k[0] == current]:
+                self.events[(new, key[1])] = self.events.pop(key)
+
+    def remove(self, repo: str, number: int, to: str | None = None) -> None:
+        """Delete an issue (410 from then on), or transfer it to repository ``to`` (301 to its new number)."""
+        with self.lock:
+            repo = self.canonical(repo) or repo
+            issue = self.by_number.pop((repo, number), None)
+            if issue is None:
+                raise ReengError(f"no issue {repo}#{number} in the corpus")
+            self.issues[repo] = [i for i in self.issues[repo] if i["number"] != number]
+            home = None
+            if to is not None:
+                target = self.canonical(to)
+                if target is None:
+                    raise ReengError(f"transfer: no repository {to} in the corpus")
+                new_number = max([i["number"] for i in self.issues[target] + self.pulls[target]], default=0) + 1
+                moved = {**issue, "repo": target, "number": new_number,
+                         "url": f"https://github.com/{target}/issues/{new_number}"}
+                self.issues[target].append(moved)
+                self.by_number[(target, new_number)] = moved
+                home = (target, new_number)
+            self.gone[(repo, number)] = ("moved" if to else "deleted", home)
+
+    def listed(self, repo: str) -> None:
+        """Count an issue listing of ``repo``; after the ``edit_after``-th, edit one issue and open one."""
+        with self.lock:
+            self.listings[repo] = self.listings.get(repo, 0) + 1
+            if self.listings[repo] != self.faults.edit_after or not self.issues.get(repo):
+                return
+            items = self.issues[repo]
+            oldest = min(items, key=lambda i: (i["updated_at"] or "", i["number"]))
+            latest = max(i["updated_at"] or "" for i in items)
+            later = (datetime.fromisoformat(latest.replace("Z", "+00:00")) + timedelta(days=1)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            edited = {**oldest, "body": (oldest["body"] or "") + "\n\n(edited while a crawl ran)", "updated_at": later}
+            number = max(i["number"] for i in items + self.pulls.get(repo, [])) + 1
+            created = {**edited, "number": number, "title": f"Opened while a crawl ran ({number})", "_comments": [],
+                       "comments_count": 0, "url": f"https://github.com/{repo}/issues/{number}", "labels": [],
+                       "reactions": {}, "created_at": later}
+            # new dicts: an answer being written keeps the objects it already holds
+            self.issues[repo] = [edited if i is oldest else i for i in items] + [created]
+            self.by_number[(repo, oldest["number"])] = edited
+            self.by_number[(repo, number)] = created
+
+    def save(self, path: Path) -> Path:
+        """Write the corpus as it is now into a new store (what a complete crawl should end with)."""
+        from miner.store import save_thread, transaction, upsert_repository
+
+        conn = open_store(path)
+        try:
+            with self.lock, transaction(conn):
+                for info in self.repos.values():
+                    upsert_repository(conn, {"repo": info["full_name"], "stars": info["stars"],
+                                             "description": info["description"], "created_at": info["created_at"]})
+                for repo, items in self.issues.items():
+                    for issue in items:
+                        thread = {k: v for k, v in issue.items() if not k.startswith("_")}
+                        thread["comments"] = issue["_comments"]
+                        thread["comments_count"] = len(issue["_comments"])
+                        save_thread(conn, {**thread, "events": self.events.get((repo, issue["number"]), [])},
+                                    source="served")
+        finally:
+            conn.close()
+        return path
 
     @staticmethod
     def _stamp(i: int) -> str:
@@ -125,33 +257,55 @@ class Corpus:
                  "url": f"https://github.com/{repo}/pull/{top + k + 1}"} for k in range(n)]
 
     def canonical(self, full_name: str) -> str | None:
+        """The current name of a repository (any case), or ``None``; former names are not resolved here."""
         info = self.repos.get(full_name.casefold())
         return info["full_name"] if info else None
 
+    def moved_to(self, full_name: str) -> str | None:
+        """The current name of a renamed or transferred repository, from a former name."""
+        return self.aliases.get(full_name.casefold())
+
+    def by_id(self, repo_id: int) -> str | None:
+        return next((i["full_name"] for i in self.repos.values() if i["id"] == repo_id), None)
+
     def repository_node(self, full_name: str) -> dict[str, Any] | None:
-        info = self.repos.get(full_name.casefold())
+        """GraphQL ``repository(owner, name)``: like GitHub's, it resolves a former name to the repository."""
+        info = self.repos.get(full_name.casefold()) or self.repos.get((self.moved_to(full_name) or "").casefold())
         if info is None:
             return None
         return {"nameWithOwner": info["full_name"], "stargazerCount": info["stars"], "description": info["description"],
-                "createdAt": info["created_at"], "hasIssuesEnabled": info["has_issues"]}
+                "createdAt": info["created_at"], "hasIssuesEnabled": info["has_issues"],
+                "databaseId": info["id"], "id": _node_id("R", info["id"])}
 
     def issue_list(self, repo: str, *, since: str | None = None, order: str = "CREATED_AT", descending: bool = False,
                    states: list[str] | None = None, pulls: bool = False) -> list[dict[str, Any]]:
         """Issues (and, for REST, pull requests) filtered and sorted as GitHub does; ties by number."""
-        items = self.issues.get(repo, []) + (self.pulls.get(repo, []) if pulls else [])
+        with self.lock:
+            items = self.issues.get(repo, []) + (self.pulls.get(repo, []) if pulls else [])
         if since:
             items = [i for i in items if (i["updated_at"] or "") >= since]
         if states:
             items = [i for i in items if i["state"] in states]
-        key = {"CREATED_AT": "created_at", "UPDATED_AT": "updated_at", "COMMENTS": "comments_count"}[order]
-        return sorted(items, key=lambda i: (i.get(key) or (0 if key == "comments_count" else ""), i["number"]),
-                      reverse=descending)
+        return sorted(items, key=lambda i: server_graphql.sort_key(i, order), reverse=descending)
 
     def find_issue(self, repo: str, number: int) -> dict[str, Any] | None:
         return self.by_number.get((repo, number))
 
     def issue_node(self, repo: str, issue: dict[str, Any]) -> dict[str, Any]:
-        return server_graphql.issue_node(issue, issue["_comments"])
+        return server_graphql.issue_node(issue, issue["_comments"], self.events.get((repo, issue["number"]), []),
+                                         _stable_id(repo, issue["number"]))
+
+    def files(self, repo: str, kind: str, ref: str) -> list[dict[str, Any]] | None:
+        """REST ``files`` of a pull request or commit, from the corpus's ``fixes`` rows."""
+        row = self.fixes.get((repo.casefold(), kind, ref))
+        if row is None:
+            return None
+        patches = dict(re.findall(r"^diff --git a/(.*?) b/.*?\n(.*?)\n(?=diff --git a/|\Z)", row["patch"] or "",
+                                  flags=re.S | re.M))
+        return [{"filename": f["path"], "status": f["status"], "additions": f["additions"],
+                 "deletions": f["deletions"], "changes": f["additions"] + f["deletions"],
+                 **({"patch": patches[f["path"]]} if f["path"] in patches else {})}
+                for f in json.loads(row["files"] or "[]")]
 
     # -- REST shapes ----------------------------------------------------------------------------
     def rest_issue(self, repo: str, issue: dict[str, Any], base: str) -> dict[str, Any]:
@@ -164,7 +318,7 @@ class Corpus:
             "labels": [{"name": n} for n in issue["labels"]], "comments": len(issue["_comments"]),
             "created_at": issue["created_at"], "updated_at": issue["updated_at"], "closed_at": issue["closed_at"],
             "html_url": issue["url"], "url": api, "comments_url": f"{api}/comments",
-            "repository_url": f"{base}/repos/{repo}", "reactions": reactions,
+            "repository_url": f"{base}/repos/{repo}", "reactions": reactions, "state_reason": issue.get("state_reason"),
         }
         if issue.get("_pull"):
             item["pull_request"] = {"url": f"{base}/repos/{repo}/pulls/{issue['number']}", "html_url": issue["url"]}
@@ -182,7 +336,12 @@ def _user(login: str | None) -> dict[str, Any] | None:
 
 
 def _stable_id(repo: str, number: int) -> int:
-    return int.from_bytes(hashlib.sha1(f"{repo}#{number}".encode()).digest()[:6], "big")
+    """A 64-bit id above 2^31, as GitHub's ids now are (tests must see both sizes work)."""
+    return (1 << 32) + int.from_bytes(hashlib.sha1(f"{repo.casefold()}#{number}".encode()).digest()[:5], "big")
+
+
+def _node_id(prefix: str, number: int) -> str:
+    return f"{prefix}_" + base64.b64encode(str(number).encode()).decode().rstrip("=")
 
 
 class Budget:
@@ -218,6 +377,9 @@ class GitHubServer(ThreadingHTTPServer):
         self.budget = Budget(faults.primary_after, faults.primary_reset)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}      # sha256(token) -> requests being answered now
+        self.max_inflight: dict[str, int] = {}  # sha256(token) -> most at once
+        self.max_total = 0
 
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -262,6 +424,21 @@ class Handler(BaseHTTPRequestHandler):
         return auth.split(" ", 1)[1] if " " in auth else ""
 
     def _serve(self, verb: str) -> None:
+        """Answer one request, tracking how many each token has in flight (GitHub asks for one at a time)."""
+        srv, key = self.server, hashlib.sha256(self._token().encode()).hexdigest()
+        with srv.lock:
+            srv.inflight[key] = srv.inflight.get(key, 0) + 1
+            srv.max_inflight[key] = max(srv.max_inflight.get(key, 0), srv.inflight[key])
+            srv.max_total = max(srv.max_total, sum(srv.inflight.values()))
+        try:
+            if srv.faults.latency:
+                time.sleep(srv.faults.latency)
+            self._answer(verb)
+        finally:
+            with srv.lock:
+                srv.inflight[key] -= 1
+
+    def _answer(self, verb: str) -> None:
         srv = self.server
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -289,7 +466,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             status, body, extra = self._route(verb, url, payload)
         except _Answer as answer:
-            status, body, extra = answer.status, answer.body, {}
+            status, body, extra = answer.status, answer.body, answer.headers
         etag = None
         if verb == "GET" and status == 200:
             etag = 'W/"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
@@ -352,17 +529,35 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"resources": {}}, {}
         if parts[:2] == ["search", "repositories"]:
             return self._search(query, base)
-        if len(parts) < 3 or parts[0] != "repos":
-            raise _Answer(404, {"message": "Not Found"})
-        repo = corpus.canonical(f"{parts[1]}/{parts[2]}")
+        if len(parts) >= 2 and parts[0] == "repositories" and parts[1].isdigit():
+            repo, rest = corpus.by_id(int(parts[1])), parts[2:]
+        elif len(parts) >= 3 and parts[0] == "repos":
+            name, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+            repo = corpus.canonical(name)
+            moved = corpus.moved_to(name) if repo is None else None
+            if moved is not None:  # a renamed or transferred repository: 301 to its id, as GitHub answers
+                location = "/".join([f"{base}/repositories/{corpus.repos[moved.casefold()]['id']}", *rest])
+                raise _Answer(301, {"message": "Moved Permanently", "url": location},
+                              {"Location": location + (f"?{url.query}" if url.query else "")})
+        else:
+            repo, rest = None, []
         if repo is None:
             raise _Answer(404, {"message": "Not Found"})
         info = corpus.repos[repo.casefold()]
-        rest = parts[3:]
         if not rest:
             return 200, {"full_name": repo, "name": repo.split("/")[1], "owner": {"login": repo.split("/")[0]},
+                         "id": info["id"], "node_id": _node_id("R", info["id"]),
                          "stargazers_count": info["stars"], "description": info["description"],
                          "created_at": info["created_at"], "has_issues": info["has_issues"]}, {}
+        if rest[0] in ("pulls", "commits") and len(rest) >= 2:
+            files = corpus.files(repo, "pull" if rest[0] == "pulls" else "commit", rest[1])
+            if files is None or (rest[0] == "pulls" and rest[2:] != ["files"]) or (rest[0] == "commits" and rest[2:]):
+                raise _Answer(404, {"message": "Not Found"})
+            if rest[0] == "commits":
+                return 200, {"sha": rest[1], "files": files, "stats": {
+                    "additions": sum(f["additions"] for f in files), "deletions": sum(f["deletions"] for f in files)}}, {}
+            page, links = self._page(files, query, base, url.path)
+            return 200, page, links
         if rest[0] != "issues":
             raise _Answer(404, {"message": "Not Found"})
         if not info["has_issues"]:
@@ -375,8 +570,18 @@ class Handler(BaseHTTPRequestHandler):
                                       descending=query.get("direction", "desc") == "desc",
                                       states=None if state == "all" else [state])
             page, links = self._page(items, query, base, url.path)
+            corpus.listed(repo)
             return 200, [corpus.rest_issue(repo, i, base) for i in page], links
-        issue = corpus.find_issue(repo, int(rest[1])) if rest[1].isdigit() else None
+        number = int(rest[1]) if rest[1].isdigit() else -1
+        issue = corpus.find_issue(repo, number)
+        gone = corpus.gone.get((repo, number))
+        if issue is None and gone is not None:
+            if gone[0] == "deleted":
+                raise _Answer(410, {"message": "This issue was deleted"})
+            target, new_number = gone[1]
+            location = "/".join([f"{base}/repositories/{corpus.repos[target.casefold()]['id']}/issues/{new_number}",
+                                 *rest[2:]])
+            raise _Answer(301, {"message": "Moved Permanently", "url": location}, {"Location": location})
         if issue is None:
             raise _Answer(404, {"message": "Not Found"})
         if len(rest) == 2:
@@ -429,9 +634,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class _Answer(Exception):
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
-        self.status, self.body = status, body
+        self.status, self.body, self.headers = status, body, headers or {}
 
 
 def make_server(corpus_path: Path, port: int = 0, faults: str | None = None, quiet: bool = True) -> GitHubServer:
@@ -448,14 +653,22 @@ def make_server(corpus_path: Path, port: int = 0, faults: str | None = None, qui
         raise ReengError(f"port {port}: cannot listen ({exc.strerror})") from None
 
 
+class ServerURL(str):
+    """The base URL of a running server; ``.server`` reaches the server (and its corpus) in-process."""
+
+    server: GitHubServer
+
+
 @contextmanager
-def running(corpus_path: Path, faults: str | None = None, port: int = 0) -> Iterator[str]:
+def running(corpus_path: Path, faults: str | None = None, port: int = 0) -> Iterator[ServerURL]:
     """The server in a background thread (tests, benchmarks); yields its base URL."""
     server = make_server(corpus_path, port, faults)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    url = ServerURL(f"http://127.0.0.1:{server.server_address[1]}")
+    url.server = server
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield url
     finally:
         server.shutdown()
         server.server_close()

@@ -36,7 +36,7 @@ def test_export_formats_agree_and_jsonl_round_trips(corpus, tmp_path):
     counts = {fmt: export_store(conn, tmp_path / fmt, fmt) for fmt in ("parquet", "jsonl", "csv")}
     expected = conn.execute("SELECT count(*), sum(comments_count) FROM issues").fetchone()
     conn.close()
-    assert counts["parquet"] == counts["csv"] == {"issues": expected[0], "comments": expected[1]}
+    assert counts["parquet"] == counts["csv"] == {"issues": expected[0], "comments": expected[1], "events": 0, "fixes": 0}
     parquet = pd.read_parquet(tmp_path / "parquet" / "comments.parquet")
     jsonl = pd.read_json(tmp_path / "jsonl" / "comments.jsonl", lines=True)
     assert list(parquet.columns) == ["repo", "issue_number", "comment_id", "author", "body", "created_at", "updated_at"]
