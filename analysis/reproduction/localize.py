@@ -297,8 +297,8 @@ def capture(model: Any, *args: Any, method: str = "auto", **kwargs: Any) -> Capt
     """Run ``model`` once and return every call site's output and inputs, in execution order.
 
     ``method``: ``fx`` (symbolic tracing), ``hooks`` (per-call hooks plus a function mode), or
-    ``auto`` (fx, falling back to hooks where tracing or running the trace fails). A model that
-    is not an ``nn.Module`` (a TorchScript module) is captured by hooks on its submodules.
+    ``auto`` (fx, falling back to hooks where tracing or running the trace fails). TorchScript
+    modules take no hooks: compare their outputs only.
     """
     import torch
 
