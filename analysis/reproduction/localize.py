@@ -2,7 +2,8 @@
 
 One record per **call site**, not per module: a ``ReLU`` called twice gives two records, and
 functional operations between modules (``torch.flatten``, ``F.interpolate``, ``+``, ``torch.cat``)
-are records of their own, owned by the module whose ``forward`` calls them. Capture first tries
+are records of their own, owned by the module whose ``forward`` calls them. A module without
+submodules is one call site even when its ``forward`` is written with functional operations. Capture first tries
 ``torch.fx`` symbolic tracing and runs the traced graph node by node; where tracing fails
 (data-dependent control flow, unsupported Python), it falls back to per-call forward hooks on
 every module plus a ``TorchFunctionMode`` that sees the functional operations in between. Both
@@ -186,7 +187,14 @@ def _capture_fx(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ca
     import torch
     from torch import fx
 
-    traced = fx.symbolic_trace(model)
+    class Tracer(fx.Tracer):
+        """A module without submodules is one call site, whatever its forward does: a user's
+        hand-written BatchNorm or same-padding convolution is named as the module it is."""
+
+        def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+            return super().is_leaf_module(m, qualname) or not any(True for _ in m.children())
+
+    traced = fx.GraphModule(model, Tracer().trace(model), type(model).__name__)
     rec = _Recorder()
     names: dict[fx.Node, tuple[str, str, str]] = {}
     for node in traced.graph.nodes:
@@ -331,7 +339,9 @@ def _delta(a: Any, b: Any) -> tuple[float, str]:
         return 0.0, ""
     import torch
 
-    value = float((a.double() - b.double()).abs_().sum(dtype=torch.float64)) / a.numel()
+    if a.dtype != b.dtype or not a.dtype.is_floating_point:
+        a, b = a.double(), b.double()
+    value = float((a - b).abs_().sum(dtype=torch.float64)) / a.numel()
     if not math.isfinite(value):
         return float("inf"), "non-finite values"
     return value, ""
@@ -342,8 +352,8 @@ def _scale(value: Any) -> float:
     import torch
 
     tensors = value if isinstance(value, list) else [value]
-    means = [float(t.double().abs().mean()) for t in tensors
-             if t.numel() and (t.dtype.is_floating_point or t.dtype.is_complex)]
+    means = [float(t.abs().sum(dtype=torch.float64)) / t.numel() for t in tensors
+             if t.numel() and t.dtype.is_floating_point]
     return max(means, default=0.0)
 
 

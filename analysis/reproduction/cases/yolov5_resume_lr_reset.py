@@ -86,4 +86,4 @@ class ResumeLrReset(ReproCase):
 
     def compare(self, ctx: CaseContext, reference: torch.Tensor, candidate: torch.Tensor, inputs: None) -> Comparison:
         # a schedule is exact arithmetic: the reference is its own float64 run
-        return tolerance_check(candidate, reference, reference, floor=1e-9)
+        return tolerance_check(candidate, reference, reference, tol=1e-9)
