@@ -139,3 +139,28 @@ def test_missing_torch_names_the_extra(monkeypatch, capsys, example):
     for args in (["reproduce", "list"], ["compare", "a.py:f", "b.py:f", "--inputs", str(example / "inputs.npz")]):
         code, _, err = run_main(args, capsys)
         assert code == 2 and "reeng[reproduce]" in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_an_extra_layer_of_the_same_shape_does_not_shift_the_pairs():
+    from torch import nn
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()
+
+    class Port(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = nn.Identity()  # same shape as everything after it
+            self.c_a, self.act, self.c_b = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.c_b(self.act(self.c_a(self.pre(x))))
+
+    cand = Port().eval()
+    cand.c_a.load_state_dict(ref[0].state_dict())
+    cand.c_b.load_state_dict(ref[2].state_dict())
+    with torch.no_grad():
+        cand.c_b.weight.mul_(-1)
+    loc = compare(ref, cand, torch.randn(1, 4, 5, 5)).localization
+    assert {d.name: d.candidate_name for d in loc.layers} == {"0": "c_a", "1": "act", "2": "c_b"}
+    assert loc.unmatched_candidate == ["pre"] and loc.culprit == "2"

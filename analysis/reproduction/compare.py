@@ -13,9 +13,9 @@ culprit and a plot. Either side may be
 
 Recorded layout (``np.savez``): ``output/<i>`` per model output (flattened in order; dict outputs
 sorted by key, named ``output/<key>``), ``layer/<name>`` per call site (``layer/<name>/<j>`` for
-tuple outputs) and ``meta``, a JSON string with the layer order, each layer's inputs, module and
-kind. When layer names differ between the two sides, call sites are paired by execution order
-and output shapes, and what stays unmatched is reported.
+tuple outputs) and ``meta``, a JSON string with the layer order, each layer's inputs, module,
+kind and operation. When layer names differ between the two sides, call sites are paired by
+execution order, output shapes and operations, and what stays unmatched is reported.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def load_recorded(path: Path) -> Side:
         else:
             continue
         layers[name] = LayerRecord(output, list(info.get("inputs", [])), "", info.get("module", ""),
-                                   info.get("kind", "module"))
+                                   info.get("kind", "module"), info.get("op", ""))
     return Side(str(path), "recorded", recorded_outputs=outputs, recorded_layers=layers or None)
 
 
@@ -337,7 +337,8 @@ def record(model: Any, inputs: Any, path: Path) -> Path:
                 arrays[f"layer/{name}/{j}"] = t.cpu().numpy()
         else:
             arrays[f"layer/{name}"] = rec.output.cpu().numpy()
-        info[name] = {"inputs": [i for i in rec.inputs if isinstance(i, str)], "module": rec.module, "kind": rec.kind}
+        info[name] = {"inputs": [i for i in rec.inputs if isinstance(i, str)], "module": rec.module, "kind": rec.kind,
+                      "op": rec.op}
     arrays["meta"] = np.array(json.dumps({"layers": list(layers), "info": info, "source": side.label}))
     with staged_file(Path(path)) as tmp:
         with open(tmp, "wb") as fh:

@@ -41,7 +41,8 @@ class LayerRecord:
 
     ``inputs`` holds, per tensor consumed, the name of the record that produced it or the tensor
     itself (a model input); ``module`` is the module called or, for a functional operation, the
-    module whose ``forward`` called it; ``kind`` is ``module`` or ``function``.
+    module whose ``forward`` called it; ``kind`` is ``module`` or ``function``; ``op`` the module's
+    class or the operation (``conv2d``, ``relu``, ``add``), used to pair layers whose names differ.
     """
 
     output: Any
@@ -49,6 +50,7 @@ class LayerRecord:
     note: str = ""
     module: str = ""
     kind: str = "module"
+    op: str = ""
 
 
 class Capture(dict):
@@ -163,7 +165,7 @@ class _Recorder:
                 rec.output = [o.clone() for o in rec.output] if isinstance(rec.output, list) else rec.output.clone()
                 del self.versions[name]
 
-    def record(self, name: str, module: str, kind: str, inputs: list[Any], output: Any) -> None:
+    def record(self, name: str, module: str, kind: str, inputs: list[Any], output: Any, op: str) -> None:
         outs = _tensors(output)
         if not outs:
             return
@@ -172,7 +174,8 @@ class _Recorder:
             self.produced[id(t)] = name
         self.keep.extend(outs)
         detached = [t.detach() for t in outs]
-        self.records[name] = LayerRecord(detached[0] if len(detached) == 1 else detached, ins, "", module, kind)
+        self.records[name] = LayerRecord(detached[0] if len(detached) == 1 else detached, ins, "", module, kind,
+                                         normal_op(op))
         self.versions[name] = [t._version for t in outs]
 
     def finish(self) -> Capture:
@@ -196,21 +199,22 @@ def _capture_fx(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ca
 
     traced = fx.GraphModule(model, Tracer().trace(model), type(model).__name__)
     rec = _Recorder()
-    names: dict[fx.Node, tuple[str, str, str]] = {}
+    names: dict[fx.Node, tuple[str, str, str, str]] = {}
     for node in traced.graph.nodes:
         if node.op == "call_module":
-            names[node] = (rec.call_name(node.target), node.target, "module")
+            op = type(traced.get_submodule(node.target)).__name__
+            names[node] = (rec.call_name(node.target), node.target, "module", op)
         elif node.op in ("call_function", "call_method"):
             stack = node.meta.get("nn_module_stack") or {}
             owner = next(reversed(stack.values()))[0] if stack else ""
             op = _op_name(node.target)
-            names[node] = (rec.call_name(f"{owner}.{op}" if owner else op), owner, "function")
+            names[node] = (rec.call_name(f"{owner}.{op}" if owner else op), owner, "function", op)
 
     class Interpreter(fx.Interpreter):
         def run_node(self, node: fx.Node) -> Any:
             if node not in names:
                 return super().run_node(node)
-            name, module, kind = names[node]
+            name, module, kind, op = names[node]
             consumed = [self.env[n] for n in node.all_input_nodes if n in self.env]
             inplace = getattr(self.module.get_submodule(node.target), "inplace", False) is True \
                 if kind == "module" else _is_inplace(_op_name(node.target), node.kwargs)
@@ -219,7 +223,7 @@ def _capture_fx(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ca
             out = super().run_node(node)
             recorded = [n for n in node.all_input_nodes if n in names and names[n][0] in rec.records]
             inputs = [t for n in recorded for t in _tensors(self.env.get(n))]
-            rec.record(name, module, kind, inputs, out)
+            rec.record(name, module, kind, inputs, out, op)
             return out
 
     with torch.no_grad():
@@ -256,7 +260,7 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             try:
                 owner = stack[-1] if stack else ""
                 if _tensors(out) and op not in ("detach", "clone"):
-                    rec.record(rec.call_name(f"{owner}.{op}" if owner else op), owner, "function", consumed, out)
+                    rec.record(rec.call_name(f"{owner}.{op}" if owner else op), owner, "function", consumed, out, op)
             finally:
                 state["busy"] = False
             return out
@@ -278,7 +282,7 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             stack.pop()
             if leaf:
                 state["busy"] = True
-                rec.record(rec.call_name(path), path, "module", _tensors(inputs), output)
+                rec.record(rec.call_name(path), path, "module", _tensors(inputs), output, type(module).__name__)
                 state["busy"] = False
                 state["leaf_depth"] -= 1
 
@@ -361,19 +365,36 @@ def _shapes(value: Any) -> tuple:
     return tuple(tuple(t.shape) for t in (value if isinstance(value, list) else [value]))
 
 
+def normal_op(op: str) -> str:
+    """One spelling per operation: ``ReLU``, ``relu`` and ``relu_`` are ``relu``; ``iadd`` is ``add``."""
+    op = op.lower().rstrip("_")
+    return {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv"}.get(op, op)
+
+
 def match_by_order(reference: dict[str, LayerRecord], candidate: dict[str, LayerRecord]) -> dict[str, str]:
-    """Pair call sites by execution order and output shapes: the longest common subsequence of
-    the two shape sequences (names are ignored)."""
+    """Pair call sites by execution order and output shapes, names ignored: the alignment of the
+    two sequences that pairs only equal shapes and scores a pair 2 when the operations agree
+    (``Conv2d`` with ``Conv2d``) and 1 otherwise, so a port's extra layer of the same shape is
+    left unmatched instead of shifting every pair after it."""
     ref, cand = list(reference), list(candidate)
-    rs, cs = [_shapes(reference[n].output) for n in ref], [_shapes(candidate[n].output) for n in cand]
+    rs = [(_shapes(reference[n].output), reference[n].op) for n in ref]
+    cs = [(_shapes(candidate[n].output), candidate[n].op) for n in cand]
     n, m = len(ref), len(cand)
+
+    def weight(i: int, j: int) -> int:
+        if rs[i][0] != cs[j][0]:
+            return 0
+        return 2 if rs[i][1] and rs[i][1] == cs[j][1] else 1
+
     table = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
         for j in range(m - 1, -1, -1):
-            table[i][j] = table[i + 1][j + 1] + 1 if rs[i] == cs[j] else max(table[i + 1][j], table[i][j + 1])
+            w = weight(i, j)
+            table[i][j] = max(table[i + 1][j], table[i][j + 1], table[i + 1][j + 1] + w if w else 0)
     pairs, i, j = {}, 0, 0
     while i < n and j < m:
-        if rs[i] == cs[j] and table[i][j] == table[i + 1][j + 1] + 1:
+        w = weight(i, j)
+        if w and table[i][j] == table[i + 1][j + 1] + w:
             pairs[ref[i]] = cand[j]
             i, j = i + 1, j + 1
         elif table[i + 1][j] >= table[i][j + 1]:
