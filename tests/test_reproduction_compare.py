@@ -164,3 +164,30 @@ def test_an_extra_layer_of_the_same_shape_does_not_shift_the_pairs():
     loc = compare(ref, cand, torch.randn(1, 4, 5, 5)).localization
     assert {d.name: d.candidate_name for d in loc.layers} == {"0": "c_a", "1": "act", "2": "c_b"}
     assert loc.unmatched_candidate == ["pre"] and loc.culprit == "2"
+
+
+def test_recording_round_trips_tuple_and_dict_outputs(tmp_path):
+    from torch import nn
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 6)
+            self.gru = nn.GRU(6, 3, batch_first=True)  # a leaf module with a tuple output
+
+        def forward(self, x):
+            seq, last = self.gru(self.body(x))
+            return {"seq": seq, "pair": (last, seq.mean(1))}
+
+    torch.manual_seed(0)
+    model = Heads().eval()
+    x = torch.randn(2, 5, 4)
+    record(model, x, tmp_path / "heads.npz")
+    with np.load(tmp_path / "heads.npz") as data:
+        assert {"output/pair/0", "output/pair/1", "output/seq", "layer/gru/0", "layer/gru/1"} <= set(data.files)
+    same = compare(str(tmp_path / "heads.npz"), model, x)
+    assert same.agrees and set(same.verdicts) == {"output/pair/0", "output/pair/1", "output/seq"}
+    with torch.no_grad():
+        model.gru.bias_hh_l0 += 0.5
+    changed = compare(str(tmp_path / "heads.npz"), model, x)
+    assert not changed.agrees and changed.culprit == "gru"
