@@ -238,3 +238,18 @@ def test_study_stage_writes_results_and_artifact(tmp_path):
     assert [r["verdict"] for r in results["results"]] == ["reproduced", "reproduced"]
     assert ctx.artifacts["reproduction"].name == "results.json"
     assert ctx.summary["reproduce"]["reproduced"] == 2
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("garbage.bin", bytes(range(256)), "not a Python case file"),
+    ("garbage.py", b"\x00\xff binary", "import failed"),
+    ("helpers.py", b"X = 1\n", "module defines no case"),
+])
+def test_a_named_file_that_is_not_a_case_is_one_error_line(tmp_path, capsys, name, content, message):
+    from reeng.cli import main
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "list", "--cases", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0], err

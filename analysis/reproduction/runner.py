@@ -98,7 +98,8 @@ def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
 
 
 def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
-    """The shipped library (``analysis.reproduction.cases``) plus case files or folders given."""
+    """The shipped library (``analysis.reproduction.cases``) plus case files or folders given.
+    A named file that is not a loadable case module is an error."""
     import analysis.reproduction.cases as library
 
     entries: list[CaseEntry] = []
@@ -106,10 +107,24 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
         if not info.name.startswith("_"):
             entries += _load(f"{library.__name__}.{info.name}")
     for path in extra or []:
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-        for file in files:
+        if not path.is_dir():
+            entries += _load_named(path)
+            continue
+        for file in sorted(path.glob("*.py")):
             if not file.name.startswith("_"):
                 entries += _load(f"reeng_user_case_{file.stem}", file)
+    return entries
+
+
+def _load_named(path: Path) -> list[CaseEntry]:
+    """A case file the user named: anything but a loadable case module is bad input (in a
+    folder, a broken module is an ``error`` entry instead, so the others still run)."""
+    if path.suffix != ".py":
+        raise ReengError(f"--cases {path}: not a Python case file (expected a .py file or a folder of them)")
+    entries = _load(f"reeng_user_case_{path.stem}", path)
+    broken = next((e.load_error for e in entries if e.load_error), None)
+    if broken:
+        raise ReengError(f"--cases {path}: {broken}")
     return entries
 
 
