@@ -235,3 +235,26 @@ def test_tuple_and_dict_outputs_and_untraceable_models_fall_back_to_hooks():
     assert isinstance(rec["max"].output, list) and len(rec["max"].output) == 2
     found = localize_models(ref, cand, torch.randn(3, 4))
     assert found.culprit == "a"
+
+
+def test_a_leaf_called_with_keywords_knows_its_inputs():
+    class Scale(nn.Module):
+        def forward(self, *, x):
+            return x * 2
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.scale = nn.Linear(3, 3), Scale()
+
+        def forward(self, x):
+            return self.scale(x=self.a(x))
+
+    torch.manual_seed(4)
+    ref, cand = Net(), Net()
+    cand.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        cand.a.weight[0, 0] += 1.0
+    found = localize_models(ref, cand, torch.randn(2, 3), method="hooks")
+    rows = {r["layer"]: r for r in found.table()}
+    assert found.culprit == "a" and rows["scale"]["delta_in"] == rows["a"]["delta"] > 0

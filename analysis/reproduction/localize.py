@@ -278,11 +278,12 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         return fn
 
     def post(path: str, leaf: bool):
-        def fn(module: Any, inputs: Any, output: Any) -> None:
+        def fn(module: Any, inputs: Any, kwargs: dict[str, Any], output: Any) -> None:
             stack.pop()
             if leaf:
                 state["busy"] = True
-                rec.record(rec.call_name(path), path, "module", _tensors(inputs), output, type(module).__name__)
+                consumed = _tensors(inputs) + _tensors(kwargs)
+                rec.record(rec.call_name(path), path, "module", consumed, output, type(module).__name__)
                 state["busy"] = False
                 state["leaf_depth"] -= 1
 
@@ -293,7 +294,7 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             continue
         leaf = not any(True for _ in module.children())
         handles.append(module.register_forward_pre_hook(pre(path, leaf, getattr(module, "inplace", False) is True)))
-        handles.append(module.register_forward_hook(post(path, leaf)))
+        handles.append(module.register_forward_hook(post(path, leaf), with_kwargs=True))
     try:
         with torch.no_grad(), Functions():
             model(*args, **kwargs)
