@@ -9,14 +9,14 @@ ifneq ($(wildcard ../shared/data),)
 export REENG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: demo test venv browser clean
+.PHONY: demo test venv browser clean reproduce-gpu
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce]'
 	touch $(STAMP)
 
 demo: venv
@@ -32,6 +32,10 @@ browser:
 
 test: venv browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# On a machine with a GPU: the case library on CUDA in three precisions (results in reproduce-gpu/).
+reproduce-gpu: venv
+	$(BIN)/reeng reproduce run --device cuda --dtype fp32,fp16,bf16 --repeat 5 --out reproduce-gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info

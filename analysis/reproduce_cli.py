@@ -1,22 +1,44 @@
-"""``reeng reproduce``: list and run the library of reproduced defects (and the user's own cases).
+"""``reeng reproduce`` (list and run the library of reproduced defects and the user's own cases)
+and ``reeng compare`` (a researcher's own port against its reference).
 
 Heavy imports (torch, numpy, the cases) happen inside the commands so ``reeng --help`` stays fast.
+torch, onnx and onnxruntime come with the ``reproduce`` extra; without it these commands stop
+with one error line naming the extra.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from analysis.reproduction.compare import CompareResult
 
 SELECT_HELP = "Filter, e.g. 'stage=training,manifestation=reproducibility' (keys: stage, manifestation, " \
               "impact, root_cause, id, issue, reference_kind; a|b for either)."
 
 
+EXTRA_HINT = "pip install 'reeng[reproduce]'"
+
+
+def require_reproduce_extra() -> None:
+    """One clear error when torch (the ``reproduce`` extra) is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        from reeng.errors import ReengError
+
+        raise ReengError(f"reproduction needs the 'reproduce' extra (torch, onnx, onnxruntime): {EXTRA_HINT} "
+                         f"({exc})") from exc
+
+
 @click.group("reproduce")
 def reproduce_group() -> None:
     """List and run the library of reproduced defects."""
+    require_reproduce_extra()
 
 
 @reproduce_group.command("list")
@@ -85,3 +107,88 @@ def run_command(names: tuple[str, ...], select_expr: str | None, extra: tuple[Pa
     click.echo(", ".join(f"{v} {n}" for v, n in counts.items()) + f" (device {report['run']['device']})")
     if out is not None:
         click.echo(f"results: {out / 'results.json'}")
+
+
+@click.command("compare")
+@click.argument("reference", metavar="REF")
+@click.argument("port", metavar="PORT", required=False)
+@click.option("--inputs", "inputs_path", required=True, type=click.Path(path_type=Path),
+              help="An .npz whose arrays, in file order, are the models' positional inputs.")
+@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path),
+              help="JSON or YAML {reference layer: port layer}; default: same names, else execution order and shapes.")
+@click.option("--tol", default=1e-4, show_default=True, type=click.FloatRange(min=0.0),
+              help="dynamo's tol: allclose atol = rtol, and tol/10 slack in the RMSE rule.")
+@click.option("--record", "record_path", type=click.Path(path_type=Path),
+              help="Store REF's outputs and per-layer outputs in this .npz (PORT may then be left out).")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for report.json, layers.csv and localization.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report JSON.")
+@click.option("--check", is_flag=True, help="Exit with status 1 when the port deviates (default: report only).")
+def compare_command(reference: str, port: str | None, inputs_path: Path, mapping_path: Path | None, tol: float,
+                    record_path: Path | None, out: Path | None, as_json: bool, check: bool) -> None:
+    """Compare a port with its reference: verdict per output, per-layer divergence, the culprit.
+
+    REF and PORT are each file.py:factory, a TorchScript file, an ONNX file or recorded outputs
+    (.npz from --record)."""
+    require_reproduce_extra()
+    import csv
+
+    from analysis.reproduction.compare import compare, load_inputs, load_mapping, record
+    from reeng.errors import ReengError
+    from reeng.outputs import staged_dir
+
+    if not inputs_path.is_file():
+        raise ReengError(f"--inputs {inputs_path}: no such file")
+    inputs = load_inputs(inputs_path)
+    if record_path is not None:
+        record(reference, inputs, record_path)
+        click.echo(f"recorded {reference}: {record_path}")
+        if port is None:
+            return
+    if port is None:
+        raise ReengError("compare needs REF and PORT (or --record FILE to record REF alone)")
+    mapping = load_mapping(mapping_path) if mapping_path is not None else None
+    if out is None:
+        result = compare(reference, port, inputs, mapping, tol)
+    else:
+        with staged_dir(out) as staging:
+            result = compare(reference, port, inputs, mapping, tol, out=staging)
+            if result.figure is not None:
+                result.figure = out / result.figure.name
+            (staging / "report.json").write_text(json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8")
+            with open(staging / "layers.csv", "w", newline="", encoding="utf-8") as fh:
+                rows = result.to_dict()["layers"]
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["layer"])
+                writer.writeheader()
+                writer.writerows(rows)
+    report = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_comparison(result, report, out)
+    if check and not result.agrees:
+        raise SystemExit(1)
+
+
+def _print_comparison(result: CompareResult, report: dict, out: Path | None) -> None:
+    for name, verdict in report["outputs"].items():
+        click.echo(f"{'agree' if verdict['agrees'] else verdict['status']:<15} {name:<20} {verdict['detail']}")
+    for name in report["unmatched_outputs"]:
+        click.echo(f"{'unmatched':<15} {name}")
+    if result.localization is not None:
+        loc = result.localization
+        click.echo(f"layers: {len(loc.layers)} compared (matched by {loc.matched_by}), "
+                   f"{len(loc.unmatched_reference)} reference and {len(loc.unmatched_candidate)} port layer(s) unmatched")
+        for label, names in (("unmatched in REF", loc.unmatched_reference), ("unmatched in PORT", loc.unmatched_candidate)):
+            if names:
+                click.echo(f"  {label}: {', '.join(names[:8])}" + (" …" if len(names) > 8 else ""))
+        if loc.culprit:
+            row = next(d for d in loc.layers if d.name == loc.culprit)
+            click.echo(f"divergence introduced at: {loc.culprit} (module {loc.culprit_module or '<top level>'}, "
+                       f"δ {row.delta:.3g}, inputs δ {row.delta_in:.3g})")
+        else:
+            click.echo("no layer diverges")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"verdict: {'agree' if result.agrees else 'deviate'}")
+    if out is not None:
+        click.echo(f"report: {out / 'report.json'}")

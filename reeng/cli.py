@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analysis.cli:analyze_command", "Tables, statistics, figures and a report from a defect table."),
     "release": ("analysis.cli:release_group", "Write or validate a publishable dataset release."),
     "reproduce": ("analysis.reproduce_cli:reproduce_group", "List and run the library of reproduced defects."),
+    "compare": ("analysis.reproduce_cli:compare_command", "Compare a model port with its reference, layer by layer."),
 }
 
 

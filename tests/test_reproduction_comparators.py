@@ -44,8 +44,8 @@ def test_tolerance_rule_scales_with_reference_error():
     assert ok.agrees and ok.status == "agree"
     bad = tolerance_check(x32 + 1e-3, x32, x64)
     assert not bad.agrees and bad.status == "deviate"
-    # the smallest tolerance that would have passed is reported, and is what the rule missed by
-    assert bad.figures["min_tolerance"] == pytest.approx(bad.figures["rmse_vs_fp64"] - 2 * bad.figures["reference_rmse_vs_fp64"])
+    # the smallest tolerance that would have passed is reported, and passes
+    assert tolerance_check(x32 + 1e-3, x32, x64, tol=bad.figures["min_tolerance"] * 1.001).agrees
     assert bad.figures["min_atol"] == pytest.approx(1e-3, rel=1e-2)
 
 

@@ -83,10 +83,15 @@ class _AddsInPlace(nn.Module):
         return self.b(y)
 
 
-def test_functional_inplace_rewrite_is_flagged():
+@pytest.mark.parametrize("method", ["fx", "hooks"])
+def test_functional_inplace_rewrite_keeps_the_producers_value(method):
     torch.manual_seed(0)
     model = _AddsInPlace()
-    rec = capture(model, torch.randn(2, 3))
-    assert "rewritten in place" in rec["a"].note
-    found = localize_models(model, model, torch.randn(2, 3))
-    assert "rewritten in place" in found.layers[0].note
+    x = torch.randn(2, 3)
+    rec = capture(model, x, method=method)
+    assert rec.method == method
+    expected = model.a(x)
+    assert torch.equal(rec["a"].output, expected)  # not the value after `y += 1`
+    added = [r for n, r in rec.items() if n in ("add", "add_")]
+    assert len(added) == 1 and torch.allclose(added[0].output, expected + 1)
+    assert list(rec)[-1] == "b"

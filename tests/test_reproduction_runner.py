@@ -240,19 +240,17 @@ def test_study_stage_writes_results_and_artifact(tmp_path):
     assert ctx.summary["reproduce"]["reproduced"] == 2
 
 
-@pytest.mark.parametrize("name, content", [
-    ("garbage.py", b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary"),
-    ("garbage.txt", b"not a case at all\n"),
-    ("syntax.py", b"def broken(:\n"),
-    ("empty.py", b"x = 1\n"),
+@pytest.mark.parametrize("name, content, message", [
+    ("garbage.bin", bytes(range(256)), "not a Python case file"),
+    ("garbage.py", b"\x00\xff binary", "import failed"),
+    ("helpers.py", b"X = 1\n", "module defines no case"),
+    ("syntax.py", b"def broken(:\n", "import failed"),
 ])
-def test_reproduce_list_rejects_a_garbage_case_file(tmp_path, capsys, name, content):
+def test_a_named_file_that_is_not_a_case_is_one_error_line(tmp_path, capsys, name, content, message):
     from reeng.cli import main
 
-    bad = tmp_path / name
-    bad.write_bytes(content)
-    with pytest.raises(SystemExit) as exited:
-        main(["reproduce", "list", "--cases", str(bad), "--json"])
-    out, err = capsys.readouterr()
-    assert exited.value.code == 2 and out == ""
-    assert err.startswith("error: ") and str(bad) in err
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "list", "--cases", str(tmp_path / name)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0], err

@@ -1,11 +1,11 @@
-"""Comparators: element statistics, the fp64-anchored tolerance rule, and metric comparisons.
+"""Comparators: element statistics, dynamo's tolerance rule, and metric comparisons.
 
 A fixed absolute tolerance is wrong for differential testing: float32 itself is off from the
-exact result by an amount that depends on the model. Following ``torch._dynamo``'s accuracy
-check, both the candidate and the float32 reference are measured against a float64 run of the
-reference, and the candidate passes when its error is within ``k`` times the reference's own
-error (plus a small floor). The smallest tolerance that would have passed is reported too, as
-Polygraphy does, so a near miss is visible as a number rather than a boolean.
+exact result by an amount that depends on the model. :func:`tolerance_check` applies
+``torch._dynamo``'s accuracy rule (:mod:`.tolerance`): allclose first, then the candidate's
+error against a float64 run of the reference within ``k`` times the reference's own error.
+The smallest tolerance that would have passed is reported too, as Polygraphy does, so a near
+miss is visible as a number rather than a boolean.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from typing import Any
 import numpy as np
 
 from analysis.reproduction.case import Comparison
-
-# torch._dynamo.utils.same uses a multiplier of 2 on the fp32 reference's error against fp64.
-DEFAULT_MULTIPLIER = 2.0
-DEFAULT_FLOOR = 1e-5
-
+from analysis.reproduction.tolerance import DEFAULT_TOL, judge
 
 def as_array(value: Any) -> np.ndarray:
     """Any tensor-like as a float64 numpy array (detached, on the CPU)."""
@@ -70,38 +66,39 @@ def topk_agreement(candidate: Any, reference: Any, k: int = 5) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb)]))
 
 
-def rmse(a: Any, b: Any) -> float:
-    x, y = as_array(a), as_array(b)
-    return float(np.sqrt(np.mean((x - y) ** 2)))
+def tolerance_check(candidate: Any, reference: Any, reference64: Any = None, tol: float = DEFAULT_TOL,
+                    exact_dtype: bool = False, **options: Any) -> Comparison:
+    """``torch._dynamo.utils.same(reference, candidate, reference64)`` (see :mod:`.tolerance`):
+    allclose at ``tol`` first, then, given a float64 run of the reference, the RMSE rule with
+    dynamo's multiplier. ``exact_dtype`` is off by default here because a port may run in
+    another precision than its reference (the reference is cast to the candidate's dtype, as
+    dynamo does). Figures carry the element statistics, both RMSEs, the multiplier and
+    ``min_tolerance``, the smallest ``tol`` under which the check would have passed.
 
-
-def tolerance_check(
-    candidate: Any,
-    reference32: Any,
-    reference64: Any,
-    multiplier: float = DEFAULT_MULTIPLIER,
-    floor: float = DEFAULT_FLOOR,
-) -> Comparison:
-    """Pass when rmse(candidate, fp64) ≤ multiplier·rmse(reference fp32, fp64) + floor.
-
-    NaN/Inf in the candidate where the reference is finite is reported as status
-    ``nonfinite`` regardless of magnitudes.
+    NaN/Inf in the candidate where the reference is finite is status ``nonfinite``.
     """
-    a, r32, r64 = as_array(candidate), as_array(reference32), as_array(reference64)
-    if a.shape != r64.shape:
-        return Comparison(False, "shape_mismatch", f"shape {a.shape} vs reference {r64.shape}")
-    bad = int((~np.isfinite(a) & np.isfinite(r64)).sum())
-    if bad:
+    import torch
+
+    cand, ref = _as_tensor(candidate), _as_tensor(reference)
+    ref64 = _as_tensor(reference64) if reference64 is not None else None
+    if tuple(cand.shape) != tuple(ref.shape):
+        return Comparison(False, "shape_mismatch", f"shape {tuple(cand.shape)} vs reference {tuple(ref.shape)}")
+    verdict = judge(ref, cand, ref64, tol=tol, exact_dtype=exact_dtype, **options)
+    a = as_array(cand)
+    bad = int((~np.isfinite(a) & np.isfinite(as_array(ref64 if ref64 is not None else ref))).sum())
+    figures = {**element_stats(a, ref64 if ref64 is not None and ref64.dtype == torch.float64 else ref),
+               **verdict.figures(), **min_tolerances(a, ref)}
+    if bad and not verdict.passed:
         return Comparison(False, "nonfinite", f"{bad} of {a.size} values NaN/Inf where the reference is finite",
-                          {"nonfinite": bad})
-    err = rmse(a, r64)
-    ref_err = rmse(r32, r64)
-    bound = multiplier * ref_err + floor
-    figures = {**element_stats(a, r64), "rmse_vs_fp64": err, "reference_rmse_vs_fp64": ref_err, "bound": bound,
-               "min_tolerance": max(0.0, err - multiplier * ref_err), **min_tolerances(a, r64)}
-    agrees = err <= bound
-    detail = f"rmse {err:.3g} {'≤' if agrees else '>'} {multiplier:g}·{ref_err:.3g} + {floor:g}"
-    return Comparison(agrees, "agree" if agrees else "deviate", detail, figures)
+                          figures)
+    detail = verdict.detail if verdict.min_tol is None else f"{verdict.detail}; passes from tol {verdict.min_tol:.3g}"
+    return Comparison(verdict.passed, "agree" if verdict.passed else "deviate", detail, figures)
+
+
+def _as_tensor(value: Any) -> Any:
+    import torch
+
+    return value.detach().cpu() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
 
 
 def min_tolerances(candidate: Any, reference: Any) -> dict[str, float]:

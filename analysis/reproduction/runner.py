@@ -99,7 +99,8 @@ def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
 
 
 def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
-    """The shipped library (``analysis.reproduction.cases``) plus case files or folders given."""
+    """The shipped library (``analysis.reproduction.cases``) plus case files or folders given.
+    A named file that is not a loadable case module is an error."""
     import analysis.reproduction.cases as library
 
     entries: list[CaseEntry] = []
@@ -107,34 +108,25 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
         if not info.name.startswith("_"):
             entries += _load(f"{library.__name__}.{info.name}")
     for path in extra or []:
-        if path.is_dir():
-            for file in sorted(path.glob("*.py")):
-                if not file.name.startswith("_"):
-                    entries += _load(f"reeng_user_case_{file.stem}", file)
+        if not path.is_dir():
+            entries += _load_named(path)
             continue
-        loaded = _load(f"reeng_user_case_{path.stem}", _case_file(path))
-        if [e.load_error for e in loaded] == ["module defines no case"]:
-            raise ReengError(f"case file {path} defines no case (a ReproCase subclass)")
-        entries += loaded
+        for file in sorted(path.glob("*.py")):
+            if not file.name.startswith("_"):
+                entries += _load(f"reeng_user_case_{file.stem}", file)
     return entries
 
 
-def _case_file(path: Path) -> Path:
-    """A case file named on the command line: an existing Python source file, or an error.
-
-    A file given explicitly that is not Python source (wrong suffix, undecodable bytes, a syntax
-    error) or defines no case is bad input, not a case that failed: it must not be listed among
-    the cases. (Inside a folder, a broken module is still listed, with why it failed.)
-    """
-    if not path.is_file():
-        raise ReengError(f"case file {path} does not exist")
+def _load_named(path: Path) -> list[CaseEntry]:
+    """A case file the user named: anything but a loadable case module is bad input (in a
+    folder, a broken module is an ``error`` entry instead, so the others still run)."""
     if path.suffix != ".py":
-        raise ReengError(f"case file {path} is not a Python file (.py)")
-    try:
-        compile(path.read_bytes().decode("utf-8"), str(path), "exec")
-    except (UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        raise ReengError(f"case file {path} is not valid Python source: {type(exc).__name__}") from None
-    return path
+        raise ReengError(f"--cases {path}: not a Python case file (expected a .py file or a folder of them)")
+    entries = _load(f"reeng_user_case_{path.stem}", path)
+    broken = next((e.load_error for e in entries if e.load_error), None)
+    if broken:
+        raise ReengError(f"--cases {path}: {broken}")
+    return entries
 
 
 def parse_select(expr: str | None) -> dict[str, set[str]]:

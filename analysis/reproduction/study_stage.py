@@ -10,7 +10,15 @@ from reeng.study import StudyContext
 
 def reproduce_stage(ctx: StudyContext) -> dict[str, Any]:
     """Run the library (config section ``reproduce``: select, device, dtype, repeat, cases) and
-    leave ``reproduction/results.json`` for the report stage."""
+    leave ``reproduction/results.json`` for the report stage. Without the ``reproduce`` extra
+    (torch) the stage is skipped with a note, so the rest of a study runs on a light install."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        from analysis.reproduce_cli import EXTRA_HINT
+
+        return {"skipped": "torch not installed",
+                "lines": [f"skipped: the case library needs the 'reproduce' extra ({EXTRA_HINT})"]}
     from analysis.reproduction.runner import discover, parse_dtypes, parse_select, run_cases, select
 
     cfg = ctx.section("reproduce")
