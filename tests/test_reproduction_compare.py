@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analysis.reproduction.compare import compare, record
-from conftest import run_main
+from tests.conftest import run_main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare"
 sys.path.insert(0, str(EXAMPLE))

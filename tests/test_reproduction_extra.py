@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 BLOCK_HEAVY = textwrap.dedent("""
     import importlib, pkgutil, sys

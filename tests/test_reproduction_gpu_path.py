@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from conftest import run_main
+from tests.conftest import run_main
 
 CASE = '''
 from analysis.reproduction import Comparison, ReproCase, case
