@@ -1,0 +1,122 @@
+"""A local Label Studio server, run from its own virtual environment that reeng manages.
+
+Label Studio pins Django, pyarrow, pytz and many more; installed beside reeng it would fight
+reeng's own dependencies. So it lives in a separate environment: ``REENG_LABEL_STUDIO_ENV`` or
+``--env``, by default ``<reeng cache>/label-studio-env``. ``reeng annotate install`` creates it
+once; ``reeng annotate serve`` runs it; reeng itself only needs the small ``label-studio-sdk``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from reeng.errors import ReengError
+
+LABEL_STUDIO_SPEC = "label-studio==1.23.2"
+ENV_VARIABLE = "REENG_LABEL_STUDIO_ENV"
+_INSTALLING = ".reeng-installing"  # present while an install runs or after one failed
+
+
+def env_dir(path: Path | str | None = None) -> Path:
+    """Where Label Studio's environment is: the given path, ``REENG_LABEL_STUDIO_ENV``, or the cache."""
+    from reeng.settings import cache_dir
+
+    value = path or os.environ.get(ENV_VARIABLE)
+    return Path(value).expanduser() if value else cache_dir() / "label-studio-env"
+
+
+def executable(env: Path) -> Path | None:
+    """The ``label-studio`` program of a complete environment, else None (a half-finished install counts as none)."""
+    exe = env / "bin" / "label-studio"
+    return exe if exe.exists() and not (env / _INSTALLING).exists() else None
+
+
+def install_hint(env: Path) -> str:
+    return (f"Label Studio is not installed in {env}. Install it into its own environment with `reeng annotate install` "
+            f"(a few minutes, about 1 GB; never into reeng's own environment), or point --env or {ENV_VARIABLE} at an "
+            "environment that has it. Labeling sheets (`reeng annotate export` / `import`) work without it.")
+
+
+def install(env: Path, spec: str = LABEL_STUDIO_SPEC, log: IO[str] | None = None) -> Path:
+    """Create ``env`` with Label Studio (idempotent: a complete environment is left alone)."""
+    found = executable(env)
+    if found is not None:
+        return found
+    import venv
+
+    env.mkdir(parents=True, exist_ok=True)
+    (env / _INSTALLING).write_text(spec + "\n")
+    if not (env / "bin" / "python").exists():
+        venv.EnvBuilder(with_pip=True, clear=False).create(env)
+    done = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", spec],
+                          stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or "").strip().splitlines()[-1:] or ["see the log above"]
+        raise ReengError(f"installing {spec} into {env} failed: {tail[0]}")
+    (env / _INSTALLING).unlink()
+    return env / "bin" / "label-studio"
+
+
+def start(env: Path, data: Path, port: int, *, host: str = "127.0.0.1", extra_env: dict[str, str] | None = None,
+          log: IO[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start Label Studio (SQLite, everything under ``data``) in its own process group; the caller stops it.
+
+    The first user and its token come from ``LABEL_STUDIO_USERNAME`` / ``_PASSWORD`` / ``_USER_TOKEN``
+    in the environment, never from the command line (which other users of the machine can read).
+    """
+    exe = executable(env)
+    if exe is None:
+        raise ReengError(install_hint(env))
+    data.mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, **(extra_env or {}), "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+                 "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true"}
+    cmd = [str(exe), "start", "--no-browser", "--data-dir", str(data), "--port", str(port), "--internal-host", host,
+           "--log-level", "WARNING", "--enable-legacy-api-token"]
+    return subprocess.Popen(cmd, env=child_env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=str(data))
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ReengError(f"Label Studio exited with status {process.returncode} before answering at {url}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ReengError(f"Label Studio did not answer at {url} within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server started by :func:`start` (its own process group, nothing else)."""
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def serve(env: Path, data: Path, port: int, host: str = "127.0.0.1") -> None:
+    """Run Label Studio in the foreground until interrupted, printing its URL once it answers."""
+    process = start(env, data, port, host=host, log=sys.stderr)
+    url = f"http://{host}:{port}"
+    try:
+        wait_until_up(url, process)
+        print(f"Label Studio is up at {url} (data in {data}); Ctrl-C stops it", flush=True)
+        process.wait()
+    finally:
+        stop(process)
