@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -118,5 +120,63 @@ def serve(env: Path, data: Path, port: int, host: str = "127.0.0.1") -> None:
         wait_until_up(url, process)
         print(f"Label Studio is up at {url} (data in {data}); Ctrl-C stops it", flush=True)
         process.wait()
+    finally:
+        stop(process)
+
+
+def add_user(url: str, email: str, password: str) -> str:
+    """Sign a rater up on a local Label Studio (its own sign-up form) and return the rater's API token."""
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=60) as client:
+        page = client.get("/user/signup/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        if token is None:
+            raise ReengError(f"{url}/user/signup/ shows no sign-up form")
+        done = client.post("/user/signup/", data={"csrfmiddlewaretoken": token.group(1), "email": email, "password": password},
+                           headers={"Referer": f"{url}/user/signup/"})
+        if done.status_code != 302:
+            raise ReengError(f"signing up {email} on {url} failed (HTTP {done.status_code})")
+        answer = client.get("/api/current-user/token")
+        if answer.status_code != 200:
+            raise ReengError(f"{url} gave no API token for {email} (HTTP {answer.status_code})")
+        return str(answer.json()["token"])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_server(env: Path, data: Path, admin: dict[str, str], template: Path | None = None,
+                 log: IO[str] | None = None) -> Iterator[str]:
+    """A Label Studio on 127.0.0.1 with a fresh ``data`` folder and an admin (``LABEL_STUDIO_*`` values); yields its URL.
+
+    Migrating a new database takes minutes, so with ``template`` the first run keeps a pristine
+    migrated copy there and later runs start from a copy of it.
+    """
+    import shutil
+
+    if template is not None and not (template / "label_studio.sqlite3").exists():
+        scratch = template.with_name(template.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        with local_server(env, scratch, admin, None, log):
+            pass
+        shutil.rmtree(template, ignore_errors=True)
+        os.replace(scratch, template)
+    if template is not None:
+        shutil.copytree(template, data, dirs_exist_ok=True)
+    port = free_port()
+    process = start(env, data, port, extra_env=admin, log=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, timeout=900)
+        yield url
     finally:
         stop(process)
