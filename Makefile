@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export REENG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: demo test venv browser clean
+.PHONY: demo test venv browser label-studio clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,11 @@ browser:
 	      || echo "note: could not install chromium; the report screenshot test will be skipped"; \
 	  else echo "note: chromium missing and not installable here; the report screenshot test will be skipped"; fi; }
 
-test: venv browser
+# The annotation tests run a real Label Studio from its own environment (kept in the cache: once per machine).
+label-studio: venv
+	@$(BIN)/reeng annotate install >/dev/null || echo "note: could not install Label Studio; its tests will be skipped"
+
+test: venv browser label-studio
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:

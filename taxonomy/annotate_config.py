@@ -2,11 +2,11 @@
 
 The config has one block per dimension of the instrument. Category ids are the stored values
 (``alias``), the readable names are what the rater clicks, and the definitions are hover hints.
-Dimensions with groups (root cause: the stage-level group first, then the cause) become a
-hierarchical ``Taxonomy`` block. Framework is asked once per thread; the other dimensions form a
-group repeated for each defect of the thread, the later copies unfolding behind an "Add defect"
-tick box. A result's ``from_name`` is ``<dimension>`` (thread level) or ``<dimension>_<k>``
-(defect k), which is all :func:`parse_result` needs to read annotations back.
+Root cause is a hierarchical ``Taxonomy`` block: the stage-level group first, then the cause.
+Framework is asked once per thread; the other dimensions form a group repeated for each defect
+of the thread, the later copies unfolding behind an "Add defect" tick box. A result's
+``from_name`` is ``<dimension>`` (thread level) or ``<dimension>_<k>`` (defect k), which is all
+:func:`parse_result` needs to read annotations back.
 
 Thread text is untrusted: every piece is HTML-escaped before it is placed in the page.
 """
@@ -24,6 +24,9 @@ from taxonomy.model import Dimension, Taxonomy
 THREAD_DIMENSIONS = ("framework",)
 DEFECT_DIMENSIONS = ("stage", "root_cause", "code_error", "manifestation", "impact", "reporter", "same_code", "same_data")
 ANNOTATED_DIMENSIONS = (*THREAD_DIMENSIONS, *DEFECT_DIMENSIONS)
+# Shown as a tree (stage-level group, then the cause); the others are flat radio buttons whose groups
+# (impact's "bad performance") are choices too, since a rater's label may stop there.
+HIERARCHICAL_DIMENSIONS = ("root_cause",)
 DEFAULT_DEFECT_SLOTS = 3
 OBJECT_NAME = "thread"
 _SLOT_NAME = re.compile(r"^(?P<dim>[a-z_]+?)_(?P<k>\d+)$")
@@ -35,7 +38,7 @@ _STYLE = """
 .reeng-post { border: 1px solid #d0d7de; border-radius: 6px; margin: 0 0 10px; }
 .reeng-meta { background: #f6f8fa; border-bottom: 1px solid #d0d7de; padding: 4px 8px; color: #57606a; }
 .reeng-body { padding: 6px 8px; white-space: pre-wrap; overflow-wrap: anywhere; }
-.reeng-body pre { background: #f6f8fa; padding: 6px; overflow-x: auto; white-space: pre; }
+.reeng-body pre { background: #f6f8fa; padding: 6px; overflow-x: auto; white-space: pre; font-family: monospace; font-size: 13px; }
 """
 
 
@@ -78,7 +81,7 @@ def thread_html(issue: Mapping[str, Any], comments: Iterable[Mapping[str, Any]])
 
 
 def _is_hierarchical(dim: Dimension) -> bool:
-    return any(c.origin == "group" for c in dim.categories)
+    return dim.id in HIERARCHICAL_DIMENSIONS
 
 
 def _choice(parent: ET.Element, dim: Dimension, cat_id: str) -> ET.Element:
@@ -100,7 +103,7 @@ def _block(parent: ET.Element, dim: Dimension, name: str) -> None:
     else:
         tag = ET.SubElement(parent, "Choices", name=name, toName=OBJECT_NAME, choice="single-radio", showInline="true")
         for cat in dim.categories:
-            if cat.is_label:
+            if cat.origin != "bucket":
                 _choice(tag, dim, cat.id)
 
 

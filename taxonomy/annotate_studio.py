@@ -108,7 +108,7 @@ class Studio:
     def ensure_project(self, title: str, config: str, tag: str) -> tuple[Any, bool]:
         """The project named ``title`` with this config, created when missing; another taxonomy is an error."""
         project = self.find_project(title)
-        description = f"Defect labeling with reeng taxonomy {tag}. Managed by `reeng annotate push`."
+        description = f"Defect labeling with reeng taxonomy {tag} (managed by `reeng annotate push`)"
         if project is None:
             with self.call(f"create project {title!r}"):
                 return self.client.projects.create(title=title, label_config=config, description=description,

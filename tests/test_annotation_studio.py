@@ -104,19 +104,22 @@ def test_push_pull_two_raters_kappa_disagreements_and_adjudication(studio, store
     assert studio["key"] not in out + err
     project_id, tasks = _tasks(studio, "round trip")
     assert [t["data"]["reeng_thread"] for t in tasks] == queue  # least confident first
+    ls = _client(studio, "admin")
     predicted = [t for t in tasks if t["predictions"]]
+    assert len(predicted) == pushed["with_predictions"]
     for task in predicted:
-        prediction = task["predictions"][0]
+        [prediction] = [p.dict() for p in ls.predictions.list(task=task["id"])]
         assert prediction["model_version"].startswith("builtin") and 0 < prediction["score"] <= 1
         assert {r["from_name"] for r in prediction["result"]} <= {f"{d}_1" for d in DEFECT_DIMENSIONS}
         assert all(0 < r["score"] <= 1 for r in prediction["result"])
-    assert "ModuleNotFoundError" in next(t for t in tasks if t["data"]["number"] == 1)["data"]["thread"]
     # pushing the whole store adds only the thread not there yet
     code, out, err = _cli(capsys, studio, "annotate", "push", "--store", str(store), "--project", "round trip",
                           "--url", studio["url"], "--json")
     assert code == 0 and json.loads(out)["imported"] == 1 and json.loads(out)["already_there"] == 3
     _, tasks = _tasks(studio, "round trip")
     assert len(tasks) == 4
+    page = next(t for t in tasks if t["data"]["number"] == 1)["data"]["thread"]
+    assert "<pre><code>ModuleNotFoundError: No module named &#x27;ops._ext&#x27;" in page
 
     # by thread number: the raters agree on stage except #3 (carol adjudicates), on impact except #2 (left open)
     alice = {1: ("training", "crash"), 2: ("environment", "crash"), 3: ("modeling", "hang"), 4: ("training", "bad_performance")}
@@ -242,9 +245,10 @@ def _cdp_screenshot(url: str, cookies: dict[str, str], shot: Path) -> tuple[str,
     read_cmd, write_cmd = os.pipe()
     read_evt, write_evt = os.pipe()
 
-    def wire() -> None:  # Chromium reads commands on fd 3 and writes replies on fd 4
-        os.dup2(read_cmd, 3)
-        os.dup2(write_evt, 4)
+    def wire() -> None:  # Chromium reads commands on fd 3 and writes replies on fd 4 (dup first: a pipe may already be 3 or 4)
+        cmd, evt = os.dup(read_cmd), os.dup(write_evt)
+        os.dup2(cmd, 3)
+        os.dup2(evt, 4)
 
     profile = shot.parent / "chromium-profile"
     proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
@@ -320,7 +324,7 @@ def test_labeling_page_shows_the_thread_and_every_dimension(studio, store: Path,
     assert "Out of memory when training" in text and "CUDA out of memory" in text
     for dim in ("framework", *DEFECT_DIMENSIONS):
         assert TAXONOMY.dimension(dim).name in text, dim
-    for name in ("PyTorch", "Environment", "Data pipeline", "Crash", "Re-user", "Not mentioned"):
+    for name in ("PyTorch", "Environment", "Data pipeline", "Crash", "Bad performance", "Re-user", "Not mentioned", "Add defect 2"):
         assert name in text, name
     assert not errors, errors
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
