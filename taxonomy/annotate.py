@@ -89,6 +89,11 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads."""
     from reeng.outputs import staged_file
 
+    csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
+    definitions_path = out.with_name(out.name + ".definitions.csv")
+    for path in (out, csv_path, xlsx_path, definitions_path):
+        if path.exists() and not path.is_file():
+            raise ReengError(f"--out {out}: {path} exists and is not a regular file; give a sheet path (without suffix) in a folder")
     taxonomy = load_taxonomy()
     ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
     if not ids:
@@ -115,11 +120,6 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
         {"dimension": dim, "header": RATER_HEADERS[dim], "category": c.id, "name": c.name, "definition": c.definition}
         for dim in LABEL_DIMENSIONS for c in taxonomy.dimension(dim).categories if c.is_label
     ])
-    csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
-    definitions_path = out.with_name(out.name + ".definitions.csv")
-    for path in (out, csv_path, xlsx_path, definitions_path):
-        if path.exists() and not path.is_file():
-            raise ReengError(f"--out {out}: {path} exists and is not a regular file; give a sheet path (without suffix) in a folder")
     sheet, definitions = spreadsheet_safe(sheet), spreadsheet_safe(definitions)
     with staged_file(csv_path) as tmp_csv, staged_file(xlsx_path) as tmp_xlsx, staged_file(definitions_path) as tmp_defs:
         sheet.to_csv(tmp_csv, index=False)

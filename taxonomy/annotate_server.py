@@ -21,6 +21,9 @@ from reeng.errors import ReengError
 
 LABEL_STUDIO_SPEC = "label-studio==1.23.2"
 ENV_VARIABLE = "REENG_LABEL_STUDIO_ENV"
+# Throwaway first user of the local servers the tests and benchmarks start (127.0.0.1, fresh data folder).
+LOCAL_TEST_ADMIN = {"LABEL_STUDIO_USERNAME": "lead@example.org", "LABEL_STUDIO_PASSWORD": "lead-pass-2024",
+                    "LABEL_STUDIO_USER_TOKEN": "reeng-test-token-0123456789abcdef"}
 _INSTALLING = ".reeng-installing"  # present while an install runs or after one failed
 
 
@@ -114,8 +117,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def serve(env: Path, data: Path, port: int, host: str = "127.0.0.1") -> None:
     """Run Label Studio in the foreground until interrupted, printing its URL once it answers."""
+    import signal
+
     process = start(env, data, port, host=host, log=sys.stderr)
     url = f"http://{host}:{port}"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the server on a plain kill too
     try:
         wait_until_up(url, process)
         print(f"Label Studio is up at {url} (data in {data}); Ctrl-C stops it", flush=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -254,13 +255,14 @@ class PullResult:
     agreement: dict[str, dict[str, Any]]
     disagreements: list[dict[str, Any]]
     final: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: fetch, check, agreement, store
 
     def summary(self) -> dict[str, Any]:
         provenance = Counter(row["provenance"].split(":", 1)[0] for row in self.final)
         return {"project": self.project, "tasks": self.tasks, "annotations": len(self.annotations), "raters": self.raters,
                 "adjudicators": self.adjudicators, "agreement": self.agreement, "disagreements": len(self.disagreements),
                 "open_disagreements": sum(1 for d in self.disagreements if d["final"] is None),
-                "final_labels": len(self.final), "final_by": dict(sorted(provenance.items()))}
+                "final_labels": len(self.final), "final_by": dict(sorted(provenance.items())), "seconds": self.timings}
 
 
 def _expand_thread_level(labels: dict[tuple[int, str], str]) -> dict[tuple[int, str], str]:
@@ -391,18 +393,31 @@ def pull(conn: sqlite3.Connection, studio: Studio, project: str, *, adjudicators
     if raters_per_task < 2:
         raise ReengError(f"--raters-per-task must be at least 2, got {raters_per_task}")
     taxonomy = taxonomy or load_taxonomy()
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
     proj = studio.project(project, taxonomy_tag(taxonomy))
     tasks = studio.export(proj.id)
     users = studio.users()
+    lap("fetch")
     known = {(r[0], r[1]) for r in conn.execute("SELECT repo, number FROM issues")}
     annotations = read_annotations(taxonomy, tasks, users, known, set(adjudicators), raters_per_task)
     raters = sorted({a.rater for a in annotations if a.role == "rater"})
     label = f"{studio.url} {project}"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     final, disagreements = _decide(annotations, now, label)
+    lap("check")
     result = PullResult(project, len(tasks), annotations, raters, sorted({a.rater for a in annotations if a.role == "adjudicator"}),
                         _agreement(annotations, raters, ANNOTATED_DIMENSIONS), disagreements, final)
+    lap("agreement")
     store_pull(conn, result, label, now)
+    lap("store")
+    result.timings = timings
     return result
 
 

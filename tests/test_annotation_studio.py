@@ -14,6 +14,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +26,13 @@ pytest.importorskip("label_studio_sdk", reason="reeng[annotate] is not installed
 
 from reeng.settings import cache_dir  # noqa: E402
 from taxonomy.annotate_config import DEFECT_DIMENSIONS, result_item  # noqa: E402
-from taxonomy.annotate_server import add_user, env_dir, executable, install, local_server  # noqa: E402
+from taxonomy.annotate_server import LOCAL_TEST_ADMIN, add_user, env_dir, executable, install, local_server  # noqa: E402
 from taxonomy.model import load_taxonomy  # noqa: E402
 from tests.conftest import run_main  # noqa: E402
 from tests.test_classifier_store import make_store  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TAXONOMY = load_taxonomy()
-ADMIN = {"LABEL_STUDIO_USERNAME": "lead@example.org", "LABEL_STUDIO_PASSWORD": "lead-pass-2024",
-         "LABEL_STUDIO_USER_TOKEN": "reeng-test-token-0123456789abcdef"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -50,9 +49,9 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             pytest.skip(f"Label Studio cannot be installed here ({exc}); see {logs}")
     data = tmp_path_factory.mktemp("label-studio-data")
     with (data.parent / "server.log").open("w") as log, \
-            local_server(env, data, ADMIN, template=cache_dir() / "label-studio-test-template", log=log) as url:
+            local_server(env, data, LOCAL_TEST_ADMIN, template=cache_dir() / "label-studio-test-template", log=log) as url:
         raters = {name: add_user(url, f"{name}@example.org", f"{name}-pass-2024") for name in ("alice", "bob", "carol", "dave")}
-        yield {"url": url, "key": ADMIN["LABEL_STUDIO_USER_TOKEN"], **raters}
+        yield {"url": url, "key": LOCAL_TEST_ADMIN["LABEL_STUDIO_USER_TOKEN"], **raters}
 
 
 @pytest.fixture
@@ -331,3 +330,27 @@ def test_labeling_page_shows_the_thread_and_every_dimension(studio, store: Path,
     assert (pixels < 245).any(axis=1).mean() > 0.05 and len(np.unique(pixels[::5], axis=0)) > 50
     if os.environ.get("REENG_SAVE_SCREENSHOT"):
         shutil.copy(shot, os.environ["REENG_SAVE_SCREENSHOT"])
+
+
+def test_serve_runs_label_studio_from_its_own_environment_and_prints_the_url(studio, tmp_path: Path) -> None:
+    """`reeng annotate serve` starts the server (here on a copy of the migrated template), prints the URL, stops with itself."""
+    import httpx
+
+    from taxonomy.annotate_server import free_port
+
+    data = tmp_path / "served"
+    shutil.copytree(cache_dir() / "label-studio-test-template", data)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "reeng", "annotate", "serve", "--port", str(port), "--data", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"Label Studio is up at http://127.0.0.1:{port}") and str(data) in line
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        assert (data / "label_studio.sqlite3").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
