@@ -303,7 +303,8 @@ def read_annotations(taxonomy: Taxonomy, tasks: list[dict[str, Any]], users: dic
                 role = "adjudicator"
             elif rater in seen_raters or len(seen_raters) < raters_per_task:
                 role = "rater"
-                seen_raters.append(rater)
+                if rater not in seen_raters:
+                    seen_raters.append(rater)
             else:
                 role = "adjudicator"  # a further annotation after the raters': it settles their disagreements
             out.append(Annotation(int(task["id"]), int(a["id"]), rater, role, a.get("updated_at") or a.get("created_at"),
@@ -429,6 +430,7 @@ def store_pull(conn: sqlite3.Connection, result: PullResult, project: str, now: 
         conn.execute(ANNOTATIONS_SCHEMA)
         ensure_human_labels(conn)
         conn.execute("DELETE FROM human_annotations WHERE project = ?", (project,))
-        conn.execute("DELETE FROM human_labels WHERE substr(task, 1, ?) = ?", (len(project) + 6, f"{project} task"))
+        prefix = f"{project} task "  # this project's earlier final labels: a label no longer decided must not linger
+        conn.execute("DELETE FROM human_labels WHERE substr(task, 1, ?) = ?", (len(prefix), prefix))
         conn.executemany(f"INSERT INTO human_annotations VALUES ({', '.join('?' * 12)})", rows)
         write_human_labels(conn, result.final)

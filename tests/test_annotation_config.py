@@ -184,3 +184,25 @@ def test_export_to_a_device_writes_nothing(sheet_store: Path, capsys: pytest.Cap
     code, _, err = run_main(["annotate", "export", "--store", str(sheet_store), "--out", "/dev/full", "--sample", "2"], capsys)
     assert code == 2 and err.startswith("error: --out /dev/full") and "not a regular file" in err
     assert set(os.listdir("/dev")) == before
+
+
+def test_a_pull_replaces_its_project_rows_and_leaves_sheet_labels(tmp_path: Path) -> None:
+    from miner.store import open_store
+    from taxonomy.annotate import store_labels
+    from taxonomy.annotate_studio import PullResult, store_pull
+
+    conn = open_store(tmp_path / "s.sqlite")
+    store_labels(conn, pd.DataFrame([{"issue": "https://github.com/acme/det/issues/9", "defect_index": 1, "dimension": "stage",
+                                      "label": "training", "provenance": "agreed:a.csv|b.csv"}]))
+    anns = [_ann(1, "a@x", {(1, "stage"): "modeling"}), _ann(1, "b@x", {(1, "stage"): "modeling"})]
+    final, _ = _decide(anns, "now", "http://ls P")
+    store_pull(conn, PullResult("P", 1, anns, ["a@x", "b@x"], [], {}, [], final), "http://ls P", "now")
+    rows = conn.execute("SELECT number, label, provenance, raters, task FROM human_labels ORDER BY number").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "modeling", "label-studio agreed:a@x|b@x", "a@x|b@x", "http://ls P task 1"),
+                                        (9, "training", "agreed:a.csv|b.csv", None, None)]
+    # the raters now disagree and nobody adjudicated: the project's old final label goes, the sheet's stays
+    anns[1].labels = {(1, "stage"): "training"}
+    final, _ = _decide(anns, "now", "http://ls P")
+    store_pull(conn, PullResult("P", 1, anns, ["a@x", "b@x"], [], {}, [], final), "http://ls P", "now")
+    assert [r[0] for r in conn.execute("SELECT number FROM human_labels")] == [9]
+    assert conn.execute("SELECT COUNT(*) FROM human_annotations").fetchone()[0] == 2
