@@ -9,14 +9,14 @@ ifneq ($(wildcard ../shared/data),)
 export REENG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: demo test venv browser clean reproduce-gpu
+.PHONY: demo test venv browser label-studio clean reproduce-gpu
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce,annotate]'
 	touch $(STAMP)
 
 demo: venv
@@ -30,7 +30,11 @@ browser:
 	      || echo "note: could not install chromium; the report screenshot test will be skipped"; \
 	  else echo "note: chromium missing and not installable here; the report screenshot test will be skipped"; fi; }
 
-test: venv browser
+# The annotation tests run a real Label Studio from its own environment (kept in the cache: once per machine).
+label-studio: venv
+	@$(BIN)/reeng annotate install >/dev/null || echo "note: could not install Label Studio; its tests will be skipped"
+
+test: venv browser label-studio
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # On a machine with a GPU: the case library on CUDA in three precisions (results in reproduce-gpu/).

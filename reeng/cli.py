@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("miner.cli:export_command", "Export a store's issues and comments."),
     "serve-github": ("miner.cli:serve_command", "Serve a store over a local GitHub-compatible API."),
     "classify": ("taxonomy.classify_cli:classify_group", "Train, evaluate and apply taxonomy classifiers."),
-    "annotate": ("taxonomy.classify_cli:annotate_group", "Labeling sheets, adjudication, active learning."),
+    "annotate": ("taxonomy.annotate_cli:annotate_group", "Label threads: sheets or Label Studio; agreement, adjudication, active learning."),
     "analyze": ("analysis.cli:analyze_command", "Tables, statistics, figures and a report from a defect table."),
     "release": ("analysis.cli:release_group", "Write or validate a publishable dataset release."),
     "reproduce": ("analysis.reproduce_cli:reproduce_group", "List and run the library of reproduced defects."),

@@ -37,6 +37,28 @@ CREATE TABLE IF NOT EXISTS human_labels (
     PRIMARY KEY (repo, number, defect_index, dimension)
 );
 """
+# Provenance columns added later (additively, so stores written before keep working): who decided the
+# label, the Label Studio task it came from, and when it was annotated. Sheets leave them NULL.
+HUMAN_PROVENANCE_COLUMNS = {"raters": "TEXT", "task": "TEXT", "annotated_at": "TEXT"}
+
+
+def ensure_human_labels(conn: sqlite3.Connection) -> None:
+    """Create ``human_labels`` or add the provenance columns an older store lacks."""
+    conn.execute(HUMAN_SCHEMA)  # one statement: no implicit COMMIT inside a caller's transaction
+    have = {r[1] for r in conn.execute("PRAGMA table_info(human_labels)")}
+    for name, kind in HUMAN_PROVENANCE_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE human_labels ADD COLUMN {name} {kind}")
+
+
+def write_human_labels(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace final labels (dicts with the table's column names); the caller holds the transaction."""
+    ensure_human_labels(conn)
+    columns = ["repo", "number", "defect_index", "dimension", "label", "provenance", "created_at", *HUMAN_PROVENANCE_COLUMNS]
+    conn.executemany(f"INSERT OR REPLACE INTO human_labels ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                     [tuple(row.get(c) for c in columns) for row in rows])
+
+
 _URL = re.compile(r"github\.com/([^/\s]+/[^/\s]+)/issues/(\d+)")
 
 
@@ -49,22 +71,35 @@ def _latest(conn: sqlite3.Connection, model: str) -> dict[tuple[str, int], dict[
     return out
 
 
+def suggestions(conn: sqlite3.Connection, ids: list[tuple[str, int]], model: str) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """The stored predictions of ``model`` for these threads; threads it never labeled get the built-in labeler's now."""
+    from taxonomy.classify import analyse_store, builtin_predictions
+
+    stored = _latest(conn, model)
+    missing = {(r.lower(), n) for r, n in ids if (r, n) not in stored}
+    if missing:
+        got_ids, analysed, _ = analyse_store(conn, missing, progress=False)
+        for key, preds in zip(got_ids, builtin_predictions(analysed)):
+            stored[key] = {d: {"label": p.label, "probability": p.probability, "evidence": p.evidence_json(),
+                               "model": "builtin", "model_version": "computed at export"} for d, p in preds.items()}
+    return stored
+
+
 def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int, model: str = "builtin") -> dict[str, Any]:
     """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads."""
     from reeng.outputs import staged_file
-    from taxonomy.classify import analyse_store, builtin_predictions
 
+    csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
+    definitions_path = out.with_name(out.name + ".definitions.csv")
+    for path in (out, csv_path, xlsx_path, definitions_path):
+        if path.exists() and not path.is_file():
+            raise ReengError(f"--out {out}: {path} exists and is not a regular file; give a sheet path (without suffix) in a folder")
     taxonomy = load_taxonomy()
     ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
     if not ids:
         raise ReengError("the store holds no threads to annotate")
     chosen = sorted(random.Random(seed).sample(ids, min(sample, len(ids))))
-    stored = _latest(conn, model)
-    missing = {(r.lower(), n) for r, n in chosen if (r, n) not in stored}
-    if missing:  # threads never labeled: suggest with the built-in labeler now
-        got_ids, analysed, _ = analyse_store(conn, missing, progress=False)
-        for key, preds in zip(got_ids, builtin_predictions(analysed)):
-            stored[key] = {d: {"label": p.label, "probability": p.probability, "evidence": p.evidence_json()} for d, p in preds.items()}
+    stored = suggestions(conn, chosen, model)
     titles = dict(((r["repo"], r["number"]), r["title"]) for r in conn.execute("SELECT repo, number, title FROM issues"))
     rows = []
     for repo, number in chosen:
@@ -85,15 +120,36 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
         {"dimension": dim, "header": RATER_HEADERS[dim], "category": c.id, "name": c.name, "definition": c.definition}
         for dim in LABEL_DIMENSIONS for c in taxonomy.dimension(dim).categories if c.is_label
     ])
-    csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
-    with staged_file(csv_path) as tmp_csv, staged_file(xlsx_path) as tmp_xlsx:
+    sheet, definitions = spreadsheet_safe(sheet), spreadsheet_safe(definitions)
+    with staged_file(csv_path) as tmp_csv, staged_file(xlsx_path) as tmp_xlsx, staged_file(definitions_path) as tmp_defs:
         sheet.to_csv(tmp_csv, index=False)
         with pd.ExcelWriter(tmp_xlsx, engine="openpyxl") as writer:
             sheet.to_excel(writer, sheet_name="labels", index=False)
             definitions.to_excel(writer, sheet_name="definitions", index=False)
-    definitions_path = out.with_name(out.name + ".definitions.csv")
-    definitions.to_csv(definitions_path, index=False)
+        definitions.to_csv(tmp_defs, index=False)
+        for tmp in (tmp_csv, tmp_xlsx, tmp_defs):
+            _umask_mode(tmp)
     return {"threads": len(rows), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``...) gets a leading ``'`` (OWASP)."""
+    def cell(value: Any) -> Any:
+        return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+    return frame.apply(lambda col: col.map(cell))
+
+
+def _umask_mode(path: Path) -> None:
+    """Give a staged file the mode a plain ``open()`` would (temporary files start readable by their owner only)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def compare_sheets(path_a: Path, path_b: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -155,17 +211,16 @@ def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.Dat
 def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
     """Write final human labels into the store (``human_labels``), replacing earlier ones for the same cells."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    count = 0
+    rows = []
+    for r in labels.itertuples(index=False):
+        m = _URL.search(str(r.issue))
+        if not m:
+            raise ReengError(f"cannot store labels for {r.issue!r}: the sheet's URL column must hold GitHub issue URLs")
+        rows.append({"repo": m.group(1), "number": int(m.group(2)), "defect_index": int(r.defect_index),
+                     "dimension": r.dimension, "label": r.label, "provenance": r.provenance, "created_at": now})
     with conn:
-        conn.executescript(HUMAN_SCHEMA)
-        for r in labels.itertuples(index=False):
-            m = _URL.search(str(r.issue))
-            if not m:
-                raise ReengError(f"cannot store labels for {r.issue!r}: the sheet's URL column must hold GitHub issue URLs")
-            conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (m.group(1), int(m.group(2)), int(r.defect_index), r.dimension, r.label, r.provenance, now))
-            count += 1
-    return count
+        write_human_labels(conn, rows)
+    return len(rows)
 
 
 def queue(conn: sqlite3.Connection, model: str, limit: int) -> list[dict[str, Any]]:
@@ -174,7 +229,7 @@ def queue(conn: sqlite3.Connection, model: str, limit: int) -> list[dict[str, An
     A thread's confidence is the lowest probability over the six dimensions: one unsure
     dimension is enough for a human to be worth asking.
     """
-    conn.executescript(HUMAN_SCHEMA)
+    ensure_human_labels(conn)
     done = {(r[0], r[1]) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
     preds = _latest(conn, model)
     if not preds:
