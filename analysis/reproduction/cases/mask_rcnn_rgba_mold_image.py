@@ -69,8 +69,8 @@ def detect_after_pil_conversion(seed: int, image: np.ndarray) -> torch.Tensor:
                     "image and the 3-value mean pixel; another user hit the same.",
         "diagnosis": "The reporter worked out that the image file carried an alpha channel, so the array "
                      "had four channels while the model's preprocessing expects only red, green and blue.",
-        "fix": "The reporter's own answer, the fourth comment about two weeks after the report: remove "
-               "the alpha channel before calling detect; the issue was then closed.",
+        "fix": "The reporter's own answer, the third comment, twelve days after the report: remove the "
+               "alpha channel before calling detect, since only the colour channels are expected; the issue is closed.",
         "model": "A uint8 RGBA image goes through mean subtraction and a small backbone stage: without "
                  "dropping alpha the subtraction raises the broadcast ValueError; keeping the first three "
                  "channels matches a Pillow RGBA-to-RGB conversion run in float64.",

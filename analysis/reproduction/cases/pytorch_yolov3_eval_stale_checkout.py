@@ -2,8 +2,8 @@
 
 Shortly after the guard for "no detections at all" landed (PR #601 for issue #178), a user
 training on COCO from an older copy of PyTorch-YOLOv3 hit the same ``ValueError: not enough
-values to unpack`` at the end of the first epoch: the barely trained model produced no box above
-the confidence threshold, so nothing cleared the confidence threshold and the per-image statistics were
+values to unpack`` at the end of the first epoch: the barely trained model produced no box above the
+confidence threshold and the per-image statistics were
 empty (the reporter's printed values were all zero, where earlier runs had shown about 1e-10).
 A collaborator answered that the error is fixed on master; updating the checkout (the
 guarded ``evaluate``) is the fix. This case reuses the evaluator of the #178 case and feeds it
@@ -38,7 +38,7 @@ def first_epoch_on_coco(seed: int, n_images: int = 8) -> list[list[dict]]:
     issues=["https://github.com/eriklindernoren/PyTorch-YOLOv3/issues/620"],
     labels={"stage": "data_pipeline", "manifestation": "basic", "impact": "crash",
             "root_cause": "training_data_quality"},
-    reference="recorded outcome of the guarded evaluator for a set without any detection: not measured",
+    reference="the guarded evaluator's outcome for a set without any detection, as recorded: not measured",
     reference_kind="recorded",
     defect_class="empty detection set at evaluation (unpatched copy)",
     mechanism="evaluator",
