@@ -67,7 +67,7 @@ def test_the_shipped_config_and_a_reuse_section_validate():
 
 def _corpus_config(tmp_path, url: str, repos: list[str]):
     config = {"stages": ["corpus"], "gold": {"defects": str(gold_csv(tmp_path / "gold.csv", 2, "acme/detector"))},
-              "corpus": {"source": "github", "api_url": url, "repos": repos, "api": "rest"}}
+              "corpus": {"source": "github", "api_url": str(url), "repos": repos, "api": "rest"}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
