@@ -300,9 +300,9 @@ def citation_cff(options: ReleaseOptions) -> str:
 
 def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str]) -> str:
     """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers."""
-    from jinja2 import Environment, PackageLoader
+    from analysis.report import template_environment
 
-    env = Environment(loader=PackageLoader("analysis", "templates"), trim_blocks=True, lstrip_blocks=True)
+    env = template_environment()
     labels = tables["defect_labels"]
     by_kind = labels.groupby("provenance").size().to_dict() if len(labels) else {}
     return env.get_template("datasheet.md.j2").render(
