@@ -179,7 +179,12 @@ def label_table(defect_tables: list[Path], predictions: pd.DataFrame | None) -> 
     """All labels, human and machine, with their provenance, in one long table."""
     parts = [defect_labels(p) for p in defect_tables]
     if predictions is not None and len(predictions):
-        parts.append(prediction_labels(predictions))
+        machine = prediction_labels(predictions)
+        if machine.empty and not defect_tables:
+            raise ReengError("the store's predictions all abstained (no label on any taxonomy dimension): "
+                             "nothing to release as defect labels; lower the classifier's threshold or add --defects")
+        parts.append(machine)
+    parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
     frame = pd.concat(parts, ignore_index=True)

@@ -122,7 +122,7 @@ def reproduction_rows(results: Any) -> list[dict[str, Any]]:
 
 def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str, list[Path]], out: Path,
                   prov: dict[str, Any], extras: dict[str, Extra], comparison: dict[str, Any] | None,
-                  title: str) -> dict[str, Any]:
+                  title: str, share_tables: dict[str, Any] | None = None, ppi: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plain data for the templates: labels resolved to names, figures as file names and embeddings."""
     tax = tables.defects.taxonomy
     png = {name: paths[0] for name, paths in figures.items() if paths and paths[0].suffix == ".png"}
@@ -134,7 +134,7 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
 
     marginals = []
     for dim_id, m in tables.marginals.items():
-        shares = m.shares()
+        shares = share_tables[dim_id] if share_tables and dim_id in share_tables else m.shares()
         marginals.append({
             "id": dim_id, "name": tax.dimension(dim_id).name, "missing": m.missing, "n": int(shares["count"].sum()),
             "rows": [{"id": c, "name": _name(tables, dim_id, c), **{k: float(v) for k, v in r.items()}}
@@ -164,6 +164,7 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
         "marginals_figure": figure("marginals"),
         "cross": cross,
         "comparison": comparison,
+        "ppi": ppi,
         "extras": extras,
         "reproduction": reproduction_rows(extras["reproduction"].data) if "reproduction" in extras else [],
         "provenance": prov,

@@ -73,7 +73,11 @@ def store_machine_defects(store: Path | str | sqlite3.Connection, *, model: str 
         if preds.empty:
             raise ReengError(f"{source}: sample {sample} has no predicted thread (run reeng classify predict on it)")
     version = str(preds["model_version"].dropna().iloc[0]) if preds["model_version"].notna().any() else "unknown"
-    return _defect_table(preds, threads, f"model:{model}@{version}", min_probability)
+    table = _defect_table(preds, threads, f"model:{model}@{version}", min_probability)
+    if table.empty or table[LABEL_COLUMNS].isna().all().all():
+        cut = f" at --min-probability {min_probability}" if min_probability is not None else ""
+        raise ReengError(f"{source}: every prediction of model {model!r} abstained{cut}: no thread has a label to analyse")
+    return table
 
 
 def _defect_table(preds: pd.DataFrame, threads: dict[tuple[str, int], tuple[str | None, str | None]],
@@ -140,6 +144,7 @@ def store_human_defects(store: Path | str) -> pd.DataFrame:
     wide["owner"], wide["repo"] = owner_name[0], owner_name[2]
     wide["issue_url"] = [canonical_issue_url(o, n, int(num)) for o, n, num in zip(wide["owner"], wide["repo"], wide["number"])]
     wide["provenance"] = prov.to_numpy()
+    wide.attrs["source"] = f"{store} (human_labels)"
     return wide
 
 
@@ -154,8 +159,8 @@ def human_defects(labels: Path | str, store: Path | str | None = None) -> pd.Dat
         return store_human_defects(store)
     head = read_table(labels)
     if "URL" in head.columns and any(src in head.columns for src, _ in GOLD_COLUMNS.values()):
-        return import_defects(labels)
-    missing = [c for c in ("issue_url",) if c not in head.columns]
-    if missing:
+        head = import_defects(labels)
+    elif "issue_url" not in head.columns:
         raise ReengError(f"{labels}: neither the gold CSV format (URL, Manifestation, ...) nor a defect table (issue_url, labels)")
+    head.attrs["source"] = str(labels)
     return head
