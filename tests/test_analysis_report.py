@@ -155,3 +155,32 @@ def test_category_colours_stay_distinct_in_greyscale():
         assert all(b > a for a, b in zip(greys, greys[1:])), dim.id
         hatches = [category_style(dim, c)[1] for c in labels]
         assert all(a != b for a, b in zip(hatches, hatches[1:])), dim.id
+
+
+def test_no_input_can_inject_markup(tmp_path):
+    """A <script> in a comparison label, the title, the command line, an exception text and issue text arrives
+    escaped in the HTML and the Markdown report, and in a release's datasheet."""
+    attack = "<script>alert('x')</script>"
+    cols = ["owner", "repo", "number", "issue_url", "stage", "manifestation", "provenance"]
+    synthetic_defects(80, seed=5)[cols].to_csv(tmp_path / "a.csv", index=False)
+    synthetic_defects(80, seed=6)[cols].to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "lint.json").write_text(json.dumps({"findings": [
+        {"kind": "unknown_label", "rows": ["3"], "column": attack, "detail": f"issue text: {attack}"}]}))
+    (tmp_path / "reproduction.json").write_text(json.dumps({"results": [
+        {"case": attack, "issues": [f"owner/repo#1 {attack}"], "labels": {"stage": attack}, "verdict": "error",
+         "reason": f"RuntimeError: {attack}", "figures": [], "seconds": 1.0, "versions": {"torch": attack}}]}))
+    out = tmp_path / "out"
+    analyze(tmp_path / "a.csv", out, compare=tmp_path / "b.csv", labels=(attack, "machine"), title=attack,
+            command=f"reeng analyze --title {attack}", formats=("png",),
+            extras={"lint": tmp_path / "lint.json", "reproduction": tmp_path / "reproduction.json"})
+    for name in ("report.html", "report.md"):
+        text = (out / name).read_text()
+        assert "<script" not in text, name
+        # title (x2 in HTML), label, command, exception, issue text, case, versions: every one escaped
+        assert text.count("&lt;script&gt;") >= 7, (name, text.count("&lt;script&gt;"))
+    from analysis.release import ReleaseOptions, write_release
+
+    write_release(tmp_path / "release", defects=[tmp_path / "a.csv"],
+                  options=ReleaseOptions(title=attack, authors=(attack,), salt="s" * 20))
+    readme = (tmp_path / "release" / "README.md").read_text()
+    assert "<script" not in readme and "&lt;script&gt;" in readme
