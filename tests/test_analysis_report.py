@@ -145,16 +145,76 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert len(np.unique(pixels[::7], axis=0)) > 200
 
 
-def test_category_colours_stay_distinct_in_greyscale():
-    """Each dimension's categories get strictly increasing grey levels, so print in black and white keeps them apart."""
+def test_category_styles_are_categorical_colour_blind_safe_and_greyscale_legible():
+    """Nominal categories: Tol's colour-blind-safe palette (not a sequential map), a distinct (colour, hatch)
+    pair per category even for 13-14 categories, and neighbours that differ in grey level and hatch."""
     from matplotlib.colors import to_rgb
+
+    from analysis.figures import PALETTE
 
     for dim in load_taxonomy().dimensions:
         labels = [c.id for c in dim.categories if c.origin != "bucket"]
-        greys = [np.dot(to_rgb(category_style(dim, c)[0]), [0.299, 0.587, 0.114]) for c in labels]
-        assert all(b > a for a, b in zip(greys, greys[1:])), dim.id
-        hatches = [category_style(dim, c)[1] for c in labels]
-        assert all(a != b for a, b in zip(hatches, hatches[1:])), dim.id
+        styles = [category_style(dim, c) for c in labels]
+        assert len(set(styles)) == len(styles), dim.id
+        assert all(colour in PALETTE for colour, _ in styles), dim.id
+        greys = [np.dot(to_rgb(colour), [0.299, 0.587, 0.114]) for colour, _ in styles]
+        for (ga, (_, ha)), (gb, (_, hb)) in zip(zip(greys, styles), zip(greys[1:], styles[1:])):
+            assert abs(ga - gb) > 0.1 and ha != hb, dim.id
+        if len(labels) >= 4:  # a sequential map would make grey level monotone in taxonomy order
+            assert not all(b > a for a, b in zip(greys, greys[1:])), dim.id
+
+
+def _outside(fig) -> list[str]:
+    """Texts (titles, tick labels, legend) whose bounding box leaves the figure, as drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    bad = []
+    for text in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent")):
+        if not text.get_visible() or not text.get_text():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.x0 < frame.x0 - 0.5 or box.y0 < frame.y0 - 0.5 or box.x1 > frame.x1 + 0.5 or box.y1 > frame.y1 + 0.5:
+            bad.append(text.get_text()[:40])
+    return bad
+
+
+def test_figures_are_print_ready(tmp_path, monkeypatch):
+    """Every figure, including the 13- and 14-category dimensions: no text outside the canvas, at most a
+    double-column page wide, and PDFs with TrueType (Type 42) fonts only, never Type 3."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+    from analysis.tables import compute_tables, prepare_defects
+
+    seen = []
+    original = figures.fit_canvas
+
+    def spy(fig):
+        original(fig)
+        seen.append((fig.axes[0].get_title(), _outside(fig), fig.get_size_inches()))
+
+    monkeypatch.setattr(figures, "fit_canvas", spy)
+    defects = prepare_defects(synthetic_defects(400, seed=8), "synthetic")
+    tables = compute_tables(defects)
+    assert max(len(m.counts) for m in tables.marginals.values()) >= 13
+    # the widest tables (14 and 20 columns) and the marginals: 5 of the 15 figures, to keep the test fast
+    widest = {k: tables.cross[k] for k in ("stage_x_code_error", "stage_x_root_cause")}
+    drawn = figures.draw_all(widest, tables.marginals, defects.taxonomy, tmp_path, ("png", "pdf"), workers=1)
+    assert len(seen) == len(drawn) == 5
+    for title, outside, (width, _) in seen:
+        assert outside == [], (title, outside)
+        assert width <= figures.DOUBLE_COLUMN_IN + 0.05, (title, width)
+    for paths in drawn.values():
+        pdf = paths[1].read_bytes()
+        assert b"/Type3" not in pdf and b"/FontFile2" in pdf, paths[1].name
+    # the check itself fails on a clipped title and on Type 3 fonts
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.set_title("a title much too long for a figure only two inches wide")
+    assert _outside(fig)
+    fig.savefig(tmp_path / "type3.pdf")
+    plt.close(fig)
+    assert b"/Type3" in (tmp_path / "type3.pdf").read_bytes()  # matplotlib's default, which STYLE overrides
 
 
 def test_no_input_can_inject_markup(tmp_path):
