@@ -34,7 +34,9 @@ def small_run(tmp_path_factory):
     (root / "reproduction.json").write_text(json.dumps({"results": [
         {"case": "yolo-anchor", "issues": ["ultralytics/yolov5#1"], "labels": {"stage": "training"},
          "verdict": "reproduced", "figures": ["loss.png"], "seconds": 12.5, "versions": {"torch": "2.13.0"}},
-        {"case": "partial-entry"}]}))
+        {"case": "partial-entry"},
+        {"case": "long-error", "verdict": "error", "reason": "RuntimeError: " + "x" * 400,
+         "versions": {f"package{i}": "1.0.0+cu121.post" + "9" * 30 for i in range(8)}}]}))
     out = root / "out"
     result = analyze(root / "human.csv", out, compare=root / "machine.parquet",
                      extras={k: root / f"{k}.json" for k in ("lint", "agreement", "gold_eval", "reproduction")},
@@ -68,7 +70,8 @@ def test_html_is_self_contained_and_complete(small_run):
     assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
     for text in ("Cramér's V", "Monte-Carlo p", "Wilson 95% interval", "Comparison: human vs machine",
                  "duplicate_rows", "0.180", "0.610", "yolo-anchor", "reproduced", "partial-entry",
-                 "2 cases. Verdicts: reproduced 1, unknown 1.",
+                 "3 cases. Verdicts: error 1, reproduced 1, unknown 1.", "Design: independent samples",
+                 "Rao-Scott corrected p", "bias-corrected (Bergsma 2013)", "Holm p", "cluster bootstrap, by repository",
                  "no data: no code_error column", "reeng analyze --defects human.csv"):
         assert text in html, text
     from reeng.datasets import sha256_file
@@ -143,6 +146,18 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert share_near(colour, tol=10) > 0.001, "the figures' category colours are not on screen"
     assert share_near("#fff4d6") > 0.0005, "the no-data sections are not rendered"
     assert len(np.unique(pixels[::7], axis=0)) > 200
+
+    # Horizontal overflow at a laptop width: the page must not scroll sideways (wide tables scroll in their box).
+    probe = tmp_path / "probe.html"
+    probe.write_text((out / "report.html").read_text().replace("</body>", """<script>
+document.body.setAttribute("data-overflow", document.documentElement.scrollWidth - document.documentElement.clientWidth);
+</script></body>"""))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--window-size=1024,800", "--dump-dom", probe.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert overflow is not None, "the probe did not run"
+    assert int(overflow.group(1)) <= 0, f"the report overflows horizontally by {overflow.group(1)} px"
 
 
 def test_category_styles_are_categorical_colour_blind_safe_and_greyscale_legible():
