@@ -11,9 +11,10 @@ subset and removed, so the interval stays valid whatever the classifier's error 
 it is narrower than the human-only interval as far as the classifier predicts the human labels.
 ``lam`` is the PPI++ per-share choice (clipped to [0, 1]; 1 is classic PPI, 0 the human-only
 estimate). The formulas equal ``ppi_py.ppi_mean_ci(..., lam_optim_mode="element")`` of the
-``ppi-python`` package (the tests check it); they are written out vectorised here because a
-report needs hundreds of shares at once and that package's import alone (numba, statsmodels)
-costs seconds. Conditional shares (the claims) are ratios of two such means, with a
+``ppi-python`` package (the tests hold its numbers); they are written out vectorised here
+because a report needs hundreds of shares at once, that package's import alone (numba,
+statsmodels) costs seconds, and it installs a top-level ``tests`` package that shadows a
+project's own. Conditional shares (the claims) are ratios of two such means, with a
 delta-method interval (classic PPI, ``lam`` = 1).
 
 Units are threads: a machine label is per thread, and a human-labeled thread holding several
