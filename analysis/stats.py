@@ -1,8 +1,8 @@
 """Tests on the count tables: independence within one table, difference between two label sets.
 
 Defects are not independent: they cluster in issues and repositories (tensorflow/models alone
-holds 51 of the study's 348). Every test therefore also carries a Rao-Scott first-order
-corrected chi-squared (Rao & Scott, Annals of Statistics 1984) whose design effects come from
+holds 51 of the study's 348). Every test therefore also carries a Rao-Scott corrected
+chi-squared (mean design effect, Rao & Scott, JASA 1981) whose design effects come from
 the repository clusters, and every effect size a cluster-bootstrap interval (repositories
 resampled with replacement, and issues). Cramér's V is reported bias-corrected (Bergsma,
 Journal of the Korean Statistical Society 2013) beside the classic value. p-values of one
@@ -70,20 +70,28 @@ def _monte_carlo_p(observed: np.ndarray, statistic: float, resamples: int, seed:
     return (hits + 1) / (resamples + 1)
 
 
-def cramers_v_corrected(observed: np.ndarray) -> float | None:
-    """Bias-corrected Cramér's V (Bergsma 2013): phi^2 and the table's dimensions corrected for n."""
-    observed = np.asarray(observed, dtype=float)
-    n = observed.sum()
-    r, k = observed.shape
-    if n <= 1 or min(r, k) < 2:
-        return None
-    expected = np.outer(observed.sum(1), observed.sum(0)) / n
+def cramers_v_corrected(observed: np.ndarray) -> float | np.ndarray | None:
+    """Bias-corrected Cramér's V (Bergsma 2013): phi^2 and the table's dimensions corrected for n.
+
+    ``observed`` is one table or a stack of tables (batch x rows x columns, for the bootstrap);
+    rows and columns without data do not count. None (NaN in a stack) where V is undefined.
+    """
+    tables = np.asarray(observed, dtype=float)
+    single = tables.ndim == 2
+    tables = tables[None] if single else tables
+    n = tables.sum((1, 2))
+    rows, cols = tables.sum(2), tables.sum(1)
+    r, k = (rows > 0).sum(1), (cols > 0).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        phi2 = np.nansum((observed - expected) ** 2 / expected) / n
-    phi2c = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
-    rc, kc = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
-    denom = min(kc - 1, rc - 1)
-    return float(np.sqrt(phi2c / denom)) if denom > 0 else None
+        expected = rows[:, :, None] * cols[:, None, :] / n[:, None, None]
+        phi2 = np.nansum(np.where(expected > 0, (tables - expected) ** 2 / expected, 0.0), axis=(1, 2)) / n
+        phi2c = np.maximum(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+        rc, kc = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
+        denom = np.minimum(kc - 1, rc - 1)
+        v = np.where((denom > 0) & (n > 1) & (np.minimum(r, k) >= 2), np.sqrt(phi2c / denom), np.nan)
+    if single:
+        return None if np.isnan(v[0]) else float(v[0])
+    return v
 
 
 def _cluster_tables(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -101,8 +109,8 @@ def cluster_bootstrap_v(per_cluster: np.ndarray, resamples: int = BOOTSTRAP, see
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(g, np.full(g, 1 / g), size=resamples)
     tables = (weights @ per_cluster.reshape(g, -1)).reshape(resamples, *per_cluster.shape[1:])
-    values = [cramers_v_corrected(t[t.sum(1) > 0][:, t.sum(0) > 0]) for t in tables]
-    values = np.array([v for v in values if v is not None])
+    values = cramers_v_corrected(tables)
+    values = values[~np.isnan(values)]
     if not len(values):
         return None
     return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
@@ -125,36 +133,28 @@ def cluster_bootstrap_shares(codes: np.ndarray, categories: np.ndarray, k: int, 
 
 
 def rao_scott(per_cluster: np.ndarray, statistic: float) -> tuple[float | None, float | None]:
-    """(p-value, mean design effect) of the first-order Rao-Scott corrected chi-squared test of independence.
+    """(p-value, mean design effect) of the Rao-Scott mean-design-effect corrected chi-squared test.
 
-    Cell, row and column proportions get cluster-robust (linearisation) variances; their ratio
-    to the multinomial variances, combined as in Rao & Scott (1984), divides the Pearson
-    statistic.
+    Each cell proportion gets a cluster-robust (linearisation) variance; its ratio to the
+    multinomial variance is the cell's design effect, and the Pearson statistic is divided by
+    their weighted mean d = sum (1 - p_ij) d_ij / (cells - 1) (Rao & Scott, JASA 1981), floored
+    at 1 so that clustering never makes the test more liberal than Pearson's. (The first-order
+    form that subtracts the margins' design effects turns negative when whole repositories hold
+    one kind of defect, the very case it should catch.)
     """
     g = len(per_cluster)
     table = per_cluster.sum(0)
     n = table.sum()
     r, k = table.shape
-    if g < 2 or n == 0:
+    if g < 2 or n == 0 or r < 2 or k < 2:
         return None, None
-    sizes = per_cluster.sum((1, 2))
-
-    def deff(cluster_counts: np.ndarray, total: np.ndarray) -> np.ndarray:
-        p = total / n
-        resid = cluster_counts - sizes.reshape(-1, *([1] * (cluster_counts.ndim - 1))) * p
-        var = g / (g - 1) * (resid ** 2).sum(0) / n ** 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            d = var / (p * (1 - p) / n)
-        return np.nan_to_num(d) * (1 - p)
-
-    cells = deff(per_cluster, table).sum()
-    rows = deff(per_cluster.sum(2), table.sum(1)).sum()
-    cols = deff(per_cluster.sum(1), table.sum(0)).sum()
-    dof = (r - 1) * (k - 1)
-    mean_deff = float((cells - rows - cols) / dof)
-    if mean_deff <= 0:
-        return None, mean_deff
-    return float(stats.chi2.sf(statistic / mean_deff, dof)), mean_deff
+    sizes = per_cluster.sum((1, 2))[:, None, None]
+    p = table / n
+    var = g / (g - 1) * ((per_cluster - sizes * p) ** 2).sum(0) / n ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(p * (1 - p) > 0, var / (p * (1 - p) / n), 1.0)  # empty cells: no variance either way
+    mean_deff = float(((1 - p) * d).sum() / (r * k - 1))
+    return float(stats.chi2.sf(statistic / max(mean_deff, 1.0), (r - 1) * (k - 1))), mean_deff
 
 
 def adjust(p_values: dict[str, float | None]) -> dict[str, tuple[float, float]]:
