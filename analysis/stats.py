@@ -101,14 +101,25 @@ def _cluster_tables(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape
     return out
 
 
+def _resample_clusters(per_cluster: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Totals (resamples x cells) of ``per_cluster`` rows (clusters x cells) drawn with replacement.
+
+    Clusters with the same counts are interchangeable, so drawing g clusters is a multinomial
+    over the distinct count patterns: with issues as clusters (mostly one defect each) a few
+    dozen patterns stand for 100,000 clusters.
+    """
+    patterns, freq = np.unique(per_cluster, axis=0, return_counts=True)
+    g = len(per_cluster)
+    weights = np.random.default_rng(seed).multinomial(g, freq / g, size=resamples)
+    return weights @ patterns
+
+
 def cluster_bootstrap_v(per_cluster: np.ndarray, resamples: int = BOOTSTRAP, seed: int = SEED) -> list[float] | None:
     """95% percentile interval of bias-corrected V, resampling whole clusters with replacement."""
     g = len(per_cluster)
     if g < 2:
         return None
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(g, np.full(g, 1 / g), size=resamples)
-    tables = (weights @ per_cluster.reshape(g, -1)).reshape(resamples, *per_cluster.shape[1:])
+    tables = _resample_clusters(per_cluster.reshape(g, -1), resamples, seed).reshape(resamples, *per_cluster.shape[1:])
     values = cramers_v_corrected(tables)
     values = values[~np.isnan(values)]
     if not len(values):
@@ -124,9 +135,7 @@ def cluster_bootstrap_shares(codes: np.ndarray, categories: np.ndarray, k: int, 
         return np.full((k, 2), np.nan)
     per = np.zeros((g, k))
     np.add.at(per, (codes, categories), 1)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(g, np.full(g, 1 / g), size=resamples)
-    counts = weights @ per
+    counts = _resample_clusters(per, resamples, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = counts / counts.sum(1, keepdims=True)
     return np.nanquantile(shares, [0.025, 0.975], axis=0).T
