@@ -108,7 +108,11 @@ def _resample_clusters(per_cluster: np.ndarray, resamples: int, seed: int) -> np
     over the distinct count patterns: with issues as clusters (mostly one defect each) a few
     dozen patterns stand for 100,000 clusters.
     """
-    patterns, freq = np.unique(per_cluster, axis=0, return_counts=True)
+    # Rows are grouped by a random projection (1-D unique is far faster than unique rows of a wide
+    # matrix); distinct integer count rows collide with probability zero.
+    keys = per_cluster @ np.random.default_rng(0).random(per_cluster.shape[1])
+    _, first, freq = np.unique(keys, return_index=True, return_counts=True)
+    patterns = per_cluster[first]
     g = len(per_cluster)
     weights = np.random.default_rng(seed).multinomial(g, freq / g, size=resamples)
     return weights @ patterns
