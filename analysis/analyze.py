@@ -17,9 +17,12 @@ import pandas as pd
 
 from analysis.compare import compare_tables
 from analysis.report import EXTRAS, build_context, provenance, read_extra, render
-from analysis.stats import ChiSquare, chi_square
-from analysis.tables import Defects, Tables, compute_tables, load_defects
+from analysis.stats import ChiSquare, adjust, clustered_chi_square, clustered_share_intervals
+from analysis.tables import Defects, Tables, compute_tables, load_defects, prepare_defects
+from reeng.errors import ReengError
 from reeng.outputs import staged_dir
+
+DefectInput = Path | str | Defects | pd.DataFrame
 
 
 @dataclass
@@ -31,6 +34,7 @@ class AnalysisResult:
     tests: dict[str, ChiSquare]
     comparison: dict[str, Any] | None
     figures: dict[str, list[Path]]
+    ppi: dict[str, Any] | None = None
 
 
 def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None:
@@ -45,16 +49,44 @@ def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None
             table.counts.to_csv(csv_dir / f"{name}.csv")
             table.row_share_intervals().to_csv(csv_dir / f"{name}_row_shares.csv", index=False)
     for dim_id, m in tables.marginals.items():
-        m.shares().rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
+        share_table(tables, dim_id).rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
     pd.DataFrame.from_dict(tables.claims, orient="index").rename_axis("claim").to_csv(csv_dir / "claims.csv")
 
 
+def share_table(tables: Tables, dim_id: str) -> pd.DataFrame:
+    """A marginal's counts and shares with Wilson intervals and cluster-bootstrap intervals (by repository, by issue)."""
+    shares = tables.marginals[dim_id].shares()
+    return shares.join(clustered_share_intervals(tables.defects.frame, dim_id, list(shares.index)))
+
+
+def as_defects(value: DefectInput, source: str, taxonomy=None) -> Defects:
+    """A defect table from a path, a DataFrame or an already validated :class:`Defects`."""
+    if isinstance(value, Defects):
+        return value
+    if isinstance(value, pd.DataFrame):
+        return prepare_defects(value, value.attrs.get("source", source), taxonomy)
+    return load_defects(value, taxonomy)
+
+
+def cluster_tests(tables: Tables) -> dict[str, ChiSquare]:
+    """Every cross-table's test, cluster-aware, with Holm and BH adjustment across the family."""
+    frame = tables.defects.frame
+    tests = {name: clustered_chi_square(frame, t.rows, t.columns, t.counts)
+             for name, t in tables.cross.items() if t.counts is not None}
+    primary = {name: t.p_rao_scott if t.p_rao_scott is not None else t.p_monte_carlo for name, t in tests.items()}
+    for name, (holm, bh) in adjust(primary).items():
+        tests[name].p_holm, tests[name].p_bh = holm, bh
+    return tests
+
+
 def analyze(
-    defects: Path | Defects,
+    defects: DefectInput,
     out: Path,
     *,
-    compare: Path | Defects | None = None,
+    compare: DefectInput | None = None,
     labels: tuple[str, str] = ("human", "machine"),
+    comparison_kind: str = "independent",
+    human: DefectInput | None = None,
     extras: dict[str, Path | None] | None = None,
     title: str = "Defect analysis",
     command: str | None = None,
@@ -74,26 +106,40 @@ def analyze(
     unknown = set(extras) - set(EXTRAS)
     if unknown:
         raise ValueError(f"unknown report inputs: {', '.join(sorted(unknown))}")
-    main = defects if isinstance(defects, Defects) else load_defects(defects)
-    other = None if compare is None else compare if isinstance(compare, Defects) else load_defects(compare, main.taxonomy)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReengError(f"--out {out}: exists and is not a folder")
+    main = as_defects(defects, "defects")
+    other = None if compare is None else as_defects(compare, "compare", main.taxonomy)
+    gold = None if human is None else as_defects(human, "human labels", main.taxonomy)
     tables = compute_tables(main)
-    tests = {name: chi_square(t.counts) for name, t in tables.cross.items() if t.counts is not None}
+    tests = cluster_tests(tables)
     comparison = None
     if other is not None:
-        comparison = compare_tables(tables, compute_tables(other), *labels)
+        comparison = compare_tables(tables, compute_tables(other), *labels, kind=comparison_kind)
+    ppi = None
+    if gold is not None:
+        from analysis.ppi import prediction_powered
+
+        ppi = prediction_powered(main, gold)
     inputs: dict[str, Path | None] = {"defects": Path(main.source)}
     if other is not None:
         inputs[f"compare ({labels[1]})"] = Path(other.source)
+    if gold is not None:
+        inputs["human labels"] = Path(gold.source)
     inputs |= {key: path for key, path in extras.items()}
     prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}", relative_to)
     with staged_dir(out) as staging:
         write_tables(tables, tests, staging)
         if comparison is not None:
             (staging / "compare.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+        if ppi is not None:
+            (staging / "ppi.json").write_text(json.dumps(ppi, indent=2), encoding="utf-8")
         figures = draw_all(tables.cross, tables.marginals, main.taxonomy, staging / "figures", formats, workers)
         report_extras = {key: read_extra(key, extras.get(key)) for key in EXTRAS}
-        context = build_context(tables, tests, figures, staging, prov, report_extras, comparison, title)
+        context = build_context(tables, tests, figures, staging, prov, report_extras, comparison, title,
+                                {d: share_table(tables, d) for d in tables.marginals}, ppi)
         render(context, staging)
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2), encoding="utf-8")
     figures = {name: [out / p.relative_to(staging) for p in paths] for name, paths in figures.items()}
-    return AnalysisResult(out, tables, tests, comparison, figures)
+    return AnalysisResult(out, tables, tests, comparison, figures, ppi)

@@ -38,30 +38,58 @@ def _with_extras(func):
 
 
 @click.command("analyze")
-@click.option("--defects", "defects", required=True, type=click.Path(path_type=Path),
+@click.option("--defects", "defects", type=click.Path(path_type=Path),
               help="Defect table (CSV or Parquet, normalized schema).")
+@click.option("--store", type=click.Path(path_type=Path),
+              help="Analyse a store's machine labels (its predictions) instead of --defects.")
+@click.option("--sample", type=int, help="With --store: only the threads of this recorded `reeng sample` draw.")
+@click.option("--model", help="With --store: whose predictions (default: the only model in the store).")
+@click.option("--min-probability", type=float, help="With --store: labels below this probability count as abstentions.")
+@click.option("--human", "human", help="Human labels of some of the threads: a CSV in the gold format, a defect "
+              "table, or 'store' (the store's human_labels). Adds machine-only, human-only and PPI intervals.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--compare", "compare", type=click.Path(path_type=Path),
-              help="A second defect table to compare with (machine labels, another corpus).")
+              help="A second defect table to compare with (another corpus, the study).")
+@click.option("--design", type=click.Choice(["independent", "corpus_vs_study", "paired"]), default="independent",
+              show_default=True, help="How the two sides of --compare relate: independent samples, a corpus vs "
+              "the study, or the same threads labeled twice (paired).")
 @click.option("--labels", default="human,machine", show_default=True,
               help="Names of the two sides of --compare, comma-separated.")
 @click.option("--title", default="Defect analysis", show_default=True, help="Report title.")
 @click.option("--formats", default="png,pdf", show_default=True, help="Figure formats (png first: the report embeds it).")
 @click.option("--json", "as_json", is_flag=True, help="Print tables.json to standard output.")
 @_with_extras
-def analyze_command(defects: Path, out: Path, compare: Path | None, labels: str, title: str, formats: str,
-                    as_json: bool, **extras: Path | None) -> None:
-    """Tables, statistics, figures and a report (HTML and Markdown) from a defect table."""
+def analyze_command(defects: Path | None, store: Path | None, sample: int | None, model: str | None,
+                    min_probability: float | None, human: str | None, out: Path, compare: Path | None, design: str,
+                    labels: str, title: str, formats: str, as_json: bool, **extras: Path | None) -> None:
+    """Tables, statistics, figures and a report (HTML and Markdown) from a defect table or a store."""
     from analysis.analyze import analyze
 
+    if (defects is None) == (store is None):
+        raise ReengError("give exactly one of --defects TABLE or --store STORE")
+    if store is None and (sample is not None or model or min_probability is not None):
+        raise ReengError("--sample, --model and --min-probability need --store")
+    if out.exists() and not out.is_dir():
+        raise ReengError(f"--out {out}: exists and is not a folder")
     names = tuple(x.strip() for x in labels.split(","))
     if len(names) != 2 or not all(names) or names[0] == names[1]:
         raise ReengError("--labels: give two different names separated by a comma, e.g. human,machine")
     fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     if not fmts or fmts[0] != "png" or set(fmts) - {"png", "pdf", "svg"}:
         raise ReengError("--formats: a comma-separated list of png, pdf, svg starting with png")
-    result = analyze(defects, out, compare=compare, labels=names, extras=extras, title=title,
-                     command=_command_line(), formats=fmts)
+    table = defects
+    if store is not None:
+        from analysis.store_defects import store_machine_defects
+
+        table = store_machine_defects(store, model=model, min_probability=min_probability, sample=sample)
+        table.attrs["source"] = str(store)
+    human_table = None
+    if human is not None:
+        from analysis.store_defects import human_defects
+
+        human_table = human_defects(human, store)
+    result = analyze(table, out, compare=compare, labels=names, comparison_kind=design, human=human_table,
+                     extras=extras, title=title, command=_command_line(), formats=fmts)
     if as_json:
         click.echo((out / "tables.json").read_text(encoding="utf-8"))
         return
@@ -69,6 +97,12 @@ def analyze_command(defects: Path, out: Path, compare: Path | None, labels: str,
     for claim in claims.values():
         if claim.get("available"):
             click.echo(f"{claim['statement']}: {claim['numerator']}/{claim['denominator']} = {claim['percent']}%")
+    if result.ppi is not None:
+        for claim in result.ppi["claims"].values():
+            if claim.get("available") and claim["ppi"]["share"] == claim["ppi"]["share"]:
+                low, high = claim["ppi"]["ci"]
+                click.echo(f"{claim['statement']} (PPI): {100 * claim['ppi']['share']:.1f}% "
+                           f"(95% CI {100 * low:.1f}-{100 * high:.1f}%)")
     click.echo(f"report: {out / 'report.html'}")
 
 

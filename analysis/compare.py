@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.stats import compare_counts
-from analysis.tables import Tables, category_order
+from analysis.stats import adjust, compare_counts
+from analysis.tables import Defects, Tables, category_order
 
 
 def _align(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame, order_rows: list[str], order_cols: list[str] | None):
@@ -22,11 +22,42 @@ def _align(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame, order_rows:
     return a.reindex(order_rows, fill_value=0), b.reindex(order_rows, fill_value=0)
 
 
-def compare_tables(a: Tables, b: Tables, label_a: str = "a", label_b: str = "b") -> dict[str, Any]:
-    """Per-cell differences and a homogeneity test for every table both sides can count."""
+KINDS = {
+    "independent": "independent samples: two corpora labeled separately; the homogeneity tests apply",
+    "corpus_vs_study": "corpus vs study: independent samples from different populations (repositories, "
+                       "time, selection), so a difference describes the populations, not the labels",
+    "paired": "paired: both label sets label the same threads; agreement answers whether they differ, "
+              "the homogeneity test (which assumes independent samples) is not shown",
+}
+
+
+def paired_agreement(a: Defects, b: Defects) -> dict[str, Any]:
+    """Per dimension, on the threads both sides label: threads, raw agreement and Cohen's kappa."""
+    from sklearn.metrics import cohen_kappa_score
+
+    first_a = a.frame.drop_duplicates("issue_url").set_index("issue_url")
+    first_b = b.frame.drop_duplicates("issue_url").set_index("issue_url")
+    shared = first_a.index.intersection(first_b.index)
+    out = {}
+    for dim in [d for d in a.dimensions if d in b.dimensions]:
+        pair = pd.DataFrame({"a": first_a.loc[shared, dim], "b": first_b.loc[shared, dim]}).dropna()
+        if pair.empty:
+            continue
+        same = pair["a"] == pair["b"]
+        kappa = cohen_kappa_score(pair["a"].astype(str), pair["b"].astype(str)) if pair["a"].nunique() + pair["b"].nunique() > 2 else None
+        out[dim] = {"threads": int(len(pair)), "agreement": float(same.mean()),
+                    "kappa": None if kappa is None or kappa != kappa else float(kappa)}
+    return {"threads": int(len(shared)), "dimensions": out}
+
+
+def compare_tables(a: Tables, b: Tables, label_a: str = "a", label_b: str = "b", kind: str = "independent") -> dict[str, Any]:
+    """Per-cell differences for every table both sides can count, with a homogeneity test
+    (independent samples) or agreement on the same threads (paired), Holm/BH across the family."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown comparison kind {kind!r}")
     tax = a.defects.taxonomy
     out: dict[str, Any] = {"labels": [label_a, label_b], "sources": [a.defects.source, b.defects.source],
-                           "marginals": {}, "tables": {}, "unavailable": {}}
+                           "kind": kind, "design": KINDS[kind], "marginals": {}, "tables": {}, "unavailable": {}}
     for dim_id in a.marginals.keys() & b.marginals.keys():
         ma, mb = a.marginals[dim_id].counts, b.marginals[dim_id].counts
         order = category_order(tax.dimension(dim_id), set(ma.index) | set(mb.index))
@@ -40,4 +71,13 @@ def compare_tables(a: Tables, b: Tables, label_a: str = "a", label_b: str = "b")
         cols = category_order(tax.dimension(ta.columns), set(ta.counts.columns) | set(tb.counts.columns))
         out["tables"][name] = compare_counts(*_align(ta.counts, tb.counts, rows, cols), label_a, label_b)
     out["marginals"] = dict(sorted(out["marginals"].items(), key=lambda kv: list(a.marginals).index(kv[0])))
+    groups = [g for group in ("marginals", "tables") for g in out[group].values()]
+    if kind == "paired":
+        for g in groups:
+            g["test"] = {"statistic": None, "note": KINDS["paired"]}
+        out["agreement"] = paired_agreement(a.defects, b.defects)
+    else:
+        adjusted = adjust({str(i): g["test"]["p_monte_carlo"] for i, g in enumerate(groups)})
+        for i, g in enumerate(groups):
+            g["test"]["p_holm"], g["test"]["p_bh"] = adjusted.get(str(i), (None, None))
     return out

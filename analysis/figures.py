@@ -1,16 +1,24 @@
 """Publication figures for the count tables: stacked bars, heatmaps and the marginals.
 
 A category keeps one colour and one hatch in every figure: both come from its position in the
-taxonomy's dimension, not from which categories a table happens to contain. Colours are drawn
-from ``cividis``, whose lightness rises monotonically, so the order still reads in greyscale;
-hatches separate neighbours whose greys are close. The rare-category bucket is always light
-grey. Figures are written as PNG (for the HTML report) and PDF (for papers).
+taxonomy's dimension, not from which categories a table happens to contain. Nominal categories
+get a categorical palette (Paul Tol's "muted" scheme, safe for the common colour-vision
+deficiencies), never a sequential map that would suggest an order. The palette is arranged so
+that neighbours alternate light and dark in greyscale, and every category also gets a hatch,
+so a black-and-white print keeps 13 or 14 categories apart. The rare-category bucket is always
+light grey without hatch. Counts in heatmaps are a quantity and keep a grey sequential scale.
+
+Figures fit an EMSE/IEEE page: at most the double-column width (IEEE 7.16 in, EMSE 174 mm =
+6.85 in); those drawn narrower fit a single column (IEEE 3.5 in, EMSE 84 mm). Text is measured
+after drawing and the canvas grows to hold every label and title (nothing is clipped), with
+titles wrapped to the width. PDFs embed TrueType (Type 42) fonts, as IEEE PDF eXpress requires.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import textwrap
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -20,29 +28,63 @@ matplotlib.use("Agg")  # no display: figures are files
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
 
 from analysis.tables import CrossTable, Marginal  # noqa: E402
 from taxonomy.model import Dimension, Taxonomy, load_taxonomy  # noqa: E402
 
+# Paul Tol's muted palette, ordered so that neighbours alternate light and dark in greyscale.
+PALETTE = ("#DDCC77", "#332288", "#88CCEE", "#882255", "#44AA99", "#117733", "#999933", "#AA4499", "#CC6677")
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--", "**", "||")
 BUCKET_COLOUR = "#d9d9d9"
 FORMATS = ("png", "pdf")
+DOUBLE_COLUMN_IN = 7.16  # IEEE double-column width; EMSE's is 6.85 in
+SINGLE_COLUMN_IN = 3.5
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": 150,
+    "savefig.dpi": 150, "pdf.fonttype": 42, "ps.fonttype": 42,
 }
 
 
 def category_style(dim: Dimension, cat_id: str) -> tuple[str, str]:
-    """(colour, hatch) of a category: fixed by its place in the taxonomy, not by the table."""
+    """(colour, hatch) of a category: fixed by its place in the taxonomy, not by the table.
+
+    Colours cycle through 9, hatches through 10, so up to 90 categories get distinct pairs.
+    """
     labels = [c.id for c in dim.categories if c.origin != "bucket"]
     if cat_id not in labels:
         return BUCKET_COLOUR, ""
     i = labels.index(cat_id)
-    position = 0.05 + 0.85 * (i / max(len(labels) - 1, 1))
-    return matplotlib.colors.to_hex(colormaps["cividis"](position)), HATCHES[i % len(HATCHES)]
+    return PALETTE[i % len(PALETTE)], HATCHES[i % len(HATCHES)]
+
+
+def fit_canvas(fig: plt.Figure, pad: float = 0.08) -> None:
+    """Grow the canvas so that every drawn text lies inside it, keeping each axes' size in inches.
+
+    Measured at the resolution the figure is saved at (text extents change slightly with it).
+    """
+    dpi = plt.rcParams["savefig.dpi"]
+    fig.set_dpi(fig.dpi if dpi == "figure" else dpi)
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.get_size_inches()
+    box = fig.get_tightbbox(renderer)  # inches
+    left, bottom = max(0.0, pad - box.x0), max(0.0, pad - box.y0)
+    right, top = max(0.0, box.x1 + pad - width), max(0.0, box.y1 + pad - height)
+    if not any((left, bottom, right, top)):
+        return
+    new_w, new_h = width + left + right, height + bottom + top
+    for ax in fig.axes:
+        x0, y0, w, h = ax.get_position().bounds
+        ax.set_position(((x0 * width + left) / new_w, (y0 * height + bottom) / new_h, w * width / new_w, h * height / new_h))
+    for text in fig.texts:
+        x, y = text.get_position()
+        text.set_position(((x * width + left) / new_w, (y * height + bottom) / new_h))
+    fig.set_size_inches(new_w, new_h)
+
+
+def _title(ax: plt.Axes, text: str, width_in: float) -> None:
+    """A title wrapped to ``width_in`` inches (9-pt characters are about 0.075 in wide)."""
+    ax.set_title("\n".join(textwrap.wrap(text, max(20, int(width_in / 0.075)))))
 
 
 def _label(dim: Dimension, cat_id: str) -> str:
@@ -54,7 +96,7 @@ def _lower(name: str) -> str:
     return name if name[:2].isupper() else name[:1].lower() + name[1:]
 
 
-CHAR_IN = 0.058  # width of one 7-pt character in inches, for margins sized to the labels
+CHAR_IN = 0.052  # average width of one 7-pt DejaVu Sans character in inches, for margins sized to the labels
 
 
 def _figure(axes_w: float, axes_h: float, left: float, bottom: float, right: float = 0.2, top: float = 0.35) -> tuple[plt.Figure, plt.Axes]:
@@ -70,6 +112,7 @@ def _figure(axes_w: float, axes_h: float, left: float, bottom: float, right: flo
 
 
 def _save(fig: plt.Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
+    fit_canvas(fig)
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
@@ -102,7 +145,7 @@ def stacked_bars(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple
         ax.set_yticks(y, ylabels)
         ax.set_xlim(0, 100)
         ax.set_xlabel(f"share of defects by {_lower(col_dim.name)} (%)")
-        ax.set_title(f"{row_dim.name} by {_lower(col_dim.name)}")
+        _title(ax, f"{row_dim.name} by {_lower(col_dim.name)}", left_margin + 4.6)
         ax.legend(ncol=legend_cols, loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.32 * len(counts) + 0.2)),
                   frameon=False, handlelength=1.6)
         return _save(fig, out_dir, f"{table.name}_bars", formats)
@@ -116,8 +159,12 @@ def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str,
     values = counts.to_numpy()
     xlabels = [_label(col_dim, c) for c in counts.columns]
     ylabels = [_label(row_dim, r) for r in counts.index]
+    # The first x label, rotated 40 degrees, reaches left of the grid: the margin holds it too.
+    left = max(CHAR_IN * max(map(len, ylabels)), 0.77 * CHAR_IN * len(xlabels[0]) - 0.15) + 0.15
+    # Cells shrink (to 0.24 in) so that 14 columns, or all 20 root causes, still fit the double-column width.
+    cell = max(0.24, min(0.5, (DOUBLE_COLUMN_IN - 0.3 - left - 0.3) / len(xlabels)))
     with plt.rc_context(STYLE):
-        fig, ax = _figure(0.5 * len(xlabels) + 0.3, 0.3 * len(ylabels) + 0.1, CHAR_IN * max(map(len, ylabels)) + 0.15,
+        fig, ax = _figure(cell * len(xlabels) + 0.3, 0.3 * len(ylabels) + 0.1, left,
                           CHAR_IN * 0.66 * max(map(len, xlabels)) + 0.2, right=0.3)
         # Every count is printed in its cell, so a colour bar would repeat them.
         ax.imshow(values, cmap="Greys", aspect="auto", vmin=0, vmax=max(int(values.max()), 1))
@@ -125,8 +172,9 @@ def heatmap(table: CrossTable, tax: Taxonomy, out_dir: Path, formats: tuple[str,
         ax.set_yticks(range(len(ylabels)), ylabels)
         threshold = values.max() / 2
         for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > threshold else "black")
-        ax.set_title(f"{row_dim.name} x {_lower(col_dim.name)} (defect counts)")
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7 if cell >= 0.4 else 6 if cell >= 0.3 else 5.5,
+                    color="white" if v > threshold else "black")
+        _title(ax, f"{row_dim.name} x {_lower(col_dim.name)} (defect counts)", left + cell * len(xlabels) + 0.3)
         ax.spines[:].set_visible(False)
         return _save(fig, out_dir, f"{table.name}_heatmap", formats)
 
@@ -136,29 +184,38 @@ def marginals_figure(marginals: dict[str, Marginal], tax: Taxonomy, out_dir: Pat
     dims = [m for m in marginals.values() if len(m.counts)]
     if not dims:
         return []
-    cols = 3
-    rows = -(-len(dims) // cols)
     label_w = CHAR_IN * max(len(f"{_label(tax.dimension(m.dimension), c)} (000)") for m in dims for c in m.counts.index)
+    # Two panels per row at double-column width when the labels leave a 0.9-in plot, else one.
+    cols = 2 if label_w + 1.15 <= DOUBLE_COLUMN_IN / 2 else 1
+    cell_w = DOUBLE_COLUMN_IN / cols
+    per_cat, chrome = 0.17, 0.75  # inches per category; title and axis per panel
+    rows = [dims[i:i + cols] for i in range(0, len(dims), cols)]
+    heights = [per_cat * max(len(m.counts) for m in row) + chrome for row in rows]
+    total_h = sum(heights) + 0.3
     with plt.rc_context(STYLE):
-        cell_w, cell_h = label_w + 1.9, 2.2
-        fig = plt.figure(figsize=(cell_w * cols, cell_h * rows + 0.3))
-        for k, m in enumerate(dims):
-            r, c = divmod(k, cols)
-            ax = fig.add_axes(((c * cell_w + label_w + 0.1) / (cell_w * cols), 1 - ((r + 1) * cell_h - 0.35) / (cell_h * rows + 0.3),
-                               1.6 / (cell_w * cols), (cell_h - 0.75) / (cell_h * rows + 0.3)))
-            dim = tax.dimension(m.dimension)
-            shares = m.shares()
-            y = np.arange(len(shares))[::-1]
-            # Categories are named on the axis here, so colour is a courtesy and hatches would
-            # only cost drawing time.
-            ax.barh(y, shares["share"] * 100, color=[category_style(dim, cat)[0] for cat in shares.index],
-                    edgecolor="black", linewidth=0.4)
-            err = np.vstack([(shares["share"] - shares["ci_low"]) * 100, (shares["ci_high"] - shares["share"]) * 100])
-            ax.errorbar(shares["share"] * 100, y, xerr=err, fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
-            ax.set_yticks(y, [f"{_label(dim, cat)} ({n})" for cat, n in shares["count"].items()])
-            ax.set_title(f"{dim.name} (n={int(shares['count'].sum())})")
-            ax.set_xlim(0, 100)
-            ax.set_xticks([0, 50, 100])
+        fig = plt.figure(figsize=(DOUBLE_COLUMN_IN, total_h))
+        top = total_h
+        for row, row_h in zip(rows, heights):
+            top -= row_h
+            for c, m in enumerate(row):
+                n_cats = len(m.counts)
+                axes_h = per_cat * n_cats
+                ax = fig.add_axes(((c * cell_w + label_w + 0.1) / DOUBLE_COLUMN_IN, (top + row_h - 0.35 - axes_h) / total_h,
+                                   (cell_w - label_w - 0.25) / DOUBLE_COLUMN_IN, axes_h / total_h))
+                dim = tax.dimension(m.dimension)
+                shares = m.shares()
+                y = np.arange(len(shares))[::-1]
+                # Categories are named on the axis here, so colour is a courtesy and hatches would
+                # only cost drawing time.
+                ax.barh(y, shares["share"] * 100, color=[category_style(dim, cat)[0] for cat in shares.index],
+                        edgecolor="black", linewidth=0.4)
+                err = np.vstack([(shares["share"] - shares["ci_low"]) * 100, (shares["ci_high"] - shares["share"]) * 100])
+                ax.errorbar(shares["share"] * 100, y, xerr=err, fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
+                ax.set_yticks(y, [f"{_label(dim, cat)} ({n})" for cat, n in shares["count"].items()])
+                _title(ax, f"{dim.name} (n={int(shares['count'].sum())})", cell_w - label_w - 0.25)
+                ax.set_xlim(0, 100)
+                ax.set_ylim(-0.6, len(shares) - 0.4)
+                ax.set_xticks([0, 25, 50, 75, 100])
         fig.text(0.5, 0.01, "share of defects (%), Wilson 95% interval", ha="center", va="bottom")
         return _save(fig, out_dir, "marginals", formats)
 

@@ -78,9 +78,15 @@ def resolve_salt(salt: str | None, salt_file: Path | None, release_dir: Path) ->
         if len(value) < 16:
             raise ReengError(f"{path}: salt file holds fewer than 16 characters")
         return value, f"read from {path}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise ReengError(f"--salt-file {path}: exists and is not a regular file")
     value = secrets.token_hex(SALT_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value + "\n")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ReengError(f"--salt-file {path}: cannot write the salt ({exc.strerror or exc})") from None
     return value, f"generated and kept in {path}"

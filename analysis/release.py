@@ -74,6 +74,11 @@ class ReleaseOptions:
     keep_identities: bool = False
     salt: str | None = None
     salt_file: Path | None = None
+    # The classifier's measured agreement with human labels (the ``dimensions`` of a gold_eval
+    # JSON: per dimension macro_f1, kappa, n), stated in the datasheet when given.
+    machine_evaluation: dict[str, Any] | None = None
+    # Input paths are shown relative to this folder (a study names files inside its own output).
+    relative_to: Path | None = None
 
 
 @dataclass
@@ -113,10 +118,11 @@ def read_store(path: Path) -> dict[str, pd.DataFrame]:
 def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str | None]:
     """(kind, source, rater, model, model_version) from a defect table's provenance string.
 
-    Conventions: ``<source>:adjudicated``; ``<source>:rater:<id>``; ``model:<name>@<version>``.
+    Conventions: ``<source>:adjudicated``; ``<source>:rater:<id>``; ``model:<name>@<version>``
+    (``machine:<name>@<version>``, the classifier's older spelling, is read as a model label).
     """
     parts = str(value).split(":")
-    if parts[0] == "model":
+    if parts[0] in ("model", "machine"):
         name, _, version = ":".join(parts[1:]).partition("@")
         return "model", "model", None, name or None, version or None
     if len(parts) >= 2 and parts[1] == "adjudicated":
@@ -126,14 +132,21 @@ def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str 
     raise ReengError(f"provenance {value!r} is none of '<source>:adjudicated', '<source>:rater:<id>', 'model:<name>@<version>'")
 
 
-def defect_labels(path: Path) -> pd.DataFrame:
+def defect_labels(path: Path | pd.DataFrame) -> pd.DataFrame:
     """A defect table (normalized schema) in long form: one row per defect, dimension and label.
 
     A machine-labeled table may carry ``<dimension>_probability`` columns; they become the
     ``probability`` of the matching rows.
     """
-    frame = read_table(path, required=["owner", "repo", "number", "provenance"])
-    defects = prepare_defects(frame, str(path)).frame
+    if isinstance(path, pd.DataFrame):
+        source = str(path.attrs.get("source", "defect table"))
+        missing = [c for c in ("owner", "repo", "number", "provenance") if c not in path.columns]
+        if missing:
+            raise ReengError(f"{source}: missing column(s) {', '.join(missing)}")
+        frame = path
+    else:
+        source, frame = str(path), read_table(path, required=["owner", "repo", "number", "provenance"])
+    defects = prepare_defects(frame, source).frame
     if "defect_index" not in defects:
         defects["defect_index"] = defects.groupby(["owner", "repo", "number"]).cumcount() + 1
     defects["repo"] = defects["owner"].astype(str) + "/" + defects["repo"].astype(str)
@@ -175,11 +188,16 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def label_table(defect_tables: list[Path], predictions: pd.DataFrame | None) -> pd.DataFrame:
+def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame:
     """All labels, human and machine, with their provenance, in one long table."""
     parts = [defect_labels(p) for p in defect_tables]
     if predictions is not None and len(predictions):
-        parts.append(prediction_labels(predictions))
+        machine = prediction_labels(predictions)
+        if machine.empty and not defect_tables:
+            raise ReengError("the store's predictions all abstained (no label on any taxonomy dimension): "
+                             "nothing to release as defect labels; lower the classifier's threshold or add --defects")
+        parts.append(machine)
+    parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
     frame = pd.concat(parts, ignore_index=True)
@@ -300,13 +318,16 @@ def citation_cff(options: ReleaseOptions) -> str:
 
 def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str]) -> str:
     """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers."""
-    from jinja2 import Environment, PackageLoader
+    from analysis.report import template_environment
 
-    env = Environment(loader=PackageLoader("analysis", "templates"), trim_blocks=True, lstrip_blocks=True)
+    env = template_environment()
     labels = tables["defect_labels"]
     by_kind = labels.groupby("provenance").size().to_dict() if len(labels) else {}
+    models = (labels[labels["provenance"] == "model"].groupby(["model", "model_version"], dropna=False)
+              .agg(labels=("label", "size"), probability=("probability", "median")).reset_index().to_dict("records")
+              if len(labels) else [])
     return env.get_template("datasheet.md.j2").render(
-        options=options, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
+        options=options, models=models, evaluation=options.machine_evaluation, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
         sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )
@@ -321,15 +342,32 @@ def write_checksums(root: Path) -> None:
     (root / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def write_release(out: Path, *, store: Path | None = None, defects: list[Path] | None = None,
-                  options: ReleaseOptions | None = None) -> ReleaseSummary:
-    """Write a complete release into ``out`` (staged: nothing half-written on failure)."""
+def _shown(path: Path, relative_to: Path | None) -> str:
+    """An input path as the datasheet names it: relative to ``relative_to`` when inside it, else its file name
+    when it lies in a hidden (staging) folder, else as given."""
+    path = Path(path)
+    if relative_to is not None and path.resolve().is_relative_to(Path(relative_to).resolve()):
+        return path.resolve().relative_to(Path(relative_to).resolve()).as_posix()
+    if any(part.startswith(".") and part not in (".", "..") for part in path.parts):
+        return path.name
+    return str(path)
+
+
+def write_release(out: Path, *, store: Path | None = None, defects: list[Path | pd.DataFrame] | None = None,
+                  options: ReleaseOptions | None = None, include_predictions: bool = True) -> ReleaseSummary:
+    """Write a complete release into ``out`` (staged: nothing half-written on failure).
+
+    ``include_predictions`` False leaves the store's raw predictions out (a machine defect table
+    among ``defects`` then carries the machine labels, filtered to defects).
+    """
     options = options or ReleaseOptions()
     defects = list(defects or [])
     if store is None and not defects:
         raise ReengError("a release needs a store (--store) or at least one defect table (--defects)")
     store_tables = read_store(store) if store is not None else {}
     predictions = store_tables.pop("predictions", None)
+    if not include_predictions:
+        predictions = None
     tables: dict[str, pd.DataFrame] = {}
     for name in (*STORE_TABLES, "repositories"):
         if name in store_tables:
@@ -339,7 +377,8 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path] |
     if not options.keep_identities:
         salt, salt_origin = resolve_salt(options.salt, options.salt_file, out)
         tables = pseudonymise(tables, salt)
-    sources = [str(p) for p in ([store] if store else []) + defects]
+    sources = [str(p.attrs.get("source", "defect table")) if isinstance(p, pd.DataFrame) else _shown(p, options.relative_to)
+               for p in ([store] if store else []) + defects]
     with staged_dir(out) as root:
         (root / "data").mkdir()
         for name, frame in tables.items():

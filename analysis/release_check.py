@@ -9,6 +9,7 @@ pseudonymised release holds no login, e-mail or @mention. Each problem is one li
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +75,28 @@ def check_twins(root: Path, package: dict) -> list[str]:
         b = pd.read_parquet(parquet)
         if list(a.columns) != list(b.columns) or len(a) != len(b):
             problems.append(f"{resource['path']}: CSV and Parquet differ in columns or rows")
+            continue
+        # Cell by cell: a label edited in the CSV (even with every checksum rewritten) differs from its twin.
+        b_text = b.astype(object).where(b.notna(), "").map(str)
+        differs = (a.to_numpy() != b_text.to_numpy())
+        if differs.any():
+            row, col = (int(x[0]) for x in differs.nonzero())
+            problems.append(f"{resource['path']}: {int(differs.sum())} cell(s) differ from the Parquet twin "
+                            f"(first: row {row + 1}, column {a.columns[col]!r})")
+    return problems
+
+
+# A folder made by tempfile.mkdtemp(prefix=".name.") (the staging folders of reeng's writers).
+STAGING_PATH = re.compile(r"/\.[^/\s]+\.[A-Za-z0-9_]{8}(?=/|\b)")
+
+
+def check_paths(root: Path) -> list[str]:
+    """No published text names a temporary staging folder (it means nothing to a reader)."""
+    problems = []
+    for name in ("README.md", "datapackage.json", "croissant.json", "CITATION.cff"):
+        path = root / name
+        if path.is_file() and (match := STAGING_PATH.search(path.read_text(encoding="utf-8", errors="replace"))):
+            problems.append(f"{name}: names a temporary staging folder ({match.group(0)})")
     return problems
 
 
@@ -175,6 +198,7 @@ def validate_release(root: Path) -> list[str]:
     problems += check_package(root)
     problems += check_twins(root, package)
     problems += check_labels(root)
+    problems += check_paths(root)
     if package.get("reeng", {}).get("pseudonymised", True):
         problems += check_privacy(root)
     problems += check_croissant(root)

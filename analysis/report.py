@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from reeng import __version__
 from reeng.datasets import sha256_file
@@ -92,9 +92,37 @@ def _name(tables: Tables, dim: str, cat: str) -> str:
     return tables.defects.taxonomy.dimension(dim).category(cat).name
 
 
+def _text(value: Any) -> str:
+    """A JSON value from another tool as short readable text (lists joined, mappings as ``key: value``)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def reproduction_rows(results: Any) -> list[dict[str, Any]]:
+    """The reproduction results as table rows of plain text (never raw JSON, which overflows a page)."""
+    rows = []
+    for r in results if isinstance(results, list) else []:
+        if not isinstance(r, dict):
+            continue
+        detail = r.get("detail") if isinstance(r.get("detail"), dict) else {}
+        figures = r.get("figures")
+        rows.append({
+            "case": _text(r.get("case")), "issues": _text(r.get("issues")), "labels": _text(r.get("labels")),
+            "verdict": _text(r.get("verdict")) or "unknown", "reason": _text(r.get("reason") or detail.get("reason")),
+            "figures": len(figures) if isinstance(figures, (list, tuple, dict)) else "",
+            "seconds": r.get("seconds"), "versions": _text(r.get("versions")),
+        })
+    return rows
+
+
 def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str, list[Path]], out: Path,
                   prov: dict[str, Any], extras: dict[str, Extra], comparison: dict[str, Any] | None,
-                  title: str) -> dict[str, Any]:
+                  title: str, share_tables: dict[str, Any] | None = None, ppi: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plain data for the templates: labels resolved to names, figures as file names and embeddings."""
     tax = tables.defects.taxonomy
     png = {name: paths[0] for name, paths in figures.items() if paths and paths[0].suffix == ".png"}
@@ -106,7 +134,7 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
 
     marginals = []
     for dim_id, m in tables.marginals.items():
-        shares = m.shares()
+        shares = share_tables[dim_id] if share_tables and dim_id in share_tables else m.shares()
         marginals.append({
             "id": dim_id, "name": tax.dimension(dim_id).name, "missing": m.missing, "n": int(shares["count"].sum()),
             "rows": [{"id": c, "name": _name(tables, dim_id, c), **{k: float(v) for k, v in r.items()}}
@@ -136,7 +164,9 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
         "marginals_figure": figure("marginals"),
         "cross": cross,
         "comparison": comparison,
+        "ppi": ppi,
         "extras": extras,
+        "reproduction": reproduction_rows(extras["reproduction"].data) if "reproduction" in extras else [],
         "provenance": prov,
     }
 
@@ -158,23 +188,31 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _environment(autoescape: bool) -> Environment:
+def template_environment() -> Environment:
+    """The Jinja2 environment of every shipped template (report, datasheet).
+
+    Autoescape is on for every template, HTML and Markdown alike: labels, titles, command lines,
+    exception texts and issue texts come from users and other tools, and Markdown passes raw
+    HTML through to the reader's browser. (``select_autoescape(["html"])`` never matched the
+    ``.html.j2`` names, so nothing was escaped.)
+    """
     # Lenient undefined on purpose: optional inputs come from other tools, and a field one of
     # them lacks must render as empty, not abort the report.
-    env = Environment(loader=PackageLoader("analysis", "templates"),
-                      autoescape=select_autoescape(["html"]) if autoescape else False,
+    env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = _pct
     env.filters["num"] = _num
     env.filters["count_of"] = lambda v: len(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v)
+    env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     return env
 
 
 def render(context: dict[str, Any], out: Path) -> list[Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` into ``out``."""
-    html = _environment(True).get_template("report.html.j2").render(**context)
-    md = _environment(False).get_template("report.md.j2").render(**context)
+    env = template_environment()
+    html = env.get_template("report.html.j2").render(**context)
+    md = env.get_template("report.md.j2").render(**context)
     (out / "report.html").write_text(html, encoding="utf-8")
     (out / "report.md").write_text(md, encoding="utf-8")
     return [out / "report.html", out / "report.md"]

@@ -8,9 +8,10 @@ folder into the study output.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
+import pandas as pd
 
 from reeng.errors import ReengError
 from reeng.study import StudyContext
@@ -25,17 +26,48 @@ def _defects(ctx: StudyContext, stage: str) -> Path:
     return ctx.artifacts["defects"]
 
 
+def same_threads(human: Path, machine: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The human and machine defect tables restricted to the threads both label."""
+    from reeng.tables import read_table
+
+    a, b = read_table(human), read_table(machine)
+    shared = set(a["issue_url"]) & set(b["issue_url"])
+    a, b = a[a["issue_url"].isin(shared)].copy(), b[b["issue_url"].isin(shared)].copy()
+    a.attrs["source"], b.attrs["source"] = f"{human.name} (threads also machine-labeled)", f"{machine.name} (same threads)"
+    return a, b
+
+
 def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
-    """Tables, statistics, figures and the report for the study's defects (vs machine labels when present)."""
+    """Tables, statistics, figures and the report for the study's defects.
+
+    With machine labels (the classify stage ran), ``analysis.compare`` chooses the comparison:
+    ``auto`` (default) compares human and machine labels on the threads both label (paired),
+    and only when there are none the machine-labeled corpus with the study, labeled "corpus vs
+    study"; ``paired`` and ``corpus_vs_study`` force one; ``none`` leaves it out.
+    """
     from analysis.analyze import analyze
 
     cfg = ctx.section("analysis")
+    gold = _defects(ctx, "analysis")
     machine = ctx.artifacts.get("machine_defects")
+    mode = str(cfg.get("compare") or "auto")
+    if mode not in ("auto", "paired", "corpus_vs_study", "none"):
+        raise ReengError(f"analysis.compare: {mode!r} is none of auto, paired, corpus_vs_study, none")
+    main, compare, kind, labels = gold, None, "independent", ("human", "machine")
+    if machine is not None and mode != "none":
+        shared = same_threads(gold, machine) if mode in ("auto", "paired") else None
+        if shared is not None and len(shared[0]):
+            (main, compare), kind = shared, "paired"
+        elif mode == "paired":
+            raise ReengError("analysis.compare: paired, but no thread is labeled by both humans and the classifier")
+        else:
+            compare, kind, labels = machine, "corpus_vs_study", ("study (human)", "corpus (machine)")
     result = analyze(
-        _defects(ctx, "analysis"),
+        main,
         ctx.out / "report",
-        compare=machine,
-        labels=("human", "machine"),
+        compare=compare,
+        labels=labels,
+        comparison_kind=kind,
         extras={key: ctx.artifacts.get(key) for key in REPORT_INPUTS},
         title=cfg.get("title") or f"Study {ctx.config.get('name', '')}: defect analysis".replace("  ", " "),
         command="reeng study",
@@ -45,16 +77,17 @@ def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
     ctx.artifacts["tables"] = result.out / "tables.json"
     lines = [f"{c['statement']}: {c['numerator']}/{c['denominator']} = {c['percent']}%"
              for c in result.tables.claims.values() if c.get("available")]
-    if machine is not None:
-        lines.append("human vs machine comparison included")
+    if compare is not None:
+        lines.append(f"{labels[0]} vs {labels[1]} comparison included ({kind.replace('_', ' ')})")
     lines.append(f"report: {ctx.artifacts['report'].name} with {len(result.figures)} figures")
     return {"figures": len(result.figures), "claims": {k: c.get("percent") for k, c in result.tables.claims.items()},
-            "lines": lines}
+            "comparison": kind if compare is not None else None, "lines": lines}
 
 
 def release_stage(ctx: StudyContext) -> dict[str, Any]:
     """A dataset release of the study's labels (and the store's threads and predictions when there is a store)."""
     from analysis.release import ReleaseOptions, write_release
+    from analysis.report import read_extra
 
     cfg = ctx.section("release")
     options = ReleaseOptions(salt_file=ctx.path(cfg.get("salt_file")), keep_identities=bool(cfg.get("keep_identities")))
@@ -63,8 +96,23 @@ def release_stage(ctx: StudyContext) -> dict[str, Any]:
             setattr(options, key, str(cfg[key]))
     if cfg.get("authors"):
         options.authors = tuple(cfg["authors"])
-    tables = [_defects(ctx, "release")] + ([ctx.artifacts["machine_defects"]] if cfg.get("include_machine_defects") and ctx.artifacts.get("machine_defects") else [])
-    summary = write_release(ctx.out / "release", store=ctx.artifacts.get("store"), defects=tables, options=options)
+    options.relative_to = ctx.out
+    if ctx.artifacts.get("gold_eval"):
+        options.machine_evaluation = read_extra("gold_eval", ctx.artifacts["gold_eval"]).data
+    tables: list[Path | pd.DataFrame] = [_defects(ctx, "release")]
+    store = ctx.artifacts.get("store")
+    include_machine = bool(cfg.get("include_machine_defects"))
+    if include_machine and store is not None:
+        # From the stored predictions: model provenance and a probability per label, filtered to defects.
+        from analysis.store_defects import store_machine_defects
+
+        machine = store_machine_defects(store)
+        machine.attrs["source"] = "the store's predictions"
+        tables.append(machine)
+    elif include_machine and ctx.artifacts.get("machine_defects"):
+        tables.append(ctx.artifacts["machine_defects"])
+    summary = write_release(ctx.out / "release", store=store, defects=tables, options=options,
+                            include_predictions=False)
     ctx.artifacts["release"] = summary.out
     lines = [", ".join(f"{n}: {rows} rows" for n, rows in summary.rows.items())]
     if summary.salt_origin:

@@ -4,3 +4,14 @@ The research layers are the top-level packages ``miner``, ``taxonomy`` and ``ana
 """
 
 __version__ = "0.1.0"
+
+# The notebook API (reeng/api.py), loaded on first use so `import reeng` stays light.
+__all__ = ["Corpus", "analyse", "compare", "study_defects", "validate_release"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from reeng import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'reeng' has no attribute {name!r}")

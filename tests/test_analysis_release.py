@@ -197,3 +197,69 @@ def test_scrub_text_rules():
     scrubbed = scrub_text(text, frozenset({"dev-one"}))
     assert scrubbed.count("@[user]") == 2 and "[email]" in scrubbed
     assert "@torch.jit.script" in scrubbed and "`@tf.function`" in scrubbed and "dev-one" not in scrubbed
+
+
+def test_validate_catches_a_changed_label_with_rewritten_checksums(inputs):
+    """Content, not only checksums: a label edited in the CSV, every checksum and hash rewritten, is still caught."""
+    from analysis.release import write_checksums
+    from reeng.datasets import sha256_file
+
+    tmp_path, store = inputs
+    out = _release(tmp_path, store)
+    csv = out / "data" / "defect_labels.csv"
+    labels = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    row = labels.index[labels["dimension"] == "stage"][0]
+    labels.loc[row, "label"] = "training" if labels.loc[row, "label"] != "training" else "environment"
+    labels.to_csv(csv, index=False)
+    package = json.loads((out / "datapackage.json").read_text())
+    for resource in package["resources"]:
+        path = out / resource["path"]
+        resource["bytes"], resource["hash"] = path.stat().st_size, f"sha256:{sha256_file(path)}"
+    (out / "datapackage.json").write_text(json.dumps(package))
+    (out / "croissant.json").unlink(missing_ok=True)
+    write_checksums(out)
+    problems = validate_release(out)
+    assert any("defect_labels.csv" in p and "differ from the Parquet twin" in p for p in problems), problems
+
+
+def test_machine_labels_release_with_model_provenance_and_datasheet(inputs):
+    """The classifier's older provenance spelling releases as a model label with its probability; the datasheet
+    says how each label was assigned and states the measured agreement; no staging path is published."""
+    tmp_path, store = inputs
+    machine = pd.read_csv(tmp_path / "machine.csv")
+    machine["provenance"] = "machine:builtin@1"
+    machine.to_csv(tmp_path / "machine_old.csv", index=False)
+    hidden = tmp_path / ".study1.abcd_123" / "corpus"
+    hidden.mkdir(parents=True)
+    (hidden / "store.sqlite").write_bytes(store.read_bytes())
+    out = tmp_path / "release"
+    write_release(out, store=hidden / "store.sqlite", defects=[tmp_path / "defects.parquet", tmp_path / "machine_old.csv"],
+                  options=ReleaseOptions(salt=SALT, machine_evaluation={"stage": {"macro_f1": 0.61, "kappa": 0.52, "n": 120}}))
+    labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+    builtin = labels[labels["model"] == "builtin"]
+    assert len(builtin) == 10 and (builtin["probability"] == 0.75).all() and set(builtin["provenance"]) == {"model"}
+    readme = (out / "README.md").read_text()
+    assert "two human raters" in readme and "`builtin` version `1`" in readme
+    assert "stage: macro-F1 0.61, Cohen's kappa 0.52 over 120 defects" in readme
+    assert ".study1." not in readme and validate_release(out) == []
+    (out / "README.md").write_text(readme + "\nbuilt from /tmp/x/.study1.abcd_123/corpus\n")
+    from analysis.release import write_checksums
+
+    write_checksums(out)
+    assert any("staging folder" in p for p in validate_release(out))
+
+
+def test_release_bad_input_all_abstained_and_salt_file_device(inputs, reeng, tmp_path):
+    from miner.store import open_store
+
+    _, store = inputs
+    conn = open_store(store, create=False)
+    with conn:
+        conn.execute("UPDATE predictions SET label = NULL, probability = NULL")
+    conn.close()
+    failed = reeng("release", "--store", str(store), "--out", str(tmp_path / "r"), "--salt", SALT)
+    assert failed.returncode == 2 and "all abstained" in failed.stderr and not (tmp_path / "r").exists()
+    full = reeng("release", "--defects", str(inputs[0] / "defects.parquet"), "--out", str(tmp_path / "r2"),
+                 "--salt-file", "/dev/full")
+    assert full.returncode == 2 and full.stderr.startswith("error:") and "/dev/full" in full.stderr
+    assert "Traceback" not in full.stderr and not (tmp_path / "r2").exists()

@@ -34,7 +34,9 @@ def small_run(tmp_path_factory):
     (root / "reproduction.json").write_text(json.dumps({"results": [
         {"case": "yolo-anchor", "issues": ["ultralytics/yolov5#1"], "labels": {"stage": "training"},
          "verdict": "reproduced", "figures": ["loss.png"], "seconds": 12.5, "versions": {"torch": "2.13.0"}},
-        {"case": "partial-entry"}]}))
+        {"case": "partial-entry"},
+        {"case": "long-error", "verdict": "error", "reason": "RuntimeError: " + "x" * 400,
+         "versions": {f"package{i}": "1.0.0+cu121.post" + "9" * 30 for i in range(8)}}]}))
     out = root / "out"
     result = analyze(root / "human.csv", out, compare=root / "machine.parquet",
                      extras={k: root / f"{k}.json" for k in ("lint", "agreement", "gold_eval", "reproduction")},
@@ -68,7 +70,8 @@ def test_html_is_self_contained_and_complete(small_run):
     assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
     for text in ("Cramér's V", "Monte-Carlo p", "Wilson 95% interval", "Comparison: human vs machine",
                  "duplicate_rows", "0.180", "0.610", "yolo-anchor", "reproduced", "partial-entry",
-                 "2 cases. Verdicts: reproduced 1, unknown 1.",
+                 "3 cases. Verdicts: error 1, reproduced 1, unknown 1.", "Design: independent samples",
+                 "Rao-Scott corrected p", "bias-corrected (Bergsma 2013)", "Holm p", "cluster bootstrap, by repository",
                  "no data: no code_error column", "reeng analyze --defects human.csv"):
         assert text in html, text
     from reeng.datasets import sha256_file
@@ -144,14 +147,115 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert share_near("#fff4d6") > 0.0005, "the no-data sections are not rendered"
     assert len(np.unique(pixels[::7], axis=0)) > 200
 
+    # Horizontal overflow at a laptop width: the page must not scroll sideways (wide tables scroll in their box).
+    probe = tmp_path / "probe.html"
+    probe.write_text((out / "report.html").read_text().replace("</body>", """<script>
+document.body.setAttribute("data-overflow", document.documentElement.scrollWidth - document.documentElement.clientWidth);
+</script></body>"""))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--window-size=1024,800", "--dump-dom", probe.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert overflow is not None, "the probe did not run"
+    assert int(overflow.group(1)) <= 0, f"the report overflows horizontally by {overflow.group(1)} px"
 
-def test_category_colours_stay_distinct_in_greyscale():
-    """Each dimension's categories get strictly increasing grey levels, so print in black and white keeps them apart."""
+
+def test_category_styles_are_categorical_colour_blind_safe_and_greyscale_legible():
+    """Nominal categories: Tol's colour-blind-safe palette (not a sequential map), a distinct (colour, hatch)
+    pair per category even for 13-14 categories, and neighbours that differ in grey level and hatch."""
     from matplotlib.colors import to_rgb
+
+    from analysis.figures import PALETTE
 
     for dim in load_taxonomy().dimensions:
         labels = [c.id for c in dim.categories if c.origin != "bucket"]
-        greys = [np.dot(to_rgb(category_style(dim, c)[0]), [0.299, 0.587, 0.114]) for c in labels]
-        assert all(b > a for a, b in zip(greys, greys[1:])), dim.id
-        hatches = [category_style(dim, c)[1] for c in labels]
-        assert all(a != b for a, b in zip(hatches, hatches[1:])), dim.id
+        styles = [category_style(dim, c) for c in labels]
+        assert len(set(styles)) == len(styles), dim.id
+        assert all(colour in PALETTE for colour, _ in styles), dim.id
+        greys = [np.dot(to_rgb(colour), [0.299, 0.587, 0.114]) for colour, _ in styles]
+        for (ga, (_, ha)), (gb, (_, hb)) in zip(zip(greys, styles), zip(greys[1:], styles[1:])):
+            assert abs(ga - gb) > 0.1 and ha != hb, dim.id
+        if len(labels) >= 4:  # a sequential map would make grey level monotone in taxonomy order
+            assert not all(b > a for a, b in zip(greys, greys[1:])), dim.id
+
+
+def _outside(fig) -> list[str]:
+    """Texts (titles, tick labels, legend) whose bounding box leaves the figure, as drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    bad = []
+    for text in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent")):
+        if not text.get_visible() or not text.get_text():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.x0 < frame.x0 - 0.5 or box.y0 < frame.y0 - 0.5 or box.x1 > frame.x1 + 0.5 or box.y1 > frame.y1 + 0.5:
+            bad.append(text.get_text()[:40])
+    return bad
+
+
+def test_figures_are_print_ready(tmp_path, monkeypatch):
+    """Every figure, including the 13- and 14-category dimensions: no text outside the canvas, at most a
+    double-column page wide, and PDFs with TrueType (Type 42) fonts only, never Type 3."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+    from analysis.tables import compute_tables, prepare_defects
+
+    seen = []
+    original = figures.fit_canvas
+
+    def spy(fig):
+        original(fig)
+        seen.append((fig.axes[0].get_title(), _outside(fig), fig.get_size_inches()))
+
+    monkeypatch.setattr(figures, "fit_canvas", spy)
+    defects = prepare_defects(synthetic_defects(400, seed=8), "synthetic")
+    tables = compute_tables(defects)
+    assert max(len(m.counts) for m in tables.marginals.values()) >= 13
+    # the widest tables (14 and 20 columns) and the marginals: 5 of the 15 figures, to keep the test fast
+    widest = {k: tables.cross[k] for k in ("stage_x_code_error", "stage_x_root_cause")}
+    drawn = figures.draw_all(widest, tables.marginals, defects.taxonomy, tmp_path, ("png", "pdf"), workers=1)
+    assert len(seen) == len(drawn) == 5
+    for title, outside, (width, _) in seen:
+        assert outside == [], (title, outside)
+        assert width <= figures.DOUBLE_COLUMN_IN + 0.05, (title, width)
+    for paths in drawn.values():
+        pdf = paths[1].read_bytes()
+        assert b"/Type3" not in pdf and b"/FontFile2" in pdf, paths[1].name
+    # the check itself fails on a clipped title and on Type 3 fonts
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.set_title("a title much too long for a figure only two inches wide")
+    assert _outside(fig)
+    fig.savefig(tmp_path / "type3.pdf")
+    plt.close(fig)
+    assert b"/Type3" in (tmp_path / "type3.pdf").read_bytes()  # matplotlib's default, which STYLE overrides
+
+
+def test_no_input_can_inject_markup(tmp_path):
+    """A <script> in a comparison label, the title, the command line, an exception text and issue text arrives
+    escaped in the HTML and the Markdown report, and in a release's datasheet."""
+    attack = "<script>alert('x')</script>"
+    cols = ["owner", "repo", "number", "issue_url", "stage", "manifestation", "provenance"]
+    synthetic_defects(80, seed=5)[cols].to_csv(tmp_path / "a.csv", index=False)
+    synthetic_defects(80, seed=6)[cols].to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "lint.json").write_text(json.dumps({"findings": [
+        {"kind": "unknown_label", "rows": ["3"], "column": attack, "detail": f"issue text: {attack}"}]}))
+    (tmp_path / "reproduction.json").write_text(json.dumps({"results": [
+        {"case": attack, "issues": [f"owner/repo#1 {attack}"], "labels": {"stage": attack}, "verdict": "error",
+         "reason": f"RuntimeError: {attack}", "figures": [], "seconds": 1.0, "versions": {"torch": attack}}]}))
+    out = tmp_path / "out"
+    analyze(tmp_path / "a.csv", out, compare=tmp_path / "b.csv", labels=(attack, "machine"), title=attack,
+            command=f"reeng analyze --title {attack}", formats=("png",),
+            extras={"lint": tmp_path / "lint.json", "reproduction": tmp_path / "reproduction.json"})
+    for name in ("report.html", "report.md"):
+        text = (out / name).read_text()
+        assert "<script" not in text, name
+        # title (x2 in HTML), label, command, exception, issue text, case, versions: every one escaped
+        assert text.count("&lt;script&gt;") >= 7, (name, text.count("&lt;script&gt;"))
+    from analysis.release import ReleaseOptions, write_release
+
+    write_release(tmp_path / "release", defects=[tmp_path / "a.csv"],
+                  options=ReleaseOptions(title=attack, authors=(attack,), salt="s" * 20))
+    readme = (tmp_path / "release" / "README.md").read_text()
+    assert "<script" not in readme and "&lt;script&gt;" in readme

@@ -6,6 +6,7 @@ import json
 from html import unescape
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.release_check import validate_release
@@ -44,7 +45,10 @@ def test_stages_use_every_artifact_when_present(tmp_path, monkeypatch):
     """Machine labels, the classifier's gold comparison, reproduction results and a store all reach the outputs."""
     monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
     synthetic_defects(120, seed=21, provenance="jiang2024:adjudicated").to_parquet(tmp_path / "defects.parquet", index=False)
-    synthetic_defects(120, seed=22, provenance="model:tfidf-logreg@0.3.1").to_parquet(tmp_path / "machine.parquet", index=False)
+    other = synthetic_defects(120, seed=22, provenance="model:tfidf-logreg@0.3.1")
+    other["owner"] = other["owner"].str.replace("owner", "other")
+    other["issue_url"] = other["issue_url"].str.replace("owner", "other")
+    other.to_parquet(tmp_path / "machine.parquet", index=False)
     (tmp_path / "gold_eval.json").write_text(json.dumps({"dimensions": {"stage": {"macro_f1": 0.555, "kappa": 0.444, "n": 120}}}))
     (tmp_path / "reproduction.json").write_text(json.dumps({"results": [
         {"case": "case-one", "issues": [], "labels": {}, "verdict": "not_reproduced", "figures": [], "seconds": 1.0, "versions": {}}]}))
@@ -56,15 +60,43 @@ def test_stages_use_every_artifact_when_present(tmp_path, monkeypatch):
         "store": make_store(tmp_path / "store.sqlite"),
     })
     summary = analysis_stage(ctx)
-    assert "human vs machine comparison included" in summary["lines"]
+    # different threads: the comparison is a corpus vs the study, and says so
+    assert "study (human) vs corpus (machine) comparison included (corpus vs study)" in summary["lines"]
     html = unescape((out / "report" / "report.html").read_text())
-    for text in ("Comparison: human vs machine", "0.555", "0.444", "case-one", "not_reproduced",
+    for text in ("Comparison: study (human) vs corpus (machine)", "Design: corpus vs study: independent samples", "0.555", "0.444", "case-one", "not_reproduced",
                  "not available: not provided"):  # lint and agreement were not produced
         assert text in html, text
     release = release_stage(ctx)
     assert release["rows"]["issues"] == 2 and release["rows"]["comments"] == 2
     assert validate_release(out / "release") == []
     assert ctx.artifacts["release"] == out / "release" and ctx.artifacts["report"] == out / "report" / "report.html"
+    labels = pd.read_parquet(out / "release" / "data" / "defect_labels.parquet")
+    model = labels[labels["provenance"] == "model"]
+    assert set(model["model"]) == {"tfidf-logreg"} and model["probability"].notna().all()
+    readme = (out / "release" / "README.md").read_text()
+    assert "macro-F1 0.56" in readme and str(out) not in readme
+
+
+def test_default_comparison_is_human_vs_machine_on_the_same_threads(tmp_path, monkeypatch):
+    """When the classifier labeled gold threads, only those threads are compared, as paired labels."""
+    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
+    gold = synthetic_defects(200, seed=31, provenance="jiang2024:adjudicated")
+    gold.to_parquet(tmp_path / "defects.parquet", index=False)
+    corpus = synthetic_defects(300, seed=32, provenance="model:builtin@1")
+    corpus["issue_url"] = corpus["issue_url"].str.replace("owner", "other")
+    machine = pd.concat([gold.iloc[:60].assign(provenance="model:builtin@1"), corpus])
+    machine.to_parquet(tmp_path / "machine.parquet", index=False)
+    out = tmp_path / "study"
+    out.mkdir()
+    ctx = StudyContext(config={"name": "t"}, out=out, config_dir=tmp_path,
+                       artifacts={"defects": tmp_path / "defects.parquet", "machine_defects": tmp_path / "machine.parquet"})
+    summary = analysis_stage(ctx)
+    assert summary["comparison"] == "paired"
+    compare = json.loads((out / "report" / "compare.json").read_text())
+    assert compare["kind"] == "paired" and compare["agreement"]["threads"] == gold.iloc[:60]["issue_url"].nunique()
+    assert compare["agreement"]["dimensions"]["stage"]["agreement"] == 1.0
+    tables = json.loads((out / "report" / "tables.json").read_text())
+    assert sum(tables["marginals"]["stage"].values()) <= 70  # the gold defects of the shared threads only
 
 
 def test_release_stage_without_store_releases_defects_only(tmp_path, monkeypatch):

@@ -1,0 +1,184 @@
+"""The notebook API: one obvious entry, :class:`Corpus`, over DataFrames.
+
+In the spirit of PyDriller's ``Repository(...).traverse_commits()``: open a corpus (a store
+file), fill it, and ask it for threads, comments, labels, a defect table, an analysis, a
+comparison or a release. Every method delegates to the layer that owns the work (miner,
+taxonomy, analysis) and is what the CLI runs too, so notebook and command line agree::
+
+    from reeng import Corpus, study_defects
+
+    corpus = Corpus("corpus.sqlite")
+    with corpus.serve() as url:              # the local GitHub-compatible server (offline)
+        Corpus("mined.sqlite").mine(["owner/repo"], api_url=url)
+    sample = corpus.sample(seed=1)
+    corpus.label()                           # the built-in classifier -> predictions
+    defects = corpus.defects(sample=sample)  # a DataFrame in the documented defect schema
+    result = corpus.analyse("findings", sample=sample)
+    corpus.release("release", defects=defects)
+
+Nothing here reads SQL tables directly: the layers' documented functions do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def study_defects() -> pd.DataFrame:
+    """The study's published, human-labeled defects (Jiang et al. 2024) as a defect table."""
+    from reeng.datasets import locate
+    from taxonomy.gold import import_defects
+
+    frame = import_defects(locate("jiang2024-defects"))
+    frame.attrs["source"] = "jiang2024 (published labels)"
+    return frame
+
+
+def analyse(defects: pd.DataFrame | Path | str, out: Path | str, **options: Any):
+    """Tables, statistics, figures and a report of any defect table (see :func:`analysis.analyze.analyze`)."""
+    from analysis.analyze import analyze
+
+    return analyze(defects, Path(out), command=options.pop("command", "reeng.api.analyse"), **options)
+
+
+def compare(a: pd.DataFrame | Path | str, b: pd.DataFrame | Path | str, out: Path | str, *,
+            labels: tuple[str, str] = ("a", "b"), design: str = "independent", **options: Any):
+    """Analyse ``a`` and compare it with ``b``; ``design`` is independent, corpus_vs_study or paired."""
+    return analyse(a, out, compare=b, labels=labels, comparison_kind=design, **options)
+
+
+class Corpus:
+    """A corpus of issue threads: one store file, created on first use."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.path)!r})"
+
+    def _open(self, create: bool = False):
+        from miner.store import open_store
+
+        return closing(open_store(self.path, create=create))
+
+    # --- filling it -------------------------------------------------------------------------
+
+    def import_denchmark(self, archive: Path | str | None = None, *, repos: list[str] | None = None,
+                         limit: int | None = None) -> dict[str, int]:
+        """Import threads of the Denchmark archive (default: the published copy), read in place."""
+        from miner.exchange import import_denchmark
+        from reeng.datasets import locate
+
+        with self._open(create=True) as conn:
+            counts, _ = import_denchmark(Path(archive) if archive else locate("denchmark-bugreports"), conn, repos,
+                                         limit, progress=False)
+        return counts
+
+    def mine(self, repos: list[str], *, api_url: str = "https://api.github.com", api: str = "graphql",
+             tokens: list[str] | None = None) -> dict[str, Any]:
+        """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL)."""
+        from miner.client import GitHubClient
+        from miner.crawl import check_repo_name, mine
+
+        for repo in repos:
+            check_repo_name(repo)
+        client = GitHubClient(api_url, tokens or [])
+        with self._open(create=True) as conn:
+            failures = mine(client, conn, list(repos), api=api, progress=False)
+        return {**client.stats.to_dict(), "failures": failures}
+
+    @contextmanager
+    def serve(self, faults: str | None = None) -> Iterator[str]:
+        """Serve this corpus over the local GitHub-compatible API; yields its base URL."""
+        from miner.server import running
+
+        with running(self.path, faults) as url:
+            yield url
+
+    def sample(self, seed: int, protocol: str = "jiang2024", **overrides: Any) -> int:
+        """Draw and record a seeded sample (``reeng sample``); returns its id."""
+        from miner.sample import draw, protocol as named
+
+        with self._open() as conn:
+            return int(draw(conn, protocol, named(protocol, **overrides), seed)["sample_id"])
+
+    # --- reading it -------------------------------------------------------------------------
+
+    def _export(self) -> dict[str, pd.DataFrame]:
+        from analysis.release import read_store
+
+        return read_store(self.path)
+
+    def threads(self, sample: int | None = None) -> pd.DataFrame:
+        """One row per issue (the store's ``issues`` table), optionally only a sample's."""
+        frame = self._export()["issues"]
+        return frame if sample is None else frame.merge(self.sample_issues(sample), on=["repo", "number"])
+
+    def comments(self, sample: int | None = None) -> pd.DataFrame:
+        """One row per comment, optionally only those on a sample's issues."""
+        frame = self._export()["comments"]
+        if sample is None:
+            return frame
+        keys = self.sample_issues(sample).rename(columns={"number": "issue_number"})
+        return frame.merge(keys, on=["repo", "issue_number"])
+
+    def sample_issues(self, sample: int) -> pd.DataFrame:
+        """The (repo, number) pairs of a recorded sample."""
+        from analysis.store_defects import _sample_keys
+
+        with self._open() as conn:
+            keys = _sample_keys(conn, sample, str(self.path))
+        return pd.DataFrame(sorted(keys), columns=["repo", "number"])
+
+    # --- labeling and findings --------------------------------------------------------------
+
+    def label(self, threshold: float = 0.5) -> pd.DataFrame:
+        """Label every thread with the built-in classifier; the predictions go into the store and are returned."""
+        from taxonomy import classify
+        from taxonomy.predictions import read_predictions, write_predictions
+
+        with self._open() as conn:
+            ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
+            preds = classify.builtin_predictions(analysed, threshold)
+            write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", classify.BUILTIN_VERSION)
+            return pd.DataFrame(read_predictions(conn, "builtin"))
+
+    def defects(self, *, sample: int | None = None, min_probability: float | None = None,
+                model: str | None = None) -> pd.DataFrame:
+        """The machine-labeled defect table (model provenance and a probability per label)."""
+        from analysis.store_defects import store_machine_defects
+
+        frame = store_machine_defects(self.path, model=model, min_probability=min_probability, sample=sample)
+        frame.attrs["source"] = str(self.path)
+        return frame
+
+    def human_labels(self) -> pd.DataFrame:
+        """The store's final human labels (``reeng annotate import``) as a defect table."""
+        from analysis.store_defects import store_human_defects
+
+        return store_human_defects(self.path)
+
+    def analyse(self, out: Path | str, *, sample: int | None = None, min_probability: float | None = None,
+                human: pd.DataFrame | Path | str | None = None, **options: Any):
+        """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares."""
+        return analyse(self.defects(sample=sample, min_probability=min_probability), out, human=human, **options)
+
+    def release(self, out: Path | str, *, defects: list[pd.DataFrame | Path] | None = None, **options: Any):
+        """A publishable release of the threads and labels (``defects`` default: the machine table)."""
+        from analysis.release import ReleaseOptions, write_release
+
+        tables = defects if defects is not None else [self.defects()]
+        return write_release(Path(out), store=self.path, defects=tables, options=ReleaseOptions(**options),
+                             include_predictions=False)
+
+
+def validate_release(folder: Path | str) -> list[str]:
+    """Every problem found in a release folder (empty: valid), as ``reeng release validate`` reports them."""
+    from analysis.release_check import validate_release as check
+
+    return check(Path(folder))

@@ -1,0 +1,43 @@
+"""The notebook API: one entry (reeng.Corpus) over DataFrames, and notebooks that use nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+import reeng
+from tests.analysis_helpers import make_store
+
+ROOT = Path(__file__).resolve().parents[1]
+# The analysis notebooks; reproduce_a_defect.ipynb drives the reproduction harness's own API.
+API_NOTEBOOKS = ("mine_classify_analyse.ipynb", "reproduce_study_figures.ipynb")
+
+
+def test_notebooks_import_only_the_api():
+    for name in API_NOTEBOOKS:
+        cells = json.loads((ROOT / "notebooks" / name).read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        imports = re.findall(r"^\s*(?:from|import)\s+([\w.]+)", code, flags=re.M)
+        internal = [m for m in imports if m.split(".")[0] in ("miner", "taxonomy", "analysis") or m.startswith("reeng.")]
+        assert internal == [], (name, internal)
+        assert "reeng" in imports, name
+        assert "sqlite3" not in code and "SELECT " not in code and "execute(" not in code, name
+
+
+def test_corpus_reads_labels_analyses_and_releases(tmp_path):
+    truth = make_store(tmp_path / "s.db", n=120)
+    corpus = reeng.Corpus(tmp_path / "s.db")
+    threads, comments = corpus.threads(), corpus.comments()
+    assert isinstance(threads, pd.DataFrame) and len(threads) == len(truth) and comments.empty
+    assert len(corpus.threads(sample=1)) == len(corpus.sample_issues(1)) == len(truth) // 3
+    defects = corpus.defects(sample=1)
+    assert set(defects["provenance"]) == {"model:builtin@1"} and "stage_probability" in defects
+    result = corpus.analyse(tmp_path / "out", formats=("png",), workers=1)
+    assert (tmp_path / "out" / "report.html").is_file() and result.tables.claims
+    summary = corpus.release(tmp_path / "release", salt="s" * 20)
+    assert summary.rows["issues"] == len(truth) and reeng.validate_release(tmp_path / "release") == []
+    labels = pd.read_parquet(tmp_path / "release" / "data" / "defect_labels.parquet")
+    assert set(labels["provenance"]) == {"model"} and labels["probability"].notna().all()

@@ -1,0 +1,89 @@
+"""From a store to findings: `reeng analyze --store`, samples, probabilities, human labels, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.store_defects import store_machine_defects
+from analysis.synthetic import synthetic_defects
+from miner.store import open_store
+from tests.analysis_helpers import make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    truth = make_store(root / "s.db")
+    return root, truth
+
+
+def test_machine_table_carries_model_provenance_probability_and_filter(store):
+    root, truth = store
+    table = store_machine_defects(root / "s.db")
+    assert set(table["provenance"]) == {"model:builtin@1"}
+    assert table["stage_probability"].between(0, 1).all()
+    features = truth[truth["number"] % 17 == 0]
+    assert not set(features["issue_url"]) & set(table["issue_url"]), "the filter's feature requests are not defects"
+    assert len(table) == len(truth) - len(features)
+    sampled = store_machine_defects(root / "s.db", sample=1)
+    assert 0 < len(sampled) <= len(truth) // 3
+    confident = store_machine_defects(root / "s.db", min_probability=0.8)
+    assert confident["stage"].isna().sum() > table["stage"].isna().sum()
+    assert confident.loc[confident["stage"].notna(), "stage_probability"].min() >= 0.8
+
+
+def test_analyze_store_with_human_labels_reports_three_intervals(store, reeng, tmp_path):
+    root, truth = store
+    human = truth[truth["number"] % 17 != 0].iloc[:80].copy()
+    human["provenance"] = "lab:adjudicated"
+    human.to_csv(tmp_path / "human.csv", index=False)
+    out = tmp_path / "findings"
+    run = reeng("analyze", "--store", str(root / "s.db"), "--human", str(tmp_path / "human.csv"), "--out", str(out),
+               "--formats", "png")
+    assert run.returncode == 0, run.stderr
+    assert "(PPI)" in run.stdout
+    ppi = json.loads((out / "ppi.json").read_text())
+    row = ppi["marginals"]["stage"][0]
+    assert {"machine", "human", "ppi"} <= set(row)
+    html = (out / "report.html").read_text()
+    assert "prediction-powered inference" in html and "machine only" in html
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert any(i["path"].endswith("s.db") for i in provenance["inputs"])
+
+
+@pytest.mark.parametrize("case", ["no_predictions", "unknown_sample", "human_outside", "out_is_file", "abstained"])
+def test_bad_input_is_one_error_line_and_nothing_written(case, store, reeng, tmp_path):
+    root, truth = store
+    db, out = root / "s.db", tmp_path / "out"
+    extra: list[str] = []
+    expected = ""
+    if case == "no_predictions":
+        db = tmp_path / "empty.db"
+        open_store(db).close()
+        expected = "no predictions"
+    elif case == "unknown_sample":
+        extra, expected = ["--sample", "99"], "no sample 99"
+    elif case == "human_outside":
+        other = synthetic_defects(30, seed=99)
+        other["issue_url"] = other["issue_url"].str.replace("owner", "stranger")
+        other.to_csv(tmp_path / "h.csv", index=False)
+        extra, expected = ["--human", str(tmp_path / "h.csv")], "not in the machine-labeled corpus"
+    elif case == "out_is_file":
+        out.write_text("keep me")
+        expected = "is not a folder"
+    elif case == "abstained":
+        db = tmp_path / "abstained.db"
+        make_store(db, n=40, abstain_all=True)
+        expected = "abstained"
+    run = reeng("analyze", "--store", str(db), "--out", str(out), "--formats", "png", *extra)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.startswith("error:") and expected in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    if case == "out_is_file":
+        assert out.read_text() == "keep me"
+    else:
+        assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.")]
