@@ -17,7 +17,6 @@ import pandas as pd
 
 from reeng.errors import ReengError
 from taxonomy.batch import Analysed, analyse_many
-from taxonomy.gold import DEFECT_SCHEMA, canonical_issue_url
 from taxonomy.labelers import DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
@@ -92,7 +91,7 @@ def model_predictions(model: TextModel, analysed: list[Analysed], threshold: flo
             confident = prob >= threshold
             out[i][target] = Prediction(target, cand if confident else None, round(prob, 4), cand, spans,
                                         None if confident else "below threshold")
-    return out
+    return with_framework(analysed, out)
 
 
 def store_threads(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = None) -> Iterator[Any]:
@@ -125,7 +124,8 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Prediction]]:
-    return BuiltinLabeler(threshold=threshold).label_many(analysed)
+    """The built-in labeler's predictions, with each thread's framework."""
+    return with_framework(analysed, BuiltinLabeler(threshold=threshold).label_many(analysed))
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
@@ -158,8 +158,6 @@ def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int]
     return model, {"threads": len(rows), "dimensions": report}
 
 
-# The machine-labeled table has exactly the gold defect table's columns (docs/schemas.md).
-DEFECT_COLUMNS = list(DEFECT_SCHEMA)
 FRAMEWORK_BY_LIBRARY = {"torch": "pytorch", "torchvision": "pytorch", "mmcv": "pytorch", "mmdet": "pytorch",
                         "tensorflow": "tensorflow", "keras": "keras", "caffe": "caffe", "mxnet": "mxnet"}
 
@@ -174,36 +172,15 @@ def framework_of(analysed: Analysed) -> str | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def machine_defects(ids: list[tuple[str, int]], analysed: list[Analysed], threads: list[Any],
-                    predictions: list[dict[str, Prediction]], provenance: str) -> pd.DataFrame:
-    """Machine labels as a defect table (the gold schema): one row per thread the filter keeps.
-
-    A thread is kept unless it was confidently called a feature request or question, or not a
-    reengineering defect; abstained dimensions are null, as a missing human label would be.
-    """
-    records = []
-    for (repo, number), a, thread, preds in zip(ids, analysed, threads, predictions):
-        kind, reeng = preds.get("issue_type"), preds.get("reengineering")
-        if (kind and kind.label in ("feature", "question")) or (reeng and reeng.label == "no"):
+def with_framework(analysed: list[Analysed], predictions: list[dict[str, Prediction]]) -> list[dict[str, Prediction]]:
+    """Add each thread's framework (from its library and version evidence) as one more prediction."""
+    for a, preds in zip(analysed, predictions):
+        if a.prepared is None:
             continue
-        owner, _, name = repo.partition("/")
-        record: dict[str, Any] = dict.fromkeys(DEFECT_COLUMNS)
-        record.update({
-            "issue_url": canonical_issue_url(owner, name, number), "owner": owner, "repo": name, "number": number,
-            "defect_index": 1, "framework": framework_of(a), "issue_created_at": thread.issue.get("created_at"),
-            "issue_labels": thread.issue.get("labels"), "provenance": provenance,
-        })
-        for dim in LABEL_DIMENSIONS:
-            record[dim] = preds[dim].label if dim in preds else None
-        records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=DEFECT_COLUMNS)
-    for col in DEFECT_COLUMNS:
-        if col not in ("number", "defect_index", "research_prototype"):
-            frame[col] = frame[col].astype("string")  # typed even when a column is all null
-    frame["number"] = frame["number"].astype("int64")
-    frame["defect_index"] = frame["defect_index"].astype("int64")
-    frame["research_prototype"] = frame["research_prototype"].astype("boolean")
-    return frame
+        fw = framework_of(a)
+        spans = [e.to_dict() for e in a.evidence if e.kind in ("library", "version") and FRAMEWORK_BY_LIBRARY.get(e.label) == fw][:8]
+        preds["framework"] = Prediction("framework", fw, 1.0 if fw else 0.0, fw, spans, None if fw else "no evidence")
+    return predictions
 
 
 def human_label_table(conn: sqlite3.Connection) -> pd.DataFrame:

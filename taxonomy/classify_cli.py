@@ -173,8 +173,11 @@ def _fmt(value: float | None, ci: list[float] | None = None) -> str:
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="Below this probability a dimension abstains (needs human review).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
 @click.option("--json", "as_json", is_flag=True)
-def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, as_json: bool) -> None:
+def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
+                    as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
     from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
@@ -192,6 +195,13 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         preds = classify.model_predictions(model, analysed, threshold)
         name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]
     written = write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), name, version)
+    if out_dir is not None:
+        from reeng.outputs import staged_dir
+        from taxonomy.gold import write_table
+        from taxonomy.predictions import machine_defects
+
+        with staged_dir(out_dir) as staging:
+            write_table(machine_defects(conn, name), staging, "defects")
     summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name,
                                "seconds": round(time.perf_counter() - started, 1), "dimensions": {}}
     for dim in (preds[0] if preds else {}):

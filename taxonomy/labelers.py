@@ -147,6 +147,19 @@ def study_labels() -> pd.DataFrame | None:
         return None
 
 
+@cache
+def study_non_reengineering() -> int:
+    """How many issues the study filtered out as non-reengineering (0 when the file is not available)."""
+    from reeng.datasets import locate
+    from reeng.errors import ReengError
+    from taxonomy.gold import import_non_reengineering
+
+    try:
+        return len(import_non_reengineering(locate("jiang2024-non-reengineering")))
+    except (ReengError, OSError):
+        return 0
+
+
 class BuiltinLabeler:
     """All eight dimensions: a :class:`RuleLabeler` each, the study's label space and prior, joint decoding."""
 
@@ -172,6 +185,9 @@ class BuiltinLabeler:
             classes = tuple(self.space.categories[dim])
             y = [self.space.map(dim, v) for v in labels[dim].dropna().astype(str)] if labels is not None and dim in labels else []
             y = [v for v in y if v is not None] or list(classes)
+            if dim == "reengineering" and labels is not None and study_non_reengineering():
+                # The study's own filter: its defect issues were reengineering defects, its negatives were not.
+                y = ["yes"] * labels["issue_url"].nunique() + ["no"] * study_non_reengineering()
             self.labelers[dim] = RuleLabeler(dim, precision=precision, classes=classes).fit(np.zeros((len(y), 0)), y)
         self.decoder = JointDecoder().fit(labels, self.space.categories) if joint and labels is not None else None
 
@@ -196,7 +212,9 @@ class BuiltinLabeler:
                 best = int(p.argmax())
                 cand, prob = self.classes(dim)[best], float(p[best])
                 spans = supporting_evidence(analysed[i].evidence, dim, cand, self.labelers[dim])
-                confident = prob >= self.threshold and not math.isnan(prob)
+                runner_up = float(np.partition(p, -2)[-2]) if len(p) > 1 else 0.0
+                # A tie (no evidence, uniform prior) is no answer, whatever the threshold.
+                confident = prob >= self.threshold and prob > runner_up + 1e-9 and not math.isnan(prob)
                 reason = None if confident else ("no evidence" if not spans else "below threshold")
                 preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
             out[i] = preds

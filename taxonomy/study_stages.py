@@ -77,17 +77,17 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     from miner.store import open_store
     from taxonomy import classify
     from taxonomy.gold import write_table
-    from taxonomy.predictions import write_predictions
+    from taxonomy.predictions import machine_defects, write_predictions
 
     cfg = ctx.section("classify")
     threshold = float(cfg.get("threshold", 0.5))
     out = ctx.out / "classify"
     out.mkdir()
     conn = open_store(store, create=False)
-    ids, analysed, threads = classify.analyse_store(conn)
+    ids, analysed, _ = classify.analyse_store(conn)
     preds = classify.builtin_predictions(analysed, threshold)
     write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", classify.BUILTIN_VERSION)
-    table = classify.machine_defects(ids, analysed, threads, preds, f"machine:builtin@{classify.BUILTIN_VERSION}")
+    table = machine_defects(conn, "builtin")
     write_table(table, out, "machine_defects")
     ctx.artifacts["machine_defects"] = out / "machine_defects.parquet"
     gold_src = ctx.artifacts.get("gold_csv") or ctx.path(ctx.section("gold").get("defects")) or locate("jiang2024-defects")

@@ -79,3 +79,11 @@ def test_each_dimension_reads_its_part() -> None:
     # a claim made only in the discussion does not decide the reporter's impact
     c = analyse("Question about results", ["I ran the model."], ["Training is very slow for me too."])
     assert labeler.label_many([c])[0]["impact"].candidate != "lower_speed"
+
+
+def test_english_check_survives_urls_and_code() -> None:
+    body = ("Crash in train.py, see https://example.org/repo/blob/master/train.py#L10 and "
+            "https://example.org/issues/3\n```\nimport torch\nx = torch.zeros(3)\nprint(x.cuda())\n```")
+    parts = split_roles("RuntimeError with the ONNX export", body, [])
+    a = analyse(parts.title, parts.opening, parts.discussion)
+    assert a.prepared is not None and a.prepared.english

@@ -136,3 +136,25 @@ def test_fetch_exactly_the_gold_threads_through_the_miner(data: tuple[Path, Path
     assert result["fetched"] == 9 and result["missing"] == ["acme/gone#1"] and result["gold_issues"] == 10
     threads = list(iter_threads(open_store(target, create=False)))
     assert len(threads) == 9 and all(t.comments for t in threads)
+
+
+def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import taxonomy
+    from reeng.errors import ReengError
+    from taxonomy.gold import DEFECT_SCHEMA
+
+    store, _ = data
+    out = tmp_path / "machine"
+    code, _, err = run(["classify", "predict", "--builtin", "--store", str(store), "--out", str(out)], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(out / "defects.parquet")
+    assert list(table.columns) == list(DEFECT_SCHEMA) and len(table) == 9
+    assert set(table["provenance"]) == {"machine:builtin@2"} and table["framework"].isna().all()
+    assert table["impact"].notna().any()
+    strict = taxonomy.machine_defects(store, "builtin", min_probability=0.999)
+    assert strict["impact"].isna().all() and len(strict) == 9
+    with pytest.raises(ReengError, match="no sample 7"):
+        taxonomy.machine_defects(store, "builtin", sample=7)
+    with pytest.raises(ReengError, match="no predictions of model 'nope'"):
+        taxonomy.machine_defects(store, "nope")
