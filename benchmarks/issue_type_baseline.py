@@ -41,7 +41,7 @@ def denchmark_table(path: Path, n: int, seed: int = 0) -> Path:
 
     gold = import_defects(locate("jiang2024-defects"))
     cv_repos = {f"{o}/{r}".lower() for o, r in gold[["owner", "repo"]].itertuples(index=False)}
-    threads, _ = read_archive(locate("denchmark-bugreports"))
+    threads = list(read_archive(locate("denchmark-bugreports"))[0])
     rng = random.Random(seed)
     pos = [t for t in threads if t["repo"].lower() in cv_repos]
     neg = [t for t in threads if t["repo"].lower() not in cv_repos]
@@ -91,6 +91,15 @@ def main() -> None:
         rows = [i for i in usable(table) if table.labels[i] is not None]
         print(f"{len(rows)} usable labeled rows of {len(table.labels)}; evidence pass {time.perf_counter() - t:.1f} s")
         y = np.array([table.labels[i] for i in rows])
+        if args.from_denchmark:
+            # The built-in (rule) filter on the same threads: which share would it keep as reengineering defects?
+            from taxonomy.classify import builtin_predictions
+
+            preds = builtin_predictions([table.analysed[i] for i in rows])
+            kept = np.array([p["issue_type"].label not in ("feature", "question") and p["reengineering"].label != "no"
+                             for p in preds])
+            for label in sorted(set(y)):
+                print(f"built-in filter keeps {kept[y == label].mean():.1%} of the {int((y == label).sum())} '{label}' threads")
         texts = [" \n".join(str(table.frame[c].iloc[i]) for c in cols if pd.notna(table.frame[c].iloc[i])) for i in rows]
         prepared = [table.analysed[i].prepared for i in rows]
         evidence = [rule_features(table.analysed[i].evidence) for i in rows]

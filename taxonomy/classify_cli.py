@@ -110,9 +110,10 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
 @click.option("--fast", is_flag=True, help="With --cv: cross-validate the fast model.")
 @click.option("--threshold", type=float, default=0.0, show_default=True,
               help="With --model: abstain below this probability (abstentions are reported apart).")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None, label_col: str | None, folds: int | None,
-                     group_col: str | None, fast: bool, threshold: float, as_json: bool) -> None:
+                     group_col: str | None, fast: bool, threshold: float, embedding_model: Path | None, as_json: bool) -> None:
     """Kappa and macro-F1 with bootstrap 95 % intervals, coverage, per-class scores and confusion matrix."""
     from taxonomy import classify, supervised
     from taxonomy.evaluation import cross_validate, scores
@@ -138,7 +139,7 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         result = scores([table.labels[rows[i]] for i in idx], pred, probability=conf)  # type: ignore[misc]
         result["folds"] = folds
     else:
-        model = supervised.load(model_path)  # type: ignore[arg-type]
+        model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
         params = model.meta.get("params", {})
         cols = _cols(text_cols) if text_cols else params.get("text_cols") or ["title", "body"]
         label_col = label_col or params.get("label_col")
@@ -175,9 +176,10 @@ def _fmt(value: float | None, ci: list[float] | None = None) -> str:
               help="Below this probability a dimension abstains (needs human review).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
-                    as_json: bool) -> None:
+                    embedding_model: Path | None, as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
     from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
@@ -185,7 +187,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     _threshold(threshold)
     if builtin == (model_path is not None):
         raise ReengError("predict needs exactly one of --model MODEL or --builtin")
-    model = supervised.load(model_path) if model_path else None  # load before the long pass: fail fast
+    model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
     conn = _open_nonempty(store)
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)

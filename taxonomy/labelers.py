@@ -177,8 +177,9 @@ class BuiltinLabeler:
         else:
             from taxonomy.model import load_taxonomy
 
-            tax = load_taxonomy()
-            self.space = LabelSpace({d: [c.id for c in tax.dimension(d).categories if c.is_label] for d in LABEL_DIMENSIONS})
+            dims = {d: load_taxonomy().dimension(d).categories for d in LABEL_DIMENSIONS}
+            self.space = LabelSpace({d: [c.id for c in cats if c.is_label or c.id == BUCKET] for d, cats in dims.items()},
+                                    {d: any(c.id == BUCKET for c in cats) for d, cats in dims.items()})
         self.space.categories.update({d: list(v) for d, v in FILTER_LABELS.items()})
         self.labelers: dict[str, RuleLabeler] = {}
         for dim in ALL_DIMENSIONS:

@@ -55,6 +55,7 @@ class TextModel:
     evidence_vectorizer: Any | None
     classifiers: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    embedding_folder: str | None = None  # where the sentence encoder is on this machine (not saved)
 
     @property
     def fast(self) -> bool:
@@ -153,7 +154,11 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
             raise ReengError("this model uses evidence features: extract evidence before predicting")
         blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence))
     if model.meta.get("embedding_model"):
-        blocks.append(_embedding_block(model.meta["embedding_model"], prepared))
+        wanted = model.meta["embedding_model"]
+        if model.embedding_folder is None:
+            raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
+                             "pass its local folder with --embedding-model")
+        blocks.append(_embedding_block(model.embedding_folder, prepared))
     return hstack(blocks).tocsr()
 
 
@@ -200,12 +205,13 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     blocks = [text_matrix]
     if with_evidence:
         blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
-    embedding_folder = None
+    embedding_folder, embedding_id = None, None
     if embedding_model is not None:
-        from taxonomy.embeddings import check_model
+        from taxonomy.embeddings import check_model, identity
 
-        embedding_folder = str(check_model(embedding_model))
+        embedding_folder, embedding_id = str(check_model(embedding_model)), identity(embedding_model)
         blocks.append(_embedding_block(embedding_folder, prepared))
+    model.embedding_folder = embedding_folder
     matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
@@ -223,7 +229,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
                         "C": getattr(model.classifiers[t], "C", None)}
                     for t, r in rows_per_target.items()},
         "training_data_sha256": data_hash(texts, labels), "n_threads": len(prepared),
-        "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_folder,
+        "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_id,
     }
     return model
 
@@ -268,7 +274,7 @@ def save(model: TextModel, path: Path) -> None:
         sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
 
-def load(path: Path | str) -> TextModel:
+def load(path: Path | str, embedding_model: Path | str | None = None) -> TextModel:
     """Read a model written by :func:`save`, refusing files that are not one or hold untrusted types."""
     import zipfile
 
@@ -294,4 +300,21 @@ def load(path: Path | str) -> TextModel:
     if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ReengError(f"{path}: model format {meta.get('format')} v{meta.get('format_version')}, this reeng reads "
                          f"{MODEL_FORMAT} v{FORMAT_VERSION}: retrain it with `reeng classify train`")
-    return TextModel(payload["vectorizer"], payload["evidence_vectorizer"], payload["classifiers"], meta)
+    model = TextModel(payload["vectorizer"], payload["evidence_vectorizer"], payload["classifiers"], meta)
+    if embedding_model is not None:
+        use_encoder(model, embedding_model)
+    return model
+
+
+def use_encoder(model: TextModel, folder: Path | str) -> None:
+    """Point a loaded model at its sentence encoder's local folder, checking it is the one it was trained with."""
+    from taxonomy.embeddings import check_model, identity
+
+    wanted = model.meta.get("embedding_model")
+    if not wanted:
+        raise ReengError("--embedding-model: this model was trained without sentence embeddings")
+    found = identity(folder)
+    if found["version"] != wanted["version"]:
+        raise ReengError(f"--embedding-model: {folder} is {found['name']} version {found['version']}, the model was "
+                         f"trained with {wanted['name']} version {wanted['version']}")
+    model.embedding_folder = str(check_model(folder))

@@ -69,7 +69,7 @@ def test_quoted_claims_do_not_count_as_evidence() -> None:
 
 
 def test_huge_log_is_capped_and_still_labeled() -> None:
-    body = "The run crashes with RuntimeError: CUDA out of memory.\n" + "step 1 loss 0.5 lr 0.01\n" * 60_000
+    body = "The run stops with RuntimeError: CUDA out of memory.\n" + "step 1 loss 0.5 lr 0.01\n" * 60_000
     assert len(body) > 1_000_000
     p = prepare("OOM during training", [body])
     assert p.truncated and len(p.prose) <= MAX_PROSE_CHARS

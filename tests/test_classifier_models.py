@@ -139,10 +139,13 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
                         "--fast", "--embedding-model", str(folder), "--out", str(out)], capsys)
     assert code == 0, err
     model = load(out)
-    assert model.meta["embedding_model"] == str(folder.resolve())
+    assert model.meta["embedding_model"]["name"] and len(model.meta["embedding_model"]["version"]) == 12
+    assert str(folder) not in json.dumps(model.meta)  # named by name and version, not by path
     # 2^18 hashed n-grams plus the 384 dimensions of MiniLM
     assert model.classifiers["kind"].n_features_in_ == 2**18 + 384
+    code, _, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--json"], capsys)
+    assert code == 2 and "--embedding-model" in err  # the encoder is named, its folder must be given
     code, stdout, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
-                             "title,body", "--label-col", "kind", "--json"], capsys)
+                             "title,body", "--label-col", "kind", "--embedding-model", str(folder), "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["accuracy"] > 0.8
