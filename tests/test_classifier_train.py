@@ -64,7 +64,8 @@ def test_train_on_gold_joined_to_stored_threads(data: tuple[Path, Path], tmp_pat
     model = tmp_path / "gold.skops"
     code, out, err = run(["classify", "train", "--gold", str(gold), "--store", str(store), "--out", str(model), "--json"], capsys)
     assert code == 0, err
-    summary = json.loads(out)  # pure JSON: no progress bar or blank line on stdout
+    assert out.startswith("{")  # pure JSON: no progress bar or blank line on stdout
+    summary = json.loads(out)
     assert summary["defects"] == 10 and summary["threads"] == 9 and summary["missing_threads"] == 1
     assert set(summary["targets"]) >= {"impact", "root_cause", "stage"}
     code, out, err = run(["classify", "predict", "--model", str(model), "--store", str(store), "--threshold", "0", "--json"], capsys)
