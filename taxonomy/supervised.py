@@ -113,7 +113,7 @@ def build_vectorizer(fast: bool) -> Any:
     return make_pipeline(hashed, TfidfTransformer(sublinear_tf=True))
 
 
-def make_classifier(labels: list[str], matrix: Any = None) -> Any:
+def make_classifier(labels: list[str], matrix: Any = None, search: bool = True) -> Any:
     """Logistic regression, its C chosen by 3-fold cross-validation on the training rows when every class allows it.
 
     Large (weakly labeled) sets are fitted by SGD with logistic loss, whose cost follows the
@@ -130,7 +130,7 @@ def make_classifier(labels: list[str], matrix: Any = None) -> Any:
                              random_state=0, n_jobs=2)
     counts = np.unique(labels, return_counts=True)[1]
     best = 2.0
-    if matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
+    if search and matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=ConvergenceWarning)
             cv = {c: cross_val_score(LogisticRegression(C=c, class_weight="balanced", max_iter=300), matrix, labels,
@@ -215,7 +215,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
-        clf = make_classifier(y, matrix[rows])
+        clf = make_classifier(y, matrix[rows], search=not fast)  # the fast model keeps the default C: speed first
         with warnings.catch_warnings():
             # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
             warnings.simplefilter("ignore", category=ConvergenceWarning)
