@@ -292,7 +292,7 @@ def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str]
 
 
 def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
-              progress: bool = True) -> dict[str, Any]:
+              cv: bool = True, progress: bool = True) -> dict[str, Any]:
     """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
 
     Two systems: the built-in labeler (no training on text; abstains below ``threshold``) and a
@@ -334,7 +334,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
         if labeler.space.bucket.get(dim):
             t2, p2 = _without_bucket(truth, [p.candidate for p in preds])
             systems["builtin_best_guess_without_bucket"] = scores(t2, p2, ci=False)
-        for name, grouping in (("gold_cv_by_repository", [repos[j] for j in have]), ("gold_cv_by_issue", g)):
+        for name, grouping in (("gold_cv_by_repository", [repos[j] for j in have]), ("gold_cv_by_issue", g)) if cv else ():
             k = len(set(grouping)) if name == "gold_cv_by_repository" else min(folds or 5, len(set(grouping)))
             if folds and name == "gold_cv_by_repository":
                 k = min(folds, k)

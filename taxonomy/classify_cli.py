@@ -226,14 +226,16 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="The built-in labeler abstains below this probability.")
 @click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
+@click.option("--cv/--no-cv", default=True, show_default=True,
+              help="Also cross-validate a model trained on the gold threads (by repository and by issue).")
 @click.option("--json", "as_json", is_flag=True)
-def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, as_json: bool) -> None:
+def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, as_json: bool) -> None:
     """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval
 
     _threshold(threshold)
-    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold)
+    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv)
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot
