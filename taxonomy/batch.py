@@ -1,5 +1,9 @@
 """Prepare and extract evidence for many threads at once, in parallel, one bad row never stopping the rest.
 
+A thread comes in as its title, the reporter's part (opening post and own follow-ups) and the
+discussion (see :mod:`taxonomy.thread`); each part is prepared on its own so that every
+dimension can read the part that decides it, and the evidence remembers which part it is from.
+
 Evidence extraction is the slow step (spaCy tokenization); it runs in worker processes, each
 building the matchers once. A row that fails (text that is not text, say) comes back as an
 :class:`Analysed` with ``error`` set, and its predictions abstain with that reason.
@@ -13,38 +17,56 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from taxonomy.evidence import Evidence, default_extractor
-from taxonomy.text import PreparedText, prepare
+from taxonomy.text import PreparedText, combine, prepare
 
 CHUNK = 64
 
 
 @dataclass
 class Analysed:
-    """A thread's prepared text and evidence, or the error that prevented them."""
+    """A thread's prepared text (whole, and the reporter's part) and evidence, or the error that prevented them."""
 
     prepared: PreparedText | None
     evidence: list[Evidence] = field(default_factory=list)
     error: str | None = None
+    opening: PreparedText | None = None
+
+    def part(self, which: str) -> PreparedText | None:
+        """``"opening"`` (the reporter's part) or ``"whole"`` (the thread)."""
+        return self.opening if which == "opening" else self.prepared
 
 
-def analyse(title: object, parts: list[object], with_evidence: bool = True) -> Analysed:
-    """Prepare one thread and extract its evidence; any failure becomes an error, not an exception."""
-    if title is not None and not isinstance(title, str) or any(p is not None and not isinstance(p, str) for p in parts):
+Row = tuple[object, list[object]] | tuple[object, list[object], list[object]]
+
+
+def analyse(title: object, parts: list[object], discussion: list[object] = (), with_evidence: bool = True) -> Analysed:  # type: ignore[assignment]
+    """Prepare one thread and extract its evidence; any failure becomes an error, not an exception.
+
+    ``parts`` is the reporter's part (the body, and their follow-ups), ``discussion`` the
+    others' comments; a table row has no discussion.
+    """
+    texts = [*parts, *discussion]
+    if title is not None and not isinstance(title, str) or any(p is not None and not isinstance(p, str) for p in texts):
         return Analysed(None, error="text is not a string")
     try:
-        prepared = prepare(title, parts)  # type: ignore[arg-type]
-        evidence = default_extractor().extract(prepared) if prepared.english and with_evidence else []
+        opening = prepare(title, parts)  # type: ignore[arg-type]
+        rest = prepare(None, list(discussion)) if discussion else None  # type: ignore[arg-type]
+        whole = combine(opening, rest) if rest is not None else opening
+        evidence = []
+        if whole.english and with_evidence:
+            extractor = default_extractor()
+            evidence = extractor.extract(opening, "opening") + (extractor.extract(rest, "discussion") if rest else [])
     except Exception as exc:  # noqa: BLE001 - one row's failure must not stop the batch
         return Analysed(None, error=f"{type(exc).__name__} while analysing")
-    return Analysed(prepared, evidence)
+    return Analysed(whole, evidence, opening=opening)
 
 
-def _analyse_chunk(rows: list[tuple[object, list[object]]], with_evidence: bool = True) -> list[Analysed]:
-    return [analyse(title, parts, with_evidence) for title, parts in rows]
+def _analyse_chunk(rows: list[Row], with_evidence: bool = True) -> list[Analysed]:
+    return [analyse(row[0], row[1], row[2] if len(row) > 2 else (), with_evidence) for row in rows]  # type: ignore[misc]
 
 
-def _chunks(rows: Iterable[tuple[object, list[object]]]) -> Iterator[list[tuple[object, list[object]]]]:
-    chunk: list[tuple[object, list[object]]] = []
+def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == CHUNK:
@@ -58,16 +80,18 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def analyse_many(rows: Iterable[tuple[object, list[object]]], total: int | None = None, workers: int | None = None,
+def analyse_many(rows: Iterable[Row], total: int | None = None, workers: int | None = None,
                  progress: bool = True, label: str = "evidence", with_evidence: bool = True) -> list[Analysed]:
-    """:func:`analyse` for (title, [body, comments...]) rows, in order, with a progress bar."""
+    """:func:`analyse` for (title, [reporter's parts], [discussion]) rows, in order, with a progress bar."""
     from functools import partial
 
+    from rich.console import Console
     from rich.progress import Progress
 
     workers = workers or default_workers()
     results: list[Analysed] = []
-    with Progress(transient=True, disable=not progress) as bar:
+    # The bar goes to stderr: stdout stays clean for --json.
+    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total)
         if workers == 1:
             for chunk in _chunks(rows):

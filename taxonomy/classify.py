@@ -1,4 +1,4 @@
-"""The classifier's workflows over tables and stores: train, predict, weak supervision, gold evaluation.
+"""The classifier's workflows over tables and stores: train, predict, weak supervision, gold training and evaluation.
 
 The CLI (:mod:`taxonomy.classify_cli`) and the study stage call these; they take paths and
 connections and return plain dicts and frames, so every workflow is testable without a shell.
@@ -17,13 +17,11 @@ import pandas as pd
 
 from reeng.errors import ReengError
 from taxonomy.batch import Analysed, analyse_many
-from taxonomy.evidence import evidence_keys
-from taxonomy.gold import DEFECT_SCHEMA, canonical_issue_url
-from taxonomy.labelers import DEFAULT_THRESHOLD, KnowledgeLabeler, Prediction, abstain_all, label_categories, supporting_evidence
-from taxonomy.models import TextModel, predict_proba, top_terms, train
-from taxonomy.rules import ALL_DIMENSIONS, LABEL_DIMENSIONS, firing_rules
+from taxonomy.labelers import DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
+from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
+from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "1"
+BUILTIN_VERSION = "2"
 
 
 @dataclass
@@ -61,27 +59,25 @@ def usable(data: TableData) -> list[int]:
 
 
 def train_table(data: TableData, target: str, *, fast: bool, params: dict[str, Any],
-                embedding_model: Path | None = None) -> tuple[TextModel, dict[str, int]]:
+                embedding_model: Path | None = None, evidence_features: bool = True) -> tuple[TextModel, dict[str, int]]:
     """A one-target model from a labeled table, skipping rows with unusable text."""
     rows = usable(data)
     labeled = [i for i in rows if data.labels[i] is not None]
     model = train([data.analysed[i].prepared for i in labeled],  # type: ignore[misc]
-                  None if fast else [evidence_keys(data.analysed[i].evidence) for i in labeled],
-                  {target: [data.labels[i] for i in labeled]}, fast=fast, params=params, embedding_model=embedding_model)
+                  None if fast else [rule_features(data.analysed[i].evidence) for i in labeled],
+                  {target: [data.labels[i] for i in labeled]}, fast=fast, evidence_features=evidence_features, params=params,
+                  embedding_model=embedding_model)
     return model, {"rows": len(data.analysed), "trained_on": len(labeled), "skipped_text": len(data.analysed) - len(rows)}
 
 
 def model_predictions(model: TextModel, analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Prediction]]:
     """Predictions of a trained model for analysed threads; unusable rows abstain, the others are labeled."""
     ok = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english]
-    out: list[dict[str, Prediction]] = [
-        abstain_all(a.error or (a.prepared.flags[0] if a.prepared and a.prepared.flags else "unreadable"), tuple(model.targets))
-        for a in analysed
-    ]
+    out: list[dict[str, Prediction]] = [abstain_all(reason_of(a), tuple(model.targets)) for a in analysed]
     if not ok:
         return out
     prepared = [analysed[i].prepared for i in ok]
-    evidence = None if model.fast else [evidence_keys(analysed[i].evidence) for i in ok]
+    evidence = None if not model.uses_evidence else [rule_features(analysed[i].evidence) for i in ok]
     probs = predict_proba(model, prepared, evidence)  # type: ignore[arg-type]
     for target, matrix in probs.items():
         classes = model.classes(target)
@@ -89,13 +85,13 @@ def model_predictions(model: TextModel, analysed: list[Analysed], threshold: flo
             best = int(np.argmax(matrix[row]))
             cand, prob = classes[best], float(matrix[row, best])
             ev = analysed[i].evidence
-            spans = supporting_evidence(ev, firing_rules(evidence_keys(ev)), target, cand)
+            spans = supporting_evidence(ev, target, cand) if target in DIMENSION_PARTS else []
             terms = top_terms(model, target, cand, analysed[i].prepared) if prob >= threshold else []  # type: ignore[arg-type]
             spans += [{"kind": "term", "label": t, "text": t, "section": "model"} for t in terms]
             confident = prob >= threshold
             out[i][target] = Prediction(target, cand if confident else None, round(prob, 4), cand, spans,
                                         None if confident else "below threshold")
-    return out
+    return with_framework(analysed, out)
 
 
 def store_threads(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = None) -> Iterator[Any]:
@@ -109,44 +105,43 @@ def store_threads(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = None, *, with_evidence: bool = True,
                   progress: bool = True) -> tuple[list[tuple[str, int]], list[Analysed], list[Any]]:
-    """Every (selected) thread of a store, analysed: ids, analyses and the threads themselves."""
+    """Every (selected) thread of a store, analysed: ids, analyses and the threads themselves.
+
+    Bot and template comments are dropped and the reporter's part is kept apart from the
+    discussion (:mod:`taxonomy.thread`) before anything is read.
+    """
+    from taxonomy.thread import thread_parts
+
     threads = list(store_threads(conn, keys))
-    rows = ((t.title, [t.body, *(c.get("body") for c in t.comments)]) for t in threads)
+
+    def row(t: Any) -> tuple[object, list[object], list[object]]:
+        parts = thread_parts(t)
+        return parts.title, list(parts.opening), list(parts.discussion)
+
+    rows = (row(t) for t in threads)
     analysed = analyse_many(rows, total=len(threads), progress=progress, with_evidence=with_evidence)
     return [(t.repo, int(t.number)) for t in threads], analysed, threads
 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Prediction]]:
-    labeler = KnowledgeLabeler(threshold=threshold)
-    return labeler.label_many([(a.prepared, a.evidence, a.error) for a in analysed])
-
-
-WEAK_METHODS = ("weighted", "label-model")
+    """The built-in labeler's predictions, with each thread's framework."""
+    return with_framework(analysed, BuiltinLabeler(threshold=threshold).label_many(analysed))
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
-               method: str = "weighted", min_confidence: float = 0.5,
-               embedding_model: Path | None = None) -> tuple[TextModel, dict[str, Any]]:
-    """Train one classifier per dimension on weak labels from the rules, over every usable thread.
+               min_confidence: float = 0.5, embedding_model: Path | None = None) -> tuple[TextModel, dict[str, Any]]:
+    """Train one classifier per dimension on the built-in labeler's confident labels, over every usable thread.
 
-    ``method`` combines the labeling functions: ``weighted`` is the built-in labeler's weighted
-    vote (rule weights plus definition similarity, kept where it is confident);
-    ``label-model`` estimates each rule's accuracy from agreements (:mod:`taxonomy.weak`).
     ``exclude`` drops rows from training (gold threads during gold evaluation, so none of them is
-    later scored by a model that saw it).
+    later scored by a model that saw it). A store whose threads give no dimension two confident
+    classes cannot be learned from: that is one clear error, not a traceback.
     """
-    from taxonomy.weak import weak_labels
-
-    if method not in WEAK_METHODS:
-        raise ReengError(f"unknown weak-supervision method {method!r} (known: {', '.join(WEAK_METHODS)})")
     rows = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english and i not in (exclude or set())]
-    categories = label_categories()
-    if method == "weighted":
-        voted = builtin_predictions([analysed[i] for i in rows], threshold=min_confidence)
-        per_dim = {dim: [p[dim].label for p in voted] for dim in ALL_DIMENSIONS}
-    else:
-        keys = [set(evidence_keys(analysed[i].evidence)) for i in rows]
-        per_dim = {dim: weak_labels(keys, dim, categories[dim], min_confidence)[0] for dim in ALL_DIMENSIONS}
+    if not rows:
+        raise ReengError("no usable thread to learn weak labels from (the store is empty, or every thread is "
+                         "excluded, empty or non-English)")
+    voted = builtin_predictions([analysed[i] for i in rows], threshold=min_confidence)
+    per_dim = {dim: [p[dim].label for p in voted] for dim in ALL_DIMENSIONS}
     labels, report = {}, {}
     for dim, y in per_dim.items():
         named = [v for v in y if v is not None]
@@ -155,14 +150,14 @@ def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int]
             continue
         labels[dim] = y
         report[dim] = {"labeled": len(named), "classes": {k: int(v) for k, v in pd.Series(named).value_counts().items()}}
-    model = train([analysed[i].prepared for i in rows], None if fast else [evidence_keys(analysed[i].evidence) for i in rows],  # type: ignore[misc]
-                  labels, fast=fast, params={"source": "weak supervision", "method": method, "min_confidence": min_confidence},
+    if not labels:
+        raise ReengError(f"weak labels of {len(rows)} threads give no dimension two confident classes: nothing to learn")
+    model = train([analysed[i].prepared for i in rows], None if fast else [rule_features(analysed[i].evidence) for i in rows],  # type: ignore[misc]
+                  labels, fast=fast, params={"source": "weak supervision", "min_confidence": min_confidence},
                   embedding_model=embedding_model)
-    return model, {"threads": len(rows), "method": method, "dimensions": report}
+    return model, {"threads": len(rows), "dimensions": report}
 
 
-# The machine-labeled table has exactly the gold defect table's columns (docs/schemas.md).
-DEFECT_COLUMNS = list(DEFECT_SCHEMA)
 FRAMEWORK_BY_LIBRARY = {"torch": "pytorch", "torchvision": "pytorch", "mmcv": "pytorch", "mmdet": "pytorch",
                         "tensorflow": "tensorflow", "keras": "keras", "caffe": "caffe", "mxnet": "mxnet"}
 
@@ -177,89 +172,182 @@ def framework_of(analysed: Analysed) -> str | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def machine_defects(ids: list[tuple[str, int]], analysed: list[Analysed], threads: list[Any],
-                    predictions: list[dict[str, Prediction]], provenance: str) -> pd.DataFrame:
-    """Machine labels as a defect table (the gold schema): one row per thread the filter keeps.
-
-    A thread is kept unless it was confidently called a feature request or question, or not a
-    reengineering defect; abstained dimensions are null, as a missing human label would be.
-    """
-    records = []
-    for (repo, number), a, thread, preds in zip(ids, analysed, threads, predictions):
-        kind, reeng = preds.get("issue_type"), preds.get("reengineering")
-        if (kind and kind.label in ("feature", "question")) or (reeng and reeng.label == "no"):
+def with_framework(analysed: list[Analysed], predictions: list[dict[str, Prediction]]) -> list[dict[str, Prediction]]:
+    """Add each thread's framework (from its library and version evidence) as one more prediction."""
+    for a, preds in zip(analysed, predictions):
+        if a.prepared is None:
             continue
-        owner, _, name = repo.partition("/")
-        record: dict[str, Any] = dict.fromkeys(DEFECT_COLUMNS)
-        record.update({
-            "issue_url": canonical_issue_url(owner, name, number), "owner": owner, "repo": name, "number": number,
-            "defect_index": 1, "framework": framework_of(a), "issue_created_at": thread.issue.get("created_at"),
-            "issue_labels": thread.issue.get("labels"), "provenance": provenance,
-        })
-        for dim in LABEL_DIMENSIONS:
-            record[dim] = preds[dim].label if dim in preds else None
-        records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=DEFECT_COLUMNS)
-    for col in DEFECT_COLUMNS:
-        if col not in ("number", "defect_index", "research_prototype"):
-            frame[col] = frame[col].astype("string")  # typed even when a column is all null
-    frame["number"] = frame["number"].astype("int64")
-    frame["defect_index"] = frame["defect_index"].astype("int64")
-    frame["research_prototype"] = frame["research_prototype"].astype("boolean")
-    return frame
+        fw = framework_of(a)
+        spans = [e.to_dict() for e in a.evidence if e.kind in ("library", "version") and FRAMEWORK_BY_LIBRARY.get(e.label) == fw][:8]
+        preds["framework"] = Prediction("framework", fw, 1.0 if fw else 0.0, fw, spans, None if fw else "no evidence")
+    return predictions
 
 
-def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, weak: bool = True, folds: int = 5,
-              progress: bool = True) -> dict[str, Any]:
-    """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
+def human_label_table(conn: sqlite3.Connection) -> pd.DataFrame:
+    """The store's adjudicated labels (``human_labels``, from ``reeng annotate import``) as one row per defect."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'human_labels'").fetchone()
+    if not has:
+        return pd.DataFrame(columns=["owner", "repo", "number", "defect_index", *LABEL_DIMENSIONS])
+    raw = pd.read_sql_query("SELECT repo, number, defect_index, dimension, label FROM human_labels", conn)
+    if raw.empty:
+        return pd.DataFrame(columns=["owner", "repo", "number", "defect_index", *LABEL_DIMENSIONS])
+    wide = raw.pivot_table(index=["repo", "number", "defect_index"], columns="dimension", values="label",
+                           aggfunc="first").reset_index()
+    owner_repo = wide["repo"].str.split("/", n=1, expand=True)
+    wide["owner"], wide["repo"] = owner_repo[0], owner_repo[1]
+    for dim in LABEL_DIMENSIONS:
+        if dim not in wide:
+            wide[dim] = None
+    return wide[["owner", "repo", "number", "defect_index", *LABEL_DIMENSIONS]]
 
-    Three systems: the built-in labeler (no training); supervised models cross-validated over
-    the gold threads themselves (grouped by thread, so no thread is scored by a model that saw
-    it); and, with ``weak``, a model trained on weak labels of every *other* thread in the store.
+
+@dataclass
+class GoldJoin:
+    """Labeled defects joined to their stored threads: one row per defect (an issue may hold several)."""
+
+    defects: pd.DataFrame  # owner, repo, number, defect_index, the label columns, source
+    rows: list[int]  # per defect, its thread's position in ``analysed``
+    ids: list[tuple[str, int]]
+    analysed: list[Analysed]
+    missing: int  # labeled defects whose thread is not in the store
+
+    @property
+    def groups_issue(self) -> list[str]:
+        return [f"{o}/{r}#{n}".lower() for o, r, n in self.defects[["owner", "repo", "number"]].itertuples(index=False)]
+
+    @property
+    def groups_repo(self) -> list[str]:
+        return [f"{o}/{r}".lower() for o, r in self.defects[["owner", "repo"]].itertuples(index=False)]
+
+
+def _key(owner: object, repo: object, number: object) -> tuple[str, int]:
+    return f"{owner}/{repo}".lower(), int(number)  # type: ignore[call-overload]
+
+
+def join_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, human: bool = True,
+              progress: bool = True) -> GoldJoin:
+    """Gold defects (a CSV in the study's format) and the store's adjudicated labels, joined to stored threads.
+
+    The join is by (owner/repo, number), case-insensitive. Adjudicated human labels of a defect
+    replace the gold CSV's row for the same defect. Threads are analysed once each.
     """
-    from taxonomy.evaluation import cross_validate, scores
     from taxonomy.gold import import_defects
 
-    gold = import_defects(gold_csv)
-    gold_keys = {(f"{o}/{r}".lower(), int(n)) for o, r, n in gold[["owner", "repo", "number"]].itertuples(index=False)}
-    ids, analysed, _ = analyse_store(conn, None if weak else gold_keys, progress=progress)
+    frames = []
+    if gold_csv is not None:
+        gold = import_defects(gold_csv)
+        frames.append(gold.assign(source="gold")[["owner", "repo", "number", "defect_index", *LABEL_DIMENSIONS, "source"]])
+    if human:
+        labels = human_label_table(conn)
+        if not labels.empty:
+            frames.append(labels.assign(source="human_labels"))
+    if not frames:
+        return GoldJoin(pd.DataFrame(columns=["owner", "repo", "number", "defect_index", *LABEL_DIMENSIONS]), [], [], [], 0)
+    defects = pd.concat(frames, ignore_index=True)
+    defects["number"] = defects["number"].astype(int)
+    defects["_key"] = [_key(o, r, n) for o, r, n in defects[["owner", "repo", "number"]].itertuples(index=False)]
+    defects = defects.drop_duplicates(subset=["_key", "defect_index"], keep="last")
+    keys = set(defects["_key"])
+    ids, analysed, _ = analyse_store(conn, keys, progress=progress)
     position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
-    gold = gold[[(f"{o}/{r}".lower(), int(n)) in position for o, r, n in gold[["owner", "repo", "number"]].itertuples(index=False)]]
-    if gold.empty:
-        return {"threads": 0, "defects": 0, "dimensions": {},
+    have = defects["_key"].map(lambda k: k in position)
+    found = defects[have].reset_index(drop=True)
+    return GoldJoin(found.drop(columns="_key"), [position[k] for k in found["_key"]], ids, analysed, int((~have).sum()))
+
+
+def gold_training_labels(join: GoldJoin, dims: tuple[str, ...] = LABEL_DIMENSIONS) -> dict[str, list[str | None]]:
+    """One label list per dimension, one entry per defect, mapped into the study's label space."""
+    space = BuiltinLabeler().space
+    return {dim: [None if pd.isna(v) else space.map(dim, str(v)) for v in join.defects[dim]] for dim in dims}
+
+
+def train_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, fast: bool = False, human: bool = True,
+               progress: bool = True) -> tuple[TextModel, dict[str, Any]]:
+    """``reeng classify train --gold``: a model per dimension on the labeled defects whose threads are stored."""
+    join = join_gold(conn, gold_csv, human=human, progress=progress)
+    if join.defects.empty:
+        raise ReengError(f"no labeled defect has its thread in the store ({join.missing} defects without a stored thread): "
+                         "mine or import the issues first (`reeng gold fetch-threads`, `reeng import denchmark`)")
+    usable_rows = [j for j, i in enumerate(join.rows) if join.analysed[i].prepared is not None and join.analysed[i].prepared.english]
+    if not usable_rows:
+        raise ReengError("none of the joined threads has usable (English) text")
+    labels = gold_training_labels(join)
+    skipped = {d: "fewer than two classes" for d, y in labels.items() if len({y[j] for j in usable_rows} - {None}) < 2}
+    labels = {d: y for d, y in labels.items() if d not in skipped}
+    if not labels:
+        raise ReengError("every dimension of the joined labels has fewer than two classes: nothing to learn")
+    prepared = [join.analysed[join.rows[j]].prepared for j in usable_rows]
+    evidence = None if fast else [rule_features(join.analysed[join.rows[j]].evidence) for j in usable_rows]
+    model = train(prepared, evidence, {d: [labels[d][j] for j in usable_rows] for d in labels},  # type: ignore[misc]
+                  fast=fast, params={"source": "gold", "gold": str(gold_csv) if gold_csv else None, "human_labels": human})
+    summary = {"defects": len(join.defects), "trained_on": len(usable_rows), "missing_threads": join.missing,
+               "threads": len(set(join.rows)), "from_human_labels": int((join.defects["source"] == "human_labels").sum()),
+               "skipped_dimensions": skipped}
+    return model, summary
+
+
+def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str], list[str | None]]:
+    keep = [i for i, t in enumerate(truth) if t != "low_frequency"]
+    return [truth[i] for i in keep], [pred[i] for i in keep]
+
+
+def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
+              cv: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
+
+    Two systems: the built-in labeler (no training on text; abstains below ``threshold``) and a
+    supervised model cross-validated on the gold threads themselves, grouped by repository
+    (leave-one-repository-out, the headline: new repositories are the real use) and by issue.
+    Every score has a bootstrap 95 % interval (issues resampled); dimensions with the study's
+    ``low_frequency`` bucket are also scored without the bucket's rows.
+    """
+    from taxonomy.evaluation import cross_validate, scores
+
+    join = join_gold(conn, gold_csv, human=False, progress=progress)
+    if join.defects.empty:
+        return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {},
                 "note": "no gold issue has its thread in this store"}
-    rows = [position[(f"{o}/{r}".lower(), int(n))] for o, r, n in gold[["owner", "repo", "number"]].itertuples(index=False)]
-    builtin = builtin_predictions([analysed[i] for i in sorted(set(rows))])
-    builtin_by_row = dict(zip(sorted(set(rows)), builtin))
-    weak_by_row: dict[int, dict[str, Prediction]] = {}
-    weak_report = None
-    if weak:
-        model, weak_report = weak_model(analysed, fast=True, exclude=set(rows))
-        gold_rows = sorted(set(rows))
-        weak_by_row = dict(zip(gold_rows, model_predictions(model, [analysed[i] for i in gold_rows])))
-    result: dict[str, Any] = {"threads": len(set(rows)), "defects": len(gold), "dimensions": {}, "systems": {},
-                              "note": "development set: the gold issues found in the store; not a measure of generalization"}
-    prepared = [analysed[i].prepared for i in rows]
-    evidence = [evidence_keys(analysed[i].evidence) for i in rows]
+    labeler = BuiltinLabeler(threshold=threshold)
+    unique = sorted(set(join.rows))
+    builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
+    labels = gold_training_labels(join)
+    groups = join.groups_issue
+    repos = join.groups_repo
+    result: dict[str, Any] = {
+        "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
+        "missing_threads": join.missing, "threshold": threshold, "label_source": labeler.source,
+        "dimensions": {}, "systems": {},
+        "note": "gold issues found in the store; rules were written without reading gold threads, "
+                "but with 25-28 rows every interval is wide",
+    }
+    prepared = [join.analysed[i].prepared for i in join.rows]
+    evidence = [rule_features(join.analysed[i].evidence) for i in join.rows]
     for dim in LABEL_DIMENSIONS:
-        human = [None if pd.isna(v) else str(v) for v in gold[dim]]
-        have = [j for j, h in enumerate(human) if h is not None and prepared[j] is not None]
-        truth = [human[j] for j in have]
-        systems = {"builtin": scores(truth, [builtin_by_row[rows[j]][dim].label for j in have])}
-        systems["builtin_candidate"] = scores(truth, [builtin_by_row[rows[j]][dim].candidate for j in have])
-        if weak and dim in (weak_report or {}).get("dimensions", {}) and "skipped" not in weak_report["dimensions"][dim]:
-            systems["weak_supervised"] = scores(truth, [weak_by_row[rows[j]][dim].candidate for j in have])
-        try:
-            idx, pred = cross_validate([prepared[j] for j in have], [evidence[j] for j in have], truth, dim,
-                                       folds=min(folds, len(set(rows[j] for j in have))),
-                                       groups=[str(rows[j]) for j in have])
-            systems["gold_cv"] = scores([truth[i] for i in idx], pred)
-        except ReengError as exc:
-            systems["gold_cv"] = {"n": len(truth), "skipped": str(exc)}
+        have = [j for j, h in enumerate(labels[dim]) if h is not None and prepared[j] is not None]
+        truth = [str(labels[dim][j]) for j in have]
+        preds = [builtin[join.rows[j]][dim] for j in have]
+        g = [groups[j] for j in have]
+        systems: dict[str, Any] = {
+            "builtin": scores(truth, [p.label for p in preds], probability=[p.probability for p in preds], groups=g),
+            "builtin_best_guess": scores(truth, [p.candidate for p in preds], probability=[p.probability for p in preds], groups=g),
+        }
+        if labeler.space.bucket.get(dim):
+            t2, p2 = _without_bucket(truth, [p.candidate for p in preds])
+            systems["builtin_best_guess_without_bucket"] = scores(t2, p2, ci=False)
+        for name, grouping in (("gold_cv_by_repository", [repos[j] for j in have]), ("gold_cv_by_issue", g)) if cv else ():
+            k = len(set(grouping)) if name == "gold_cv_by_repository" else min(folds or 5, len(set(grouping)))
+            if folds and name == "gold_cv_by_repository":
+                k = min(folds, k)
+            try:
+                idx, pred, conf = cross_validate([prepared[j] for j in have], [evidence[j] for j in have], truth, dim,  # type: ignore[misc]
+                                                 folds=k, groups=grouping)
+                systems[name] = scores([truth[i] for i in idx], pred, probability=conf, groups=[g[i] for i in idx])
+                systems[name]["folds"] = k
+            except ReengError as exc:
+                systems[name] = {"n": len(truth), "skipped": str(exc)}
         main = systems["builtin"]
-        result["dimensions"][dim] = {"macro_f1": main["macro_f1"], "kappa": main["kappa"], "n": main["n"],
-                                     "accuracy": main["accuracy"], "coverage": main["coverage"], "system": "builtin"}
+        result["dimensions"][dim] = {key: main.get(key) for key in
+                                     ("n", "coverage", "kappa", "kappa_ci", "kappa_abstain_wrong", "kappa_abstain_wrong_ci",
+                                      "macro_f1", "macro_f1_ci")} | {"system": "builtin"}
         result["systems"][dim] = systems
-    if weak_report:
-        result["weak_training"] = weak_report
     return result

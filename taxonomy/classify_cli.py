@@ -31,44 +31,66 @@ def classify_group() -> None:
     """Filter issue threads and label them against the taxonomy, with evidence and probabilities."""
 
 
+def _threshold(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ReengError(f"--threshold {value}: a probability between 0 and 1")
+    return value
+
+
+def _open_nonempty(store: Path) -> Any:
+    """The store, or one clear error when it holds no thread (nothing to label or learn from)."""
+    from miner.store import open_store, thread_keys
+
+    conn = open_store(store, create=False)
+    if not thread_keys(conn):
+        raise ReengError(f"{store}: the store holds no threads (mine or import some first)")
+    return conn
+
+
 @classify_group.command("train")
 @click.option("--data", type=click.Path(path_type=Path), help="CSV or Parquet with text columns and a label column.")
 @click.option("--text-cols", default="title,body", show_default=True, help="Text columns, the first being the title.")
 @click.option("--label-col", help="The label column (any labels: taxonomy ids, or bug/feature/question).")
-@click.option("--store", type=click.Path(path_type=Path), help="Train from weak labels over this store's threads instead.")
+@click.option("--store", type=click.Path(path_type=Path),
+              help="With --gold: the store holding the gold threads. Alone: train on the built-in labeler's weak labels.")
+@click.option("--gold", type=click.Path(path_type=Path),
+              help="Gold defects CSV (study format); joined to the store's threads by owner/repo/number. "
+                   "Adjudicated labels in the store's human_labels table are added.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Model file to write (.skops).")
-@click.option("--fast", is_flag=True, help="Hashed word n-grams only (no spaCy evidence features): faster, less accurate.")
-@click.option("--weak-method", type=click.Choice(["weighted", "label-model"]), default="weighted", show_default=True,
-              help="With --store: how the rules' votes become training labels.")
+@click.option("--fast", is_flag=True, help="Hashed word n-grams only (no evidence features): faster, less accurate.")
+@click.option("--evidence/--no-evidence", default=True, show_default=True,
+              help="With --data: use the evidence-rule features (switch off for tasks they do not fit).")
 @click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder (optional).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
-def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, out: Path, fast: bool,
-                  weak_method: str, embedding_model: Path | None, as_json: bool) -> None:
-    """Train a classifier from a labeled table, or from weak labels over a store (--store)."""
-    from taxonomy import classify, models
+def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, gold: Path | None,
+                  out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
+    """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or weak labels (--store)."""
+    from taxonomy import classify, supervised
 
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
         check_model(embedding_model)  # fail before minutes of evidence extraction, not after
     started = time.perf_counter()
-    if store is not None:
-        from miner.store import open_store
-
-        conn = open_store(store, create=False)
+    if gold is not None:
+        if store is None:
+            raise ReengError("--gold needs --store S: the store that holds the gold issues' threads")
+        model, summary = classify.train_gold(_open_nonempty(store), gold, fast=fast)
+    elif store is not None:
+        conn = _open_nonempty(store)
         _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
         extracted = time.perf_counter()
-        model, summary = classify.weak_model(analysed, fast=fast, method=weak_method, embedding_model=embedding_model)
+        model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
         summary["evidence_seconds"] = round(extracted - started, 1)
         summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
     else:
         if data is None or not label_col:
-            raise ReengError("train needs --data FILE --label-col COL (or --store S for weak supervision)")
-        table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=not fast)
+            raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (weak labels)")
+        table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=evidence and not fast)
         model, summary = classify.train_table(table, label_col, fast=fast,
                                               params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
-                                              embedding_model=embedding_model)
-    models.save(model, out)
+                                              embedding_model=embedding_model, evidence_features=evidence)
+    supervised.save(model, out)
     summary.update({"model": str(out), "targets": model.meta["targets"], "seconds": round(time.perf_counter() - started, 1)})
     if as_json:
         _echo_json(summary)
@@ -81,62 +103,92 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
 @classify_group.command("evaluate")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model (omit with --cv).")
 @click.option("--data", required=True, type=click.Path(path_type=Path))
-@click.option("--text-cols", default="title,body", show_default=True)
-@click.option("--label-col", required=True)
+@click.option("--text-cols", help="Text columns (default: the model's own, else title,body).")
+@click.option("--label-col", help="Label column (default: the model's own).")
 @click.option("--cv", "folds", type=int, help="k-fold cross-validation of a fresh model on --data instead of --model.")
+@click.option("--group-col", help="With --cv: keep rows sharing this column's value in one fold (e.g. repository).")
 @click.option("--fast", is_flag=True, help="With --cv: cross-validate the fast model.")
+@click.option("--threshold", type=float, default=0.0, show_default=True,
+              help="With --model: abstain below this probability (abstentions are reported apart).")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_command(model_path: Path | None, data: Path, text_cols: str, label_col: str, folds: int | None, fast: bool,
-                     as_json: bool) -> None:
-    """Macro-F1, per-class precision/recall/F1, accuracy, Cohen's kappa and confusion matrix."""
-    from taxonomy import classify, models
+def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None, label_col: str | None, folds: int | None,
+                     group_col: str | None, fast: bool, threshold: float, embedding_model: Path | None, as_json: bool) -> None:
+    """Kappa and macro-F1 with bootstrap 95 % intervals, coverage, per-class scores and confusion matrix."""
+    from taxonomy import classify, supervised
     from taxonomy.evaluation import cross_validate, scores
-    from taxonomy.evidence import evidence_keys
+    from taxonomy.rules import rule_features
 
+    _threshold(threshold)
     if (model_path is None) == (folds is None):
         raise ReengError("evaluate needs exactly one of --model MODEL or --cv K")
     if folds is not None:
-        table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=not fast)
+        if not label_col:
+            raise ReengError("--cv needs --label-col")
+        cols = _cols(text_cols or "title,body")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=not fast)
         rows = [i for i in classify.usable(table) if table.labels[i] is not None]
-        idx, pred = cross_validate([table.analysed[i].prepared for i in rows],  # type: ignore[misc]
-                                   None if fast else [evidence_keys(table.analysed[i].evidence) for i in rows],
-                                   [table.labels[i] for i in rows], label_col, folds=folds, fast=fast)
-        result = scores([table.labels[rows[i]] for i in idx], pred)  # type: ignore[misc]
+        groups = None
+        if group_col:
+            if group_col not in table.frame:
+                raise ReengError(f"{data}: no column {group_col!r}")
+            groups = [str(v) for v in table.frame[group_col].iloc[rows]]
+        idx, pred, conf = cross_validate([table.analysed[i].prepared for i in rows],  # type: ignore[misc]
+                                         None if fast else [rule_features(table.analysed[i].evidence) for i in rows],
+                                         [table.labels[i] for i in rows], label_col, folds=folds, fast=fast, groups=groups)
+        result = scores([table.labels[rows[i]] for i in idx], pred, probability=conf)  # type: ignore[misc]
         result["folds"] = folds
     else:
-        model = models.load(model_path)  # type: ignore[arg-type]
-        table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=not model.fast)
+        model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
+        params = model.meta.get("params", {})
+        cols = _cols(text_cols) if text_cols else params.get("text_cols") or ["title", "body"]
+        label_col = label_col or params.get("label_col")
+        if not label_col:
+            raise ReengError("--label-col: this model does not record a label column; name the one to score against")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
         target = label_col if label_col in model.targets else model.targets[0]
-        preds = classify.model_predictions(model, table.analysed, threshold=0.0)
+        preds = classify.model_predictions(model, table.analysed, threshold=threshold)
         rows = [i for i, y in enumerate(table.labels) if y is not None]
-        result = scores([table.labels[i] for i in rows], [preds[i][target].candidate for i in rows])  # type: ignore[misc]
+        result = scores([table.labels[i] for i in rows], [preds[i][target].label for i in rows],  # type: ignore[misc]
+                        probability=[preds[i][target].probability for i in rows])
         result["target"] = target
+        result["unreadable_rows"] = sum(1 for i in rows if preds[i][target].reason not in (None, "below threshold"))
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"n {result['n']}  macro-F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}  "
-               f"kappa {result['kappa'] if result['kappa'] is None else round(result['kappa'], 3)}")
+    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f})  "
+               f"macro-F1 {_fmt(result['macro_f1'], result.get('macro_f1_ci'))}  kappa {_fmt(result['kappa'], result.get('kappa_ci'))}")
     for label, m in result["per_class"].items():
         click.echo(f"  {label:<32} P {m['precision']:.2f}  R {m['recall']:.2f}  F1 {m['f1']:.2f}  n {m['support']}")
 
 
+def _fmt(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 @classify_group.command("predict")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model file.")
-@click.option("--builtin", is_flag=True, help="Use the built-in knowledge-based labeler (no training needed).")
+@click.option("--builtin", is_flag=True, help="Use the built-in labeler (evidence rules, no training needed).")
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="Below this probability a dimension abstains (needs human review).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
 @click.option("--json", "as_json", is_flag=True)
-def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, as_json: bool) -> None:
+def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
+                    embedding_model: Path | None, as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
-    from miner.store import open_store
-    from taxonomy import classify, models
+    from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
 
+    _threshold(threshold)
     if builtin == (model_path is not None):
         raise ReengError("predict needs exactly one of --model MODEL or --builtin")
-    model = models.load(model_path) if model_path else None  # load before the long pass: fail fast
-    conn = open_store(store, create=False)
+    model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
+    conn = _open_nonempty(store)
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
     if model is None:
@@ -145,6 +197,13 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         preds = classify.model_predictions(model, analysed, threshold)
         name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]
     written = write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), name, version)
+    if out_dir is not None:
+        from reeng.outputs import staged_dir
+        from taxonomy.gold import write_table
+        from taxonomy.predictions import machine_defects
+
+        with staged_dir(out_dir) as staging:
+            write_table(machine_defects(conn, name), staging, "defects")
     summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name,
                                "seconds": round(time.perf_counter() - started, 1), "dimensions": {}}
     for dim in (preds[0] if preds else {}):
@@ -164,30 +223,38 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @classify_group.command("gold-eval")
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--gold", type=click.Path(path_type=Path), help="Gold defects CSV (default: the study's published file).")
-@click.option("--weak/--no-weak", default=True, show_default=True,
-              help="Also score a model trained on weak labels of every non-gold thread in the store.")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+              help="The built-in labeler abstains below this probability.")
+@click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
+@click.option("--cv/--no-cv", default=True, show_default=True,
+              help="Also cross-validate a model trained on the gold threads (by repository and by issue).")
 @click.option("--json", "as_json", is_flag=True)
-def gold_eval_command(store: Path, gold: Path | None, weak: bool, as_json: bool) -> None:
-    """Machine vs human labels for the gold defects whose threads are in the store."""
-    from miner.store import open_store
+def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, as_json: bool) -> None:
+    """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval
 
-    conn = open_store(store, create=False)
-    result = gold_eval(conn, gold or locate("jiang2024-defects"), weak=weak)
+    _threshold(threshold)
+    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv)
+    if reliability is not None and result["systems"]:
+        from reeng.outputs import staged_file
+        from taxonomy.evaluation import reliability_plot
+
+        curves = {d: s["builtin_best_guess"].get("calibration", {}) for d, s in result["systems"].items()}
+        with staged_file(reliability) as tmp:
+            reliability_plot(curves, tmp)
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"{result['defects']} gold defects in {result['threads']} threads of the store "
-               f"({result.get('note')})")
+    click.echo(f"{result['defects']} gold defects in {result['threads']} threads of the store ({result.get('note')})")
     for dim, systems in result.get("systems", {}).items():
         parts = []
-        for name, m in systems.items():
-            if m.get("macro_f1") is None:
+        for name in ("builtin", "builtin_best_guess", "gold_cv_by_repository"):
+            m = systems.get(name, {})
+            if m.get("kappa") is None and m.get("macro_f1") is None:
                 parts.append(f"{name} skipped")
             else:
-                kappa = "n/a" if m["kappa"] is None else f"{m['kappa']:.2f}"
-                parts.append(f"{name} F1 {m['macro_f1']:.2f} k {kappa}")
+                parts.append(f"{name} k {_fmt(m['kappa'], m.get('kappa_ci'))} cov {m['coverage']:.2f}")
         click.echo(f"  {dim:<14} n {systems['builtin']['n']:>3}  " + "; ".join(parts))
 
 

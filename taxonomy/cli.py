@@ -93,6 +93,32 @@ def gold_lint_command(path: Path | None, as_json: bool, strict: bool) -> None:
         raise SystemExit(1)
 
 
+@gold_group.command("fetch-threads")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Store to fill (created if missing).")
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold defects CSV (default: the study's published file).")
+@click.option("--api-url", default="https://api.github.com", show_default=True, help="GitHub API (or a compatible server).")
+@click.option("--json", "as_json", is_flag=True)
+def gold_fetch_threads_command(store_path: Path, gold: Path | None, api_url: str, as_json: bool) -> None:
+    """Fetch exactly the gold issues' threads (not whole repositories) through the miner (token: GITHUB_TOKEN)."""
+    import os
+
+    from miner.client import GitHubClient, tokens_from_env
+    from miner.store import open_store
+    from reeng.errors import ReengError
+    from taxonomy.gold import fetch_gold_threads, import_defects
+
+    tokens = tokens_from_env(dict(os.environ))
+    if not tokens and "api.github.com" in api_url:
+        raise ReengError("set GITHUB_TOKEN: fetching the gold issues needs about 700 requests (60 an hour without a token)")
+    defects = import_defects(_gold_path(gold, "defects"))
+    result = fetch_gold_threads(GitHubClient(api_url, tokens), open_store(store_path), defects)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['fetched']} gold threads fetched, {result['already_stored']} already stored, "
+               f"{len(result['missing'])} not found, of {result['gold_issues']} gold issues -> {store_path}")
+
+
 @click.command("agreement")
 @click.argument("sheet_a", type=click.Path(path_type=Path))
 @click.argument("sheet_b", type=click.Path(path_type=Path))

@@ -45,6 +45,18 @@ def _encoder(folder: str) -> Any:
         raise ReengError(f"--embedding-model: {folder}: not a sentence-transformers model ({type(exc).__name__})") from None
 
 
+def identity(folder: Path | str) -> dict[str, str]:
+    """How a model names its encoder: the folder's name and a version (SHA-256 of its config files), never a path."""
+    import hashlib
+
+    folder = check_model(folder)
+    digest = hashlib.sha256()
+    for name in ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
+        if (folder / name).is_file():
+            digest.update((folder / name).read_bytes())
+    return {"name": folder.name if folder.name != "model" else folder.parent.name, "version": digest.hexdigest()[:12]}
+
+
 def embed(folder: Path | str, texts: list[str]) -> np.ndarray:
     """Unit-length sentence embeddings of the start of each text (rows follow ``texts``)."""
     encoder = _encoder(str(check_model(folder)))

@@ -29,7 +29,7 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "hardware": {
         "gpu_model": ("rtx", "gtx", "titan", "v100", "a100", "p100", "k80", "t4", "2080ti", "1080ti", "3090", "tesla"),
         "multi_gpu": ("multi-gpu", "multi gpu", "multiple gpus", "multiple gpu", "ddp", "distributed training",
-                      "dataparallel", "distributeddataparallel", "nccl", "gpus"),
+                      "dataparallel", "distributeddataparallel", "nccl"),
         "cpu_only": ("cpu only", "cpu-only", "on cpu", "without gpu", "--device cpu"),
         "tpu": ("tpu",),
     },
@@ -37,71 +37,58 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         "coco": ("coco", "ms coco", "coco2017", "coco2014"), "voc": ("voc", "pascal voc", "voc2007", "voc2012"),
         "imagenet": ("imagenet",), "cityscapes": ("cityscapes",), "kitti": ("kitti",),
         "custom": ("custom dataset", "my own dataset", "my dataset", "own dataset", "custom data", "my own data",
-                   "my data", "own data", "new dataset", "private dataset"),
+                   "private dataset"),
     },
     "claim": {
         "cannot_reproduce": ("cannot reproduce", "can't reproduce", "could not reproduce", "couldn't reproduce",
-                             "unable to reproduce", "not reproduce", "reproduce the result", "reproduce the results",
-                             "reproduce your result", "reproduce the map", "reproduce the accuracy"),
-        "lower_than_reported": ("lower than reported", "lower than the paper", "lower than yours", "much lower",
-                                "worse than", "lower map", "lower accuracy", "drop in accuracy", "accuracy drop",
-                                "reported in the paper", "in the paper", "gap"),
-        "slow": ("slow", "slower", "very slow", "too slow", "speed", "fps", "inference time", "takes too long",
-                 "time per iteration", "latency"),
-        "hang": ("hang", "hangs", "hanging", "stuck", "freeze", "freezes", "frozen", "deadlock", "no response",
+                             "unable to reproduce", "reproduce the result", "reproduce the results",
+                             "reproduce your result", "reproduce your results", "reproduce the map",
+                             "reproduce the accuracy"),
+        "lower_than_reported": ("lower than reported", "lower than the paper", "lower than yours",
+                                "lower than the reported", "lower map", "lower accuracy", "drop in accuracy",
+                                "accuracy drop", "worse than reported", "worse than the paper"),
+        "slow": ("very slow", "too slow", "slower than", "much slower", "is slow", "so slow", "training is slow",
+                 "inference is slow", "takes too long", "inference time"),
+        "hang": ("hangs", "hanging", "is stuck", "gets stuck", "got stuck", "freezes", "frozen", "deadlock",
                  "never finishes"),
-        "nan": ("nan", "loss is nan", "loss becomes nan", "nan loss", "inf", "infinity", "loss is inf", "diverge",
-                "diverges", "exploding"),
-        "oom": ("out of memory", "cuda out of memory", "oom", "memory error", "memoryerror", "killed"),
+        "nan": ("loss is nan", "loss becomes nan", "nan loss", "loss nan", "loss is inf", "nan values", "diverges",
+                "exploding gradients", "gradient explosion"),
+        "oom": ("out of memory", "cuda out of memory", "oom", "memoryerror"),
         "size_mismatch": ("size mismatch", "size mismatch for",),
-        "shape": ("shape mismatch", "shapes", "dimension mismatch", "does not match", "doesn't match",
-                  "must match", "expected input", "wrong shape"),
-        "wrong_output": ("wrong result", "wrong results", "incorrect", "not correct", "no detections",
-                         "no boxes", "empty output", "wrong prediction", "wrong predictions", "strange results",
-                         "weird results", "unexpected"),
-        "random": ("different results", "non-deterministic", "nondeterministic", "random seed", "not stable",
-                   "unstable", "every time"),
-        "crash": ("crash", "crashes", "error", "errors", "segmentation fault", "core dumped", "fails", "failed",
-                  "traceback", "exception"),
-        "corrupt_data": ("corrupt", "corrupted", "broken image", "wrong labels", "label error", "mislabeled",
-                         "bad annotations", "annotation error"),
+        "shape": ("shape mismatch", "dimension mismatch", "wrong shape"),
+        "wrong_output": ("wrong result", "wrong results", "no detections", "no boxes", "empty output",
+                         "wrong prediction", "wrong predictions", "strange results", "weird results", "wrong output"),
+        "crash": ("crash", "crashes", "crashed", "segmentation fault", "core dumped"),
+        "corrupt_data": ("corrupt", "corrupted", "broken image", "wrong labels", "mislabeled", "bad annotations",
+                         "annotation error"),
     },
     "activity": {
-        "modified": ("i modified", "i changed", "i added", "i replaced", "my modified", "modified the",
-                     "changed the", "added a", "new backbone", "custom model", "my own model", "my model",
-                     "new layer", "fine-tune", "finetune", "fine tune", "transfer learning"),
+        "modified": ("i modified", "i changed", "i added", "i replaced", "my modified", "new backbone", "custom model",
+                     "my own model", "new layer", "fine-tune", "finetune", "fine tune", "fine-tuning", "finetuning",
+                     "transfer learning"),
         "ported": ("port to", "ported", "reimplement", "re-implement", "reimplementation", "convert to keras",
-                   "convert to tensorflow", "converted to", "my implementation", "implemented in"),
+                   "convert to tensorflow", "my implementation"),
         "default_run": ("default settings", "default config", "without any changes", "without any modification",
-                        "without modification", "same config", "as in the readme", "official code", "your code",
-                        "the provided", "pretrained model", "pretrained weights"),
-        "install": ("pip install", "conda install", "installation", "install", "installed", "setup.py",
-                    "compile", "compiling", "build", "gcc", "docker"),
-        "docs": ("readme", "documentation", "docs", "tutorial", "wiki", "instructions", "the doc"),
+                        "without modification", "same config", "as in the readme", "official code"),
+        "install": ("pip install", "conda install", "installation", "setup.py", "build from source"),
+        "docs": ("documentation", "readme", "the docs", "wiki"),
         "feature": ("feature request", "it would be nice", "would be great", "would be nice", "please add",
-                    "support for", "add support", "is there a plan", "any plan", "enhancement"),
-        "question": ("how to", "how can i", "how do i", "is it possible", "question", "what is the", "could you explain",
-                     "any idea", "any suggestion", "any suggestions", "help me"),
+                    "add support", "is there a plan", "any plan", "enhancement"),
+        "question": ("how to", "how can i", "how do i", "is it possible", "could you explain"),
     },
     "component": {
-        "weights": ("pretrained", "pre-trained", "checkpoint", "weights", "state_dict", "load_state_dict",
-                    ".pth", ".pt", "ckpt", "model.pt"),
-        "config": ("config", "config file", "cfg", "yaml", "configuration", "prototxt"),
-        "evaluation": ("evaluation", "evaluate", "eval", "test.py", "val.py", "map calculation", "metric",
-                       "metrics", "cocoeval", "pycocotools"),
-        "hyperparameter": ("learning rate", "lr", "batch size", "batch-size", "anchors", "anchor", "iou threshold",
-                           "conf_thres", "iou_thres", "momentum", "weight decay", "hyperparameters", "hyp"),
+        "weights": ("pretrained weights", "pre-trained weights", "checkpoint", "state_dict", "load_state_dict",
+                    ".pth", "ckpt", "weights file"),
+        "config": ("config file", "yaml file", "prototxt", "configuration file"),
+        "evaluation": ("test.py", "val.py", "map calculation", "cocoeval", "pycocotools"),
+        "hyperparameter": ("learning rate", "batch size", "batch-size", "anchors", "iou threshold", "conf_thres",
+                           "iou_thres", "momentum", "weight decay", "hyperparameters", "hyperparameter"),
         "optimizer": ("optimizer", "sgd", "adam", "adamw"),
-        "loss": ("loss", "loss function", "giou", "focal loss", "cross entropy", "obj loss", "cls loss"),
-        "data": ("dataloader", "data loader", "dataset", "augmentation", "annotation", "annotations", "mosaic",
-                 "transform", "transforms", "preprocessing", "preprocess", "resize", "labels", "label file",
-                 "image size", "normalize", "normalization", "letterbox"),
-        "layer": ("layer", "layers", "backbone", "architecture", "conv", "batchnorm", "bn", "activation", "relu",
-                  "leaky", "mish", "upsample", "padding", "stride", "neck", "head"),
-        "training": ("training", "train", "epoch", "epochs", "train.py", "iteration", "iterations", "scheduler",
-                     "warmup"),
-        "gpu": ("gpu", "cuda", "device", "cudnn"),
-        "export": ("export", "onnx", "tensorrt", "coreml", "tflite", "torchscript"),
+        "loss": ("loss function", "giou", "focal loss", "cross entropy", "obj loss", "cls loss", "box loss"),
+        "data": ("dataloader", "data loader", "augmentation", "annotation file", "annotations", "mosaic",
+                 "preprocessing", "letterbox", "label file", "label files"),
+        "layer": ("backbone", "batchnorm", "batch norm", "upsample", "padding", "stride", "activation function"),
+        "export": ("onnx", "tensorrt", "coreml", "tflite", "torchscript"),
     },
 }
 
@@ -220,12 +207,14 @@ class EvidenceExtractor:
         found.extend(Evidence("flag", m["name"].lower(), m.group(0), section) for m in _FLAG.finditer(text))
         return found
 
-    def extract(self, prepared: PreparedText) -> list[Evidence]:
-        """Evidence from a thread's title and prose, then from its failure log lines."""
-        return [
-            *self.extract_text(f"{prepared.title}\n{prepared.prose}", "prose"),
-            *self.extract_text(prepared.evidence_logs, "log"),
-        ]
+    def extract(self, prepared: PreparedText, part: str = "opening") -> list[Evidence]:
+        """Evidence from one part of a thread: its title and prose, then its condensed logs.
+
+        ``section`` records the part and the kind of text (``opening``, ``opening log``,
+        ``discussion``, ``discussion log``) so that each dimension can use its own part.
+        """
+        head = f"{prepared.title}\n{prepared.prose}" if prepared.title else prepared.prose
+        return [*self.extract_text(head, part), *self.extract_text(prepared.evidence_logs, f"{part} log")]
 
 
 def filter_spans_by_id(matches: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -270,12 +259,3 @@ def exception_label(name: str, message: str) -> str:
 def default_extractor() -> EvidenceExtractor:
     """The process-wide extractor (building the matchers takes a moment)."""
     return EvidenceExtractor()
-
-
-def evidence_keys(evidence: list[Evidence]) -> dict[str, float]:
-    """Counts of ``kind:label`` keys, the form the classifiers use as features."""
-    counts: dict[str, float] = {}
-    for e in evidence:
-        counts[e.key] = counts.get(e.key, 0.0) + 1.0
-        counts[f"{e.kind}:*"] = counts.get(f"{e.kind}:*", 0.0) + 1.0
-    return counts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -201,3 +202,44 @@ def write_table(frame: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
     frame.to_csv(csv, index=False)
     return [parquet, csv]
 
+
+
+def fetch_gold_threads(client: Any, conn: Any, gold: pd.DataFrame, *, skip_stored: bool = True,
+                       progress: bool = True) -> dict[str, Any]:
+    """Fetch exactly the gold issues' threads (issue and comments, REST) into a store, through the miner's client.
+
+    Issues already in the store are skipped (a rerun resumes); an issue GitHub no longer has is
+    counted, not fatal.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from miner.client import NotFound
+    from miner.payloads import rest_comment, rest_issue
+    from miner.store import save_thread, thread_keys
+
+    wanted = sorted({(f"{o}/{r}", int(n)) for o, r, n in gold[["owner", "repo", "number"]].itertuples(index=False)})
+    stored = thread_keys(conn) if skip_stored else set()
+    todo = [(repo, n) for repo, n in wanted if (repo.casefold(), n) not in stored]
+    fetched, missing = 0, []
+    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+        task = bar.add_task("gold threads", total=len(todo))
+        for repo, number in todo:
+            try:
+                issue = rest_issue(repo, client.get(f"/repos/{repo}/issues/{number}", what=f"{repo}#{number}").data)
+                comments, page = [], 1
+                while True:
+                    batch = client.get(f"/repos/{repo}/issues/{number}/comments", {"per_page": 100, "page": page},
+                                       what=f"{repo}#{number} comments").data or []
+                    comments += [rest_comment(c) for c in batch]
+                    if len(batch) < 100:
+                        break
+                    page += 1
+            except NotFound:
+                missing.append(f"{repo}#{number}")
+                bar.advance(task)
+                continue
+            save_thread(conn, {**issue, "comments": comments}, source="github")
+            fetched += 1
+            bar.advance(task)
+    return {"gold_issues": len(wanted), "already_stored": len(wanted) - len(todo), "fetched": fetched, "missing": missing}

@@ -1,26 +1,42 @@
-"""The built-in, knowledge-based labeler: evidence rules plus similarity to the category definitions.
+"""The built-in labeler: precise evidence rules turned into calibrated probabilities, no training on text.
 
-It needs no training data, which is the point: a research group starting on new repositories
-gets proposals on day one, each with the evidence that produced it and a probability, and the
-thread goes to a human whenever the probability is below the threshold ("needs review").
+Every dimension has a :class:`RuleLabeler`, a scikit-learn classifier over the binary matrix
+of the rules that fired in the part of the thread that decides the dimension. It combines the
+rules as a naive-Bayes model in posterior form::
+
+    P(c | rules) ∝ π(c) · Π_r  P(c | r) / π(c)
+
+``π`` is the label prior and ``P(c | r)`` the category distribution of threads on which rule
+``r`` fires. Without labelled text, ``P(c | r)`` is the rule's category with probability
+``precision`` and the rest spread by the prior (one parameter, not a weight per rule);
+``fit(X, y)`` on labelled threads refines each rule's table from counts, with ``strength``
+pseudo-counts of that knowledge. The built-in labeler learns only the prior, from the study's
+published labels (labels, never text), and decodes the six dimensions jointly with tables
+learned from the same labels (:mod:`taxonomy.joint`). Predictions keep the evidence spans of
+the rules behind the chosen category and abstain ("needs review") below the threshold.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
-from taxonomy.evidence import Evidence, evidence_keys
-from taxonomy.model import Taxonomy, load_taxonomy
-from taxonomy.rules import ALL_DIMENSIONS, FILTER_LABELS, LABEL_DIMENSIONS, PRIOR_WEIGHT, PRIORS, Rule, firing_rules
-from taxonomy.text import PreparedText
+from taxonomy.evidence import Evidence
+from taxonomy.label_space import BUCKET, LabelSpace
+from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, FILTER_LABELS, LABEL_DIMENSIONS, Rule, dimension_rules, part_keys
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from taxonomy.batch import Analysed
 
 DEFAULT_THRESHOLD = 0.5
-SIMILARITY_WEIGHT = 2.0  # a perfect definition match counts like a strong rule
-TEMPERATURE = 2.0
+DEFAULT_PRECISION = 0.6
 MAX_SPANS = 8
 
 
@@ -44,100 +60,188 @@ class Prediction:
         return {"spans": self.evidence, "candidate": self.candidate, "reason": self.reason}
 
 
-def label_categories(taxonomy: Taxonomy | None = None) -> dict[str, list[str]]:
-    """Categories a prediction may name, per dimension (leaf and data categories; no groups or buckets)."""
-    taxonomy = taxonomy or load_taxonomy()
-    cats = {d: [c.id for c in taxonomy.dimension(d).categories if c.is_label] for d in LABEL_DIMENSIONS}
-    return {**{d: list(v) for d, v in FILTER_LABELS.items()}, **cats}
-
-
 def abstain_all(reason: str, dimensions: tuple[str, ...] = ALL_DIMENSIONS) -> dict[str, Prediction]:
     """Every dimension abstains for the same reason (empty or non-English text, unreadable row)."""
     return {d: Prediction(d, None, 0.0, None, [], reason) for d in dimensions}
 
 
-def softmax(scores: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
-    z = scores * temperature
-    z = np.exp(z - z.max())
-    return z / z.sum()
+def rule_matrix(analysed: list[Analysed], dimension: str) -> np.ndarray:
+    """threads x rules of ``dimension``: 1 where the rule's evidence is in the dimension's part of the thread."""
+    rules = dimension_rules(dimension)
+    part = DIMENSION_PARTS[dimension]
+    matrix = np.zeros((len(analysed), len(rules)), dtype=np.float64)
+    for i, a in enumerate(analysed):
+        keys = part_keys(a.evidence, part)
+        for j, rule in enumerate(rules):
+            if rule.when & keys:
+                matrix[i, j] = 1.0
+    return matrix
 
 
-class KnowledgeLabeler:
-    """Rule votes + cosine similarity of the thread's prose to each category's name and definition."""
+class RuleLabeler(ClassifierMixin, BaseEstimator):
+    """Naive-Bayes combination of one dimension's rules (scikit-learn estimator: fit / predict_proba / get_params)."""
+
+    def __init__(self, dimension: str = "stage", precision: float = DEFAULT_PRECISION, strength: float = 5.0,
+                 classes: tuple[str, ...] | None = None) -> None:
+        self.dimension = dimension
+        self.precision = precision
+        self.strength = strength
+        self.classes = classes
+
+    def fit(self, X: Any, y: Any) -> RuleLabeler:
+        """Learn the prior from ``y`` and refine each rule's category table on the rows where it fires."""
+        X = np.asarray(X, dtype=float)
+        y = np.asarray([str(v) for v in y])
+        self.classes_ = np.array(sorted(self.classes or set(y)))
+        k = len(self.classes_)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        counts = np.full(k, 0.5)
+        for v in y:
+            if v in index:
+                counts[index[v]] += 1
+        self.prior_ = counts / counts.sum()
+        space = LabelSpace({self.dimension: list(self.classes_)}, {self.dimension: BUCKET in index})
+        rules = dimension_rules(self.dimension)
+        self.votes_ = [space.map(self.dimension, r.votes[self.dimension]) for r in rules]
+        table = np.tile(self.prior_, (len(rules), 1))
+        for j, vote in enumerate(self.votes_):
+            if vote is None:
+                continue  # the rule's category is outside the label space: it says nothing here
+            v = index[vote]
+            rest = self.prior_.copy()
+            rest[v] = 0.0
+            table[j] = (1 - self.precision) * rest / max(rest.sum(), 1e-12)
+            table[j, v] = self.precision
+        if X.shape[1] == len(rules) and X.any():
+            onehot = np.zeros((len(y), k))
+            for i, v in enumerate(y):
+                if v in index:
+                    onehot[i, index[v]] = 1
+            fired = X.T @ onehot  # rules x classes: label counts where the rule fires
+            table = (fired + self.strength * table) / (fired.sum(axis=1, keepdims=True) + self.strength)
+        self.table_ = table
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        log_ratio = np.log(np.maximum(self.table_, 1e-12)) - np.log(self.prior_)
+        scores = np.log(self.prior_) + X @ log_ratio
+        scores -= scores.max(axis=1, keepdims=True)
+        probs = np.exp(scores)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@cache
+def study_labels() -> pd.DataFrame | None:
+    """The study's 348 published labels (labels only), or None when the file is not available."""
+    from reeng.errors import ReengError
+    from reeng.datasets import locate
+    from taxonomy.gold import import_defects
+
+    try:
+        return import_defects(locate("jiang2024-defects"))
+    except (ReengError, OSError):
+        return None
+
+
+@cache
+def study_non_reengineering() -> int:
+    """How many issues the study filtered out as non-reengineering (0 when the file is not available)."""
+    from reeng.datasets import locate
+    from reeng.errors import ReengError
+    from taxonomy.gold import import_non_reengineering
+
+    try:
+        return len(import_non_reengineering(locate("jiang2024-non-reengineering")))
+    except (ReengError, OSError):
+        return 0
+
+
+class BuiltinLabeler:
+    """All eight dimensions: a :class:`RuleLabeler` each, the study's label space and prior, joint decoding."""
 
     name = "builtin"
 
-    def __init__(self, taxonomy: Taxonomy | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
+                 joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1) -> None:
+        from taxonomy.joint import JointDecoder
 
-        self.taxonomy = taxonomy or load_taxonomy()
         self.threshold = threshold
-        self.categories = label_categories(self.taxonomy)
-        self._definitions: dict[str, Any] = {}
-        for dim in LABEL_DIMENSIONS:
-            texts = [f"{c.name}. {c.definition}" for c in self.taxonomy.dimension(dim).categories if c.is_label]
-            vec = TfidfVectorizer(stop_words="english", sublinear_tf=True)
-            self._definitions[dim] = (vec, vec.fit_transform(texts))
+        labels = labels if labels is not None else study_labels()
+        self.source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
+        if labels is not None:
+            self.space = LabelSpace.from_labels(labels, LABEL_DIMENSIONS, min_count=min_count)
+        else:
+            from taxonomy.model import load_taxonomy
 
-    def similarity(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Cosine similarity of each text to each category definition, per dimension (texts x categories)."""
-        sims = {}
+            dims = {d: load_taxonomy().dimension(d).categories for d in LABEL_DIMENSIONS}
+            self.space = LabelSpace({d: [c.id for c in cats if c.is_label or c.id == BUCKET] for d, cats in dims.items()},
+                                    {d: any(c.id == BUCKET for c in cats) for d, cats in dims.items()})
+        self.space.categories.update({d: list(v) for d, v in FILTER_LABELS.items()})
+        self.labelers: dict[str, RuleLabeler] = {}
         for dim in ALL_DIMENSIONS:
-            if dim not in self._definitions:
-                sims[dim] = np.zeros((len(texts), len(self.categories[dim])))
-                continue
-            vec, matrix = self._definitions[dim]
-            sims[dim] = np.asarray((vec.transform(texts) @ matrix.T).todense())
-        return sims
+            classes = tuple(self.space.categories[dim])
+            y = [self.space.map(dim, v) for v in labels[dim].dropna().astype(str)] if labels is not None and dim in labels else []
+            y = [v for v in y if v is not None] or list(classes)
+            if dim == "reengineering" and labels is not None and study_non_reengineering():
+                # The study's own filter: its defect issues were reengineering defects, its negatives were not.
+                y = ["yes"] * labels["issue_url"].nunique() + ["no"] * study_non_reengineering()
+            self.labelers[dim] = RuleLabeler(dim, precision=precision, classes=classes).fit(np.zeros((len(y), 0)), y)
+        self.decoder = JointDecoder().fit(labels, self.space.categories) if joint and labels is not None else None
 
-    def label_many(self, items: list[tuple[PreparedText | None, list[Evidence], str | None]]) -> list[dict[str, Prediction]]:
-        """Predictions for many threads: (prepared text or None, evidence, error) each."""
-        texts = [f"{p.title}\n{p.prose}" if p is not None else "" for p, _, _ in items]
-        sims = self.similarity(texts)
-        out = []
-        for i, (prepared, evidence, error) in enumerate(items):
-            if prepared is None:
-                out.append(abstain_all(error or "unreadable"))
-            else:
-                out.append(self.label(prepared, evidence, {d: m[i] for d, m in sims.items()}))
-        return out
+    def predict_proba(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
+        probs = {dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()}
+        return self.decoder.decode(probs) if self.decoder is not None else probs
 
-    def label(self, prepared: PreparedText, evidence: list[Evidence],
-              similarity: dict[str, np.ndarray] | None = None) -> dict[str, Prediction]:
-        """Predictions for every dimension of one thread."""
-        if not prepared.english:
-            return abstain_all(prepared.flags[0] if prepared.flags else "not_english")
-        if similarity is None:
-            similarity = {d: m[0] for d, m in self.similarity([f"{prepared.title}\n{prepared.prose}"]).items()}
-        keys = evidence_keys(evidence)
-        rules = firing_rules(keys)
-        out = {}
-        for dim in ALL_DIMENSIONS:
-            cats = self.categories[dim]
-            scores = SIMILARITY_WEIGHT * similarity[dim]
-            scores[cats.index(PRIORS[dim])] += PRIOR_WEIGHT
-            for rule in rules:
-                if dim in rule.votes:
-                    scores[cats.index(rule.votes[dim])] += rule.weight
-            probs = softmax(scores)
-            best = int(probs.argmax())
-            cand, prob = cats[best], float(probs[best])
-            spans = supporting_evidence(evidence, rules, dim, cand)
-            confident = prob >= self.threshold and not math.isnan(prob)
-            reason = None if confident else ("no evidence" if not spans else "below threshold")
-            out[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
+    def classes(self, dim: str) -> list[str]:
+        return [str(c) for c in self.labelers[dim].classes_]
+
+    def label_many(self, analysed: list[Analysed]) -> list[dict[str, Prediction]]:
+        """Predictions for many analysed threads; unreadable or non-English ones abstain with the reason."""
+        ok = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english]
+        out: list[dict[str, Prediction]] = [abstain_all(reason_of(a)) for a in analysed]
+        if not ok:
+            return out
+        probs = self.predict_proba([analysed[i] for i in ok])
+        for row, i in enumerate(ok):
+            preds = {}
+            for dim in ALL_DIMENSIONS:
+                p = probs[dim][row]
+                best = int(p.argmax())
+                cand, prob = self.classes(dim)[best], float(p[best])
+                spans = supporting_evidence(analysed[i].evidence, dim, cand, self.labelers[dim])
+                runner_up = float(np.partition(p, -2)[-2]) if len(p) > 1 else 0.0
+                # A tie (no evidence, uniform prior) is no answer, whatever the threshold.
+                confident = prob >= self.threshold and prob > runner_up + 1e-9 and not math.isnan(prob)
+                reason = None if confident else ("no evidence" if not spans else "below threshold")
+                preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
+            out[i] = preds
         return out
 
 
-def supporting_evidence(evidence: list[Evidence], rules: list[Rule], dim: str, category: str) -> list[dict[str, str]]:
-    """The spans behind a label: evidence of the firing rules that vote ``category`` in ``dim`` (deduplicated)."""
+def reason_of(a: Analysed) -> str:
+    """Why a thread cannot be labeled: its error, or the text's flag (empty, non_english, no_prose)."""
+    if a.error:
+        return a.error
+    return a.prepared.flags[0] if a.prepared is not None and a.prepared.flags else "unreadable"
+
+
+def supporting_evidence(evidence: list[Evidence], dim: str, category: str,
+                        labeler: RuleLabeler | None = None) -> list[dict[str, str]]:
+    """The spans behind a label: evidence, in the dimension's part, of the rules that point at ``category``."""
+    rules: list[Rule] = dimension_rules(dim)
+    votes = labeler.votes_ if labeler is not None else [r.votes[dim] for r in rules]
     wanted: set[str] = set()
-    for rule in rules:
-        if rule.votes.get(dim) == category:
+    for rule, vote in zip(rules, votes):
+        if vote == category:
             wanted |= rule.when
+    part = DIMENSION_PARTS[dim]
     seen, out = set(), []
     for e in evidence:
-        if (e.key in wanted or f"{e.kind}:*" in wanted) and (e.kind, e.label, e.text) not in seen:
+        if e.key in wanted and (part == "whole" or e.section.startswith(part)) and (e.kind, e.label, e.text) not in seen:
             seen.add((e.kind, e.label, e.text))
             out.append(e.to_dict())
     return out[:MAX_SPANS]

@@ -77,30 +77,31 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     from miner.store import open_store
     from taxonomy import classify
     from taxonomy.gold import write_table
-    from taxonomy.predictions import write_predictions
+    from taxonomy.predictions import machine_defects, write_predictions
 
     cfg = ctx.section("classify")
     threshold = float(cfg.get("threshold", 0.5))
     out = ctx.out / "classify"
     out.mkdir()
     conn = open_store(store, create=False)
-    ids, analysed, threads = classify.analyse_store(conn)
+    ids, analysed, _ = classify.analyse_store(conn)
     preds = classify.builtin_predictions(analysed, threshold)
     write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", classify.BUILTIN_VERSION)
-    table = classify.machine_defects(ids, analysed, threads, preds, f"machine:builtin@{classify.BUILTIN_VERSION}")
+    table = machine_defects(conn, "builtin")
     write_table(table, out, "machine_defects")
     ctx.artifacts["machine_defects"] = out / "machine_defects.parquet"
     gold_src = ctx.artifacts.get("gold_csv") or ctx.path(ctx.section("gold").get("defects")) or locate("jiang2024-defects")
-    result = classify.gold_eval(conn, gold_src, weak=bool(cfg.get("weak", False)), progress=False)
+    result = classify.gold_eval(conn, gold_src, threshold=threshold, progress=False)
     (out / "gold_eval.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     ctx.artifacts["gold_eval"] = out / "gold_eval.json"
     lines = [f"{len(ids)} threads labeled by the built-in labeler; {len(table)} kept as reengineering defects"]
     if result["dimensions"]:
         lines.append(f"gold comparison on {result['threads']} threads / {result['defects']} defects "
-                     "(development set, not a measure of generalization):")
+                     "(built-in labeler; kappa on answered rows with 95% CI, coverage):")
         for dim, m in result["dimensions"].items():
             kappa = "n/a" if m["kappa"] is None else f"{m['kappa']:.2f}"
-            lines.append(f"  {dim}: macro-F1 {m['macro_f1']:.2f}, kappa {kappa}, n {m['n']}")
+            ci = f" [{m['kappa_ci'][0]:.2f}, {m['kappa_ci'][1]:.2f}]" if m.get("kappa_ci") else ""
+            lines.append(f"  {dim}: kappa {kappa}{ci}, coverage {m['coverage']:.2f}, n {m['n']}")
     else:
         lines.append("no gold issue has its thread in the store: no machine-vs-human comparison")
     return {"threads": len(ids), "machine_defects": len(table), "gold_threads": result["threads"], "lines": lines}

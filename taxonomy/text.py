@@ -59,14 +59,50 @@ class PreparedText:
 
     @cached_property
     def evidence_logs(self) -> str:
-        """The lines of code and logs that carry failure signals, capped (where exceptions live)."""
-        lines = _SIGNAL_LINE.findall(f"{self.logs}\n{self.code}")
-        return "\n".join(ln.strip() for ln in lines)[:MAX_LOG_CHARS]
+        """The thread's code and logs condensed to the lines that carry failure signals (where exceptions live)."""
+        return condense_log(f"{self.logs}\n{self.code}")
 
     @cached_property
     def model_text(self) -> str:
         """What the n-gram vectorizers see: title twice (it is the densest summary), prose, log signals."""
         return f"{self.title}\n{self.title}\n{self.prose}\n{self.evidence_logs}"[:MAX_MODEL_CHARS]
+
+
+def condense_log(log: str, max_chars: int = MAX_LOG_CHARS) -> str:
+    """A long log reduced to its evidence: each distinct failure-signal line once, in order, capped.
+
+    A 1 MB training log repeating one warning becomes that warning; a traceback becomes its
+    exception line and the frames that name an error.
+    """
+    seen: set[str] = set()
+    kept: list[str] = []
+    size = 0
+    for line in _SIGNAL_LINE.findall(log):
+        line = re.sub(r"\d+", "0", line.strip()) if _PROGRESS.search(line) else line.strip()
+        if line in seen:
+            continue
+        seen.add(line)
+        kept.append(line)
+        size += len(line) + 1
+        if size >= max_chars:
+            break
+    return "\n".join(kept)[:max_chars]
+
+
+_PROGRESS = re.compile(r"\d+/\d+|\d+%|Epoch \d+", re.I)
+
+
+def combine(first: PreparedText, second: PreparedText) -> PreparedText:
+    """Two prepared parts of one thread as one (the reporter's part, then the discussion)."""
+    def join(a: str, b: str, cap: int) -> str:
+        return (f"{a}\n\n{b}" if a and b else a or b)[:cap]
+
+    english = first.english or (second.english and not first.words)
+    return PreparedText(
+        title=first.title or second.title, prose=join(first.prose, second.prose, 2 * MAX_PROSE_CHARS),
+        code=join(first.code, second.code, MAX_LOG_CHARS * 5), logs=join(first.logs, second.logs, MAX_LOG_CHARS * 5),
+        quotes=join(first.quotes, second.quotes, MAX_PROSE_CHARS), words=first.words + second.words, english=english,
+        truncated=first.truncated or second.truncated, flags=[] if english else first.flags or second.flags)
 
 
 def _take(pattern: re.Pattern[str], text: str, group: int = 0) -> tuple[list[str], str]:
@@ -97,9 +133,12 @@ def is_english(text: str) -> bool:
     noise, so callers abstain on it instead.
     """
     words = _WORD.findall(text.lower())
-    if len(words) < 8:
-        return bool(words) and len(_ASCII_WORD.findall(text)) >= len(words) / 2
+    if not words:
+        return False
     ascii_share = sum(1 for w in words if w.isascii()) / len(words)
+    if len(words) < 20:
+        # A title and a line or two around code: too few words to expect function words.
+        return ascii_share >= 0.6
     stops = sum(1 for w in words if w in _STOPWORDS)
     # Logs pasted into the prose dilute the share of function words, so a handful also suffices.
     return ascii_share >= 0.6 and (stops / len(words) >= 0.04 or stops >= 5)
@@ -142,9 +181,3 @@ def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
         truncated=truncated,
         flags=flags,
     )
-
-
-def prepare_thread(thread: object) -> PreparedText:
-    """:func:`prepare` for a store ``Thread`` (title, body, comment bodies)."""
-    comments = getattr(thread, "comments", []) or []
-    return prepare(getattr(thread, "title", ""), [getattr(thread, "body", ""), *(c.get("body") for c in comments)])

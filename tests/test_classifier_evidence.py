@@ -6,12 +6,16 @@ import pytest
 
 from taxonomy.batch import analyse, analyse_many
 from taxonomy.evidence import default_extractor, exception_label
-from taxonomy.labelers import KnowledgeLabeler
+from taxonomy.labelers import BuiltinLabeler
 from taxonomy.text import MAX_PROSE_CHARS, prepare
 
 
 def keys(title: str, body: str) -> set[tuple[str, str]]:
     return {(e.kind, e.label) for e in default_extractor().extract(prepare(title, [body]))}
+
+
+def label(title: str, body: str, threshold: float = 0.5, discussion: tuple[str, ...] = ()) -> dict:
+    return BuiltinLabeler(threshold=threshold).label_many([analyse(title, [body], list(discussion))])[0]
 
 
 @pytest.mark.parametrize(
@@ -65,17 +69,16 @@ def test_quoted_claims_do_not_count_as_evidence() -> None:
 
 
 def test_huge_log_is_capped_and_still_labeled() -> None:
-    body = "The run crashes with RuntimeError: CUDA out of memory.\n" + "step 1 loss 0.5 lr 0.01\n" * 60_000
+    body = "The run stops with RuntimeError: CUDA out of memory.\n" + "step 1 loss 0.5 lr 0.01\n" * 60_000
     assert len(body) > 1_000_000
     p = prepare("OOM during training", [body])
     assert p.truncated and len(p.prose) <= MAX_PROSE_CHARS
-    preds = KnowledgeLabeler().label(p, default_extractor().extract(p))
-    assert preds["impact"].label == "memory_exhaustion"
+    preds = label("OOM during training", body)
+    assert preds["impact"].candidate == "memory_exhaustion"
 
 
 def test_builtin_labels_with_evidence_and_probability() -> None:
-    p = prepare("ImportError after install", ["After pip install I get\n```\nModuleNotFoundError: No module named 'mmcv._ext'\n```"])
-    preds = KnowledgeLabeler().label(p, default_extractor().extract(p))
+    preds = label("ImportError after install", "After pip install I get\n```\nModuleNotFoundError: No module named 'mmcv._ext'\n```")
     assert preds["stage"].label == "environment" and preds["stage"].probability >= 0.5
     assert any("mmcv._ext" in span["text"] for span in preds["stage"].evidence)
     assert preds["root_cause"].label in ("wrong_environment_configuration", "api_defect")
@@ -86,14 +89,12 @@ def test_builtin_labels_with_evidence_and_probability() -> None:
     ("模型训练时出现错误", "我在自己的数据集上训练模型时，损失函数一直不下降，请问是什么原因？", "non_english"),
 ])
 def test_empty_and_non_english_abstain(title: str, body: str, reason: str) -> None:
-    p = prepare(title, [body])
-    preds = KnowledgeLabeler().label(p, [])
+    preds = label(title, body)
     assert all(x.label is None and x.needs_review and x.reason == reason for x in preds.values())
 
 
 def test_abstains_below_threshold() -> None:
-    p = prepare("Something about the model", ["Hello, I have a small remark about the project."])
-    strict = KnowledgeLabeler(threshold=0.99).label(p, default_extractor().extract(p))
+    strict = label("Something about the model", "Hello, I have a small remark about the project.", threshold=0.99)
     assert all(x.label is None and x.candidate is not None for x in strict.values())
 
 
@@ -102,6 +103,6 @@ def test_one_bad_row_does_not_stop_the_batch() -> None:
     out = analyse_many(rows, total=3, workers=1, progress=False)
     assert out[0].prepared is not None and out[2].prepared is not None
     assert out[1].prepared is None and out[1].error
-    preds = KnowledgeLabeler().label_many([(a.prepared, a.evidence, a.error) for a in out])
-    assert preds[1]["stage"].label is None and preds[0]["impact"].label == "memory_exhaustion"
+    preds = BuiltinLabeler().label_many(out)
+    assert preds[1]["stage"].label is None and preds[0]["impact"].candidate == "memory_exhaustion"
     assert analyse(None, [None]).prepared is not None

@@ -65,7 +65,7 @@ def test_five_fold_cross_validation(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_model_records_provenance(trained: tuple[Path, Path]) -> None:
-    from taxonomy.models import load
+    from taxonomy.supervised import load
 
     model = load(trained[1])
     assert len(model.meta["training_data_sha256"]) == 64
@@ -105,7 +105,7 @@ def test_not_a_model_and_other_version(trained: tuple[Path, Path], tmp_path: Pat
 
 def test_bad_rows_abstain_and_others_are_labeled(trained: tuple[Path, Path], tmp_path: Path) -> None:
     from taxonomy.classify import model_predictions, read_labeled_table
-    from taxonomy.models import load
+    from taxonomy.supervised import load
 
     data = tmp_path / "mixed.csv"
     pd.DataFrame({"title": ["Training crashes with KeyError: 'labels'", "", "How can I change the anchor size?"],
@@ -131,7 +131,7 @@ def local_embedding_model() -> Path:
 
 def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from taxonomy.models import load
+    from taxonomy.supervised import load
 
     folder = local_embedding_model()
     out = tmp_path / "embedded.skops"
@@ -139,24 +139,13 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
                         "--fast", "--embedding-model", str(folder), "--out", str(out)], capsys)
     assert code == 0, err
     model = load(out)
-    assert model.meta["embedding_model"] == str(folder.resolve())
+    assert model.meta["embedding_model"]["name"] and len(model.meta["embedding_model"]["version"]) == 12
+    assert str(folder) not in json.dumps(model.meta)  # named by name and version, not by path
     # 2^18 hashed n-grams plus the 384 dimensions of MiniLM
     assert model.classifiers["kind"].n_features_in_ == 2**18 + 384
+    code, _, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--json"], capsys)
+    assert code == 2 and "--embedding-model" in err  # the encoder is named, its folder must be given
     code, stdout, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
-                             "title,body", "--label-col", "kind", "--json"], capsys)
+                             "title,body", "--label-col", "kind", "--embedding-model", str(folder), "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["accuracy"] > 0.8
-
-
-def test_weak_labels_from_rules() -> None:
-    from taxonomy.weak import LabelModel, vote_matrix, weak_labels
-
-    keys = [{"exception:cuda_oom"}, {"claim:oom", "exception:cuda_oom"}, {"claim:hang"}, set()]
-    cats = ["crash", "memory_exhaustion", "hang", "lower_speed"]
-    labels, conf, model = weak_labels(keys, "impact", ["bad_performance", "lower_speed", "lower_accuracy",
-                                                       "numerical_instability", "crash", "data_corruption", "hang",
-                                                       "incorrect_functionality", "memory_exhaustion", "other"])
-    assert labels[0] == "memory_exhaustion" and labels[2] == "hang" and labels[3] is None
-    votes = vote_matrix(keys, "impact", cats + ["numerical_instability", "data_corruption", "incorrect_functionality", "lower_accuracy"])
-    assert (votes[3] == -1).all()
-    assert isinstance(model, LabelModel) and model.accuracy is not None

@@ -1,12 +1,17 @@
-"""Supervised text classifiers: n-grams plus spaCy evidence features, linear models, calibrated probabilities.
+"""Supervised text classifiers: hashed n-grams plus evidence-rule features, logistic regression, probabilities.
 
-One model file holds one shared vectorizer and one classifier per target (a label column, or
-each taxonomy dimension when trained from weak labels). Two feature sets:
+One model file holds one shared vectorizer and one classifier per target (a label column, a
+taxonomy dimension trained on gold defects, or weak labels). Two feature sets:
 
-* ``full``: word 1-2-grams and character 3-5-grams (TF-IDF) plus counts of the evidence keys
-  from :mod:`taxonomy.evidence`; the better model, it needs the spaCy evidence pass.
-* ``fast``: hashed word 1-2-grams only; no vocabulary to fit and no spaCy, for labeling
-  hundreds of thousands of threads.
+* ``full``: hashed word 1-2-grams and character 3-5-grams (TF-IDF weighted) plus the binary
+  evidence and rule features of :func:`taxonomy.rules.rule_features`, per part of the thread;
+  it needs the spaCy evidence pass.
+* ``fast``: hashed word 1-2-grams only; no spaCy, for labeling hundreds of thousands of threads.
+
+The n-gram spaces are hashed, never a vocabulary: a model trained on 1,500 issues stays a few
+MB and saves and loads in about a second (a 300,000-term vocabulary made files of 21-97 MB
+that took 10 s to load). The regularisation of the logistic regression is chosen by
+cross-validation on the training data.
 
 Models are saved with skops, never pickle: loading checks every type in the file against the
 libraries a model may contain before anything is instantiated. A model records the hash of its
@@ -29,15 +34,17 @@ from reeng.errors import ReengError
 from taxonomy.text import PreparedText
 
 MODEL_FORMAT = "reeng-text-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 EVIDENCE_SCALE = 0.5
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
-MIN_PER_CLASS_FOR_CALIBRATION = 3
+# C is chosen by cross-validation from this many training rows on (and 3 per class); below, the default C.
+MIN_ROWS_FOR_C_SEARCH = 150
+MIN_PER_CLASS_FOR_CV = 3
 # The fast model reads the start of each thread's model text only: hashing is its whole cost.
 FAST_TEXT_CHARS = 2_000
-# Above this many rows, calibrating an SVM on 3 folds costs minutes; logistic loss (SGD) already
-# yields probabilities and fits 26,000 threads in seconds.
-MAX_ROWS_FOR_CALIBRATION = 5_000
+# Above this many rows (weak labels over a whole corpus) SGD with logistic loss replaces lbfgs and
+# the cross-validated choice of C: it fits 26,000 threads in seconds.
+MAX_ROWS_FOR_LBFGS = 5_000
 
 
 @dataclass
@@ -48,10 +55,16 @@ class TextModel:
     evidence_vectorizer: Any | None
     classifiers: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    embedding_folder: str | None = None  # where the sentence encoder is on this machine (not saved)
 
     @property
     def fast(self) -> bool:
-        return self.evidence_vectorizer is None
+        return self.meta.get("features") == "fast"
+
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether predicting needs the spaCy evidence pass (full models trained with evidence features)."""
+        return self.evidence_vectorizer is not None
 
     @property
     def targets(self) -> list[str]:
@@ -60,11 +73,6 @@ class TextModel:
     def classes(self, target: str) -> list[str]:
         return [str(c) for c in self.classifiers[target].classes_]
 
-    def feature_names(self) -> np.ndarray:
-        """Names of the n-gram features (computed once: a vocabulary of 300,000 takes a moment)."""
-        if "_names" not in self.__dict__:
-            self.__dict__["_names"] = self.vectorizer.get_feature_names_out()
-        return self.__dict__["_names"]
 
 
 def library_versions() -> dict[str, str]:
@@ -86,41 +94,49 @@ def data_hash(texts: list[str], labels: dict[str, list[str | None]]) -> str:
     return digest.hexdigest()
 
 
-def build_vectorizer(fast: bool, n_docs: int) -> Any:
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
+WORD_FEATURES = 2**17
+CHAR_FEATURES = 2**16
+C_GRID = (0.5, 2.0, 8.0)
+
+
+def build_vectorizer(fast: bool) -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.pipeline import FeatureUnion, make_pipeline
 
     if fast:
         return HashingVectorizer(ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm="l2")
-    min_df = 2 if n_docs >= 50 else 1
-    return FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=150_000, sublinear_tf=True)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=min_df, max_features=150_000,
-                                 sublinear_tf=True)),
+    hashed = FeatureUnion([
+        ("word", HashingVectorizer(ngram_range=(1, 2), n_features=WORD_FEATURES, alternate_sign=False, norm=None)),
+        ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=CHAR_FEATURES,
+                                   alternate_sign=False, norm=None)),
     ])
+    return make_pipeline(hashed, TfidfTransformer(sublinear_tf=True))
 
 
-def make_classifier(labels: list[str]) -> Any:
-    """Calibrated linear SVM when every class has a few examples; logistic regression otherwise.
+def make_classifier(labels: list[str], matrix: Any = None, search: bool = True) -> Any:
+    """Logistic regression, its C chosen by 3-fold cross-validation on the training rows when every class allows it.
 
-    (Logistic regression also above ``MAX_ROWS_FOR_CALIBRATION`` rows, for speed.)
-
-    Both give probabilities: the SVM's through sigmoid calibration on held-out folds, logistic
-    regression's directly (it is fitted to them), which is the safer choice on tiny data. The
-    logistic regression is fitted by SGD, whose cost follows the non-zero features rather than
-    the 2^18 hashed columns times the classes that lbfgs would update at every step.
+    Large (weakly labeled) sets are fitted by SGD with logistic loss, whose cost follows the
+    non-zero features rather than the hashed columns times the classes.
     """
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.svm import LinearSVC
+    import warnings
 
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.model_selection import cross_val_score
+
+    if len(labels) > MAX_ROWS_FOR_LBFGS:
+        return SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=5, tol=None, class_weight="balanced",
+                             random_state=0, n_jobs=2)
     counts = np.unique(labels, return_counts=True)[1]
-    if counts.min() >= MIN_PER_CLASS_FOR_CALIBRATION and 30 <= len(labels) <= MAX_ROWS_FOR_CALIBRATION:
-        return CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=3)
-    # Large (weakly labeled) sets: one pass of SGD per epoch, few epochs, both cores.
-    epochs = 30 if len(labels) <= MAX_ROWS_FOR_CALIBRATION else 5
-    return SGDClassifier(loss="log_loss", alpha=1e-5 if epochs == 5 else 1e-4, max_iter=epochs, tol=None,
-                         class_weight="balanced", random_state=0, n_jobs=2)
+    best = 2.0
+    if search and matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            cv = {c: cross_val_score(LogisticRegression(C=c, class_weight="balanced", max_iter=300), matrix, labels,
+                                     cv=3, scoring="f1_macro").mean() for c in C_GRID}
+        best = max(cv, key=cv.__getitem__)
+    return LogisticRegression(C=best, class_weight="balanced", max_iter=300)
 
 
 def model_texts(prepared: list[PreparedText], fast: bool) -> list[str]:
@@ -138,7 +154,11 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
             raise ReengError("this model uses evidence features: extract evidence before predicting")
         blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence))
     if model.meta.get("embedding_model"):
-        blocks.append(_embedding_block(model.meta["embedding_model"], prepared))
+        wanted = model.meta["embedding_model"]
+        if model.embedding_folder is None:
+            raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
+                             "pass its local folder with --embedding-model")
+        blocks.append(_embedding_block(model.embedding_folder, prepared))
     return hstack(blocks).tocsr()
 
 
@@ -162,7 +182,8 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 
 
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
-          labels: dict[str, list[str | None]], *, fast: bool = False, params: dict[str, Any] | None = None,
+          labels: dict[str, list[str | None]], *, fast: bool = False, evidence_features: bool = True,
+          params: dict[str, Any] | None = None,
           embedding_model: Path | None = None) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
 
@@ -175,24 +196,26 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     if not prepared:
         raise ReengError("no training rows")
     rows_per_target = {t: check_labels(t, y) for t, y in labels.items()}
-    model = TextModel(build_vectorizer(fast, len(prepared)), None if fast else DictVectorizer(), {})
+    with_evidence = evidence_features and not fast
+    model = TextModel(build_vectorizer(fast), DictVectorizer() if with_evidence else None, {}, {"features": "fast" if fast else "full"})
     texts = model_texts(prepared, fast)
     text_matrix = model.vectorizer.fit_transform(texts) if not fast else model.vectorizer.transform(texts)
     from scipy.sparse import hstack
 
     blocks = [text_matrix]
-    if not fast:
+    if with_evidence:
         blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
-    embedding_folder = None
+    embedding_folder, embedding_id = None, None
     if embedding_model is not None:
-        from taxonomy.embeddings import check_model
+        from taxonomy.embeddings import check_model, identity
 
-        embedding_folder = str(check_model(embedding_model))
+        embedding_folder, embedding_id = str(check_model(embedding_model)), identity(embedding_model)
         blocks.append(_embedding_block(embedding_folder, prepared))
+    model.embedding_folder = embedding_folder
     matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
-        clf = make_classifier(y)
+        clf = make_classifier(y, matrix[rows], search=not fast)  # the fast model keeps the default C: speed first
         with warnings.catch_warnings():
             # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
             warnings.simplefilter("ignore", category=ConvergenceWarning)
@@ -201,10 +224,12 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         model.classifiers[target] = clf
     model.meta = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "features": "fast" if fast else "full",
-        "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__}
+        "evidence_features": with_evidence,
+        "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__,
+                        "C": getattr(model.classifiers[t], "C", None)}
                     for t, r in rows_per_target.items()},
         "training_data_sha256": data_hash(texts, labels), "n_threads": len(prepared),
-        "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_folder,
+        "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_id,
     }
     return model
 
@@ -217,30 +242,28 @@ def predict_proba(model: TextModel, prepared: list[PreparedText],
 
 
 def top_terms(model: TextModel, target: str, label: str, prepared: PreparedText, k: int = 5) -> list[str]:
-    """The n-grams of one thread that pushed hardest towards ``label`` (full models only).
+    """The word n-grams of one thread that pushed hardest towards ``label`` (full models only).
 
-    For a linear model the contribution of a feature is its weight times its value, so these
-    are the words behind the prediction; hashed (fast) features cannot be named, hence [].
+    For a linear model a feature's contribution is its weight times its value; the thread's own
+    n-grams are hashed the way the vectorizer hashes them, so they can be named.
     """
-    if model.fast:
+    from sklearn.utils import murmurhash3_32
+
+    if model.fast or not hasattr(model.classifiers[target], "coef_"):
         return []
     clf = model.classifiers[target]
-    estimators = [c.estimator for c in clf.calibrated_classifiers_] if hasattr(clf, "calibrated_classifiers_") else [clf]
     classes = model.classes(target)
-    coefs = []
-    for est in estimators:
-        coef = est.coef_
-        coefs.append(coef[0] * (1 if classes.index(label) == 1 else -1) if coef.shape[0] == 1 else coef[classes.index(label)])
-    weights = np.mean(coefs, axis=0)
-    row = model.vectorizer.transform([prepared.model_text]).tocsr()
-    names = model.feature_names()
-    contrib = row.data * weights[row.indices]
-    order = np.argsort(-contrib)[:k]
-    return [str(names[row.indices[i]]).split("__", 1)[-1] for i in order if contrib[i] > 0]
+    weights = clf.coef_[0] * (1 if classes.index(label) == 1 else -1) if clf.coef_.shape[0] == 1 else clf.coef_[classes.index(label)]
+    word = model.vectorizer.steps[0][1].transformer_list[0][1]
+    grams = set(word.build_analyzer()(prepared.model_text))
+    scored = sorted(((weights[abs(murmurhash3_32(g, seed=0)) % WORD_FEATURES], g) for g in grams), reverse=True)
+    return [g for w, g in scored[:k] if w > 0]
 
 
 def save(model: TextModel, path: Path) -> None:
     """Write a model with skops (atomically: a failed save leaves no file)."""
+    import zipfile
+
     import skops.io as sio
 
     from reeng.outputs import staged_file
@@ -248,10 +271,10 @@ def save(model: TextModel, path: Path) -> None:
     payload = {"meta_json": json.dumps(model.meta), "vectorizer": model.vectorizer,
                "evidence_vectorizer": model.evidence_vectorizer, "classifiers": model.classifiers}
     with staged_file(path) as tmp:
-        sio.dump(payload, tmp)
+        sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
 
-def load(path: Path | str) -> TextModel:
+def load(path: Path | str, embedding_model: Path | str | None = None) -> TextModel:
     """Read a model written by :func:`save`, refusing files that are not one or hold untrusted types."""
     import zipfile
 
@@ -277,4 +300,21 @@ def load(path: Path | str) -> TextModel:
     if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ReengError(f"{path}: model format {meta.get('format')} v{meta.get('format_version')}, this reeng reads "
                          f"{MODEL_FORMAT} v{FORMAT_VERSION}: retrain it with `reeng classify train`")
-    return TextModel(payload["vectorizer"], payload["evidence_vectorizer"], payload["classifiers"], meta)
+    model = TextModel(payload["vectorizer"], payload["evidence_vectorizer"], payload["classifiers"], meta)
+    if embedding_model is not None:
+        use_encoder(model, embedding_model)
+    return model
+
+
+def use_encoder(model: TextModel, folder: Path | str) -> None:
+    """Point a loaded model at its sentence encoder's local folder, checking it is the one it was trained with."""
+    from taxonomy.embeddings import check_model, identity
+
+    wanted = model.meta.get("embedding_model")
+    if not wanted:
+        raise ReengError("--embedding-model: this model was trained without sentence embeddings")
+    found = identity(folder)
+    if found["version"] != wanted["version"]:
+        raise ReengError(f"--embedding-model: {folder} is {found['name']} version {found['version']}, the model was "
+                         f"trained with {wanted['name']} version {wanted['version']}")
+    model.embedding_folder = str(check_model(folder))

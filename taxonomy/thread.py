@@ -1,0 +1,142 @@
+"""Who wrote what in an issue thread: bot and template comments, the opening post, the discussion.
+
+Why: a defect's labels are decided by different people's words. What the reporter saw (impact,
+manifestation) and who they are (reporter type) is in the opening post and the reporter's own
+follow-ups; why it failed (root cause, code error type) is in the whole discussion, where the
+maintainers diagnose it and name the fix. Bot comments (welcome, stale, CI templates) say the
+same words in every thread ("docker", "custom data", "tutorial") and must decide nothing.
+
+Bots are recognised by author (``[bot]`` logins, known bot accounts) and, where authors are
+unknown or unreliable (the Denchmark archive gives every comment the issue's author), by the
+fixed phrases of the templates they post. Comments are cleaned before anything reads them:
+quoted replies, URLs, markdown link targets and images go; long logs are condensed by
+:mod:`taxonomy.text`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Accounts that post automatically (lower case); any login ending in "[bot]" is one too.
+KNOWN_BOTS = frozenset({
+    "github-actions", "stale", "stale-bot", "dependabot", "dependabot-preview", "codecov", "codecov-io",
+    "codecov-commenter", "mergify", "allcontributors", "welcome", "lgtm-com", "sonarcloud", "pre-commit-ci",
+    "glenn-jocher-bot", "ultralytics-assistant", "mmdet-bot", "tensorflow-bot", "tensorflowbutler", "googlebot",
+    "facebook-github-bot", "pytorchbot", "issue-label-bot", "no-response", "probot-stale", "copybara-service",
+})
+# Fixed phrases of the templates bots post (welcome, stale, CLA, CI status, automated triage).
+# Written from the bots' public documentation; each is specific enough never to occur in a human report.
+BOT_TEMPLATES = tuple(re.compile(p, re.I) for p in (
+    r"has been automatically marked as stale",
+    r"this issue (?:has been|was) automatically (?:closed|locked)",
+    r"will be closed (?:automatically )?if no further activity occurs",
+    r"thank you for your contributions?\.? (?:this issue|it will be closed)",
+    r"hello @[\w-]+, thank you for your interest in",
+    r"👋 hello @[\w-]+",
+    r"thanks for your interest in (?:our work|this project)",
+    r"if this is a (?:🐛 )?bug report, please provide screenshots and \*\*minimum viable code to reproduce",
+    r"thanks for submitting (?:the|this|your) (?:issue|pull request)[.!] ?(?:we will|someone will|a maintainer)",
+    r"please sign (?:our|the) contributor license agreement",
+    r"this (?:issue|pull request) has been automatically",
+    r"codecov report",
+    r"automated (?:message|comment|response)",
+    r"i'?m a bot",
+    r"beep boop",
+    r"are you satisfied with the resolution of your issue\?",
+    r"closing (?:this issue|due to) (?:as stale|inactivity|lack of activity) automatically",
+))
+
+
+def is_bot(author: str | None, body: str | None) -> bool:
+    """A comment written by a bot account, or one that repeats a bot template."""
+    login = (author or "").strip().lower()
+    if login.endswith("[bot]") or login in KNOWN_BOTS:
+        return True
+    return bool(body) and any(p.search(body) for p in BOT_TEMPLATES)
+
+
+_QUOTE = re.compile(r"^[ \t]*>[^\n]*\n?", re.M)
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)")
+_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>)\]]+", re.I)
+_HTML_TAG = re.compile(r"</?(?:img|a|details|summary|br|p|sub|sup)\b[^>]*>", re.I)
+_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9-]+")
+
+
+def clean(text: str | None) -> str:
+    """A comment without quoted replies, images, link targets, bare URLs, HTML tags and @mentions.
+
+    Link text is kept (``[the docs](url)`` reads "the docs"); a fenced code block is left alone
+    here (a ``>`` inside code is not a quote), the text splitter handles it.
+    """
+    if not text:
+        return ""
+    pieces = re.split(r"(```.*?(?:```|\Z))", text, flags=re.S)
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2:  # inside a fence
+            out.append(_URL.sub("", piece))
+            continue
+        piece = _QUOTE.sub("", piece)
+        piece = _IMAGE.sub("", piece)
+        piece = _LINK.sub(lambda m: m.group(1), piece)
+        piece = _URL.sub("", piece)
+        piece = _HTML_TAG.sub(" ", piece)
+        out.append(_MENTION.sub("", piece))
+    return "".join(out)
+
+
+@dataclass
+class ThreadParts:
+    """A thread's human text split by role, cleaned; bots and templates counted, not kept."""
+
+    title: str
+    opening: list[str]  # the opening post and the reporter's own follow-ups
+    discussion: list[str]  # everybody else's comments, in order (maintainers' diagnosis, the fix)
+    dropped_bot_comments: int = 0
+    authors_known: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def whole(self) -> list[str]:
+        return [*self.opening, *self.discussion]
+
+
+def split_roles(title: str | None, body: str | None, comments: Iterable[dict[str, Any]],
+                reporter: str | None = None) -> ThreadParts:
+    """Split a thread into the reporter's part and the discussion, without bots, quotes or URLs.
+
+    Authors are unknown when no comment names one, or when every comment names the reporter
+    (the Denchmark archive): then only the opening post counts as the reporter's, because a
+    maintainer's answer would otherwise be read as the reporter's own words.
+    """
+    comments = list(comments)
+    authors = [(c.get("author") or c.get("user") or "") for c in comments]
+    reporter_login = (reporter or "").strip().lower()
+    authors_known = bool(comments) and any(authors) and not (
+        reporter_login and len(comments) > 1 and all(a.strip().lower() == reporter_login for a in authors))
+    parts = ThreadParts((title or "").strip(), [clean(body)] if body else [], [], authors_known=authors_known)
+    if not authors_known and comments:
+        parts.notes.append("comment authors unknown: the opening post alone is the reporter's")
+    for comment, author in zip(comments, authors):
+        text = comment.get("body")
+        if not isinstance(text, str) or not text.strip():
+            continue
+        if is_bot(author, text):
+            parts.dropped_bot_comments += 1
+            continue
+        by_reporter = authors_known and reporter_login and author.strip().lower() == reporter_login
+        (parts.opening if by_reporter else parts.discussion).append(clean(text))
+    return parts
+
+
+def thread_parts(thread: Any) -> ThreadParts:
+    """:func:`split_roles` for a store ``Thread`` (its ``issue`` dict names the reporter)."""
+    issue = getattr(thread, "issue", {}) or {}
+    reporter = issue.get("author") or issue.get("user")
+    if isinstance(reporter, dict):
+        reporter = reporter.get("login")
+    return split_roles(thread.title, thread.body, getattr(thread, "comments", []) or [], reporter)

@@ -1,0 +1,139 @@
+"""Label space, the rule labeler as a scikit-learn estimator, joint decoding on synthetic labels, evaluation maths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taxonomy.evaluation import bootstrap_ci, calibration, risk_coverage, scores
+from taxonomy.joint import JointDecoder
+from taxonomy.label_space import BUCKET, LabelSpace
+from taxonomy.labelers import RuleLabeler
+from taxonomy.rules import RULES, dimension_rules
+
+GENERIC = {"error", "errors", "train", "training", "speed", "gap", "docker", "tutorial", "install", "config",
+           "loss", "gpu", "layer", "data", "dataset", "question", "fails", "failed", "exception"}
+
+
+def test_rules_are_precise() -> None:
+    from taxonomy.evidence import PHRASES
+
+    assert all("*" not in key for rule in RULES for key in rule.when)
+    phrases = {p for labels in PHRASES.values() if labels is not PHRASES["library"] for v in labels.values() for p in v}
+    assert not phrases & GENERIC
+
+
+def test_label_space_from_labels_maps_rare_into_the_bucket() -> None:
+    labels = pd.DataFrame({"impact": ["crash"] * 5 + ["lower_speed"] * 2 + [BUCKET], "code_error": ["logic", "checking"] * 4})
+    space = LabelSpace.from_labels(labels, ["impact", "code_error"])
+    assert space.categories["impact"] == ["crash", BUCKET, "lower_speed"]
+    assert space.map("impact", "hang") == BUCKET and space.map("impact", "crash") == "crash"
+    assert space.map("code_error", "configuration") is None  # no bucket in the data: the vote is dropped
+    folded = LabelSpace.from_labels(labels, ["impact"], min_count=3)
+    assert folded.map("impact", "lower_speed") == BUCKET
+
+
+def test_rule_labeler_follows_scikit_learn_conventions() -> None:
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    rules = dimension_rules("impact")
+    rng = np.random.default_rng(0)
+    classes = ("crash", "lower_speed", "memory_exhaustion", BUCKET)
+    X = np.zeros((200, len(rules)))
+    y = rng.choice(classes, 200)
+    slow = [j for j, r in enumerate(rules) if r.name == "slow"][0]
+    X[y == "lower_speed", slow] = 1
+    est = RuleLabeler("impact", classes=classes)
+    assert clone(est).get_params()["precision"] == est.precision
+    fitted = est.fit(X, y)
+    assert fitted.predict_proba(X).shape == (200, 4)
+    assert np.allclose(fitted.predict_proba(X).sum(axis=1), 1)
+    assert (fitted.predict(X[y == "lower_speed"]) == "lower_speed").all()
+    assert cross_val_score(RuleLabeler("impact", classes=classes), X, y, cv=3).mean() > 0.3
+    # no labelled rows where rules fire: a rule's category takes its prior precision
+    prior_only = RuleLabeler("impact", precision=0.7, classes=classes).fit(np.zeros((4, len(rules))), list(classes))
+    one = np.zeros((1, len(rules)))
+    one[0, slow] = 1
+    assert prior_only.predict_proba(one)[0, list(prior_only.classes_).index("lower_speed")] == pytest.approx(0.7)
+    hang = [j for j, r in enumerate(rules) if r.name == "hang"][0]
+    one = np.zeros((1, len(rules)))
+    one[0, hang] = 1
+    assert prior_only.predict(one)[0] == BUCKET  # "hang" is not a study category: it lands in the bucket
+
+
+def synthetic_labels(n: int = 600, noise: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Known structure: stage is a function of root cause (90 %); manifestation of impact and reporter."""
+    rng = np.random.default_rng(seed)
+    causes = np.array(["api_defect", "gpu_usage", "data_preprocessing", "hyperparameters"])
+    stage_of = {"api_defect": "environment", "gpu_usage": "environment", "data_preprocessing": "data_pipeline",
+                "hyperparameters": "training"}
+    rc = rng.choice(causes, n)
+    stage = np.array([stage_of[c] if rng.random() > noise else rng.choice(list(set(stage_of.values()))) for c in rc])
+    impact = rng.choice(["crash", "lower_accuracy"], n)
+    reporter = rng.choice(["re_user", "adaptor"], n)
+    manifestation = np.where(impact == "lower_accuracy", "reproducibility", np.where(reporter == "adaptor", "evolutionary", "basic"))
+    return pd.DataFrame({"root_cause": rc, "stage": stage, "impact": impact, "reporter": reporter,
+                         "manifestation": manifestation})
+
+
+def classes_of(labels: pd.DataFrame) -> dict[str, list[str]]:
+    return {c: sorted(labels[c].unique()) for c in labels}
+
+
+def test_joint_decoding_recovers_known_structure() -> None:
+    labels = synthetic_labels()
+    classes = classes_of(labels)
+    decoder = JointDecoder(cliques=(("root_cause", "stage"), ("impact", "reporter", "manifestation"))).fit(labels, classes)
+    prior = {d: labels[d].value_counts(normalize=True).reindex(classes[d]).to_numpy() for d in classes}
+    # a confident root cause and an uninformed stage: the stage follows the root cause
+    probs = {d: np.tile(prior[d], (4, 1)) for d in classes}
+    probs["root_cause"] = np.eye(4) * 0.9 + 0.025
+    decoded = decoder.decode(probs)
+    stage = [classes["stage"][i] for i in decoded["stage"].argmax(axis=1)]
+    assert stage == ["environment", "data_pipeline", "environment", "training"]  # api, data, gpu, hyperparameters
+    # confident impact and reporter decide the manifestation the table says
+    probs = {d: np.tile(prior[d], (2, 1)) for d in classes}
+    probs["impact"] = np.array([[0.95, 0.05], [0.05, 0.95]])  # crash, lower_accuracy
+    probs["reporter"] = np.array([[0.95, 0.05], [0.95, 0.05]])  # adaptor
+    decoded = decoder.decode(probs)
+    assert [classes["manifestation"][i] for i in decoded["manifestation"].argmax(axis=1)] == ["evolutionary", "reproducibility"]
+    for d in decoded:
+        assert np.allclose(decoded[d].sum(axis=1), 1)
+    assert decoder.structure(labels)["root_cause -> stage"] > 0.8
+
+
+def test_joint_decoding_leaves_independent_dimensions_alone() -> None:
+    rng = np.random.default_rng(1)
+    labels = pd.DataFrame({"root_cause": rng.choice(["a", "b"], 2000), "stage": rng.choice(["x", "y"], 2000)})
+    classes = classes_of(labels)
+    decoder = JointDecoder(cliques=(("root_cause", "stage"),)).fit(labels, classes)
+    probs = {"root_cause": np.array([[0.99, 0.01]]), "stage": np.array([[0.3, 0.7]])}
+    assert np.allclose(decoder.decode(probs)["stage"], [[0.3, 0.7]], atol=0.05)
+
+
+def test_scores_keep_abstentions_apart_with_intervals() -> None:
+    truth = ["a", "b", "a", "b", "a", "b", "a", "b"]
+    pred = ["a", "b", "a", "b", None, None, "a", "a"]
+    s = scores(truth, pred, probability=[0.9, 0.9, 0.8, 0.8, 0.1, 0.1, 0.7, 0.6])
+    assert s["coverage"] == 0.75 and s["answered"] == 6
+    assert s["kappa"] > s["kappa_abstain_wrong"]
+    assert s["kappa_ci"][0] <= s["kappa"] <= s["kappa_ci"][1]
+    assert s["risk_coverage"][-1]["coverage"] == 0.75 and s["calibration"]["ece"] is not None
+
+
+def test_bootstrap_ci_narrows_with_more_rows_and_calibration_error_is_measured() -> None:
+    rng = np.random.default_rng(0)
+
+    def interval(n: int) -> float:
+        t = list(rng.choice(["a", "b"], n))
+        p = [x if rng.random() < 0.8 else ("b" if x == "a" else "a") for x in t]
+        lo, hi = bootstrap_ci(t, p, lambda a, b: float(np.mean(np.array(a) == np.array(b))), n=300)
+        return hi - lo
+
+    assert interval(400) < interval(40)
+    overconfident = calibration(["a"] * 10, ["a"] * 5 + ["b"] * 5, [0.95] * 10)
+    assert overconfident["ece"] == pytest.approx(0.45)
+    curve = risk_coverage(["a", "a", "b"], ["a", "b", "b"], [0.9, 0.2, 0.8])
+    assert curve[0]["risk"] == 0.0 and curve[-1]["risk"] == pytest.approx(1 / 3)

@@ -1,0 +1,89 @@
+"""Thread hygiene and roles, on snippets written for these tests: bots, templates, quotes, URLs, logs, parts."""
+
+from __future__ import annotations
+
+from taxonomy.batch import analyse
+from taxonomy.labelers import BuiltinLabeler
+from taxonomy.text import condense_log
+from taxonomy.thread import clean, is_bot, split_roles
+
+WELCOME = ("Hello @someone, thank you for your interest in our work! Please visit our Custom Data Training tutorial "
+           "and the docker quickstart to get started with custom data.")
+STALE = "This issue has been automatically marked as stale because it has not had recent activity."
+
+
+def test_bots_by_login_and_by_template_text() -> None:
+    assert is_bot("github-actions[bot]", "anything")
+    assert is_bot("stale", "ping")
+    assert is_bot(None, WELCOME) and is_bot("reporter", STALE)  # authors unknown or wrong: the template decides
+    assert not is_bot("alice", "I trained on my custom data and docker, the tutorial did not help.")
+
+
+def test_clean_drops_quotes_urls_link_targets_images_mentions_but_keeps_code() -> None:
+    text = ("> I cannot reproduce the results\n"
+            "See [the training notes](https://example.org/docs/train.md) and https://example.org/x?y=1 @bob\n"
+            "![screenshot](https://img.example.org/a.png)\n"
+            "```\n> not a quote inside code\n```")
+    out = clean(text)
+    assert "cannot reproduce" not in out
+    assert "the training notes" in out and "example.org" not in out and "screenshot" not in out
+    assert "@bob" not in out and "> not a quote inside code" in out
+
+
+def test_roles_split_reporter_and_discussion_and_drop_bots() -> None:
+    comments = [{"author": "alice", "body": "Forgot to say: I fine-tune on my own dataset."},
+                {"author": "github-actions[bot]", "body": WELCOME},
+                {"author": "maintainer", "body": "The anchors in your config are wrong; fixed in the yaml file."}]
+    parts = split_roles("Low mAP", "mAP is lower than reported", comments, reporter="alice")
+    assert parts.authors_known and parts.dropped_bot_comments == 1
+    assert any("fine-tune" in t for t in parts.opening) and any("anchors" in t for t in parts.discussion)
+    assert not any("tutorial" in t for t in parts.whole)
+
+
+def test_unknown_authors_keep_only_the_opening_post_as_the_reporters() -> None:
+    # The Denchmark archive names the issue's author on every comment: nobody's follow-up can be trusted as theirs.
+    comments = [{"author": "alice", "body": "Try a smaller batch size."}, {"author": "alice", "body": STALE},
+                {"author": "alice", "body": "It works now, thanks."}]
+    parts = split_roles("OOM", "CUDA out of memory", comments, reporter="alice")
+    assert not parts.authors_known and parts.opening == ["CUDA out of memory"]
+    assert parts.dropped_bot_comments == 1 and len(parts.discussion) == 2
+
+
+def test_bot_text_fires_no_evidence() -> None:
+    a = analyse("Crash", ["Training crashes."], [])
+    b = analyse("Crash", ["Training crashes."], [WELCOME])  # as if the template had slipped through the role split
+    parts = split_roles("Crash", "Training crashes.", [{"author": "x", "body": WELCOME}])
+    c = analyse(parts.title, parts.opening, parts.discussion)
+    assert {e.key for e in a.evidence} == {e.key for e in c.evidence}
+    assert "dataset:custom" in {e.key for e in b.evidence} and "dataset:custom" not in {e.key for e in c.evidence}
+
+
+def test_long_log_condensed_to_its_evidence() -> None:
+    log = "\n".join(["Epoch 1/300 loss 0.51"] * 5000 + ["Traceback (most recent call last):", "  File \"train.py\", line 3",
+                                                          "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"])
+    out = condense_log(log)
+    assert "CUDA out of memory" in out and out.count("Epoch") == 0 and len(out) < 500
+
+
+def test_each_dimension_reads_its_part() -> None:
+    # The maintainer's diagnosis names the root cause; the reporter's post alone decides the impact.
+    a = analyse("Training is very slow", ["Training is very slow on two GPUs."],
+                ["Diagnosis: your learning rate and batch size hyperparameters are far off; fixed in the yaml file."])
+    b = analyse("Training is very slow", ["Training is very slow on two GPUs."],
+                [])
+    labeler = BuiltinLabeler(threshold=0.0)
+    pa, pb = labeler.label_many([a, b])
+    assert pa["impact"].candidate == pb["impact"].candidate == "lower_speed"
+    assert pa["root_cause"].candidate == "hyperparameters" and pb["root_cause"].candidate != "hyperparameters"
+    assert {s["section"].split()[0] for s in pa["root_cause"].evidence} == {"discussion"}
+    # a claim made only in the discussion does not decide the reporter's impact
+    c = analyse("Question about results", ["I ran the model."], ["Training is very slow for me too."])
+    assert labeler.label_many([c])[0]["impact"].candidate != "lower_speed"
+
+
+def test_english_check_survives_urls_and_code() -> None:
+    body = ("Crash in train.py, see https://example.org/repo/blob/master/train.py#L10 and "
+            "https://example.org/issues/3\n```\nimport torch\nx = torch.zeros(3)\nprint(x.cuda())\n```")
+    parts = split_roles("RuntimeError with the ONNX export", body, [])
+    a = analyse(parts.title, parts.opening, parts.discussion)
+    assert a.prepared is not None and a.prepared.english

@@ -1,0 +1,161 @@
+"""Learning from human labels: `classify train --gold`, adjudicated labels, gold-eval on a gold-only store, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from miner.store import open_store, save_thread
+from tests.conftest import run_main as run
+
+HEADER = ["", "URL", "Repo owner", "Repo name", "Issue #", "Repo type", "Research Prototype", "Framework", "Same Code?",
+          "Same Data?", "Impacts", "Part of Implementation", "Project Type", "Reporter", "Defect types", "Root Causes",
+          "Manifestation"]
+# (title, body, impact, stage, code error, root cause) written for this test
+KINDS = [
+    ("ModuleNotFoundError after install", "pip install then\n```\nModuleNotFoundError: No module named 'ops._ext'\n```",
+     "Crash", "Environment", "External interface", "Wrong Environment Configuration"),
+    ("CUDA out of memory while training", "```\nRuntimeError: CUDA out of memory. Tried to allocate 1 GiB\n```",
+     "Memory exhaustion", "Training", "Memory exhaustion", "GPU Usage Bug"),
+    ("Training is very slow", "Training is very slow on one GPU, much slower than the readme says.",
+     "Bad performance (lower speed)", "Training", "Timing/optimization", "Hyperparameters"),
+]
+REPOS = ["acme/detector", "acme/segmenter", "lab/yolo"]
+
+
+def write_store_and_gold(folder: Path, *, missing: int = 1) -> tuple[Path, Path]:
+    store, gold = folder / "s.sqlite", folder / "gold.csv"
+    conn = open_store(store)
+    rows = []
+    for r, repo in enumerate(REPOS):
+        for k, (title, body, impact, stage, code, cause) in enumerate(KINDS):
+            number = 10 * r + k + 1
+            save_thread(conn, {"repo": repo, "number": number, "title": f"{title} ({repo})", "body": body,
+                               "comments": [{"comment_id": 1, "author": "github-actions[bot]",
+                                             "body": "This issue has been automatically marked as stale."}]}, source="test")
+            owner, name = repo.split("/")
+            rows.append([len(rows), f"https://github.com/{repo}/issues/{number}", owner, name, number, "Zoo Repository",
+                         "No", "PyTorch", "yes", "yes", impact, stage, "Major replication", "Re-user", code, cause,
+                         "Basic defects"])
+    # one issue holding two defects, and gold rows whose threads are not stored
+    rows.append([*rows[0][:10], "Crash", "Environment", "Major replication", "Re-user", "External interface",
+                 "API defect", "Basic defects"])
+    rows[-1][0] = len(rows) - 1
+    for m in range(missing):
+        rows.append([len(rows), f"https://github.com/acme/gone/issues/{m + 1}", "acme", "gone", m + 1, "Zoo Repository", "No",
+                     "PyTorch", "yes", "yes", "Crash", "Environment", "Major replication", "Re-user", "External interface",
+                     "API defect", "Basic defects"])
+    conn.close()
+    pd.DataFrame(rows, columns=HEADER).to_csv(gold, index=False)
+    return store, gold
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_store_and_gold(tmp_path_factory.mktemp("gold"))
+
+
+def test_train_on_gold_joined_to_stored_threads(data: tuple[Path, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    store, gold = data
+    model = tmp_path / "gold.skops"
+    code, out, err = run(["classify", "train", "--gold", str(gold), "--store", str(store), "--out", str(model), "--json"], capsys)
+    assert code == 0, err
+    assert out.startswith("{")  # pure JSON: no progress bar or blank line on stdout
+    summary = json.loads(out)
+    assert summary["defects"] == 10 and summary["threads"] == 9 and summary["missing_threads"] == 1
+    assert set(summary["targets"]) >= {"impact", "root_cause", "stage"}
+    code, out, err = run(["classify", "predict", "--model", str(model), "--store", str(store), "--threshold", "0", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["dimensions"]["impact"].get("lower_speed", 0) >= 2
+
+
+def test_adjudicated_human_labels_feed_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from taxonomy.annotate import store_labels
+    from taxonomy.classify import join_gold
+
+    store, gold = write_store_and_gold(tmp_path)
+    conn = open_store(store, create=False)
+    store_labels(conn, pd.DataFrame([{"issue": "https://github.com/lab/yolo/issues/21", "defect_index": 1,
+                                      "dimension": "impact", "label": "crash", "provenance": "adjudicated"}]))
+    join = join_gold(conn, gold, progress=False)
+    row = join.defects[(join.defects["repo"] == "yolo") & (join.defects["number"] == 21)]
+    assert list(row["source"]) == ["human_labels"] and list(row["impact"]) == ["crash"]  # replaces the gold row
+    only_human = join_gold(conn, None, progress=False)
+    assert len(only_human.defects) == 1
+
+
+def test_gold_eval_on_a_store_of_gold_threads_only(data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    store, gold = data
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    impact = result["systems"]["impact"]
+    assert result["repositories"] == 3 and impact["gold_cv_by_repository"]["folds"] == 3
+    assert {"kappa", "kappa_ci", "coverage", "kappa_abstain_wrong", "risk_coverage"} <= set(impact["builtin"])
+    assert "builtin_best_guess_without_bucket" in result["systems"]["root_cause"]
+
+
+def test_empty_store_and_bad_threshold_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.sqlite"
+    open_store(empty).close()
+    for args in (["classify", "predict", "--builtin", "--store", str(empty)],
+                 ["classify", "train", "--store", str(empty), "--out", str(tmp_path / "m.skops")],
+                 ["classify", "gold-eval", "--store", str(empty)]):
+        code, out, err = run(args, capsys)
+        assert code == 2 and err.startswith("error:") and "no threads" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.skops").exists()
+    code, _, err = run(["classify", "predict", "--builtin", "--store", str(empty), "--threshold", "2"], capsys)
+    assert code == 2 and "--threshold 2" in err
+
+
+def test_gold_rows_without_stored_threads_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store, gold = write_store_and_gold(tmp_path)
+    other = tmp_path / "other.sqlite"
+    conn = open_store(other)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "t", "body": "b", "comments": []}, source="test")
+    conn.close()
+    code, _, err = run(["classify", "train", "--gold", str(gold), "--store", str(other), "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 2 and "no labeled defect has its thread in the store" in err
+
+
+def test_fetch_exactly_the_gold_threads_through_the_miner(data: tuple[Path, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from miner.server import running
+    from miner.store import iter_threads
+
+    corpus, gold = data
+    target = tmp_path / "fetched.sqlite"
+    with running(corpus) as url:
+        code, out, err = run(["gold", "fetch-threads", "--store", str(target), "--gold", str(gold), "--api-url", url,
+                              "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["fetched"] == 9 and result["missing"] == ["acme/gone#1"] and result["gold_issues"] == 10
+    threads = list(iter_threads(open_store(target, create=False)))
+    assert len(threads) == 9 and all(t.comments for t in threads)
+
+
+def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import taxonomy
+    from reeng.errors import ReengError
+    from taxonomy.gold import DEFECT_SCHEMA
+
+    store, _ = data
+    out = tmp_path / "machine"
+    code, _, err = run(["classify", "predict", "--builtin", "--store", str(store), "--out", str(out)], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(out / "defects.parquet")
+    assert list(table.columns) == list(DEFECT_SCHEMA) and len(table) == 9
+    assert set(table["provenance"]) == {"machine:builtin@2"} and table["framework"].isna().all()
+    assert table["impact"].notna().any()
+    strict = taxonomy.machine_defects(store, "builtin", min_probability=0.999)
+    assert strict["impact"].isna().all() and len(strict) == 9
+    with pytest.raises(ReengError, match="no sample 7"):
+        taxonomy.machine_defects(store, "builtin", sample=7)
+    with pytest.raises(ReengError, match="no predictions of model 'nope'"):
+        taxonomy.machine_defects(store, "nope")
