@@ -100,3 +100,14 @@ def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
     return {"sample_id": sample_id, "protocol": name, "parameters": asdict(params), "seed": seed,
             "population": {r: len(v) for r, v in population.items()},
             "drawn": [{"repo": r, "number": n} for r, numbers in drawn.items() for n in numbers]}
+
+
+def sample_keys(conn: sqlite3.Connection, sample: int, source: str) -> set[tuple[str, int]]:
+    """The (repo, number) threads of a recorded sample; an unknown sample id is an error naming the known ones."""
+    present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    known = [r[0] for r in conn.execute("SELECT sample_id FROM samples ORDER BY sample_id")] if "samples" in present else []
+    if sample not in known:
+        listed = ", ".join(map(str, known)) if known else "none (draw one with `reeng sample`)"
+        raise ReengError(f"{source}: no sample {sample} (recorded samples: {listed})")
+    rows = conn.execute("SELECT repo, number FROM sample_issues WHERE sample_id = ?", (sample,)).fetchall()
+    return {(r[0], int(r[1])) for r in rows}

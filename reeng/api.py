@@ -129,10 +129,10 @@ class Corpus:
 
     def sample_issues(self, sample: int) -> pd.DataFrame:
         """The (repo, number) pairs of a recorded sample."""
-        from analysis.store_defects import _sample_keys
+        from miner.sample import sample_keys
 
         with self._open() as conn:
-            keys = _sample_keys(conn, sample, str(self.path))
+            keys = sample_keys(conn, sample, str(self.path))
         return pd.DataFrame(sorted(keys), columns=["repo", "number"])
 
     # --- labeling and findings --------------------------------------------------------------

@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from taxonomy.gold import DEFECT_SCHEMA, canonical_issue_url
+from reeng.errors import ReengError
+from taxonomy.gold import DEFECT_SCHEMA, LABEL_COLUMNS, canonical_issue_url
+from taxonomy.model import load_taxonomy
 from taxonomy.labelers import Prediction
-from taxonomy.rules import LABEL_DIMENSIONS
 
 # The machine-labeled table has exactly the gold defect table's columns (docs/schemas.md).
-DEFECT_COLUMNS = list(DEFECT_SCHEMA)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -72,54 +72,90 @@ def read_predictions(conn: sqlite3.Connection, model: str | None = None) -> list
     return [{**dict(r), "evidence": json.loads(r["evidence"])} for r in rows]
 
 
-def machine_defects(store: sqlite3.Connection | Path | str, model: str = "builtin", min_probability: float | None = None,
-                    sample: int | None = None) -> pd.DataFrame:
-    """A store's machine labels as a defect table (the gold schema): one row per thread the filter keeps.
+# The filter's dimensions: they decide which threads are defects, not what the defects are.
+FILTER_DROPS = {"issue_type": {"feature", "question"}, "reengineering": {"no"}}
 
-    Reads the ``predictions`` of ``model`` (run ``reeng classify predict`` first). A thread is
-    kept unless it was confidently called a feature request or question, or not a
-    reengineering defect. Abstained dimensions, and labels below ``min_probability``, are null,
-    as a missing human label would be. ``sample`` restricts the table to one drawn sample
-    (``sample_issues``).
+
+def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = None,
+                          min_probability: float | None = None, sample: int | None = None) -> pd.DataFrame:
+    """The stored predictions of one model as a machine defect table (gold schema + probabilities).
+
+    ``model`` defaults to the only model with predictions (an error names them when there are
+    several); labels below ``min_probability`` become missing, as an abstention does. Errors
+    (one line each): no predictions, an unknown model or sample, a sample with no prediction.
     """
+    from miner.sample import sample_keys
     from miner.store import open_store
-    from reeng.errors import ReengError
 
+    source = str(store) if not isinstance(store, sqlite3.Connection) else "store"
+    if min_probability is not None and not 0 <= min_probability <= 1:
+        raise ReengError(f"--min-probability {min_probability}: must be between 0 and 1")
     conn = store if isinstance(store, sqlite3.Connection) else open_store(store, create=False)
-    rows = read_predictions(conn, model)
+    try:
+        keys = sample_keys(conn, sample, source) if sample is not None else None
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        rows = read_predictions(conn) if "predictions" in present else []
+        threads = {(r[0], int(r[1])): (r[2], r[3]) for r in conn.execute("SELECT repo, number, created_at, labels FROM issues")}
+    finally:
+        if not isinstance(store, sqlite3.Connection):
+            conn.close()
     if not rows:
-        raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")
-    keep: set[tuple[str, int]] | None = None
-    if sample is not None:
-        keep = {(r[0], int(r[1])) for r in conn.execute("SELECT repo, number FROM sample_issues WHERE sample_id = ?", (sample,))}
-        if not keep:
-            raise ReengError(f"no sample {sample} in the store (see `reeng sample`)")
-    threads: dict[tuple[str, int], dict[str, Any]] = {}
-    version = ""
-    for r in rows:
-        key = (r["repo"], int(r["number"]))
-        if keep is not None and key not in keep:
-            continue
-        label = r["label"]
-        if label is not None and min_probability is not None and (r["probability"] or 0.0) < min_probability:
-            label = None
-        threads.setdefault(key, {})[r["dimension"]] = label
-        version = r["model_version"] or version
-    issues = {(r[0], int(r[1])): (r[2], r[3]) for r in conn.execute("SELECT repo, number, created_at, labels FROM issues")}
-    records = []
-    for (repo, number), dims in threads.items():
-        if dims.get("issue_type") in ("feature", "question") or dims.get("reengineering") == "no":
-            continue
-        owner, _, name = repo.partition("/")
-        created, labels = issues.get((repo, number), (None, None))
-        record: dict[str, Any] = dict.fromkeys(DEFECT_COLUMNS)
-        record.update({"issue_url": canonical_issue_url(owner, name, number), "owner": owner, "repo": name, "number": number,
-                       "defect_index": 1, "framework": dims.get("framework"), "issue_created_at": created,
-                       "issue_labels": labels, "provenance": f"machine:{model}@{version}"})
-        record.update({dim: dims.get(dim) for dim in LABEL_DIMENSIONS})
-        records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=DEFECT_COLUMNS)
-    for col in DEFECT_COLUMNS:
+        raise ReengError(f"{source}: the store holds no predictions (label it first: reeng classify predict --builtin --store {source})")
+    preds = pd.DataFrame(rows)
+    models = sorted(preds["model"].unique())
+    if model is None and len(models) > 1:
+        raise ReengError(f"{source}: predictions of several models ({', '.join(models)}): choose one with --model")
+    model = model or models[0]
+    if model not in models:
+        raise ReengError(f"{source}: no predictions of model {model!r} (models: {', '.join(models)})")
+    preds = preds[preds["model"] == model]
+    if keys is not None:
+        preds = preds[[(r, int(n)) in keys for r, n in zip(preds["repo"], preds["number"])]]
+        if preds.empty:
+            raise ReengError(f"{source}: sample {sample} has no predicted thread (run reeng classify predict on it)")
+    version = str(preds["model_version"].dropna().iloc[0]) if preds["model_version"].notna().any() else "unknown"
+    table = _defect_table(preds, threads, f"model:{model}@{version}", min_probability)
+    return table
+
+
+def _defect_table(preds: pd.DataFrame, threads: dict[tuple[str, int], tuple[str | None, str | None]],
+                  provenance: str, min_probability: float | None) -> pd.DataFrame:
+    tax = load_taxonomy()
+    preds = preds.assign(number=preds["number"].astype(int))
+    dropped = pd.Series(False, index=preds.index)
+    for dim, labels in FILTER_DROPS.items():
+        dropped |= (preds["dimension"] == dim) & preds["label"].isin(labels)
+    drop_keys = set(zip(preds.loc[dropped, "repo"], preds.loc[dropped, "number"]))
+    labels = preds[preds["dimension"].isin(LABEL_COLUMNS)].copy()
+    if min_probability is not None:
+        low = pd.to_numeric(labels["probability"], errors="coerce").fillna(0) < min_probability
+        labels.loc[low, "label"] = None
+    labels["label"] = [None if lab is None or pd.isna(lab) else tax.dimension(d).lookup(str(lab))
+                       for d, lab in zip(labels["dimension"], labels["label"])]
+    keys = sorted({k for k in zip(preds["repo"], preds["number"])} - drop_keys)
+    wide = labels.pivot_table(index=["repo", "number"], columns="dimension", values="label", aggfunc="first")
+    probs = labels.assign(probability=pd.to_numeric(labels["probability"], errors="coerce")).pivot_table(
+        index=["repo", "number"], columns="dimension", values="probability", aggfunc="first")
+    index = pd.MultiIndex.from_tuples(keys, names=["repo", "number"])
+    frame = pd.DataFrame(index=index)
+    owner_name = [k[0].partition("/") for k in keys]
+    frame["issue_url"] = [canonical_issue_url(o, n, num) for (o, _, n), (_, num) in zip(owner_name, keys)]
+    frame["owner"] = [o for o, _, _ in owner_name]
+    frame["repo_name"] = [n for _, _, n in owner_name]
+    frame["defect_index"] = 1
+    for dim in LABEL_COLUMNS:
+        frame[dim] = wide[dim].reindex(index) if dim in wide else None
+    frame["issue_created_at"] = [threads.get(k, (None, None))[0] for k in keys]
+    frame["issue_labels"] = [threads.get(k, (None, None))[1] for k in keys]
+    frame["provenance"] = provenance
+    for dim in LABEL_COLUMNS:
+        frame[f"{dim}_probability"] = probs[dim].reindex(index).astype("float64") if dim in probs else float("nan")
+    frame = frame.reset_index().drop(columns=["repo"]).rename(columns={"repo_name": "repo"})
+    for col in DEFECT_SCHEMA:  # what a machine cannot know (research prototype, source row...) stays null
+        if col not in frame.columns:
+            frame[col] = None
+    frame = frame[list(DEFECT_SCHEMA) + [f"{d}_probability" for d in LABEL_COLUMNS]]
+    for col in DEFECT_SCHEMA:
         if col not in ("number", "defect_index", "research_prototype"):
             frame[col] = frame[col].astype("string")  # typed even when a column is all null
     frame["number"] = frame["number"].astype("int64")
