@@ -15,7 +15,7 @@ from pathlib import Path
 from reeng.errors import ReengError
 from reeng.study import StudyContext
 
-REPORT_INPUTS = ("lint", "agreement", "gold_eval", "reproduction")
+REPORT_INPUTS = ("lint", "agreement", "gold_eval", "reproduction", "reuse")
 
 
 def _defects(ctx: StudyContext, stage: str) -> Path:

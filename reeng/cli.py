@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analysis.cli:analyze_command", "Tables, statistics, figures and a report from a defect table."),
     "release": ("analysis.cli:release_group", "Write or validate a publishable dataset release."),
     "reproduce": ("analysis.reproduce_cli:reproduce_group", "List and run the library of reproduced defects."),
+    "reuse": ("analysis.reuse.cli:reuse_group", "Model reuse lab: SeaM, defect inheritance, CNN decomposition."),
 }
 
 
