@@ -100,7 +100,7 @@ def train_source(arch: str, data: Dataset, settings: dict[str, Any], seed: int, 
                  label=f"source {arch} on {data.name}")
     record = {"data": data.record(), "seed": seed, "epochs": cfg["epochs"], "chosen_epoch": result.epoch,
               "val_accuracy": result.val_accuracy, "test_accuracy": accuracy(model, data.test, device),
-              "train_seconds": result.seconds, "torch": torch.__version__}
+              "train_seconds": result.seconds, "torch": str(torch.__version__)}
     return model.cpu().eval(), spec, record
 
 
@@ -114,9 +114,11 @@ def run_suite(setting: str = "small", override: dict[str, Any] | None = None, de
     dev = resolve_device(device)
     if "seam" in experiments:
         parse_targets(settings["seam"]["targets"])  # bad targets fail before any training
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     runs: dict[str, Any] = {"setting": setting, "settings": settings, "device": str(dev), "sources": [],
-                            "seam": [], "inherit": [], "decompose": []}
+                            "seam": [], "inherit": [], "decompose": [],
+                            "timings": {"sources": 0.0, **{e: 0.0 for e in experiments}}}
+    timings = runs["timings"]
     for seed in settings["seeds"]:
         mnist = load_dataset("mnist", seed, settings["limit"])
         digits = load_dataset("digits", seed, settings["limit"])
@@ -126,25 +128,33 @@ def run_suite(setting: str = "small", override: dict[str, Any] | None = None, de
             if (arch, data.name) not in cache:
                 cache[arch, data.name] = train_source(arch, data, settings, seed, dev, progress)
                 runs["sources"].append({**cache[arch, data.name][2], "spec": cache[arch, data.name][1]})
+                timings["sources"] += cache[arch, data.name][2]["train_seconds"]
             return cache[arch, data.name]
 
         if "seam" in experiments:
             model, _, _ = source(settings["seam"]["arch"], mnist)
+            clock = time.perf_counter()
             rows = seam_experiment(model, mnist, parse_targets(settings["seam"]["targets"]), settings["seam"], seed,
                                    dev, progress)
             runs["seam"] += [{"seed": seed, **row} for row in rows]
+            timings["seam"] += time.perf_counter() - clock
         if "inherit" in experiments:
             model, spec, _ = source(settings["inherit"]["arch"], mnist)
+            clock = time.perf_counter()
             rows = inherit_experiment(model, spec, digits, settings["inherit"], seed, dev, progress)
             runs["inherit"] += [{"seed": seed, **row} for row in rows]
+            timings["inherit"] += time.perf_counter() - clock
         if "decompose" in experiments:
             arch = settings["decompose"]["arch"]
             model, spec, record = source(arch, mnist)
             other, _, _ = source(arch, digits)
+            clock = time.perf_counter()
             result = decompose_experiment(model, spec, mnist, (other, digits), record["train_seconds"],
                                           settings["decompose"], seed, dev, progress)
             runs["decompose"].append({"seed": seed, **result})
+            timings["decompose"] += time.perf_counter() - clock
     runs["seconds"] = time.perf_counter() - started
+    runs["cpu_seconds"] = time.process_time() - cpu_started
     return {"claims": claims(runs), "runs": runs}
 
 
