@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce,annotate]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce,annotate,reuse]'
 	touch $(STAMP)
 
 demo: venv

@@ -31,6 +31,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "agreement": ("Rater agreement (Cohen's kappa)", "dimensions"),
     "gold_eval": ("Classifier vs human labels", "dimensions"),
     "reproduction": ("Reproduction results", "results"),
+    "reuse": ("Model reuse: paper claims vs measured", "claims"),
 }
 
 

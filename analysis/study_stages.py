@@ -16,7 +16,7 @@ import pandas as pd
 from reeng.errors import ReengError
 from reeng.study import StudyContext
 
-REPORT_INPUTS = ("lint", "agreement", "gold_eval", "reproduction")
+REPORT_INPUTS = ("lint", "agreement", "gold_eval", "reproduction", "reuse")
 
 
 def _defects(ctx: StudyContext, stage: str) -> Path:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("analysis.cli:release_group", "Write or validate a publishable dataset release."),
     "reproduce": ("analysis.reproduce_cli:reproduce_group", "List and run the library of reproduced defects."),
     "compare": ("analysis.reproduce_cli:compare_command", "Compare a model port with its reference, layer by layer."),
+    "reuse": ("analysis.reuse.cli:reuse_group", "Model reuse lab: SeaM, defect inheritance, CNN decomposition."),
 }
 
 

@@ -31,6 +31,7 @@ STAGES: dict[str, str] = {
     "corpus": "miner.study_stages:corpus_stage",
     "classify": "taxonomy.study_stages:classify_stage",
     "reproduce": "analysis.reproduction.study_stage:reproduce_stage",
+    "reuse": "analysis.reuse.study_stage:reuse_stage",
     "analysis": "analysis.study_stages:analysis_stage",
     "release": "analysis.study_stages:release_stage",
 }
