@@ -66,7 +66,6 @@ class CorpusConfig(Section):
 
 class ClassifyConfig(Section):
     threshold: float = Field(0.5, ge=0, le=1)
-    weak: bool = False
 
 
 class ReproduceConfig(Section):
@@ -93,20 +92,16 @@ class ReleaseConfig(Section):
     authors: list[str] = []
 
 
-YamlValue = str | int | float | bool | list[Any] | dict[str, Any]
 
 
 class ReuseConfig(Section):
-    """The model-reuse lab (issue 12). Its known keys are typed; other keys pass (any YAML value)
-    until the stage settles: then drop ``extra="allow"``."""
+    """The model-reuse lab (``analysis/reuse``): SeaM, defect inheritance, decomposition."""
 
-    model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, YamlValue]
     enabled: bool = True
-    setting: str = "small"  # tiny | small | large
-    device: str = "cpu"  # cpu | cuda | auto
+    setting: Literal["tiny", "small", "large"] = "small"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     seeds: list[int] = []
-    experiments: list[str] = []
+    experiments: list[Literal["seam", "inherit", "decompose"]] = []
 
 
 class StudyConfig(Section):

@@ -56,13 +56,17 @@ def test_binary_garbage_is_not_a_config(tmp_path, capsys):
 def test_the_shipped_config_and_a_reuse_section_validate():
     config, _ = load_config(None)
     assert config["classify"]["threshold"] == 0.5 and config["corpus"]["source"] == "auto"
-    checked = validate_config({"reuse": {"models": ["a.onnx"], "seed": 3, "options": {"k": 1}},
+    checked = validate_config({"reuse": {"setting": "tiny", "seeds": [0, 1], "experiments": ["seam"]},
                                "classify": {"threshold": "0.25"}, "corpus": {"limit": None}})
-    assert checked["reuse"] == {"models": ["a.onnx"], "seed": 3, "options": {"k": 1}}
+    assert checked["reuse"] == {"setting": "tiny", "seeds": [0, 1], "experiments": ["seam"]}
     assert checked["classify"] == {"threshold": 0.25}  # typed, and only what the user wrote
     assert checked["corpus"] == {}  # `limit:` left empty means the stage's default
     with pytest.raises(ReengError, match="reuse: must be a mapping"):
         validate_config({"reuse": [1, 2]})
+    with pytest.raises(ReengError, match="reuse.setting"):
+        validate_config({"reuse": {"setting": "huge"}})
+    with pytest.raises(ReengError, match="weak"):
+        validate_config({"classify": {"weak": True}})  # the weak-supervision model is gone
 
 
 def _corpus_config(tmp_path, url: str, repos: list[str]):

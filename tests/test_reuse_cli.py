@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_main
+from tests.conftest import run_main
 from analysis.reuse.suite import claims, run_suite, settings_for
 from reeng.errors import ReengError
 
@@ -132,7 +132,7 @@ def test_train_source_writes_loadable_models(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_study_stage_is_skippable_and_report_shows_the_table(tmp_path: Path) -> None:
-    from analysis.report import read_extra, _environment
+    from analysis.report import read_extra, template_environment
     from analysis.reuse.study_stage import reuse_stage
     from reeng.study import STAGES, StudyContext
 
@@ -144,7 +144,7 @@ def test_study_stage_is_skippable_and_report_shows_the_table(tmp_path: Path) -> 
     table[0]["note"] = "<script>alert(1)</script>"
     path.write_text(json.dumps({"claims": table, "runs": {}}))
     extras = {"reuse": read_extra("reuse", path)}
-    html = _environment(True).get_template("reuse.html.j2").render(extras=extras)
+    html = template_environment().get_template("reuse.html.j2").render(extras=extras)
     assert "SeaM keeps 10.11% of the weights" in html and "<script>" not in html and "&lt;script&gt;" in html
-    md = _environment(False).get_template("reuse.md.j2").render(extras=extras)
+    md = template_environment().get_template("reuse.md.j2").render(extras=extras)
     assert md.count("\n| ") == 1 + 9  # the header and one row per claim

@@ -8,7 +8,7 @@ from torch import nn
 
 from analysis.reuse.decompose import channel, compose, decompose, jaccard, module_scores, mwt_metrics, vote
 from analysis.reuse.training import logits
-from reuse_helpers import digits, trained
+from tests.reuse_helpers import digits, trained
 
 SETTINGS = {"eps": 1.0, "share": 0.5, "confidence": 0.9, "negatives": 1, "tangle_share": 0.1}
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from analysis.reuse.inherit import defect_inheritance_rate, pgd_features
-from reuse_helpers import digits, trained
+from tests.reuse_helpers import digits, trained
 
 
 def test_dir_counts_clean_correct_samples_turned_wrong() -> None:

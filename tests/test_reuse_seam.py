@@ -11,7 +11,7 @@ from analysis.reuse.seam import (Binarize, MaskedLayer, Reengineered, Target, ba
                                  parse_targets, reengineer, target_split)
 from analysis.reuse.training import accuracy
 from reeng.errors import ReengError
-from reuse_helpers import digits, trained
+from tests.reuse_helpers import digits, trained
 
 
 def test_binarize_forward_and_clipped_straight_through_gradient() -> None:
