@@ -209,8 +209,8 @@ def marginals_figure(marginals: dict[str, Marginal], tax: Taxonomy, out_dir: Pat
                 # only cost drawing time.
                 ax.barh(y, shares["share"] * 100, color=[category_style(dim, cat)[0] for cat in shares.index],
                         edgecolor="black", linewidth=0.4)
-                err = np.vstack([(shares["share"] - shares["ci_low"]) * 100, (shares["ci_high"] - shares["share"]) * 100])
-                ax.errorbar(shares["share"] * 100, y, xerr=err, fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
+                # the interval as it is: a cluster-bootstrap interval need not contain the point estimate
+                ax.hlines(y, shares["ci_low"] * 100, shares["ci_high"] * 100, color="black", linewidth=0.6)
                 ax.set_yticks(y, [f"{_label(dim, cat)} ({n})" for cat, n in shares["count"].items()])
                 _title(ax, f"{dim.name} (n={int(shares['count'].sum())})", cell_w - label_w - 0.25)
                 ax.set_xlim(0, 100)
