@@ -84,6 +84,7 @@ def analyze(
     out: Path,
     *,
     compare: DefectInput | None = None,
+    compare_base: DefectInput | None = None,
     labels: tuple[str, str] = ("human", "machine"),
     comparison_kind: str = "independent",
     human: DefectInput | None = None,
@@ -95,6 +96,10 @@ def analyze(
     relative_to: Path | None = None,
 ) -> AnalysisResult:
     """Count, test, draw and report ``defects`` into ``out`` (optionally against ``compare``).
+
+    The comparison sets ``compare`` against ``defects`` themselves, or against ``compare_base``
+    when given: a paired comparison uses the human labels of the threads the machine also
+    labeled, while the analysis itself stays on all of ``defects``.
 
     ``extras`` maps the optional report inputs (``lint``, ``agreement``, ``gold_eval``,
     ``reproduction``) to JSON files; absent ones become "not available" sections. Input paths
@@ -111,12 +116,14 @@ def analyze(
         raise ReengError(f"--out {out}: exists and is not a folder")
     main = as_defects(defects, "defects")
     other = None if compare is None else as_defects(compare, "compare", main.taxonomy)
+    base = None if compare_base is None else as_defects(compare_base, "compare base", main.taxonomy)
     gold = None if human is None else as_defects(human, "human labels", main.taxonomy)
     tables = compute_tables(main)
     tests = cluster_tests(tables)
     comparison = None
     if other is not None:
-        comparison = compare_tables(tables, compute_tables(other), *labels, kind=comparison_kind)
+        comparison = compare_tables(tables if base is None else compute_tables(base), compute_tables(other), *labels,
+                                    kind=comparison_kind)
     ppi = None
     if gold is not None:
         from analysis.ppi import prediction_powered

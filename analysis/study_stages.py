@@ -53,19 +53,20 @@ def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
     mode = str(cfg.get("compare") or "auto")
     if mode not in ("auto", "paired", "corpus_vs_study", "none"):
         raise ReengError(f"analysis.compare: {mode!r} is none of auto, paired, corpus_vs_study, none")
-    main, compare, kind, labels = gold, None, "independent", ("human", "machine")
+    base, compare, kind, labels = None, None, "independent", ("human", "machine")
     if machine is not None and mode != "none":
         shared = same_threads(gold, machine) if mode in ("auto", "paired") else None
         if shared is not None and len(shared[0]):
-            (main, compare), kind = shared, "paired"
+            (base, compare), kind = shared, "paired"
         elif mode == "paired":
             raise ReengError("analysis.compare: paired, but no thread is labeled by both humans and the classifier")
         else:
             compare, kind, labels = machine, "corpus_vs_study", ("study (human)", "corpus (machine)")
     result = analyze(
-        main,
+        gold,  # the study's own numbers stay on all of its defects; only the comparison is paired
         ctx.out / "report",
         compare=compare,
+        compare_base=base,
         labels=labels,
         comparison_kind=kind,
         extras={key: ctx.artifacts.get(key) for key in REPORT_INPUTS},
