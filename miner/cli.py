@@ -57,16 +57,13 @@ def _stamp() -> str:
 
 
 def _public(params: dict) -> dict:
-    """A command's parameters for the ``runs`` table: paths as text, credentials in URLs removed."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A command's parameters for the ``runs`` table: paths as text, tokens and URL credentials scrubbed."""
+    from reeng.errors import scrub
 
     clean = {}
     for key, value in params.items():
-        if isinstance(value, str) and "@" in value and "://" in value:
-            parts = urlsplit(value)
-            value = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
-        clean[key] = [str(v) for v in value] if isinstance(value, (list, tuple)) else (
-            value if value is None or isinstance(value, (int, float, bool)) else str(value))
+        clean[key] = [scrub(str(v)) for v in value] if isinstance(value, (list, tuple)) else (
+            value if value is None or isinstance(value, (int, float, bool)) else scrub(str(value)))
     return clean
 
 

@@ -37,8 +37,8 @@ SECRET_PATTERNS = [
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
     # Authorization headers, as text ("Authorization: token X") or as a dict repr ('Authorization': 'Bearer X').
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|token|basic)\s+)?[^\s'\",}]+"),
-    # Credentials in URLs (https://user:secret@host) and as query parameters (?access_token=X).
-    re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    # Credentials in URLs (https://user:secret@host, https://TOKEN@host) and as query parameters (?access_token=X).
+    re.compile(r"(?<=://)[^/\s@]+(?=@)"),
     re.compile(r"(?i)((?:access_token|api_key|apikey|token)=)[^&\s'\"]+"),
 ]
 
