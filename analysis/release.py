@@ -97,11 +97,11 @@ def read_store(path: Path) -> dict[str, pd.DataFrame]:
     Opened through the miner's :func:`miner.store.open_store`, so a file that is not a store, or
     a store of another schema version, fails with the miner's message.
     """
-    from miner.store import open_store
+    from miner.store import open_store, table_names
 
     con = open_store(path, create=False)
     try:
-        present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        present = table_names(con)
         names = [t for t in (*STORE_TABLES, *OPTIONAL_STORE_TABLES) if t in present]
         tables = {t: pd.read_sql_query(f"SELECT * FROM {t}", con) for t in names}
     finally:

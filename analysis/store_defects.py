@@ -31,11 +31,11 @@ def store_machine_defects(store: Path | str, model: str | None = None, min_proba
 
 def store_human_defects(store: Path | str) -> pd.DataFrame:
     """The store's final human labels (``human_labels``, from ``reeng annotate import``) as a defect table."""
-    from miner.store import open_store
+    from miner.store import open_store, table_names
 
     conn = open_store(store, create=False)
     try:
-        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        present = table_names(conn)
         if "human_labels" not in present:
             raise ReengError(f"{store}: the store holds no human labels (reeng annotate import writes them)")
         long = pd.read_sql_query("SELECT repo, number, defect_index, dimension, label, provenance FROM human_labels", conn)

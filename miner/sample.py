@@ -104,7 +104,7 @@ def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
 
 def sample_keys(conn: sqlite3.Connection, sample: int, source: str) -> set[tuple[str, int]]:
     """The (repo, number) threads of a recorded sample; an unknown sample id is an error naming the known ones."""
-    present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    present = store.table_names(conn)
     known = [r[0] for r in conn.execute("SELECT sample_id FROM samples ORDER BY sample_id")] if "samples" in present else []
     if sample not in known:
         listed = ", ".join(map(str, known)) if known else "none (draw one with `reeng sample`)"

@@ -473,9 +473,13 @@ def canonical_repo(conn: sqlite3.Connection, name: str) -> str:
     return name
 
 
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """The tables a store holds (other layers' tables appear once their first command wrote them)."""
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _tables_with(conn: sqlite3.Connection, column: str) -> list[str]:
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return [t for t in tables if column in {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}]
+    return [t for t in sorted(table_names(conn)) if column in {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}]
 
 
 def rename_repo(conn: sqlite3.Connection, old: str, new: str) -> None:

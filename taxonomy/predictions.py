@@ -85,7 +85,7 @@ def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = 
     (one line each): no predictions, an unknown model or sample, a sample with no prediction.
     """
     from miner.sample import sample_keys
-    from miner.store import open_store
+    from miner.store import open_store, table_names
 
     source = str(store) if not isinstance(store, sqlite3.Connection) else "store"
     if min_probability is not None and not 0 <= min_probability <= 1:
@@ -93,7 +93,7 @@ def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = 
     conn = store if isinstance(store, sqlite3.Connection) else open_store(store, create=False)
     try:
         keys = sample_keys(conn, sample, source) if sample is not None else None
-        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        present = table_names(conn)
         rows = read_predictions(conn) if "predictions" in present else []
         threads = {(r[0], int(r[1])): (r[2], r[3]) for r in conn.execute("SELECT repo, number, created_at, labels FROM issues")}
     finally:
