@@ -70,13 +70,16 @@ def _fake_runs() -> dict:
     seam = [{"seed": 0, "retention": r, "gain_vs_argmax_all_pp": g, "gain_vs_restricted_pp": g - 3,
              "torch_ms": 1.0, "source_torch_ms": 1.0, "onnxruntime_ms": 0.9, "source_onnxruntime_ms": 1.0,
              "nonzero_mac_ratio": 0.5} for r, g in ((0.2, 4.0), (0.4, 2.0))]
-    inherit = [{"seed": 0, "method": "standard", "dir": 0.4}, {"seed": 0, "method": "seam", "dir": 0.1},
-               {"seed": 0, "method": "seam", "dir": 0.3}, {"seed": 0, "method": "scratch", "dir": 0.05}]
+    inherit = [{"seed": 0, "method": "standard", "dir": 0.4},
+               {"seed": 0, "method": "seam", "threshold": 0.3, "retention": 0.7, "dir": 0.1},
+               {"seed": 0, "method": "seam", "threshold": 0.5, "retention": 0.5, "dir": 0.3},
+               {"seed": 0, "method": "scratch", "dir": 0.05}]
     decompose = [{"seed": 0, "original_accuracy": 0.95, "composed_accuracy": 0.90,
                   "intra_reuse": [{"composed": 0.99, "scratch": 1.0}, {"composed": 0.97, "scratch": 0.98}],
                   "inter_reuse": [{"composed": 0.9, "scratch": 0.95}],
                   "replacement": [{"strong": 0.95, "replaced": 0.949}],
-                  "retrain_seconds": 30.0, "decompose_seconds": 2.0}]
+                  "retrain_seconds": 30.0, "decompose_seconds": 2.0,
+                  "jaccard_mean": 0.8, "jaccard_range": [0.6, 0.9], "krr": 0.9, "cohesion": 1.0, "coupling": 0.85}]
     return {"settings": {"seeds": [0]}, "seam": seam, "inherit": inherit, "decompose": decompose}
 
 
@@ -90,7 +93,9 @@ def test_claims_arithmetic_and_verdicts() -> None:
     assert restricted["measured"] == 0.0 and restricted["holds"] is False
     assert speed["measured"] == pytest.approx(10.0) and speed["holds"] is None and "sparse engine" in speed["note"]
     assert dir_["measured"] == pytest.approx(50.0) and dir_["holds"] is True  # (75% + 25%) / 2 lower DIR
+    assert "threshold 0.3: 70.0% kept, DIR 10.0%; threshold 0.5: 50.0% kept, DIR 30.0%" in dir_["note"]
     assert composed["measured"] == pytest.approx(5.0) and composed["holds"] is False  # 5 pp > 1.77 + 1
+    assert "Jaccard of kept units 0.800 (pairs 0.60-0.90), KRR 90.0%, cohesion 1.000, coupling 0.850" in composed["note"]
     assert reuse["measured"] == pytest.approx(1.0) and reuse["holds"] is True and "5.00 pp over 1 pairs" in reuse["note"]
     assert replace["measured"] == pytest.approx(0.1) and replace["holds"] is True
     assert cost["measured"] == pytest.approx(15.0) and cost["holds"] is True

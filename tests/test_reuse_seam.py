@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.reuse.seam import (Binarize, MaskedLayer, Reengineered, Target, baseline_accuracy, nonzero_mac_ratio,
-                                 parse_targets, reengineer, target_split)
+                                 parse_targets, prune_to_thresholds, reengineer, target_split)
 from analysis.reuse.training import accuracy
 from reeng.errors import ReengError
 from tests.reuse_helpers import digits, trained
@@ -60,6 +60,27 @@ def test_reengineering_moves_masks_lowers_retention_and_keeps_source_weights() -
     assert accuracy(result.model, test) > 0.6
     exported = result.model.export()
     assert torch.allclose(exported(test.x[:8]), result.model(test.x[:8]), atol=1e-5)
+
+
+def test_prune_thresholds_stop_at_different_retention() -> None:
+    source, data = trained(), digits()
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    results = prune_to_thresholds(source, data.train, data.val, [0.8, 0.7], epochs=5, seed=0, alpha=2.0, lr_mask=0.1,
+                                  lr_head=0.001, batch_size=32)
+    low, high = results[0.7], results[0.8]
+    assert low.reached and high.reached
+    assert 1 - low.retention >= 0.7 and 1 - high.retention >= 0.8  # each stopped once its share was pruned ...
+    assert low.epoch < high.epoch and high.retention < low.retention  # ... at a different epoch and retention
+    assert [h["retention"] for h in low.history] == [h["retention"] for h in high.history][:low.epoch]  # one run
+    low_masks = torch.cat([m.detach().flatten() for m in low.model.mask_parameters()]) > 0
+    high_masks = torch.cat([m.detach().flatten() for m in high.model.mask_parameters()]) > 0
+    assert float(low_masks.float().mean()) == pytest.approx(low.retention)
+    assert bool((low_masks & ~high_masks).any())  # the higher threshold switched off more weights
+    for key, value in source.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    never = prune_to_thresholds(source, data.train, data.val, [0.99], epochs=1, seed=0, alpha=2.0, lr_mask=0.1,
+                                lr_head=0.001)[0.99]
+    assert not never.reached and never.epoch == 1  # an unreachable threshold keeps the last epoch
 
 
 def test_nonzero_macs_count_switched_off_weights() -> None:

@@ -187,11 +187,13 @@ def inherit_command(model_path: Path | None, thresholds: str | None, seed: int, 
         rows = inherit_experiment(model, spec, digits, settings["inherit"], seed, dev, progress)
 
     def text() -> str:
-        lines = [f"{'method':<10} {'threshold':>9} {'kept':>6} {'accuracy':>9} {'DIR':>7}"]
+        lines = [f"{'method':<10} {'threshold':>9} {'kept':>6} {'accuracy':>9} {'DIR':>7}  mask epoch"]
         for r in rows:
             kept = "" if r["retention"] is None else f"{r['retention']:.1%}"
+            stop = "" if "mask_epoch" not in r else f"  {r['mask_epoch']}" + (
+                "" if r["threshold_reached"] else " (threshold not reached: last epoch)")
             lines.append(f"{r['method']:<10} {r['threshold'] if r['threshold'] is not None else '':>9} {kept:>6} "
-                         f"{r['accuracy']:>9.1%} {r['dir']:>7.1%}")
+                         f"{r['accuracy']:>9.1%} {r['dir']:>7.1%}{stop}")
         return "\n".join(lines)
 
     _emit({"inherit": rows}, as_json, out, text)
@@ -236,7 +238,8 @@ def decompose_command(model_path: Path | None, other_path: Path | None, seed: in
             f"(top-5 {result['original_top5']:.1%} vs {result['composed_top5']:.1%})",
             f"module overlap (Jaccard) mean {result['jaccard_mean']:.3f}, range {result['jaccard_range'][0]:.3f}-"
             f"{result['jaccard_range'][1]:.3f}; KRR {result['krr']:.1%}, cohesion {result['cohesion']:.3f}, "
-            f"coupling {result['coupling']:.3f}",
+            f"coupling {result['coupling']:.3f}; units kept per layer (mean over modules) "
+            + ", ".join(f"{k:.0%}" for k in result["units_kept_per_layer"]),
             f"intra reuse ({len(intra)} pairs): modules {mean(intra, 'composed'):.1%} vs scratch {mean(intra, 'scratch'):.1%}",
             f"inter reuse ({len(inter)} pairs): modules {mean(inter, 'composed'):.1%} vs scratch {mean(inter, 'scratch'):.1%}",
             *[f"replace module {r['class']}: weak {r['weak_composed']:.1%} -> {r['replaced']:.1%} "

@@ -9,11 +9,18 @@ plain "> 0" keeps nearly every channel: some position of a channel fires on almo
    of ``c`` that the model classifies correctly with confidence above ``confidence``; the others
    are removed (their output is set to zero);
 2. tangling identification adds back the units active on at least ``tangle_share`` of a few
-   inputs of every other class (``negatives`` per class), which the module needs to reject
-   negatives (the reference code adds back every node active on one input per other class:
-   ``negatives=1``, ``tangle_share`` about 1/9);
+   inputs of every other class (``negatives`` per class, pooled), which the module needs to
+   reject negatives. The dense reference adds back every node active on one input per other
+   class (``negatives=1``, ``tangle_share`` about 1/9); with channels as units that restores
+   every unit any class uses and all modules come out identical, so the default keeps the
+   units that the negatives use consistently (``negatives=5``, ``tangle_share=0.5``);
 3. channeling collapses the output layer to two nodes: class ``c``'s and a negative node
    whose weights and bias are the mean of the other classes'.
+
+Only the last ``depth`` unit layers are decomposed (default: all). The earlier stages detect
+strokes and edges that every class uses; removing their channels per class costs most of the
+accuracy at this scale (see docs/reuse.md), so the lab's settings keep them whole in every
+module and decompose the last convolution stage and the FC layer.
 
 Modules compose by voting: when exactly one module says yes, its class wins; otherwise the most
 confident module's. Module similarity is the Jaccard index of kept units. MwT's metrics (Qi et
@@ -126,7 +133,8 @@ def decompose(model: Network, train: Split, settings: dict[str, Any], seed: int,
                 negatives += list(generator.choice(pool, min(settings["negatives"], len(pool)), replace=False))
         index = torch.as_tensor(negatives, dtype=torch.long)
         tangled = [a[index].float().mean(0) >= settings["tangle_share"] for a in acts]
-        masks = [k | t for k, t in zip(concern, tangled)]
+        shared = len(acts) - settings["depth"] if settings.get("depth") else 0
+        masks = [torch.ones_like(k) if i < shared else k | t for i, (k, t) in enumerate(zip(concern, tangled))]
         weight, bias = channel(model.classifier, c)
         modules.append(Module(c, masks, weight, bias))
         progress(f"decompose: module {c} keeps {float(torch.cat(masks).float().mean()):.0%} of units")
@@ -241,9 +249,13 @@ def decompose_experiment(model: Network, spec: dict[str, Any], data: Dataset, ot
         "units_kept": [float(m.kept().float().mean()) for m in modules],
         "decompose_seconds": decompose_seconds, "retrain_seconds": train_seconds,
     }
-    overlaps = [jaccard(modules[a].kept(), modules[b].kept()) for a, b in itertools.combinations(classes, 2)]
+    matrix = [[jaccard(a.kept(), b.kept()) for b in modules] for a in modules]
+    overlaps = [matrix[a][b] for a, b in itertools.combinations(classes, 2)]
+    result["jaccard_matrix"] = matrix
     result["jaccard_mean"] = float(np.mean(overlaps))
     result["jaccard_range"] = [float(min(overlaps)), float(max(overlaps))]
+    result["units_kept_per_layer"] = [float(np.mean([float(m.masks[i].float().mean()) for m in modules]))
+                                      for i in range(len(modules[0].masks))]
     result.update(mwt_metrics(model, modules, data.test, settings["metric_samples"], seed, device))
 
     intra = []

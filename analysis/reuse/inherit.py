@@ -20,7 +20,7 @@ from torch import nn
 
 from analysis.reuse.data import Dataset, Split
 from analysis.reuse.networks import Network, build
-from analysis.reuse.seam import reengineer
+from analysis.reuse.seam import prune_to_thresholds
 from analysis.reuse.training import Progress, fit, logits, quiet, seed_everything
 
 
@@ -84,21 +84,29 @@ def standard_finetune(source: Network, data: Dataset, settings: dict[str, Any], 
     return model
 
 
-def seam_finetune(source: Network, data: Dataset, threshold: float, settings: dict[str, Any], seed: int,
-                  device: torch.device | None = None, progress: Progress = quiet) -> tuple[Network, float]:
-    """SeaM's three steps: train the new output layer; re-engineer to ``threshold``; zero masked weights, fine-tune all."""
+def seam_finetune(source: Network, data: Dataset, thresholds: list[float], settings: dict[str, Any], seed: int,
+                  device: torch.device | None = None, progress: Progress = quiet) -> dict[float, tuple[Network, Any]]:
+    """SeaM's three steps, per prune threshold: train the new output layer; learn masks until the pruned
+    share reaches the threshold; zero the masked weights and fine-tune everything.
+
+    Step 2 runs once for all thresholds (:func:`prune_to_thresholds`). Returns, per threshold,
+    the fine-tuned model and the step-2 result (retention, stopping epoch, whether it was reached).
+    """
     seed_everything(seed)
     model = _retarget(source, 10)
     fit(model, data.train, data.val, settings["head_epochs"], seed, lr=settings["lr_head"],
         params=list(model.classifier.parameters()), device=device, progress=progress, label="SeaM step 1 (head)")
-    result = reengineer(model, data.train, data.val, None, 0.0, settings["seam_epochs"], seed,
-                        alpha=settings["alpha"], lr_mask=settings["lr_mask"], lr_head=settings["lr_head"],
-                        prune_threshold=threshold, device=device, progress=progress,
-                        label=f"SeaM step 2 (masks, threshold {threshold})")
-    pruned = result.model.export()[0]  # the masked network with pruned weights set to zero
-    fit(pruned, data.train, data.val, settings["epochs"], seed, lr=settings["lr"], device=device,
-        progress=progress, label="SeaM step 3 (fine-tune)")
-    return pruned, result.retention
+    pruned = prune_to_thresholds(model, data.train, data.val, thresholds, settings["seam_epochs"], seed,
+                                 alpha=settings["alpha"], lr_mask=settings["lr_mask"], lr_head=settings["lr_output"],
+                                 batch_size=settings["mask_batch_size"], device=device, progress=progress,
+                                 label="SeaM step 2 (masks)")
+    out = {}
+    for threshold, result in pruned.items():
+        tuned = result.model.export()[0]  # the masked network with pruned weights set to zero
+        fit(tuned, data.train, data.val, settings["epochs"], seed, lr=settings["lr"], device=device,
+            progress=progress, label=f"SeaM step 3 (fine-tune, threshold {threshold})")
+        out[threshold] = (tuned, result)
+    return out
 
 
 def scratch(arch_spec: dict[str, Any], data: Dataset, settings: dict[str, Any], seed: int,
@@ -127,9 +135,10 @@ def inherit_experiment(source: Network, spec: dict[str, Any], target: Dataset, s
     rows = []
     model = standard_finetune(source, target, settings, seed, device, progress)
     rows.append({"method": "standard", "threshold": None, "retention": 1.0, **_score(model, target.test, adv, device)})
-    for threshold in settings["thresholds"]:
-        model, retention = seam_finetune(source, target, threshold, settings, seed, device, progress)
-        rows.append({"method": "seam", "threshold": threshold, "retention": retention,
+    for threshold, (model, result) in seam_finetune(source, target, settings["thresholds"], settings, seed, device,
+                                                    progress).items():
+        rows.append({"method": "seam", "threshold": threshold, "retention": result.retention,
+                     "mask_epoch": result.epoch, "threshold_reached": result.reached,
                      **_score(model, target.test, adv, device)})
     model = scratch(spec, target, settings, seed, device, progress)
     rows.append({"method": "scratch", "threshold": None, "retention": None, **_score(model, target.test, adv, device)})

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -230,33 +230,25 @@ class SeamResult:
     epoch: int
     retention: float
     val_accuracy: float
-    reached: bool  # the source's validation accuracy (or, with a prune threshold, the threshold)
+    reached: bool  # the source's validation accuracy (prune_to_thresholds: the threshold)
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def reengineer(source: Network, train: Split, val: Split, k: int | None, source_val_accuracy: float, epochs: int,
-               seed: int, alpha: float = 1.0, lr_mask: float = 0.01, lr_head: float = 0.01,
-               batch_size: int = 64, prune_threshold: float | None = None, device: torch.device | None = None,
-               progress: Progress = quiet, label: str = "seam") -> SeamResult:
-    """Learn SeaM masks and head for a ``k``-label problem; see the module docstring for the rule.
+def _mask_epochs(model: Reengineered, train: Split, val: Split, epochs: int, seed: int, alpha: float,
+                 lr_mask: float, lr_head: float, cycle: bool, batch_size: int, device: torch.device,
+                 progress: Progress, label: str) -> Iterator[tuple[int, float, float]]:
+    """Train masks and head epoch by epoch; yields ``(epoch, val_accuracy, retention)`` after each.
 
-    With ``prune_threshold`` (the defect-inheritance variant) training stops at the first epoch
-    whose pruned share ``1 - retention`` reaches the threshold, and that epoch is kept (the last
-    epoch when none does).
+    With ``cycle`` the epochs alternate ``[head, joint x4]`` (SeaM's direct-reuse schedule);
+    without it every epoch trains masks and head jointly (SeaM's ``defect_inherit`` reengineer).
     """
-    seed_everything(seed)
-    device = device or torch.device("cpu")
-    model = Reengineered(source, k).to(device)
     head = model.head_parameters()
     optim_head = torch.optim.Adam(head, lr=lr_head)
     optim_joint = torch.optim.Adam([{"params": model.mask_parameters(), "lr": lr_mask},
                                     {"params": head, "lr": lr_head}])
     generator = torch.Generator().manual_seed(seed)
-    kept: tuple[int, float, float, dict] | None = None
-    fallback: tuple[float, int, float, float, dict] | None = None
-    history = []
     for epoch in range(1, epochs + 1):
-        optimizer = optim_head if (epoch - 1) % 5 == 0 else optim_joint
+        optimizer = optim_head if cycle and (epoch - 1) % 5 == 0 else optim_joint
         model.train()
         for x, y in batches(train, batch_size, True, generator, device):
             optimizer.zero_grad()
@@ -267,24 +259,67 @@ def reengineer(source: Network, train: Split, val: Split, k: int | None, source_
         with torch.no_grad():
             acc = float((logits(model, val, device).argmax(1) == val.y).float().mean())
             retention = float(model.retention())
-        history.append({"epoch": epoch, "val_accuracy": acc, "retention": retention})
         progress(f"{label}: epoch {epoch}/{epochs} val {acc:.1%} retention {retention:.1%}")
+        yield epoch, acc, retention
+
+
+def reengineer(source: Network, train: Split, val: Split, k: int | None, source_val_accuracy: float, epochs: int,
+               seed: int, alpha: float = 1.0, lr_mask: float = 0.01, lr_head: float = 0.01,
+               batch_size: int = 64, device: torch.device | None = None,
+               progress: Progress = quiet, label: str = "seam") -> SeamResult:
+    """Learn SeaM masks and head for a ``k``-label problem; see the module docstring for the rule."""
+    seed_everything(seed)
+    device = device or torch.device("cpu")
+    model = Reengineered(source, k).to(device)
+    kept: tuple[int, float, float, dict] | None = None
+    fallback: tuple[float, int, float, float, dict] | None = None
+    history = []
+    for epoch, acc, retention in _mask_epochs(model, train, val, epochs, seed, alpha, lr_mask, lr_head, True,
+                                              batch_size, device, progress, label):
+        history.append({"epoch": epoch, "val_accuracy": acc, "retention": retention})
         state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-        if prune_threshold is not None:
-            kept = (epoch, retention, acc, state)
-            if 1 - retention >= prune_threshold:
-                break
-            continue
         if acc >= source_val_accuracy and (kept is None or retention < kept[1]
                                            or (retention == kept[1] and acc > kept[2])):
             kept = (epoch, retention, acc, state)
         if fallback is None or acc - retention > fallback[0]:
             fallback = (acc - retention, epoch, retention, acc, state)
-    reached = kept is not None and (prune_threshold is None or 1 - kept[1] >= prune_threshold)
+    reached = kept is not None
     epoch, retention, acc, state = kept if kept is not None else fallback[1:]
     model.load_state_dict(state)
     model.eval()
     return SeamResult(model, epoch, retention, acc, reached, history)
+
+
+def prune_to_thresholds(source: Network, train: Split, val: Split, thresholds: list[float], epochs: int, seed: int,
+                        alpha: float, lr_mask: float, lr_head: float, batch_size: int = 64,
+                        device: torch.device | None = None, progress: Progress = quiet,
+                        label: str = "seam") -> dict[float, SeamResult]:
+    """SeaM's step 2 for fine-tuning: masks and the (unmasked) output layer, one prune threshold at a time.
+
+    As in SeaM's ``defect_inherit`` reengineer, masks and output layer train jointly every epoch
+    and a threshold ``t`` stops at the first epoch whose pruned share ``1 - retention`` reaches
+    ``t`` (the last epoch when none does; ``reached`` says which). Every threshold follows the
+    same trajectory (same seed, same data order), so one run serves them all: the model is
+    copied at each threshold's stopping epoch.
+    """
+    seed_everything(seed)
+    device = device or torch.device("cpu")
+    model = Reengineered(source, None).to(device)
+    pending = sorted(set(thresholds))
+    out: dict[float, SeamResult] = {}
+    history: list[dict[str, float]] = []
+    last: tuple[int, float, float] = (0, 1.0, 0.0)
+    for epoch, acc, retention in _mask_epochs(model, train, val, epochs, seed, alpha, lr_mask, lr_head, False,
+                                              batch_size, device, progress, label):
+        history.append({"epoch": epoch, "val_accuracy": acc, "retention": retention})
+        last = (epoch, retention, acc)
+        while pending and 1 - retention >= pending[0]:
+            out[pending.pop(0)] = SeamResult(copy.deepcopy(model).eval(), epoch, retention, acc, True, list(history))
+        if not pending:
+            break
+    for threshold in pending:
+        out[threshold] = SeamResult(copy.deepcopy(model).eval(), last[0], last[1], last[2], False, list(history))
+    return out
 
 
 def nonzero_mac_ratio(model: Reengineered, example: torch.Tensor) -> float:

@@ -31,11 +31,17 @@ _SMALL: dict[str, Any] = {
     "source": {"width": 8, "blocks": 1, "epochs": 5, "lr": 3e-3},
     "seam": {"arch": "vgg", "targets": ["default"], "epochs": 10, "alpha": 1.0, "lr_mask": 0.05, "lr_head": 0.01,
              "latency_repeats": 30},
-    "inherit": {"arch": "resnet", "thresholds": [0.3, 0.6, 0.9], "epochs": 4, "lr": 1e-3, "head_epochs": 2,
-                "seam_epochs": 5, "alpha": 1.0, "lr_mask": 0.05, "lr_head": 0.01, "scratch_epochs": 6,
-                "lr_scratch": 3e-3, "eps": 0.1, "step": 0.01, "iters": 20},
-    "decompose": {"arch": "vgg", "eps": 1.0, "share": 0.5, "confidence": 0.9, "negatives": 1, "tangle_share": 0.1,
-                  "metric_samples": 20,
+    # SeaM step 2 as in SeaM's defect_inherit code (joint Adam on masks and output layer every epoch, output
+    # lr 0.001); lr_mask 0.1 and alpha 2 are SeaM's own values for ResNet20 (README table), within its 0.01-0.12
+    # and 1-2; thresholds 0.3-0.5 are the low end of its t = 0.3-0.7 study, reachable in 12 mask epochs of batch 32 here.
+    "inherit": {"arch": "resnet", "thresholds": [0.3, 0.4, 0.5], "epochs": 4, "lr": 1e-3, "head_epochs": 2,
+                "seam_epochs": 12, "alpha": 2.0, "lr_mask": 0.1, "lr_head": 0.01, "lr_output": 0.001,
+                "mask_batch_size": 32, "scratch_epochs": 6, "lr_scratch": 3e-3, "eps": 0.1, "step": 0.01, "iters": 20},
+    # depth: only the last `depth` unit layers (the last convolution stage and the FC layer) are decomposed; the
+    # earlier, generic stages stay whole. tangle_share 0.5 of 5 negatives per other class: the units the
+    # negatives use consistently (one negative per class, as in the dense reference, restores every unit).
+    "decompose": {"arch": "vgg", "eps": 1.0, "share": 0.5, "confidence": 0.9, "negatives": 5, "tangle_share": 0.5,
+                  "depth": 2, "metric_samples": 20,
                   "scratch_epochs": 3, "lr": 3e-3, "inter_pairs": 10, "replace_classes": [3, 5, 8],
                   "weak_examples": 5, "weak_epochs": 5},
 }
@@ -55,7 +61,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "tiny": _derive(_SMALL, {
         "limit": 600, "source": {"width": 4, "epochs": 2},
         "seam": {"targets": ["3-vs-rest", "1,4,7"], "epochs": 5, "lr_mask": 0.1, "latency_repeats": 5},
-        "inherit": {"thresholds": [0.5], "epochs": 1, "head_epochs": 1, "seam_epochs": 3, "lr_mask": 0.1,
+        "inherit": {"thresholds": [0.1, 0.2], "epochs": 1, "head_epochs": 1, "seam_epochs": 3,
                     "scratch_epochs": 1, "iters": 3, "step": 0.05},
         "decompose": {"scratch_epochs": 1, "inter_pairs": 2, "replace_classes": [3], "weak_epochs": 1,
                       "metric_samples": 5},
@@ -64,7 +70,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "large": _derive(_SMALL, {
         "seeds": [0, 1, 2], "source": {"width": 32, "blocks": 2, "epochs": 30},
         "seam": {"epochs": 60, "latency_repeats": 200},
-        "inherit": {"epochs": 20, "head_epochs": 5, "seam_epochs": 30, "scratch_epochs": 30, "iters": 40},
+        "inherit": {"thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "epochs": 20, "head_epochs": 5, "seam_epochs": 60,
+                    "scratch_epochs": 30, "iters": 40},
         "decompose": {"scratch_epochs": 15, "inter_pairs": 90, "replace_classes": list(range(10)), "weak_epochs": 30,
                       "metric_samples": 50},
     }),
@@ -192,6 +199,16 @@ def _at_most(mean: float | None, sd: float | None, paper: float) -> bool | None:
     return None if mean is None else mean <= paper + max(sd or 0.0, 1.0)
 
 
+def _modules_note(dec: list[dict[str, Any]]) -> str:
+    """How distinct the modules are (Jaccard of kept units) and MwT's metrics, averaged over seeds."""
+    if not dec or "jaccard_mean" not in dec[0]:
+        return ""
+    mean = lambda key: _mean([d[key] for d in dec])  # noqa: E731
+    low, high = min(d["jaccard_range"][0] for d in dec), max(d["jaccard_range"][1] for d in dec)
+    return (f"; modules: Jaccard of kept units {mean('jaccard_mean'):.3f} (pairs {low:.2f}-{high:.2f}), "
+            f"KRR {100 * mean('krr'):.1f}%, cohesion {mean('cohesion'):.3f}, coupling {mean('coupling'):.3f}")
+
+
 def claims(runs: dict[str, Any]) -> list[dict[str, Any]]:
     """The side-by-side table: each paper claim, the measured value with its spread, and whether it holds."""
     seeds = runs["settings"]["seeds"]
@@ -223,15 +240,23 @@ def claims(runs: dict[str, Any]) -> list[dict[str, Any]]:
     std = {r["seed"]: r["dir"] for r in inherit if r["method"] == "standard"}
     cut = _spread([r for r in inherit if r["method"] == "seam"],
                   lambda r: None if not std.get(r["seed"]) else 100 * (1 - r["dir"] / std[r["seed"]]), seeds)
+    seam_rows = [r for r in inherit if r["method"] == "seam" and r.get("threshold") is not None]
+    per_threshold = "; ".join(
+        f"threshold {t}: {_mean([100 * r['retention'] for r in seam_rows if r['threshold'] == t]):.1f}% kept, "
+        f"DIR {_mean([100 * r['dir'] for r in seam_rows if r['threshold'] == t]):.1f}%"
+        for t in sorted({r["threshold"] for r in seam_rows}))
+    standard = _mean([100 * r["dir"] for r in inherit if r["method"] == "standard"])
     out.append(_row("SeaM fine-tuning inherits 57% fewer defects than standard fine-tuning", "SeaM", 57.0,
                     "% lower DIR", cut, None if cut[0] is None else cut[0] > 0,
-                    "relative DIR reduction vs standard fine-tuning, mean over the prune thresholds; holds when > 0"))
+                    "relative DIR reduction vs standard fine-tuning, mean over the prune thresholds; holds when > 0"
+                    + ("" if standard is None else f"; standard DIR {standard:.1f}%, {per_threshold}")))
     comp = _spread(dec, lambda r: 100 * (r["original_accuracy"] - r["composed_accuracy"]), seeds)
     top5 = _mean([100 * (r["original_top5"] - r["composed_top5"]) for r in dec if "original_top5" in r])
     out.append(_row("Composed modules lose 1.77 pp top-1 accuracy", "decomposition", 1.77, "pp lost", comp,
                     _at_most(comp[0], comp[1], 1.77),
                     "original minus composed accuracy on the 10-class test split; holds within the paper's loss "
-                    "+ max(sd, 1 pp)" + ("" if top5 is None else f"; top-5 loses {top5:.2f} pp (paper 0.85 pp)")))
+                    "+ max(sd, 1 pp)" + ("" if top5 is None else f"; top-5 loses {top5:.2f} pp (paper 0.85 pp)")
+                    + _modules_note(dec)))
     intra = [{"seed": d["seed"], **p} for d in dec for p in d["intra_reuse"]]
     reuse = _spread(intra, lambda r: 100 * (r["scratch"] - r["composed"]), seeds)
     inter = [p for d in dec for p in d.get("inter_reuse", [])]
