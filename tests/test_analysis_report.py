@@ -40,7 +40,7 @@ def small_run(tmp_path_factory):
     out = root / "out"
     result = analyze(root / "human.csv", out, compare=root / "machine.parquet",
                      extras={k: root / f"{k}.json" for k in ("lint", "agreement", "gold_eval", "reproduction")},
-                     title="Synthetic check", command="reeng analyze --defects human.csv")
+                     title="Synthetic check", command="reeng analyze --defects human.csv", formats=("png", "pdf"))
     return root, out, result
 
 
