@@ -65,12 +65,15 @@ def fit_canvas(fig: plt.Figure, pad: float = 0.08) -> None:
     """Grow the canvas so that every drawn text lies inside it, keeping each axes' size in inches.
 
     Measured at the resolution the figure is saved at (text extents change slightly with it).
+    Only what can reach outside an axes is measured: its title, tick and axis labels (always
+    included) and the texts and legends given here; bars and images stay inside their axes.
     """
     dpi = plt.rcParams["savefig.dpi"]
     fig.set_dpi(fig.dpi if dpi == "figure" else dpi)
     renderer = fig.canvas.get_renderer()
     width, height = fig.get_size_inches()
-    box = fig.get_tightbbox(renderer)  # inches
+    texts = [*fig.texts, *(t for ax in fig.axes for t in ax.texts), *(ax.legend_ for ax in fig.axes if ax.legend_)]
+    box = fig.get_tightbbox(renderer, bbox_extra_artists=texts)  # inches
     left, bottom = max(0.0, pad - box.x0), max(0.0, pad - box.y0)
     right, top = max(0.0, box.x1 + pad - width), max(0.0, box.y1 + pad - height)
     if not any((left, bottom, right, top)):
