@@ -79,8 +79,9 @@ def before_after(runs: int, baseline: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             old = baseline_tree(baseline, Path(tmp))
-        except subprocess.CalledProcessError as exc:
-            print(f"baseline {baseline} unavailable ({exc.stderr.decode().strip()}); only this tree is timed")
+        except (OSError, subprocess.CalledProcessError) as exc:  # no git, or a clone without that commit
+            detail = exc.stderr.decode().strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+            print(f"baseline {baseline} unavailable ({detail}); only this tree is timed")
             old = None
         configs = ([(f"before ({baseline[:8]}, its default: PNG + PDF)", old, None)] if old else []) + [
             ("after, default formats (PNG)", ROOT, None), ("after, PNG + PDF requested", ROOT, "png,pdf")]
