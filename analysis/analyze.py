@@ -37,8 +37,9 @@ class AnalysisResult:
     ppi: dict[str, Any] | None = None
 
 
-def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None:
-    """``tables.json``, ``stats.json`` and CSVs under ``tables/``: counts, row shares with Wilson intervals, marginals, claims."""
+def write_tables(tables: Tables, tests: dict[str, ChiSquare], shares: dict[str, pd.DataFrame], out: Path) -> None:
+    """``tables.json``, ``stats.json`` and CSVs under ``tables/``: counts, row shares with Wilson intervals,
+    marginals (``shares``: :func:`share_table` per dimension), claims."""
     (out / "tables.json").write_text(json.dumps(tables.to_json(), indent=2), encoding="utf-8")
     stats = {name: test.to_dict() for name, test in tests.items()}
     (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
@@ -48,8 +49,8 @@ def write_tables(tables: Tables, tests: dict[str, ChiSquare], out: Path) -> None
         if table.counts is not None:
             table.counts.to_csv(csv_dir / f"{name}.csv")
             table.row_share_intervals().to_csv(csv_dir / f"{name}_row_shares.csv", index=False)
-    for dim_id, m in tables.marginals.items():
-        share_table(tables, dim_id).rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
+    for dim_id, share in shares.items():
+        share.rename_axis(dim_id).to_csv(csv_dir / f"marginal_{dim_id}.csv")
     pd.DataFrame.from_dict(tables.claims, orient="index").rename_axis("claim").to_csv(csv_dir / "claims.csv")
 
 
@@ -91,7 +92,7 @@ def analyze(
     extras: dict[str, Path | None] | None = None,
     title: str = "Defect analysis",
     command: str | None = None,
-    formats: tuple[str, ...] = ("png", "pdf"),
+    formats: tuple[str, ...] = ("png",),
     workers: int | None = None,
     relative_to: Path | None = None,
 ) -> AnalysisResult:
@@ -105,7 +106,7 @@ def analyze(
     ``reproduction``) to JSON files; absent ones become "not available" sections. Input paths
     under ``relative_to`` are shown relative to it (a study names files inside its own folder).
     """
-    from analysis.figures import draw_all  # matplotlib only when figures are drawn
+    from analysis.figures import FigureJobs  # matplotlib only when figures are drawn
 
     extras = extras or {}
     unknown = set(extras) - set(EXTRAS)
@@ -119,7 +120,6 @@ def analyze(
     base = None if compare_base is None else as_defects(compare_base, "compare base", main.taxonomy)
     gold = None if human is None else as_defects(human, "human labels", main.taxonomy)
     tables = compute_tables(main)
-    tests = cluster_tests(tables)
     comparison = None
     if other is not None:
         comparison = compare_tables(tables if base is None else compute_tables(base), compute_tables(other), *labels,
@@ -136,16 +136,19 @@ def analyze(
         inputs["human labels"] = Path(gold.source)
     inputs |= {key: path for key, path in extras.items()}
     prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}", relative_to)
-    with staged_dir(out) as staging:
-        write_tables(tables, tests, staging)
+    with staged_dir(out) as staging, \
+            FigureJobs(tables.cross, tables.marginals, main.taxonomy, staging / "figures", formats, workers) as drawing:
+        # the figures need only the counts: they are drawn while the tests and intervals are computed
+        tests = cluster_tests(tables)
+        shares = {d: share_table(tables, d) for d in tables.marginals}
+        write_tables(tables, tests, shares, staging)
         if comparison is not None:
             (staging / "compare.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
         if ppi is not None:
             (staging / "ppi.json").write_text(json.dumps(ppi, indent=2), encoding="utf-8")
-        figures = draw_all(tables.cross, tables.marginals, main.taxonomy, staging / "figures", formats, workers)
         report_extras = {key: read_extra(key, extras.get(key)) for key in EXTRAS}
-        context = build_context(tables, tests, figures, staging, prov, report_extras, comparison, title,
-                                {d: share_table(tables, d) for d in tables.marginals}, ppi)
+        figures = drawing.result()
+        context = build_context(tables, tests, figures, staging, prov, report_extras, comparison, title, shares, ppi)
         render(context, staging)
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2), encoding="utf-8")
     figures = {name: [out / p.relative_to(staging) for p in paths] for name, paths in figures.items()}

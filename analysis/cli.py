@@ -56,7 +56,8 @@ def _with_extras(func):
 @click.option("--labels", default="human,machine", show_default=True,
               help="Names of the two sides of --compare, comma-separated.")
 @click.option("--title", default="Defect analysis", show_default=True, help="Report title.")
-@click.option("--formats", default="png,pdf", show_default=True, help="Figure formats (png first: the report embeds it).")
+@click.option("--formats", default="png", show_default=True,
+              help="Figure formats, png first (the report embeds it); add pdf for print (TrueType fonts) or svg.")
 @click.option("--json", "as_json", is_flag=True, help="Print tables.json to standard output.")
 @_with_extras
 def analyze_command(defects: Path | None, store: Path | None, sample: int | None, model: str | None,

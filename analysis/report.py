@@ -15,6 +15,7 @@ import json
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,10 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+@lru_cache(maxsize=1)
 def template_environment() -> Environment:
-    """The Jinja2 environment of every shipped template (report, datasheet).
+    """The Jinja2 environment of every shipped template (report, datasheet), made once per process
+    so each template is compiled once (compiling the report's two took longer than rendering them).
 
     Autoescape is on for every template, HTML and Markdown alike: labels, titles, command lines,
     exception texts and issue texts come from users and other tools, and Markdown passes raw

@@ -53,6 +53,9 @@ def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
     mode = str(cfg.get("compare") or "auto")
     if mode not in ("auto", "paired", "corpus_vs_study", "none"):
         raise ReengError(f"analysis.compare: {mode!r} is none of auto, paired, corpus_vs_study, none")
+    formats = tuple(cfg.get("formats") or ("png",))
+    if formats[0] != "png":
+        raise ReengError("analysis.formats: png first (the report embeds it), then pdf or svg")
     base, compare, kind, labels = None, None, "independent", ("human", "machine")
     if machine is not None and mode != "none":
         shared = same_threads(gold, machine) if mode in ("auto", "paired") else None
@@ -72,6 +75,7 @@ def analysis_stage(ctx: StudyContext) -> dict[str, Any]:
         extras={key: ctx.artifacts.get(key) for key in REPORT_INPUTS},
         title=cfg.get("title") or f"Study {ctx.config.get('name', '')}: defect analysis".replace("  ", " "),
         command="reeng study",
+        formats=formats,
         relative_to=ctx.out,
     )
     ctx.artifacts["report"] = result.out / "report.html"

@@ -80,6 +80,7 @@ class ReproduceConfig(Section):
 class AnalysisConfig(Section):
     title: str | None = None
     compare: Literal["auto", "paired", "corpus_vs_study", "none"] = "auto"  # issue 10: human vs machine labels
+    formats: list[Literal["png", "pdf", "svg"]] = ["png"]  # issue 10: figure formats, png first (the report embeds it)
 
 
 class ReleaseConfig(Section):

@@ -40,7 +40,7 @@ def small_run(tmp_path_factory):
     out = root / "out"
     result = analyze(root / "human.csv", out, compare=root / "machine.parquet",
                      extras={k: root / f"{k}.json" for k in ("lint", "agreement", "gold_eval", "reproduction")},
-                     title="Synthetic check", command="reeng analyze --defects human.csv")
+                     title="Synthetic check", command="reeng analyze --defects human.csv", formats=("png", "pdf"))
     return root, out, result
 
 
@@ -259,3 +259,28 @@ def test_no_input_can_inject_markup(tmp_path):
                   options=ReleaseOptions(title=attack, authors=(attack,), salt="s" * 20))
     readme = (tmp_path / "release" / "README.md").read_text()
     assert "<script" not in readme and "&lt;script&gt;" in readme
+
+
+def test_figure_formats_default_to_png_and_a_study_can_ask_for_pdf(tmp_path):
+    """The report needs PNG only, so PDFs (print, TrueType fonts) are drawn on request: `--formats png,pdf`
+    or a study config's ``analysis.formats``; png must come first, and an unknown format is refused."""
+    from analysis.study_stages import analysis_stage
+    from reeng.errors import ReengError
+    from reeng.study import StudyContext
+    from reeng.study_config import validate_config
+
+    cols = ["owner", "repo", "number", "issue_url", "stage", "manifestation", "provenance"]
+    synthetic_defects(60, seed=7, provenance="jiang2024:adjudicated")[cols].to_parquet(tmp_path / "d.parquet", index=False)
+    default = analyze(tmp_path / "d.parquet", tmp_path / "plain", workers=1)
+    assert all([p.suffix for p in paths] == [".png"] for paths in default.figures.values())
+    config = {"name": "t", "analysis": {"formats": ["png", "pdf"]}}
+    ctx = StudyContext(config=config, out=tmp_path / "study", config_dir=tmp_path, artifacts={"defects": tmp_path / "d.parquet"})
+    (tmp_path / "study").mkdir()
+    assert analysis_stage(ctx)["figures"] == 3
+    pdfs = sorted((tmp_path / "study" / "report" / "figures").glob("*.pdf"))
+    assert len(pdfs) == 3 and all(b"/FontFile2" in p.read_bytes() for p in pdfs)
+    config["analysis"]["formats"] = ["pdf", "png"]
+    with pytest.raises(ReengError, match="png first"):
+        analysis_stage(ctx)
+    with pytest.raises(ReengError, match="formats"):
+        validate_config({"name": "t", "analysis": {"formats": ["png", "jpg"]}})
