@@ -210,3 +210,9 @@ def test_builtin_labeler_exposes_its_decision_rule() -> None:
     assert BuiltinLabeler(labels=labels, joint=False, decision="map").labelers["stage"].decision == "map"
     with pytest.raises(ValueError, match="decision"):
         BuiltinLabeler(labels=labels, decision="majority")
+
+
+def test_cli_mirrors_the_decision_rules() -> None:
+    from taxonomy import classify_cli, labelers
+
+    assert (classify_cli.DECISIONS, classify_cli.DEFAULT_DECISION) == (labelers.DECISIONS, labelers.DEFAULT_DECISION)
