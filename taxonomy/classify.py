@@ -17,11 +17,11 @@ import pandas as pd
 
 from reeng.errors import ReengError
 from taxonomy.batch import Analysed, analyse_many
-from taxonomy.labelers import DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
+from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "2"
+BUILTIN_VERSION = "3"
 
 
 @dataclass
@@ -123,9 +123,10 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
     return [(t.repo, int(t.number)) for t in threads], analysed, threads
 
 
-def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Prediction]]:
+def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD,
+                        decision: str = DEFAULT_DECISION) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework."""
-    return with_framework(analysed, BuiltinLabeler(threshold=threshold).label_many(analysed))
+    return with_framework(analysed, BuiltinLabeler(threshold=threshold, decision=decision).label_many(analysed))
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
@@ -292,10 +293,11 @@ def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str]
 
 
 def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
-              cv: bool = True, progress: bool = True) -> dict[str, Any]:
+              cv: bool = True, progress: bool = True, decision: str = DEFAULT_DECISION) -> dict[str, Any]:
     """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
 
-    Two systems: the built-in labeler (no training on text; abstains below ``threshold``) and a
+    Two systems: the built-in labeler (no training on text; abstains below ``threshold``; best
+    guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
     supervised model cross-validated on the gold threads themselves, grouped by repository
     (leave-one-repository-out, the headline: new repositories are the real use) and by issue.
     Every score has a bootstrap 95 % interval (issues resampled); dimensions with the study's
@@ -307,7 +309,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     if join.defects.empty:
         return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {},
                 "note": "no gold issue has its thread in this store"}
-    labeler = BuiltinLabeler(threshold=threshold)
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision)
     unique = sorted(set(join.rows))
     builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
     labels = gold_training_labels(join)
@@ -315,7 +317,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     repos = join.groups_repo
     result: dict[str, Any] = {
         "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
-        "missing_threads": join.missing, "threshold": threshold, "label_source": labeler.source,
+        "missing_threads": join.missing, "threshold": threshold, "decision": decision, "label_source": labeler.source,
         "dimensions": {}, "systems": {},
         "note": "gold issues found in the store; rules were written without reading gold threads, "
                 "but with 25-28 rows every interval is wide",

@@ -16,6 +16,9 @@ import click
 from reeng.errors import ReengError
 
 DEFAULT_THRESHOLD = 0.5  # mirrors taxonomy.labelers.DEFAULT_THRESHOLD without importing it at start-up
+DECISIONS, DEFAULT_DECISION = ("balanced", "map"), "balanced"  # mirror taxonomy.labelers (a test checks)
+DECISION_HELP = ("How the built-in labeler picks its best guess: 'balanced' = the category the evidence raised most "
+                 "over its prior (the prior's majority only without evidence); 'map' = the most probable category.")
 
 
 def _cols(value: str) -> list[str]:
@@ -177,9 +180,11 @@ def _fmt(value: float | None, ci: list[float] | None = None) -> str:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
 @click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
+@click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
+              help=DECISION_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
-                    embedding_model: Path | None, as_json: bool) -> None:
+                    embedding_model: Path | None, decision: str, as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
     from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
@@ -192,7 +197,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
     if model is None:
-        preds, name, version = classify.builtin_predictions(analysed, threshold), "builtin", classify.BUILTIN_VERSION
+        preds, name, version = classify.builtin_predictions(analysed, threshold, decision), "builtin", classify.BUILTIN_VERSION
     else:
         preds = classify.model_predictions(model, analysed, threshold)
         name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]
@@ -228,14 +233,18 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
 @click.option("--cv/--no-cv", default=True, show_default=True,
               help="Also cross-validate a model trained on the gold threads (by repository and by issue).")
+@click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
+              help=DECISION_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, as_json: bool) -> None:
+def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, decision: str,
+                      as_json: bool) -> None:
     """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval
 
     _threshold(threshold)
-    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv)
+    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv,
+                       decision=decision)
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot

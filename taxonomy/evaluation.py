@@ -196,12 +196,13 @@ def reliability_plot(curves: dict[str, dict[str, Any]], path: Any) -> None:
 
 def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]] | None, labels: list[str | None],
                    target: str, *, folds: int = 5, fast: bool = False, groups: list[str] | None = None,
-                   seed: int = 0) -> tuple[list[int], list[str], list[float]]:
+                   seed: int = 0, embedding_model: Any = None) -> tuple[list[int], list[str], list[float]]:
     """Out-of-fold predictions for every labeled row: (row indices, predicted labels, their probabilities).
 
     Folds are stratified by label, or grouped when ``groups`` is given (all rows of one issue,
     or one repository, in the same fold), so no row is predicted by a model that was trained on
-    it; ``folds`` equal to the number of groups is leave-one-group-out.
+    it; ``folds`` equal to the number of groups is leave-one-group-out. ``embedding_model`` (a local
+    sentence-transformers folder) adds sentence embeddings to each fold's features.
     """
     import warnings
 
@@ -240,7 +241,7 @@ def cross_validate(prepared: list[PreparedText], evidence: list[dict[str, float]
                 confidence[rows[i]] = 1.0
             continue
         model = train([prepared[i] for i in train_rows], None if evidence is None else [evidence[i] for i in train_rows],
-                      {target: [labels[i] for i in train_rows]}, fast=fast)
+                      {target: [labels[i] for i in train_rows]}, fast=fast, embedding_model=embedding_model)
         test_rows = [rows[i] for i in test_idx]
         probs = predict_proba(model, [prepared[i] for i in test_rows],
                               None if evidence is None else [evidence[i] for i in test_rows])[target]

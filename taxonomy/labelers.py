@@ -7,10 +7,23 @@ rules as a naive-Bayes model in posterior form::
     P(c | rules) ∝ π(c) · Π_r  P(c | r) / π(c)
 
 ``π`` is the label prior and ``P(c | r)`` the category distribution of threads on which rule
-``r`` fires. Without labelled text, ``P(c | r)`` is the rule's category with probability
-``precision`` and the rest spread by the prior (one parameter, not a weight per rule);
+``r`` fires. Without labelled text, a rule is right with probability ``precision`` (``q``) and
+otherwise says nothing, so ``P(c | r) = q + (1 - q) π(c)`` for the rule's category and
+``(1 - q) π(c')`` for the others (one parameter, not a weight per rule). A fired rule thus always
+raises its own category and leaves the others in their prior proportions. (Setting
+``P(c | r) = q`` outright, as before, made a ``crash`` rule *lower* ``crash`` whenever
+``q`` < π(crash) = 0.63, and raise every other impact.)
 ``fit(X, y)`` on labelled threads refines each rule's table from counts, with ``strength``
-pseudo-counts of that knowledge. The built-in labeler learns only the prior, from the study's
+pseudo-counts of that knowledge.
+
+The probabilities stay the calibrated posterior (for abstention, PPI, risk-coverage). The
+best-guess label is a separate decision (:func:`decide`, parameter ``decision``). The default,
+``"balanced"``, takes ``argmax_c P(c | x) / π(c)``: the Bayes decision for balanced error (mean
+per-class recall), the objective that matches what the classifier is scored on, chance-corrected
+agreement, where always answering the majority class earns nothing. Where no evidence moved the
+posterior off the prior, or two categories tie, it falls back to the prior's most frequent
+category. ``"map"`` (argmax of the posterior, the decision for plain accuracy) was the rule
+before; with a 63 % ``crash`` prior it answered ``crash`` for every thread. The built-in labeler learns only the prior, from the study's
 published labels (labels, never text), and decodes the six dimensions jointly with tables
 learned from the same labels (:mod:`taxonomy.joint`). Predictions keep the evidence spans of
 the rules behind the chosen category and abstain ("needs review") below the threshold.
@@ -37,6 +50,9 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_PRECISION = 0.6
+# How the best guess is chosen from the posterior (see decide); "balanced" is the default, chosen a priori.
+DECISIONS = ("balanced", "map")
+DEFAULT_DECISION = "balanced"
 MAX_SPANS = 8
 
 
@@ -65,6 +81,26 @@ def abstain_all(reason: str, dimensions: tuple[str, ...] = ALL_DIMENSIONS) -> di
     return {d: Prediction(d, None, 0.0, None, [], reason) for d in dimensions}
 
 
+def decide(probs: Any, prior: Any, decision: str = DEFAULT_DECISION) -> np.ndarray:
+    """Index of the best-guess category for each row of ``probs`` (rows: threads, columns: categories).
+
+    ``"balanced"``: ``argmax P(c | x) / π(c)``. Expected balanced accuracy is
+    ``Σ_x P(x) Σ_c [ŷ(x) = c] P(c | x) / (K π(c))``, so this ratio is its Bayes decision; a
+    category wins when the evidence raised it most relative to its base rate, not because it is
+    common. ``"map"``: ``argmax P(c | x)``, the decision for plain accuracy. Ties (within a
+    relative 1e-9, e.g. a row with no evidence, where every ratio is 1) go to the category with
+    the larger prior.
+    """
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    prior = np.asarray(prior, dtype=float).reshape(-1)
+    score = probs / np.maximum(prior, 1e-12) if decision == "balanced" else probs
+    best = score.max(axis=1, keepdims=True)
+    tied = score >= best - 1e-9 * np.maximum(np.abs(best), 1e-12)
+    return np.where(tied, prior, -np.inf).argmax(axis=1)
+
+
 def rule_matrix(analysed: list[Analysed], dimension: str) -> np.ndarray:
     """threads x rules of ``dimension``: 1 where the rule's evidence is in the dimension's part of the thread."""
     rules = dimension_rules(dimension)
@@ -82,11 +118,12 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
     """Naive-Bayes combination of one dimension's rules (scikit-learn estimator: fit / predict_proba / get_params)."""
 
     def __init__(self, dimension: str = "stage", precision: float = DEFAULT_PRECISION, strength: float = 5.0,
-                 classes: tuple[str, ...] | None = None) -> None:
+                 classes: tuple[str, ...] | None = None, decision: str = DEFAULT_DECISION) -> None:
         self.dimension = dimension
         self.precision = precision
         self.strength = strength
         self.classes = classes
+        self.decision = decision
 
     def fit(self, X: Any, y: Any) -> RuleLabeler:
         """Learn the prior from ``y`` and refine each rule's category table on the rows where it fires."""
@@ -108,10 +145,8 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
             if vote is None:
                 continue  # the rule's category is outside the label space: it says nothing here
             v = index[vote]
-            rest = self.prior_.copy()
-            rest[v] = 0.0
-            table[j] = (1 - self.precision) * rest / max(rest.sum(), 1e-12)
-            table[j, v] = self.precision
+            table[j] = (1 - self.precision) * self.prior_
+            table[j, v] += self.precision
         if X.shape[1] == len(rules) and X.any():
             onehot = np.zeros((len(y), k))
             for i, v in enumerate(y):
@@ -131,7 +166,8 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
         return probs / probs.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        """The best guess per row by the ``decision`` rule (:func:`decide`), not always the posterior's argmax."""
+        return self.classes_[decide(self.predict_proba(X), self.prior_, self.decision)]
 
 
 @cache
@@ -160,16 +196,31 @@ def study_non_reengineering() -> int:
         return 0
 
 
-class BuiltinLabeler:
-    """All eight dimensions: a :class:`RuleLabeler` each, the study's label space and prior, joint decoding."""
+class BuiltinLabeler(BaseEstimator):
+    """All eight dimensions: a :class:`RuleLabeler` each, the study's label space and prior, joint decoding.
+
+    Parameters (``get_params``): ``threshold`` (abstain when the chosen category's posterior is
+    below it), ``labels`` (published labels to learn prior, label space and joint tables from;
+    None: the study's), ``joint`` (decode the dimensions jointly), ``precision`` (a rule's prior
+    precision), ``min_count`` (rarer categories go into the bucket) and ``decision`` (how the
+    best guess is chosen from the posterior, :func:`decide`). It needs no ``fit``: everything it
+    learns comes from the published labels when it is built.
+    """
 
     name = "builtin"
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
-                 joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1) -> None:
+                 joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
+                 decision: str = DEFAULT_DECISION) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
+        self.labels = labels
+        self.joint = joint
+        self.precision = precision
+        self.min_count = min_count
+        self.decision = decision
+        decide(np.ones((1, 1)), np.ones(1), decision)  # an unknown decision is refused here, not at the first thread
         labels = labels if labels is not None else study_labels()
         self.source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
         if labels is not None:
@@ -189,12 +240,23 @@ class BuiltinLabeler:
             if dim == "reengineering" and labels is not None and study_non_reengineering():
                 # The study's own filter: its defect issues were reengineering defects, its negatives were not.
                 y = ["yes"] * labels["issue_url"].nunique() + ["no"] * study_non_reengineering()
-            self.labelers[dim] = RuleLabeler(dim, precision=precision, classes=classes).fit(np.zeros((len(y), 0)), y)
+            self.labelers[dim] = RuleLabeler(dim, precision=precision, classes=classes, decision=decision).fit(
+                np.zeros((len(y), 0)), y)
         self.decoder = JointDecoder().fit(labels, self.space.categories) if joint and labels is not None else None
+        # The posterior of a thread on which no rule fires: the base rate each decision is measured against.
+        self.prior_ = self._decode({dim: lab.prior_[None, :] for dim, lab in self.labelers.items()})
+
+    def _decode(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.decoder.decode(probs) if self.decoder is not None else probs
 
     def predict_proba(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
-        probs = {dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()}
-        return self.decoder.decode(probs) if self.decoder is not None else probs
+        """The calibrated posterior per dimension (rows: threads, columns: :meth:`classes`)."""
+        return self._decode({dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()})
+
+    def predict(self, analysed: list[Analysed]) -> dict[str, list[str]]:
+        """The best guess per dimension by the ``decision`` rule (never abstains; see :meth:`label_many`)."""
+        probs = self.predict_proba(analysed)
+        return {dim: [self.classes(dim)[i] for i in decide(p, self.prior_[dim], self.decision)] for dim, p in probs.items()}
 
     def classes(self, dim: str) -> list[str]:
         return [str(c) for c in self.labelers[dim].classes_]
@@ -210,12 +272,11 @@ class BuiltinLabeler:
             preds = {}
             for dim in ALL_DIMENSIONS:
                 p = probs[dim][row]
-                best = int(p.argmax())
+                best = int(decide(p, self.prior_[dim], self.decision)[0])
                 cand, prob = self.classes(dim)[best], float(p[best])
                 spans = supporting_evidence(analysed[i].evidence, dim, cand, self.labelers[dim])
-                runner_up = float(np.partition(p, -2)[-2]) if len(p) > 1 else 0.0
-                # A tie (no evidence, uniform prior) is no answer, whatever the threshold.
-                confident = prob >= self.threshold and prob > runner_up + 1e-9 and not math.isnan(prob)
+                # A flat posterior (no evidence, uniform prior) is no answer, whatever the threshold.
+                confident = prob >= self.threshold and float(np.ptp(p)) > 1e-9 and not math.isnan(prob)
                 reason = None if confident else ("no evidence" if not spans else "below threshold")
                 preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
             out[i] = preds

@@ -69,6 +69,9 @@ RULES: tuple[Rule, ...] = (
     # Claims in the reporter's prose.
     _rule("cannot_reproduce", "claim:cannot_reproduce claim:lower_than_reported", issue_type="defect",
           manifestation="reproducibility", impact="lower_accuracy", stage="training"),
+    _rule("low_accuracy", "claim:low_accuracy", issue_type="defect", impact="lower_accuracy"),
+    _rule("memory_growth", "claim:memory_growth", issue_type="defect", impact="memory_exhaustion",
+          code_error="memory_exhaustion"),
     _rule("slow", "claim:slow", issue_type="defect", impact="lower_speed", code_error="timing_optimization"),
     _rule("hang", "claim:hang", issue_type="defect", impact="hang", manifestation="basic"),
     _rule("nan_loss", "claim:nan", issue_type="defect", impact="numerical_instability", stage="training",

@@ -106,3 +106,29 @@ def test_one_bad_row_does_not_stop_the_batch() -> None:
     preds = BuiltinLabeler().label_many(out)
     assert preds[1]["stage"].label is None and preds[0]["impact"].candidate == "memory_exhaustion"
     assert analyse(None, [None]).prepared is not None
+
+
+@pytest.mark.parametrize(("title", "body", "impact"), [
+    ("mAP stays at zero", "I trained 300 epochs on VOC with the default config but the mAP is very low and the loss "
+     "does not converge.", "lower_accuracy"),
+    ("Results differ from the README", "With the released weights I cannot achieve the reported mAP, I get 31.2.",
+     "lower_accuracy"),
+    ("Training got slow", "After upgrading, the training speed is 3 times slower than before on the same GPU.",
+     "lower_speed"),
+    ("RAM grows every epoch", "There is a memory leak in the dataloader: the memory usage keeps growing until the "
+     "machine swaps.", "memory_exhaustion"),
+    ("Wrong boxes after export", "The exported model gives incorrect results: wrong bounding boxes on every image.",
+     "incorrect_functionality"),
+    ("Loss goes to nan", "After a few hundred iterations the loss explodes and becomes nan.", "numerical_instability"),
+    ("Segmentation fault in NMS", "The demo script crashed with a segmentation fault, core dumped.", "crash"),
+])
+def test_impact_claims_decide_the_impact(title: str, body: str, impact: str) -> None:
+    """Non-crash impacts (lower accuracy, speed, memory, wrong output) are answered from the reporter's words."""
+    preds = label(title, body, threshold=0.0)
+    assert preds["impact"].candidate == impact
+    assert preds["impact"].evidence  # the words behind it
+
+
+def test_a_thread_without_impact_evidence_gets_the_prior_category() -> None:
+    preds = label("Question about the project", "Hello, thanks for sharing this repository.", threshold=0.0)
+    assert preds["impact"].candidate == "crash" and not preds["impact"].evidence

@@ -52,11 +52,19 @@ def test_rule_labeler_follows_scikit_learn_conventions() -> None:
     assert np.allclose(fitted.predict_proba(X).sum(axis=1), 1)
     assert (fitted.predict(X[y == "lower_speed"]) == "lower_speed").all()
     assert cross_val_score(RuleLabeler("impact", classes=classes), X, y, cv=3).mean() > 0.3
-    # no labelled rows where rules fire: a rule's category takes its prior precision
+    # no labelled rows where rules fire: the rule is right with its prior precision q, else says nothing
     prior_only = RuleLabeler("impact", precision=0.7, classes=classes).fit(np.zeros((4, len(rules))), list(classes))
     one = np.zeros((1, len(rules)))
     one[0, slow] = 1
-    assert prior_only.predict_proba(one)[0, list(prior_only.classes_).index("lower_speed")] == pytest.approx(0.7)
+    k = list(prior_only.classes_).index("lower_speed")
+    assert prior_only.predict_proba(one)[0, k] == pytest.approx(0.7 + 0.3 * prior_only.prior_[k])
+    # a rule for the majority class raises it, never lowers it (q below the class's prior)
+    crash = [j for j, r in enumerate(rules) if r.name == "crash_words"][0]
+    major = RuleLabeler("impact", precision=0.5, classes=classes).fit(np.zeros((10, 0)), ["crash"] * 7 + ["lower_speed"] * 3)
+    one = np.zeros((1, len(rules)))
+    one[0, crash] = 1
+    c = list(major.classes_).index("crash")
+    assert major.predict_proba(one)[0, c] > major.prior_[c] and major.predict(one)[0] == "crash"
     hang = [j for j, r in enumerate(rules) if r.name == "hang"][0]
     one = np.zeros((1, len(rules)))
     one[0, hang] = 1
@@ -137,3 +145,74 @@ def test_bootstrap_ci_narrows_with_more_rows_and_calibration_error_is_measured()
     assert overconfident["ece"] == pytest.approx(0.45)
     curve = risk_coverage(["a", "a", "b"], ["a", "b", "b"], [0.9, 0.2, 0.8])
     assert curve[0]["risk"] == 0.0 and curve[-1]["risk"] == pytest.approx(1 / 3)
+
+
+def test_decide_balanced_picks_what_the_evidence_raised_and_the_prior_without_evidence() -> None:
+    from taxonomy.labelers import decide
+
+    prior = np.array([0.7, 0.2, 0.1])
+    assert list(decide(np.tile(prior, (2, 1)), prior)) == [0, 0]  # no evidence: every ratio is 1, the prior decides
+    raised = np.array([[0.6, 0.15, 0.25]])  # the third category more than doubled but is still not the most likely
+    assert decide(raised, prior, "balanced")[0] == 2 and decide(raised, prior, "map")[0] == 0
+    with pytest.raises(ValueError, match="decision"):
+        decide(raised, prior, "vote")
+
+
+def imbalanced_rule_data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Known structure: a 70 % majority class; each minority class has a rule that fires on half its rows (and 5 % of others)."""
+    rules = dimension_rules("impact")
+    names = {"crash": "crash_words", "lower_speed": "slow", "lower_accuracy": "low_accuracy", "memory_exhaustion": "memory_growth"}
+    classes = ("crash", "lower_accuracy", "lower_speed", "memory_exhaustion")
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, n, p=[0.7, 0.1, 0.1, 0.1])
+    X = np.zeros((n, len(rules)))
+    for c, rule in names.items():
+        j = [i for i, r in enumerate(rules) if r.name == rule][0]
+        X[:, j] = np.where(y == c, rng.random(n) < 0.5, rng.random(n) < 0.05)
+    return X, y, classes
+
+
+@pytest.mark.parametrize("precision", [0.3, 0.6, 0.9])
+def test_balanced_decision_beats_the_prior_on_synthetic_rules(precision: float) -> None:
+    """The default decision recovers minority classes a rule points at; a constant (prior) answer fails the floor.
+
+    The labeler is not fitted on the rows' labels (only the class prior), like the built-in one, so
+    the precision it assumes is wrong for some of these rules: the decision must work anyway.
+    """
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
+
+    X, y, classes = imbalanced_rule_data()
+    prior_only = np.zeros((len(y), 0))
+    est = RuleLabeler("impact", precision=precision, classes=classes).fit(prior_only, y)
+    assert est.get_params()["decision"] == "balanced"
+    balanced = est.predict(X)
+    mapped = RuleLabeler("impact", precision=precision, classes=classes, decision="map").fit(prior_only, y).predict(X)
+    constant = np.full(len(y), "crash")
+    floor = 0.25
+    assert cohen_kappa_score(y, balanced) >= floor and balanced_accuracy_score(y, balanced) > 0.5
+    assert cohen_kappa_score(y, constant) < floor and balanced_accuracy_score(y, constant) == pytest.approx(0.25)
+    assert balanced_accuracy_score(y, balanced) >= balanced_accuracy_score(y, mapped)
+    if precision == 0.3:
+        assert set(mapped) == {"crash"}  # the posterior's argmax answers the prior: the failure this rule fixes
+    for c in classes[1:]:
+        assert (balanced == c).sum() > 0.3 * (y == c).sum()  # each minority class is answered
+
+
+def test_builtin_labeler_exposes_its_decision_rule() -> None:
+    from sklearn.base import clone
+
+    from taxonomy.labelers import BuiltinLabeler
+
+    labels = pd.DataFrame({d: ["x", "y", "y", "y"] for d in ("stage", "manifestation", "impact", "code_error", "root_cause", "reporter")}
+                          | {"issue_url": ["u1", "u2", "u3", "u4"]})
+    lab = BuiltinLabeler(labels=labels, joint=False)
+    assert lab.get_params()["decision"] == "balanced" and clone(lab).get_params()["threshold"] == lab.threshold
+    assert BuiltinLabeler(labels=labels, joint=False, decision="map").labelers["stage"].decision == "map"
+    with pytest.raises(ValueError, match="decision"):
+        BuiltinLabeler(labels=labels, decision="majority")
+
+
+def test_cli_mirrors_the_decision_rules() -> None:
+    from taxonomy import classify_cli, labelers
+
+    assert (classify_cli.DECISIONS, classify_cli.DEFAULT_DECISION) == (labelers.DECISIONS, labelers.DEFAULT_DECISION)

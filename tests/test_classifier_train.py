@@ -143,6 +143,7 @@ def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tm
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     import taxonomy
     from reeng.errors import ReengError
+    from taxonomy.classify import BUILTIN_VERSION
     from taxonomy.gold import DEFECT_SCHEMA, LABEL_COLUMNS
 
     store, _ = data
@@ -152,7 +153,7 @@ def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tm
     table = pd.read_parquet(out / "defects.parquet")
     assert list(table.columns)[:len(DEFECT_SCHEMA)] == list(DEFECT_SCHEMA) and len(table) == 9
     assert set(table.columns) - set(DEFECT_SCHEMA) == {f"{d}_probability" for d in LABEL_COLUMNS}
-    assert set(table["provenance"]) == {"model:builtin@2"} and table["framework"].isna().all()
+    assert set(table["provenance"]) == {f"model:builtin@{BUILTIN_VERSION}"} and table["framework"].isna().all()
     assert table["impact"].notna().any()
     strict = taxonomy.machine_defects(store, "builtin", min_probability=0.999)
     assert strict["impact"].isna().all() and len(strict) == 9
