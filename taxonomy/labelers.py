@@ -166,10 +166,11 @@ class BuiltinLabeler:
     name = "builtin"
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
-                 joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1) -> None:
+                 joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1, filter: bool = True) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
+        self.filter = filter  # the defect rules and the trained reengineering filter decide the two filter dimensions
         labels = labels if labels is not None else study_labels()
         self.source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
         if labels is not None:
@@ -219,6 +220,12 @@ class BuiltinLabeler:
                 reason = None if confident else ("no evidence" if not spans else "below threshold")
                 preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
             out[i] = preds
+        if self.filter:
+            from taxonomy.defect_filter import filter_predictions
+
+            decided = filter_predictions([analysed[i] for i in ok], [out[i]["reengineering"] for i in ok])
+            for i, preds in zip(ok, decided):
+                out[i].update(preds)
         return out
 
 
