@@ -9,8 +9,9 @@ Prints, in one run:
    other DL project = no, unclear repositories left out), every study issue excluded;
 2. (a) leave-repositories-out cross-validation (``StratifiedGroupKFold`` by repository): keep-rates of
    yes and no threads with 95 % intervals that resample whole repositories, precision at the
-   sample's prevalence and at the archive's, balanced accuracy; and leave-one-CV-repository-out
-   keep-rates per CV repository. A keep-all filter is printed beside it;
+   sample's prevalence and at the archive's, balanced accuracy, ROC AUC and the keep/drop
+   trade-off; and leave-one-CV-repository-out keep-rates per CV repository. A keep-all filter
+   is printed beside it;
 3. (b) the held-out study issues present in Denchmark: the gold threads' keep-rate, with the
    filter trained as shipped (their repositories in training, their issues not) and with their
    three repositories left out entirely; how many of the study's non-reengineering issues have
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--per-cv-repo", type=int, default=150)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold
 
     from reeng.datasets import locate
     from taxonomy.defect_filter import (CV_MODEL_REPOS, ReengineeringFilter, denchmark_filter_data, issue_type_of,
@@ -72,13 +73,16 @@ def main() -> None:
     print(f"study issues with a Denchmark thread (excluded from training): gold {len(gold_keys & set(keys))} of "
           f"{len(gold_keys)} issues, non-reengineering {len(neg_keys & set(keys))} of {len(neg_keys)}")
     t = time.perf_counter()
-    ReengineeringFilter().fit(texts, y)
-    print(f"fit on all training rows: {time.perf_counter() - t:.1f} s")
+    shipped = ReengineeringFilter().fit(texts, y, groups)
+    print(f"fit on all training rows (with the inner CV that picks the threshold): {time.perf_counter() - t:.1f} s; "
+          f"keep threshold P(yes) >= {shipped.threshold_:.3f}")
 
     print(f"\n(a) leave-repositories-out CV, StratifiedGroupKFold({args.folds}) by repository; 95 % CIs resample repositories")
-    proba = cross_val_predict(ReengineeringFilter(), texts, y, groups=groups, cv=StratifiedGroupKFold(args.folds),
-                              method="predict_proba")[:, 1]
-    kept = proba >= 0.5
+    proba, kept = np.zeros(len(y)), np.zeros(len(y), dtype=bool)
+    for train, test in StratifiedGroupKFold(args.folds).split(texts, y, groups):
+        model = ReengineeringFilter().fit([texts[i] for i in train], y[train], groups[train])
+        proba[test] = model.predict_proba([texts[i] for i in test])[:, 1]
+        kept[test] = proba[test] >= model.threshold_
     pos, neg = y == "yes", y == "no"
     print("  " + rate("keep-rate of CV-model-repository threads (recall)", kept[pos], groups[pos]))
     print("  " + rate("keep-rate of other DL-project threads (false keeps)", kept[neg], groups[neg]))
@@ -89,35 +93,34 @@ def main() -> None:
     share = 1000 / 26146  # ~1,000 CV-model-repository threads in the whole archive
     print(f"  precision at the archive's prevalence (~{share:.2f}): "
           f"{recall * share / (recall * share + fpr * (1 - share)):.3f}")
-    print("  keep-all filter (the built-in rules keep 92-93 % of both): keep-rates 1.000 / 1.000, balanced accuracy 0.500")
+    print("  keep-all filter (the old rules kept 92-93 % of both): keep-rates 1.000 / 1.000, balanced accuracy 0.500")
     from sklearn.metrics import roc_auc_score
 
-    print(f"  ROC AUC (repository-blind ranking quality): {roc_auc_score(pos, proba):.3f}")
+    print(f"  ROC AUC of P(yes) across unseen repositories: {roc_auc_score(pos, proba):.3f}")
+    print("  trade-off (threshold set on these out-of-fold scores): " + "; ".join(
+        f"keep {q:.0%} of CV threads -> keep {(proba[neg] >= np.quantile(proba[pos], 1 - q)).mean():.1%} of others"
+        for q in (0.7, 0.8, 0.9, 0.95)))
 
-    print("\n    leave-one-CV-repository-out (each CV repository scored by a filter trained without it, "
-          "negatives in StratifiedGroupKFold as above):")
+    print("\n    leave-one-CV-repository-out (each CV repository scored by a filter trained on all other repositories):")
     for repo in sorted(CV_MODEL_REPOS & set(groups)):
         train = groups != repo
-        test = ~train
-        model = ReengineeringFilter().fit([texts[i] for i in np.flatnonzero(train)], y[train])
-        k = model.predict_proba([texts[i] for i in np.flatnonzero(test)])[:, 1] >= 0.5
+        model = ReengineeringFilter().fit([texts[i] for i in np.flatnonzero(train)], y[train], groups[train])
+        k = model.predict([texts[i] for i in np.flatnonzero(~train)]) == "yes"
         print(f"    {repo:45} {k.mean():.3f} of {k.size}")
 
     print("\n(b) held-out study issues in Denchmark (gold threads = reengineering defects)")
     gold_rows = [i for i, k in enumerate(keys) if k in gold_keys]
     gold_texts = [all_texts[i] for i in gold_rows]
-    shipped = ReengineeringFilter().fit(texts, y)
     print("  " + rate("gold keep-rate, filter as shipped (gold issues excluded, their repositories in training)",
-                      shipped.predict_proba(gold_texts)[:, 1] >= 0.5))
+                      shipped.predict(gold_texts) == "yes"))
     gold_repos = {k[0] for k in gold_keys}
     strict = ~np.isin(groups, sorted(gold_repos))
-    model = ReengineeringFilter().fit([texts[i] for i in np.flatnonzero(strict)], y[strict])
-    print("  " + rate("gold keep-rate, the study's repositories left out of training",
-                      model.predict_proba(gold_texts)[:, 1] >= 0.5))
+    model = ReengineeringFilter().fit([texts[i] for i in np.flatnonzero(strict)], y[strict], groups[strict])
+    print("  " + rate("gold keep-rate, the study's repositories left out of training", model.predict(gold_texts) == "yes"))
     print(f"  study negatives scorable: {len(neg_keys & set(keys))} (no precision on study negatives can be measured)")
 
     print("\n(c) defect rules (issue_type): every thread below is a known bug report, so a drop is a false drop")
-    types = [issue_type_of(*p).label for p in data.parts]
+    types = [issue_type_of(*p).label for p in data.opening]  # the rules read the reporter's part
 
     def dropped(rows: list[int]) -> np.ndarray:
         return np.array([types[i] != "defect" for i in rows])

@@ -235,12 +235,14 @@ def thread_text_parts(prepared: PreparedText) -> tuple[str, str, str]:
 
 @dataclass
 class FilterData:
-    """Labeled opening posts for the reengineering filter: (title, prose, logs), label, repository (the CV group), issue key."""
+    """Labeled threads for the filter: (title, prose, logs) of the whole thread and of the reporter's part, label,
+    repository (the CV group), issue key."""
 
     parts: list[tuple[str, str, str]]
     labels: list[str]
     groups: list[str]
     keys: list[tuple[str, int]]
+    opening: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def texts(self) -> list[str]:
@@ -309,6 +311,7 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
         if a.prepared is None or not a.prepared.english:
             continue
         data.parts.append(thread_text_parts(a.prepared))
+        data.opening.append(thread_text_parts(a.opening or a.prepared))
         data.labels.append(label)  # type: ignore[arg-type]
         data.groups.append(repo)
         data.keys.append((repo, number))
