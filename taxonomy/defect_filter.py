@@ -7,8 +7,9 @@
   known bug reports they wrongly drop (``benchmarks/defect_filter.py``).
 * **reengineering or not** (``reengineering``: yes / no) — a trained text classifier
   (:class:`ReengineeringFilter`, scikit-learn conventions) on Denchmark threads (title, prose
-  and condensed logs of the whole thread, read as the labeler reads a store), labeled *by repository*: threads of CV model repositories (reimplementations, model
-  zoos, official model code, among them the study's repositories present in Denchmark) are
+  and condensed logs of the whole thread, read as the labeler reads a store), labeled *by
+  repository*: threads of CV model repositories (reimplementations, model zoos, official
+  model code, among them the study's repositories present in Denchmark) are
   ``yes``, threads of other deep-learning projects (frameworks, tools, NLP/speech/RL models) are
   ``no``; repositories whose role is unclear are left out (:data:`CV_MODEL_REPOS`,
   :data:`UNCLEAR_REPOS`). Every issue of the study's gold sheet and of its non-reengineering list
@@ -84,9 +85,9 @@ _RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 )
 # A failure signal in the reporter's part makes a thread a defect report whatever its title says
 # ("[Question] why does training crash with ..."): an explicit feature tag alone overrides it.
-_FAILURE = re.compile(r"\b(?:error|errors|exception|traceback|crash(?:es|ed|ing)?|segfault|segmentation fault|fail(?:s|ed|ing|ure)?"
-                      r"|bug|broken|wrong|incorrect|nan|not work(?:ing)?|doesn'?t work|does not work|cannot|can'?t|unable)\b",
-                      re.I)
+_FAILURE = re.compile(r"\b(?:error|errors|exception|traceback|crash(?:es|ed|ing)?|segfault|segmentation fault"
+                      r"|fail(?:s|ed|ing|ure)?|bug|broken|wrong|incorrect|nan|not work(?:ing)?|doesn'?t work|does not work"
+                      r"|cannot|can'?t|unable)\b", re.I)
 
 
 @dataclass
@@ -170,7 +171,8 @@ class ReengineeringFilter(ClassifierMixin, BaseEstimator):
         counts = self._counts(X).tocsr()  # counted once; the inner folds slice it
         groups = None if groups is None else np.asarray(list(groups))
         self.threshold_ = 0.5
-        if groups is not None and len(set(groups[labels == "yes"])) >= self.folds and len(set(groups[labels != "yes"])) >= self.folds:
+        enough = groups is not None and all(len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
+        if enough:
             from sklearn.model_selection import StratifiedGroupKFold
 
             oof = np.full(len(labels), np.nan)
@@ -329,12 +331,14 @@ def _local_archive() -> Path | None:
         return None
 
 
-def _cache_path(archive: Path) -> Path:
+def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
+    """The cached filter's file, keyed by the archive, the held-out study issues and the filter's version."""
     from reeng.settings import cache_dir
 
     stat = archive.stat()
-    key = hashlib.sha256(f"{FILTER_VERSION}|{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key}.npz"
+    held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))
+    key = hashlib.sha256(f"{FILTER_VERSION}|{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{held_out}".encode())
+    return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
 
 
 @cache
@@ -343,17 +347,17 @@ def default_reengineering_filter() -> ReengineeringFilter | None:
     archive = _local_archive()
     if archive is None:
         return None
-    path = _cache_path(archive)
+    try:
+        exclude = study_issue_keys()
+    except Exception:  # noqa: BLE001 - without the study's lists the test issues cannot be held out: no filter
+        return None
+    path = _cache_path(archive, exclude)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return ReengineeringFilter.from_arrays(arrays)
         except (OSError, ValueError, KeyError, zlib.error):
             pass  # a damaged cache file is rebuilt below
-    try:
-        exclude = study_issue_keys()
-    except Exception:  # noqa: BLE001 - without the study's lists the test issues cannot be held out: no filter
-        return None
     data = denchmark_filter_data(archive, exclude)
     model = ReengineeringFilter().fit(data.texts, data.labels, data.groups)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -366,8 +370,9 @@ def default_reengineering_filter() -> ReengineeringFilter | None:
 FALLBACK_REASON = "rules only: no local Denchmark archive to train the reengineering filter (set REENG_DATA_DIR)"
 
 
-def filter_predictions(analysed: list[Analysed], fallback: list[Prediction] | None = None) -> list[dict[str, Prediction]]:
-    """The two filter dimensions for readable threads: ``issue_type`` by the defect rules, ``reengineering`` by the trained filter.
+def filter_predictions(analysed: list[Analysed],
+                       fallback: list[Prediction] | None = None) -> list[dict[str, Prediction]]:
+    """The two filter dimensions of readable threads: ``issue_type`` by the defect rules, ``reengineering`` by the filter.
 
     A filter always answers (a thread is kept or dropped). Without the trained filter the
     ``fallback`` reengineering predictions (the evidence rules') are kept, a ``fallback`` note
@@ -398,7 +403,8 @@ def filter_predictions(analysed: list[Analysed], fallback: list[Prediction] | No
     return out
 
 
-def keep_rate_ci(kept: np.ndarray, groups: np.ndarray | None = None, draws: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+def keep_rate_ci(kept: np.ndarray, groups: np.ndarray | None = None, draws: int = 1000,
+                 seed: int = 0) -> tuple[float, float, float]:
     """Share kept with a 95 % bootstrap interval; with ``groups``, whole groups (repositories) are resampled."""
     kept = np.asarray(kept, dtype=float)
     if kept.size == 0:

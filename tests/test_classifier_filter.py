@@ -96,6 +96,10 @@ def test_default_filter_is_cached_and_loads_without_pickle(tmp_path, monkeypatch
         second = defect_filter.default_reengineering_filter()
         assert calls == [1]  # the second process-level call read the cache instead of training
         np.testing.assert_allclose(second.predict_proba(texts[:5]), first.predict_proba(texts[:5]), rtol=1e-6)
+        cached = next((tmp_path / "cache" / "filters").glob("*.npz"))
+        cached.write_bytes(b"not an npz")  # a damaged cache is retrained, not trusted
+        defect_filter.default_reengineering_filter.cache_clear()
+        assert defect_filter.default_reengineering_filter() is not None and calls == [1, 1]
     finally:
         defect_filter.default_reengineering_filter.cache_clear()
 
