@@ -96,12 +96,13 @@ def main() -> None:
         print(f"{len(rows)} usable labeled rows of {len(table.labels)}; evidence pass {time.perf_counter() - t:.1f} s")
         y = np.array([table.labels[i] for i in rows])
         if args.from_denchmark:
-            # The built-in (rule) filter on the same threads: which share would it keep as reengineering defects?
+            # The built-in labeler's filter on the same threads (taxonomy.defect_filter): which share does it keep?
             from taxonomy.classify import builtin_predictions
 
             preds = builtin_predictions([table.analysed[i] for i in rows])
-            kept = np.array([p["issue_type"].label not in ("feature", "question") and p["reengineering"].label != "no"
-                             for p in preds])
+            from taxonomy.predictions import FILTER_DROPS
+
+            kept = np.array([all(p[dim].label not in drops for dim, drops in FILTER_DROPS.items()) for p in preds])
             for label in sorted(set(y)):
                 print(f"built-in filter keeps {kept[y == label].mean():.1%} of the {int((y == label).sum())} '{label}' threads")
         texts = [" \n".join(str(table.frame[c].iloc[i]) for c in cols if pd.notna(table.frame[c].iloc[i])) for i in rows]

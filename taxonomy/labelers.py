@@ -211,7 +211,7 @@ class BuiltinLabeler(BaseEstimator):
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
                  joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
-                 decision: str = DEFAULT_DECISION) -> None:
+                 decision: str = DEFAULT_DECISION, filter: bool = True) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
@@ -220,6 +220,7 @@ class BuiltinLabeler(BaseEstimator):
         self.precision = precision
         self.min_count = min_count
         self.decision = decision
+        self.filter = filter  # the defect rules and the trained reengineering filter decide the two filter dimensions
         decide(np.ones((1, 1)), np.ones(1), decision)  # an unknown decision is refused here, not at the first thread
         labels = labels if labels is not None else study_labels()
         self.source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
@@ -280,6 +281,12 @@ class BuiltinLabeler(BaseEstimator):
                 reason = None if confident else ("no evidence" if not spans else "below threshold")
                 preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
             out[i] = preds
+        if self.filter:
+            from taxonomy.defect_filter import filter_predictions
+
+            decided = filter_predictions([analysed[i] for i in ok], [out[i]["reengineering"] for i in ok])
+            for i, preds in zip(ok, decided):
+                out[i].update(preds)
         return out
 
 

@@ -73,7 +73,8 @@ def read_predictions(conn: sqlite3.Connection, model: str | None = None) -> list
 
 
 # The filter's dimensions: they decide which threads are defects, not what the defects are.
-FILTER_DROPS = {"issue_type": {"feature", "question"}, "reengineering": {"no"}}
+# Decided by taxonomy.defect_filter: the defect rules and the reengineering filter trained on Denchmark.
+FILTER_DROPS = {"issue_type": {"feature", "question", "documentation"}, "reengineering": {"no"}}
 
 
 def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = None,

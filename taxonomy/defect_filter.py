@@ -1,0 +1,423 @@
+"""Which threads are reengineering defects: the two filter questions asked before any taxonomy label.
+
+* **defect or not** (``issue_type``: defect / feature / question / documentation) — precise rules
+  on the reporter's part (:func:`issue_type_of`). No labeled source of issue types exists offline
+  (the Denchmark archive holds bug reports only and keeps no GitHub labels), so these rules are
+  written from the project's own snippets and measured where measurement is possible: how many
+  known bug reports they wrongly drop (``benchmarks/defect_filter.py``).
+* **reengineering or not** (``reengineering``: yes / no) — a trained text classifier
+  (:class:`ReengineeringFilter`, scikit-learn conventions) on Denchmark threads (title, prose
+  and condensed logs of the whole thread, read as the labeler reads a store), labeled *by
+  repository*: threads of CV model repositories (reimplementations, model zoos, official
+  model code, among them the study's repositories present in Denchmark) are
+  ``yes``, threads of other deep-learning projects (frameworks, tools, NLP/speech/RL models) are
+  ``no``; repositories whose role is unclear are left out (:data:`CV_MODEL_REPOS`,
+  :data:`UNCLEAR_REPOS`). Every issue of the study's gold sheet and of its non-reengineering list
+  is excluded from training: they are test data. The keep threshold is chosen by grouped
+  cross-validation on the training data so that 80 % of the threads of *unseen* CV model
+  repositories are kept.
+
+:func:`default_reengineering_filter` trains the filter at run time from the local Denchmark
+archive (``REENG_DATA_DIR``) once and keeps the fitted arrays in the cache folder (a ``.npz``
+loaded without pickle); without the archive it returns None and the built-in labeler falls back
+to its evidence rules, with a ``fallback`` note in every reengineering prediction's evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+if TYPE_CHECKING:
+    from taxonomy.batch import Analysed
+    from taxonomy.labelers import Prediction
+    from taxonomy.text import PreparedText
+
+FILTER_VERSION = "1"  # bump when the training data or the model change: cached filters are then rebuilt
+ISSUE_TYPES = ("defect", "feature", "question", "documentation")
+NOT_DEFECTS = frozenset(ISSUE_TYPES) - {"defect"}
+
+# Denchmark repositories whose issues are about CV models themselves: the study's three
+# (yolov3, yolov5, mmdetection) and other reimplementations, model zoos and official model code.
+CV_MODEL_REPOS = frozenset({
+    "ultralytics/yolov3", "ultralytics/yolov5", "open-mmlab/mmdetection", "avinashpaliwal/super-slomo",
+    "cmu-perceptual-computing-lab/openpose", "mkocabas/vibe", "wkentaro/fcn", "wkentaro/pytorch-fcn",
+    "deeplabcut/deeplabcut", "rwightman/efficientdet-pytorch", "jgraving/deepposekit", "chainer/chainercv",
+    "onnx/models", "microsoft/computervision-recipes", "openvinotoolkit/training_extensions",
+    "breta01/handwriting-ocr", "deepfakes/faceswap",
+})
+# CV projects that are neither plainly model repositories nor plainly something else: left out of training.
+UNCLEAR_REPOS = frozenset({
+    "kornia/kornia", "albumentations-team/albumentations", "fepegar/torchio", "project-monai/monai",
+    "azavea/raster-vision", "akshayubhat/deepvideoanalytics", "cloud-annotations/training", "hypergan/hypergan",
+    "dreamnettech/dreampower", "pytorchlightning/pytorch-lightning-bolts", "tesseract-ocr/tesseract",
+    "microsoft/vott", "intel-isl/open3d", "nicolas-chaulet/torch-points3d",
+})
+
+# --- defect or not: precise rules on the title and the reporter's prose ------------------------
+
+_TAG = r"^\W*(?:{})\W*[:\]\-|]"
+_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    ("feature", "title", re.compile(_TAG.format(r"feature(?:[ _-]?request)?|enhancement|proposal|rfc|"
+                                                r"feature suggestion|new feature"), re.I)),
+    ("feature", "title", re.compile(r"\bfeature request\b", re.I)),
+    ("feature", "prose", re.compile(r"\b(?:it|this) would be (?:nice|great|useful|helpful|cool) (?:to have|if (?:you|we|there)"
+                                    r"|to (?:add|support))\b|\b(?:i'?d|i would|we would) like to (?:request|propose|suggest)"
+                                    r" (?:a |an |the )?(?:feature|support|option)\b|\bis there (?:any )?plans? to "
+                                    r"(?:support|add|implement|release)\b|\bplease add (?:support|an option)\b", re.I)),
+    ("question", "title", re.compile(_TAG.format(r"question|questions|q|help|discussion|how ?to"), re.I)),
+    ("question", "title", re.compile(r"^\W*(?:how (?:to|can|do|should|could)|is it possible|is there (?:a|any) way"
+                                     r"|what (?:is|are|does) the (?:meaning|difference|purpose)|which (?:one|version) should)\b",
+                                     re.I)),
+    ("documentation", "title", re.compile(_TAG.format(r"docs?|documentation|readme"), re.I)),
+    ("documentation", "title", re.compile(r"\b(?:typos?|broken links?|dead links?) in (?:the )?(?:readme|docs?|documentation|"
+                                          r"tutorial|docstrings?)\b", re.I)),
+)
+# A failure signal in the reporter's part makes a thread a defect report whatever its title says
+# ("[Question] why does training crash with ..."): an explicit feature tag alone overrides it.
+_FAILURE = re.compile(r"\b(?:error|errors|exception|traceback|crash(?:es|ed|ing)?|segfault|segmentation fault"
+                      r"|fail(?:s|ed|ing|ure)?|bug|broken|wrong|incorrect|nan|not work(?:ing)?|doesn'?t work|does not work"
+                      r"|cannot|can'?t|unable)\b", re.I)
+
+
+@dataclass
+class IssueType:
+    """The answer of the issue-type rules: a label, the rule text that decided it, and why."""
+
+    label: str
+    spans: list[dict[str, str]] = field(default_factory=list)
+
+
+def issue_type_of(title: str, prose: str, logs: str = "") -> IssueType:
+    """``defect`` unless a precise feature / question / documentation rule fires and no failure is reported.
+
+    ``logs`` (tracebacks, error output in the reporter's part) count as a failure signal.
+    """
+    title, prose = title or "", prose or ""
+    failure = _FAILURE.search(f"{title}\n{prose}") or (logs or "").strip()
+    for label, where, pattern in _RULES:
+        m = pattern.search(title if where == "title" else prose)
+        if not m:
+            continue
+        explicit_feature = label == "feature" and where == "title"
+        if failure and not explicit_feature:
+            break
+        return IssueType(label, [{"kind": "issue_type", "label": label, "text": m.group(0).strip()[:120],
+                                  "section": f"opening {where}"}])
+    return IssueType("defect")
+
+
+# --- reengineering or not: a classifier trained on Denchmark, labeled by repository -----------
+
+
+class ReengineeringFilter(ClassifierMixin, BaseEstimator):
+    """Thread text → P(thread of a CV model repository): hashed word 1-2-grams, TF-IDF, logistic regression.
+
+    ``fit(texts, y, groups=None)`` with ``y`` in {"yes", "no"}; ``predict_proba`` columns follow
+    ``classes_`` (``["no", "yes"]``). With ``groups`` (the repositories), every repository weighs
+    the same within its class, and the keep threshold is chosen by an inner ``StratifiedGroupKFold`` on
+    the training data so that a ``target_keep`` share of the yes threads of *unseen*
+    repositories is kept (``threshold_``); without groups the classes are balanced and the
+    threshold is 0.5. The fitted state is a few arrays (:meth:`to_arrays` / :meth:`from_arrays`),
+    so a cached filter loads without pickle.
+    """
+
+    def __init__(self, C: float = 8.0, n_features: int = 2**18, target_keep: float = 0.8, folds: int = 3) -> None:
+        self.C = C
+        self.n_features = n_features
+        self.target_keep = target_keep
+        self.folds = folds
+
+    def _counts(self, texts: Iterable[str]) -> Any:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        vec = HashingVectorizer(n_features=self.n_features, ngram_range=(1, 2), alternate_sign=False, norm=None,
+                                token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_]+\b")
+        counts = vec.transform(list(texts))
+        counts.data = 1 + np.log(counts.data)  # sublinear tf
+        return counts
+
+    def _weighted(self, counts: Any) -> Any:
+        from sklearn.preprocessing import normalize
+
+        return normalize(counts.multiply(self.idf_).tocsr())
+
+    def _fit_counts(self, counts: Any, y: np.ndarray, groups: np.ndarray | None) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        df = np.bincount(counts.indices, minlength=self.n_features)
+        self.idf_ = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
+        lr = LogisticRegression(C=self.C, max_iter=2000, solver="liblinear")
+        lr.fit(self._weighted(counts), y, sample_weight=balanced_weights(y, groups))
+        self.classes_ = lr.classes_
+        self.coef_, self.intercept_ = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+
+    def _yes_proba(self, counts: Any) -> np.ndarray:
+        z = np.asarray(self._weighted(counts) @ self.coef_[0]).ravel() + float(self.intercept_[0])
+        return 1 / (1 + np.exp(-z))
+
+    def fit(self, X: Iterable[str], y: Iterable[str], groups: Iterable[str] | None = None) -> ReengineeringFilter:
+        labels = np.asarray([str(v) for v in y])
+        counts = self._counts(X).tocsr()  # counted once; the inner folds slice it
+        groups = None if groups is None else np.asarray(list(groups))
+        self.threshold_ = 0.5
+        enough = groups is not None and all(len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
+        if enough:
+            from sklearn.model_selection import StratifiedGroupKFold
+
+            oof = np.full(len(labels), np.nan)
+            for train, test in StratifiedGroupKFold(self.folds).split(labels, labels, groups):
+                if len(set(labels[train])) == 2:
+                    inner = ReengineeringFilter(self.C, self.n_features)
+                    inner._fit_counts(counts[train], labels[train], groups[train])
+                    oof[test] = inner._yes_proba(counts[test])
+            scored = oof[(labels == "yes") & ~np.isnan(oof)]
+            self.threshold_ = float(np.quantile(scored, 1 - self.target_keep)) if scored.size else 0.5
+        self._fit_counts(counts, labels, groups)
+        return self
+
+    def predict_proba(self, X: Iterable[str]) -> np.ndarray:
+        p = self._yes_proba(self._counts(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: Iterable[str]) -> np.ndarray:
+        """``yes`` where P(yes) reaches the fitted keep threshold."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"idf": self.idf_, "coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_.astype(str),
+                "params": np.array([self.C, self.n_features, self.target_keep, self.folds, self.threshold_])}
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> ReengineeringFilter:
+        C, n_features, target_keep, folds, threshold = arrays["params"]
+        model = cls(C=float(C), n_features=int(n_features), target_keep=float(target_keep), folds=int(folds))
+        model.idf_, model.coef_, model.intercept_ = arrays["idf"], arrays["coef"], arrays["intercept"]
+        model.classes_, model.threshold_ = np.asarray(arrays["classes"]).astype(object), float(threshold)
+        return model
+
+
+def balanced_weights(y: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Sample weights under which both classes weigh the same and, with ``groups``, each group within its class too."""
+    w = np.ones(len(y))
+    if groups is not None:
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        w = 1 / counts[inverse]
+    for label in np.unique(y):
+        mask = y == label
+        w[mask] *= len(y) / (2 * w[mask].sum())
+    return w
+
+
+def repository_label(repo: str) -> str | None:
+    """``yes`` for a CV model repository, ``no`` for another DL project, None when unclear (left out)."""
+    repo = repo.lower()
+    return "yes" if repo in CV_MODEL_REPOS else None if repo in UNCLEAR_REPOS else "no"
+
+
+def filter_text(title: str, prose: str, logs: str = "") -> str:
+    """What the reengineering filter reads: the title (twice), the thread's prose and its log signals."""
+    return f"{title}\n{title}\n{prose}\n{logs}"
+
+
+def thread_text_parts(prepared: PreparedText) -> tuple[str, str, str]:
+    """(title, prose, condensed logs) of a prepared thread or part."""
+    return prepared.title, prepared.prose, prepared.evidence_logs
+
+
+@dataclass
+class FilterData:
+    """Labeled threads for the filter: (title, prose, logs) of the whole thread and of the reporter's part, label,
+    repository (the CV group), issue key."""
+
+    parts: list[tuple[str, str, str]]
+    labels: list[str]
+    groups: list[str]
+    keys: list[tuple[str, int]]
+    opening: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        return [filter_text(*p) for p in self.parts]
+
+
+def study_issue_keys() -> set[tuple[str, int]]:
+    """(lower-case owner/repo, number) of every issue of the study: gold defects and non-reengineering issues."""
+    from reeng.datasets import locate
+    from taxonomy.gold import import_defects, import_non_reengineering
+
+    keys: set[tuple[str, int]] = set()
+    for table in (import_defects(locate("jiang2024-defects")), import_non_reengineering(locate("jiang2024-non-reengineering"))):
+        keys |= {(f"{o}/{r}".lower(), int(n)) for o, r, n in table[["owner", "repo", "number"]].itertuples(index=False)}
+    return keys
+
+
+def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *, per_repo: int = 25,
+                          per_cv_repo: int = 150, seed: int = 0, include: set[tuple[str, int]] | None = None,
+                          progress: bool = False) -> FilterData:
+    """Sample the archive's threads, at most ``per_repo`` per other project and ``per_cv_repo`` per CV model repository.
+
+    Caps keep the big frameworks (TensorFlow: 5,514 threads) from drowning the rest and keep
+    training to seconds. ``exclude`` keys are never taken; ``include`` keys (held-out test
+    threads) are always read, whatever the caps, so that callers can score them. Threads are
+    read exactly as the labeler reads a store's (roles and hygiene, then text preparation);
+    non-English ones are left out, as the labeler abstains on them.
+    """
+    import tarfile
+
+    from miner.denchmark import MEMBER, parse_bug
+    from taxonomy.batch import analyse_many
+    from taxonomy.thread import split_roles
+
+    raw: dict[str, list[tuple[int, bytes, str, str]]] = {}
+    with tarfile.open(archive, mode="r:*") as tar:
+        for member in tar:
+            m = MEMBER.search(member.name)
+            if not member.isfile() or not m:
+                continue
+            repo = f"{m['owner']}/{m['repo']}"
+            if (repo.lower(), int(m["number"])) in exclude or repository_label(repo) is None:
+                continue
+            raw.setdefault(repo, []).append((int(m["number"]), tar.extractfile(member).read(), m["owner"], m["repo"]))
+    rng = random.Random(seed)
+    rows, meta = [], []
+    for repo in sorted(raw):
+        label = repository_label(repo)
+        items = sorted(raw[repo])
+        cap = per_cv_repo if label == "yes" else per_repo
+        chosen = {n for n, *_ in rng.sample(items, min(cap, len(items)))}
+        chosen |= {n for n, *_ in items if include and (repo.lower(), n) in include}
+        for number, blob, owner, name in items:
+            if number not in chosen:
+                continue
+            try:
+                issue, _ = parse_bug(blob, owner, name, number)
+            except Exception:  # noqa: BLE001 - an unreadable member is skipped, as the archive reader does
+                continue
+            parts = split_roles(issue["title"], issue["body"], issue["comments"], issue["author"])
+            rows.append((parts.title, list(parts.opening), list(parts.discussion)))
+            meta.append((label, repo.lower(), number))
+    analysed = analyse_many(rows, total=len(rows), progress=progress, label="filter data", with_evidence=False)
+    data = FilterData([], [], [], [])
+    for a, (label, repo, number) in zip(analysed, meta):
+        if a.prepared is None or not a.prepared.english:
+            continue
+        data.parts.append(thread_text_parts(a.prepared))
+        data.opening.append(thread_text_parts(a.opening or a.prepared))
+        data.labels.append(label)  # type: ignore[arg-type]
+        data.groups.append(repo)
+        data.keys.append((repo, number))
+    return data
+
+
+def _local_archive() -> Path | None:
+    """The Denchmark archive if it is on this machine (REENG_DATA_DIR or the cache); never downloads."""
+    from reeng.datasets import locate
+    from reeng.errors import ReengError
+
+    try:
+        return locate("denchmark-bugreports")
+    except (ReengError, OSError):
+        return None
+
+
+def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
+    """The cached filter's file, keyed by the archive, the held-out study issues and the filter's version."""
+    from reeng.settings import cache_dir
+
+    stat = archive.stat()
+    held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))
+    key = hashlib.sha256(f"{FILTER_VERSION}|{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{held_out}".encode())
+    return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
+
+
+@cache
+def default_reengineering_filter() -> ReengineeringFilter | None:
+    """The trained filter: from the cache, else trained now on the local archive (seconds); None without the archive."""
+    archive = _local_archive()
+    if archive is None:
+        return None
+    try:
+        exclude = study_issue_keys()
+    except Exception:  # noqa: BLE001 - without the study's lists the test issues cannot be held out: no filter
+        return None
+    path = _cache_path(archive, exclude)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                return ReengineeringFilter.from_arrays(arrays)
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a damaged cache file is rebuilt below
+    data = denchmark_filter_data(archive, exclude)
+    model = ReengineeringFilter().fit(data.texts, data.labels, data.groups)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **model.to_arrays())
+    tmp.replace(path)
+    return model
+
+
+FALLBACK_REASON = "rules only: no local Denchmark archive to train the reengineering filter (set REENG_DATA_DIR)"
+
+
+def filter_predictions(analysed: list[Analysed],
+                       fallback: list[Prediction] | None = None) -> list[dict[str, Prediction]]:
+    """The two filter dimensions of readable threads: ``issue_type`` by the defect rules, ``reengineering`` by the filter.
+
+    A filter always answers (a thread is kept or dropped). Without the trained filter the
+    ``fallback`` reengineering predictions (the evidence rules') are kept, a ``fallback`` note
+    among their evidence saying so. The issue-type rules' probability is 1: a rule decided, it
+    is not a calibrated estimate.
+    """
+    from taxonomy.labelers import Prediction
+
+    model = default_reengineering_filter()
+    yes = model.predict_proba([filter_text(*thread_text_parts(a.prepared)) for a in analysed])[:, 1] if model and analysed else []
+    out = []
+    for i, a in enumerate(analysed):
+        opening = a.opening or a.prepared
+        kind = issue_type_of(opening.title, opening.prose, opening.evidence_logs)
+        preds = {"issue_type": Prediction("issue_type", kind.label, 1.0, kind.label, kind.spans)}
+        if model is None:
+            fb = fallback[i] if fallback is not None else Prediction("reengineering", "yes", 1.0, "yes")
+            note = {"kind": "note", "label": "fallback", "text": FALLBACK_REASON, "section": "whole"}
+            preds["reengineering"] = Prediction("reengineering", fb.label or fb.candidate, fb.probability, fb.candidate,
+                                                [*fb.evidence, note])
+        else:
+            label = "yes" if yes[i] >= model.threshold_ else "no"
+            span = {"kind": "model", "label": "reengineering_filter", "section": "whole",
+                    "text": f"P(CV model repository thread) {yes[i]:.3f}, keep threshold {model.threshold_:.3f}"}
+            preds["reengineering"] = Prediction("reengineering", label, round(float(yes[i] if label == "yes" else 1 - yes[i]), 4),
+                                                label, [span])
+        out.append(preds)
+    return out
+
+
+def keep_rate_ci(kept: np.ndarray, groups: np.ndarray | None = None, draws: int = 1000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Share kept with a 95 % bootstrap interval; with ``groups``, whole groups (repositories) are resampled."""
+    kept = np.asarray(kept, dtype=float)
+    if kept.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        stats = [kept[rng.integers(0, kept.size, kept.size)].mean() for _ in range(draws)]
+    else:
+        groups = np.asarray(groups)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        stats = []
+        for _ in range(draws):
+            idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+            stats.append(kept[idx].mean())
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(kept.mean()), float(lo), float(hi)
