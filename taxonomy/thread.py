@@ -29,7 +29,7 @@ KNOWN_BOTS = frozenset({
 })
 # Fixed phrases of the templates bots post (welcome, stale, CLA, CI status, automated triage).
 # Written from the bots' public documentation; each is specific enough never to occur in a human report.
-BOT_TEMPLATES = tuple(re.compile(p, re.I) for p in (
+BOT_TEMPLATES = (
     r"has been automatically marked as stale",
     r"this issue (?:has been|was) automatically (?:closed|locked)",
     r"will be closed (?:automatically )?if no further activity occurs",
@@ -47,7 +47,13 @@ BOT_TEMPLATES = tuple(re.compile(p, re.I) for p in (
     r"beep boop",
     r"are you satisfied with the resolution of your issue\?",
     r"closing (?:this issue|due to) (?:as stale|inactivity|lack of activity) automatically",
-))
+)
+# All templates (written in lower case) in one case-sensitive pattern, searched in the lower-cased
+# comment: one scan instead of one per template, and several times faster than re.I. The few
+# letters that re.I also equates with an ASCII letter (dotted and dotless i, long s, Kelvin) are
+# folded first, so exactly the comments re.I would match are found.
+_BOT_TEMPLATE = re.compile("|".join(f"(?:{p})" for p in BOT_TEMPLATES))
+_CASE_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 
 def is_bot(author: str | None, body: str | None) -> bool:
@@ -55,7 +61,9 @@ def is_bot(author: str | None, body: str | None) -> bool:
     login = (author or "").strip().lower()
     if login.endswith("[bot]") or login in KNOWN_BOTS:
         return True
-    return bool(body) and any(p.search(body) for p in BOT_TEMPLATES)
+    if not body:
+        return False
+    return _BOT_TEMPLATE.search(body.lower() if body.isascii() else body.translate(_CASE_FOLD).lower()) is not None
 
 
 _QUOTE = re.compile(r"^[ \t]*>[^\n]*\n?", re.M)
@@ -64,6 +72,7 @@ _LINK = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?
 _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>)\]]+", re.I)
 _HTML_TAG = re.compile(r"</?(?:img|a|details|summary|br|p|sub|sup)\b[^>]*>", re.I)
 _MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9-]+")
+_FENCED = re.compile(r"(```.*?(?:```|\Z))", re.S)
 
 
 def clean(text: str | None) -> str:
@@ -74,19 +83,29 @@ def clean(text: str | None) -> str:
     """
     if not text:
         return ""
-    pieces = re.split(r"(```.*?(?:```|\Z))", text, flags=re.S)
+    pieces = _FENCED.split(text) if "```" in text else [text]
     out = []
+    # Each pattern needs a literal most comments lack: a substitution runs only where it can match.
     for i, piece in enumerate(pieces):
         if i % 2:  # inside a fence
-            out.append(_URL.sub("", piece))
+            out.append(_URL.sub("", piece) if _may_hold_url(piece) else piece)
             continue
-        piece = _QUOTE.sub("", piece)
-        piece = _IMAGE.sub("", piece)
-        piece = _LINK.sub(lambda m: m.group(1), piece)
-        piece = _URL.sub("", piece)
-        piece = _HTML_TAG.sub(" ", piece)
-        out.append(_MENTION.sub("", piece))
+        if ">" in piece:
+            piece = _QUOTE.sub("", piece)
+        if "![" in piece:
+            piece = _IMAGE.sub("", piece)
+        if "](" in piece:
+            piece = _LINK.sub(lambda m: m.group(1), piece)
+        if _may_hold_url(piece):
+            piece = _URL.sub("", piece)
+        if "<" in piece:
+            piece = _HTML_TAG.sub(" ", piece)
+        out.append(_MENTION.sub("", piece) if "@" in piece else piece)
     return "".join(out)
+
+
+def _may_hold_url(text: str) -> bool:
+    return "://" in text or "www." in text.lower()
 
 
 @dataclass
