@@ -197,10 +197,10 @@ class EvidenceExtractor:
         from spacy.attrs import IS_PUNCT, LOWER
 
         attrs = doc.to_array([LOWER, IS_PUNCT])
-        starts = np.flatnonzero(np.isin(attrs[:, 0], self._starts))
+        starts = np.flatnonzero(_member(attrs[:, 0], self._starts))
         if not len(starts):
             return []
-        filler = np.isin(attrs[:, 0], self._fillers) | (attrs[:, 1] != 0)
+        filler = _member(attrs[:, 0], self._fillers) | (attrs[:, 1] != 0)
         n, windows = len(doc), []
         for i in starts.tolist():
             j = i + 1
@@ -255,6 +255,12 @@ class EvidenceExtractor:
         """
         head = f"{prepared.title}\n{prepared.prose}" if prepared.title else prepared.prose
         return [*self.extract_text(head, part), *self.extract_text(prepared.evidence_logs, f"{part} log")]
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` by binary search (no sorting of ``values``: several times faster here)."""
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def filter_spans_by_id(matches: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

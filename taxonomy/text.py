@@ -178,11 +178,11 @@ def is_english(text: str) -> bool:
     words = _WORD.findall(text.lower())
     if not words:
         return False
-    ascii_share = sum(1 for w in words if w.isascii()) / len(words)
+    ascii_share = sum(map(str.isascii, words)) / len(words)
     if len(words) < 20:
         # A title and a line or two around code: too few words to expect function words.
         return ascii_share >= 0.6
-    stops = sum(1 for w in words if w in _STOPWORDS)
+    stops = sum(map(_STOPWORDS.__contains__, words))
     # Logs pasted into the prose dilute the share of function words, so a handful also suffices.
     return ascii_share >= 0.6 and (stops / len(words) >= 0.04 or stops >= 5)
 

@@ -152,10 +152,30 @@ def split_roles(title: str | None, body: str | None, comments: Iterable[dict[str
     return parts
 
 
+@dataclass(frozen=True)
+class RawThread:
+    """A stored thread reduced to what :func:`split_roles` reads: small to send to a worker process."""
+
+    title: str | None
+    body: str | None
+    comments: list[dict[str, Any]]  # {"author", "body"} in thread order
+    reporter: str | None
+
+    @classmethod
+    def of(cls, thread: Any) -> RawThread:
+        """A store ``Thread`` (its ``issue`` dict names the reporter)."""
+        issue = getattr(thread, "issue", {}) or {}
+        reporter = issue.get("author") or issue.get("user")
+        if isinstance(reporter, dict):
+            reporter = reporter.get("login")
+        comments = [{"author": c.get("author") or c.get("user"), "body": c.get("body")}
+                    for c in getattr(thread, "comments", []) or []]
+        return cls(thread.title, thread.body, comments, reporter)
+
+    def split(self) -> ThreadParts:
+        return split_roles(self.title, self.body, self.comments, self.reporter)
+
+
 def thread_parts(thread: Any) -> ThreadParts:
-    """:func:`split_roles` for a store ``Thread`` (its ``issue`` dict names the reporter)."""
-    issue = getattr(thread, "issue", {}) or {}
-    reporter = issue.get("author") or issue.get("user")
-    if isinstance(reporter, dict):
-        reporter = reporter.get("login")
-    return split_roles(thread.title, thread.body, getattr(thread, "comments", []) or [], reporter)
+    """:func:`split_roles` for a store ``Thread``."""
+    return RawThread.of(thread).split()

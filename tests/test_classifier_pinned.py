@@ -100,10 +100,9 @@ def _prepared(p: Any) -> Any:
 
 def _analyses(workers: int) -> list[Any]:
     from taxonomy.batch import analyse_many
-    from taxonomy.thread import thread_parts
+    from taxonomy.thread import RawThread
 
-    parts = [thread_parts(_thread(i)) for i in range(len(THREADS))]
-    return analyse_many([(p.title, p.opening, p.discussion) for p in parts], workers=workers, progress=False)
+    return analyse_many([RawThread.of(_thread(i)) for i in range(len(THREADS))], workers=workers, progress=False)
 
 
 def _snapshot(analysed: list[Any]) -> list[dict[str, Any]]:
