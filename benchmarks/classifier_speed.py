@@ -42,14 +42,15 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished worker processes."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def children_cpu() -> float:
+    """CPU seconds of this process's finished worker processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
 
 
-def goal(name: str, measured: str, target: str, met: bool) -> None:
-    print(f"  {name:<48} {measured:<34} goal {target:<14} {'met' if met else 'NOT met'}")
+def goal(name: str, measured: str, target: str, met: bool | None) -> None:
+    verdict = "" if met is None else "met" if met else "NOT met"
+    print(f"  {name:<48} {measured:<34} goal {target:<14} {verdict}")
 
 
 def cold_import_seconds() -> float:
@@ -83,11 +84,13 @@ def main() -> None:
             print(f"store built in {time.perf_counter() - t:.1f} s")
         conn = open_store(store, create=False)
         t = time.perf_counter()
-        threads = list(classify.store_threads(conn))[: args.limit]
+        stored = list(classify.store_threads(conn))
         read_s = time.perf_counter() - t
+        threads = stored[: args.limit]
         n = len(threads)
+        read_all = read_s * DENCHMARK_THREADS / len(stored)  # reading is part of labeling a store
         workers = args.workers or default_workers()
-        print(f"threads: {n}; read from the store in {read_s:.1f} s; {workers} worker processes")
+        print(f"threads: {n} (of {len(stored)} read from the store in {read_s:.1f} s); {workers} worker processes")
 
         # 1. Roles + hygiene against the plain preparation of the same threads, in this process.
         raw_rows = [(th.title, [th.body, *(c.get("body") for c in th.comments)]) for th in threads]
@@ -104,32 +107,39 @@ def main() -> None:
               f"{dropped} bot/template comments dropped in the first {min(n, 2000)} threads")
 
         # 2. Built-in labeling end to end: split, clean, prepare and extract evidence in the workers, then label.
-        cpu0 = cpu_seconds()
+        child0, own0 = children_cpu(), time.process_time()
         t = time.perf_counter()
         analysed = analyse_many(rows, total=n, workers=workers, progress=False)
         ev_s = time.perf_counter() - t
-        t = time.perf_counter()
+        ev_workers_cpu, ev_parent_cpu = children_cpu() - child0, time.process_time() - own0
+        t, c = time.perf_counter(), time.process_time()
         preds = classify.builtin_predictions(analysed)
-        lab_s = time.perf_counter() - t
-        e2e_cpu = cpu_seconds() - cpu0
-        e2e_s = read_s + ev_s + lab_s
+        lab_s, lab_cpu = time.perf_counter() - t, time.process_time() - c
         scale = DENCHMARK_THREADS / n
-        print(f"roles + hygiene + preparation + spaCy evidence ({workers} processes): {ev_s:.1f} s = {n / ev_s:,.0f} threads/s; "
-              f"built-in labeler: {lab_s:.1f} s = {n / lab_s:,.0f} threads/s; CPU for both {e2e_cpu:.1f} s")
+        e2e_s = read_all + (ev_s + lab_s) * scale
+        # On idle cores: the workers share the work; the parent's sending and collecting and the
+        # labeler (in the parent) come on top.
+        idle_s = read_all + (ev_workers_cpu / workers + ev_parent_cpu + lab_cpu) * scale
+        print(f"roles + hygiene + preparation + spaCy evidence ({workers} processes): {ev_s:.1f} s = {n / ev_s:,.0f} threads/s "
+              f"(CPU: workers {ev_workers_cpu:.1f} s, parent {ev_parent_cpu:.1f} s); built-in labeler: {lab_s:.1f} s "
+              f"= {n / lab_s:,.0f} threads/s ({lab_cpu:.1f} s CPU)")
 
         # 3. The fast model on prepared text (weak labels: the built-in labeler's confident votes).
         usable = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english]
         labels = {d: [preds[i][d].label for i in usable] for d in preds[0]}
         labels = {d: y for d, y in labels.items() if len({v for v in y if v}) >= 2}
         texts = [analysed[i].prepared for i in usable]
+        m = min(600, len(usable))  # prediction cost does not depend on the training set's size
         t = time.perf_counter()
-        fast_model = models.train(texts, None, labels, fast=True)
+        fast_model = models.train(texts[:m], None, {d: y[:m] for d, y in labels.items()
+                                                    if len({v for v in y[:m] if v}) >= 2}, fast=True)
         fit_fast = time.perf_counter() - t
         prepared = [a.prepared for a in plain if a.prepared is not None]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         models.predict_proba(fast_model, prepared)
-        fast_rate = len(prepared) / (time.perf_counter() - t)
-        print(f"fast model: fit on {len(usable)} threads x {len(labels)} targets {fit_fast:.1f} s")
+        fast_rate, fast_cpu_rate = len(prepared) / (time.perf_counter() - t), len(prepared) / (time.process_time() - c)
+        print(f"fast model: fit on {m} threads x {len(fast_model.targets)} targets {fit_fast:.1f} s; predicts "
+              f"{fast_rate:,.0f} threads/s ({fast_cpu_rate:,.0f} per CPU second)")
 
         # 4. Model files: a full model (n-grams + evidence features) trained on 1,500 issues, one target.
         k = min(1_500, len(usable))
@@ -154,17 +164,17 @@ def main() -> None:
               f"(the first save in this process included importing skops)")
 
         print(f"\nGoals (issue 9), load average now {load()}:")
-        goal("built-in labeling, all 26,145 threads", f"{e2e_s * scale:.0f} s (extrapolated from {n})"
-             if n < DENCHMARK_THREADS else f"{e2e_s:.0f} s", "<= 120 s", e2e_s * scale <= 120)
-        goal("  same, from CPU time on 2 idle cores", f"{(e2e_cpu / 2 + read_s) * scale:.0f} s", "<= 120 s",
-             (e2e_cpu / 2 + read_s) * scale <= 120)
+        goal("built-in labeling, all 26,145 threads", f"{e2e_s:.0f} s" + (f" (extrapolated from {n})"
+             if n < DENCHMARK_THREADS else ""), "<= 120 s", e2e_s <= 120)
+        goal(f"  same, from CPU time, {workers} idle cores", f"{idle_s:.0f} s", "<= 120 s", idle_s <= 120)
         goal("roles + hygiene added to preparation (CPU)", f"{100 * (prep_cpu / raw_cpu - 1):+.0f} %", "<= +20 %",
              prep_cpu / raw_cpu <= 1.2)
         goal("fast model on prepared text", f"{fast_rate:,.0f} threads/s", ">= 2,000/s", fast_rate >= 2_000)
+        goal("  same, per CPU second", f"{fast_cpu_rate:,.0f} threads/s", ">= 2,000/s", fast_cpu_rate >= 2_000)
         goal("model file, 1,500 issues", f"{size_mb:.2f} MB", "<= 5 MB", size_mb <= 5)
         goal("  save (best of 3, in a warm process)", f"{min(saves):.2f} s", "<= 1 s", min(saves) <= 1)
         goal("  load (best of 3, in a warm process)", f"{min(loads):.2f} s", "<= 1 s", min(loads) <= 1)
-        goal("  importing skops in a fresh process", f"{cold:.2f} s (paid once per process)", "(none)", True)
+        goal("  importing skops in a fresh process", f"{cold:.2f} s (paid once per process)", "(none)", None)
 
 
 if __name__ == "__main__":
