@@ -55,7 +55,8 @@ def goal(name: str, measured: str, target: str, met: bool | None) -> None:
 
 def cold_import_seconds() -> float:
     """Seconds a fresh process takes to get skops.io the way the model files are read and written."""
-    code = "import time; t = time.perf_counter(); from taxonomy.supervised import skops_io; skops_io(); print(time.perf_counter() - t)"
+    code = ("import time; t = time.perf_counter(); from taxonomy.supervised import skops_io; skops_io(); "
+            "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     return float(out.stdout.strip())
@@ -120,7 +121,8 @@ def main() -> None:
         # On idle cores: the workers share the work; the parent's sending and collecting and the
         # labeler (in the parent) come on top.
         idle_s = read_all + (ev_workers_cpu / workers + ev_parent_cpu + lab_cpu) * scale
-        print(f"roles + hygiene + preparation + spaCy evidence ({workers} processes): {ev_s:.1f} s = {n / ev_s:,.0f} threads/s "
+        print(f"roles + hygiene + preparation + spaCy evidence ({workers} processes): {ev_s:.1f} s "
+              f"= {n / ev_s:,.0f} threads/s "
               f"(CPU: workers {ev_workers_cpu:.1f} s, parent {ev_parent_cpu:.1f} s); built-in labeler: {lab_s:.1f} s "
               f"= {n / lab_s:,.0f} threads/s ({lab_cpu:.1f} s CPU)")
 

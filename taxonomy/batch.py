@@ -7,8 +7,9 @@ own so that every dimension can read the part that decides it, and the evidence 
 which part it is from.
 
 All of it (role split, hygiene, preparation, evidence) runs in worker processes, each building
-the matchers once; the parent only reads the store and collects the results. A row that fails (text that is not text, say) comes back as an
-:class:`Analysed` with ``error`` set, and its predictions abstain with that reason.
+the matchers once; the parent only reads the store and collects the results. A row that fails
+(text that is not text, say) comes back as an :class:`Analysed` with ``error`` set, and its
+predictions abstain with that reason.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def _may_hold_url(text: str) -> bool:
 def _fence_split(text: str) -> list[str]:
     """``text`` as [outside, fence, outside, ...]: a fence runs from ``` to the next ``` (or the end).
 
-    What ``re.split(r"(```.*?(?:```|\Z))", text, flags=re.S)`` gives, by ``str.find`` (the lazy
+    What ``re.split(r"(```.*?(?:```|\\Z))", text, flags=re.S)`` gives, by ``str.find`` (the lazy
     pattern tested for a closing fence at every character).
     """
     pieces, pos = [], 0
