@@ -1,20 +1,29 @@
-"""Classifier speed on the Denchmark threads: hygiene, evidence pass, labeling, training, model files.
+"""Classifier speed on the Denchmark threads: hygiene, evidence pass, labeling, the fast model, model files.
 
-Usage: REENG_DATA_DIR=... python benchmarks/classifier_speed.py [STORE] [--limit N]
+Usage: REENG_DATA_DIR=... python benchmarks/classifier_speed.py [STORE] [--limit N] [--workers W]
 STORE is a store holding the Denchmark threads; without it one is built in a temporary folder
-from the archive (about 30 s). Prints its figures; asserts nothing (speed goals are not tests).
-Goals (issue 9): fast model >= 2,000 threads/s on prepared text; built-in labeling of all 26k
-threads <= 120 s; the role split and hygiene add <= 20 %; a model trained on 1,500 issues is
-<= 5 MB and saves and loads in <= 1 s each.
+from the archive (about 2 minutes for all 26,145). Prints each goal of issue 9 next to its measured
+figure, with the load average; asserts nothing (speed goals are not tests). On a shared machine
+compare the ratios and the CPU seconds, which the other jobs disturb less than wall time.
+
+Goals: built-in labeling of all 26k threads <= 120 s on 2 cores; the role split and hygiene add
+<= 20 % to text preparation; the fast model >= 2,000 threads/s on prepared text; a model trained
+on 1,500 issues <= 5 MB, saved and loaded in <= 1 s each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+DENCHMARK_THREADS = 26_145
 
 
 def build_store(path: Path, limit: int | None) -> None:
@@ -29,19 +38,45 @@ def build_store(path: Path, limit: int | None) -> None:
     conn.close()
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished worker processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+def goal(name: str, measured: str, target: str, met: bool | None) -> None:
+    verdict = "" if met is None else "met" if met else "NOT met"
+    print(f"  {name:<48} {measured:<34} goal {target:<14} {verdict}")
+
+
+def cold_import_seconds() -> float:
+    """Seconds a fresh process takes to get skops.io the way the model files are read and written."""
+    code = ("import time; t = time.perf_counter(); from taxonomy.supervised import skops_io; skops_io(); "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return float(out.stdout.strip())
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser()
     parser.add_argument("store", nargs="?", type=Path)
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--workers", type=int, help="worker processes for the evidence pass (default: up to 4 cores)")
     args = parser.parse_args()
     from miner.store import open_store
     from taxonomy import classify
     from taxonomy import supervised as models
-    from taxonomy.batch import analyse_many
+    from taxonomy.batch import analyse_many, default_workers
     from taxonomy.rules import rule_features
-    from taxonomy.thread import thread_parts
+    from taxonomy.thread import RawThread
 
+    print(f"load average at start: {load()} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or Path(tmp) / "denchmark.sqlite"
         if args.store is None:
@@ -49,71 +84,100 @@ def main() -> None:
             build_store(store, args.limit)
             print(f"store built in {time.perf_counter() - t:.1f} s")
         conn = open_store(store, create=False)
-        threads = list(classify.store_threads(conn))[: args.limit]
+        t = time.perf_counter()
+        stored = list(classify.store_threads(conn))
+        read_s = time.perf_counter() - t
+        threads = stored[: args.limit]
+        n = len(threads)
+        read_all = read_s * DENCHMARK_THREADS / len(stored)  # reading is part of labeling a store
+        workers = args.workers or default_workers()
+        print(f"threads: {n} (of {len(stored)} read from the store in {read_s:.1f} s); {workers} worker processes")
+
+        # 1. Roles + hygiene against the plain preparation of the same threads, in this process.
         raw_rows = [(th.title, [th.body, *(c.get("body") for c in th.comments)]) for th in threads]
-        n = len(raw_rows)
-        print(f"threads: {n}")
+        rows = [RawThread.of(th) for th in threads]
+        t, c = time.perf_counter(), time.process_time()
+        analyse_many(raw_rows, total=n, workers=1, with_evidence=False, progress=False)
+        raw_s, raw_cpu = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
+        plain = analyse_many(rows, total=n, workers=1, with_evidence=False, progress=False)
+        prep_s, prep_cpu = time.perf_counter() - t, time.process_time() - c
+        dropped = sum(r.split().dropped_bot_comments for r in rows[:2000])
+        print(f"text preparation, one process: plain {raw_s:.1f} s ({raw_cpu:.1f} s CPU); with roles and hygiene "
+              f"{prep_s:.1f} s ({prep_cpu:.1f} s CPU) = {n / prep_s:,.0f} threads/s; "
+              f"{dropped} bot/template comments dropped in the first {min(n, 2000)} threads")
 
+        # 2. Built-in labeling end to end: split, clean, prepare and extract evidence in the workers, then label.
+        child0, own0 = children_cpu(), time.process_time()
         t = time.perf_counter()
-        analyse_many(raw_rows, total=n, with_evidence=False, progress=False)
-        raw_s = time.perf_counter() - t
-        t = time.perf_counter()
-        parts = [thread_parts(th) for th in threads]
-        rows = [(p.title, p.opening, p.discussion) for p in parts]
-        plain = analyse_many(rows, total=n, with_evidence=False, progress=False)
-        prep_s = time.perf_counter() - t
-        print(f"text preparation without roles/hygiene: {raw_s:.1f} s; with them: {prep_s:.1f} s "
-              f"({100 * (prep_s / raw_s - 1):+.0f} %, goal <= +20 %) = {n / prep_s:,.0f} threads/s; "
-              f"{sum(p.dropped_bot_comments for p in parts)} bot/template comments dropped")
-
-        t = time.perf_counter()
-        analysed = analyse_many(rows, total=n, progress=False)
+        analysed = analyse_many(rows, total=n, workers=workers, progress=False)
         ev_s = time.perf_counter() - t
-        print(f"preparation + spaCy evidence (2 processes): {ev_s:.1f} s = {n / ev_s:,.0f} threads/s")
-
-        t = time.perf_counter()
+        ev_workers_cpu, ev_parent_cpu = children_cpu() - child0, time.process_time() - own0
+        t, c = time.perf_counter(), time.process_time()
         preds = classify.builtin_predictions(analysed)
-        lab_s = time.perf_counter() - t
-        print(f"built-in labeler on analysed threads: {lab_s:.1f} s = {n / lab_s:,.0f} threads/s; "
-              f"built-in labeling end to end {ev_s + lab_s:.1f} s for {n} threads "
-              f"(= {(ev_s + lab_s) * 26_145 / n:.0f} s for 26,145; goal <= 120 s)")
+        lab_s, lab_cpu = time.perf_counter() - t, time.process_time() - c
+        scale = DENCHMARK_THREADS / n
+        e2e_s = read_all + (ev_s + lab_s) * scale
+        # On idle cores: the workers share the work; the parent's sending and collecting and the
+        # labeler (in the parent) come on top.
+        idle_s = read_all + (ev_workers_cpu / workers + ev_parent_cpu + lab_cpu) * scale
+        print(f"roles + hygiene + preparation + spaCy evidence ({workers} processes): {ev_s:.1f} s "
+              f"= {n / ev_s:,.0f} threads/s "
+              f"(CPU: workers {ev_workers_cpu:.1f} s, parent {ev_parent_cpu:.1f} s); built-in labeler: {lab_s:.1f} s "
+              f"= {n / lab_s:,.0f} threads/s ({lab_cpu:.1f} s CPU)")
 
-        # Weak labels = the built-in labeler's confident votes (what `train --store` uses); the
-        # fits below are timed on their own, the labeling pass is timed above.
+        # 3. The fast model on prepared text (weak labels: the built-in labeler's confident votes).
         usable = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english]
         labels = {d: [preds[i][d].label for i in usable] for d in preds[0]}
         labels = {d: y for d, y in labels.items() if len({v for v in y if v}) >= 2}
         texts = [analysed[i].prepared for i in usable]
+        m = min(600, len(usable))  # prediction cost does not depend on the training set's size
         t = time.perf_counter()
-        fast_model = models.train(texts, None, labels, fast=True)
+        fast_model = models.train(texts[:m], None, {d: y[:m] for d, y in labels.items()
+                                                    if len({v for v in y[:m] if v}) >= 2}, fast=True)
         fit_fast = time.perf_counter() - t
-        print(f"fast model fit on weak labels of {len(usable)} threads, {len(labels)} targets: {fit_fast:.1f} s")
-        t = time.perf_counter()
-        models.train(texts, [rule_features(analysed[i].evidence) for i in usable], labels, fast=False)
-        fit_full = time.perf_counter() - t
-        print(f"full model fit on the same: {fit_full:.1f} s")
+        prepared = [a.prepared for a in plain if a.prepared is not None]
+        t, c = time.perf_counter(), time.process_time()
+        models.predict_proba(fast_model, prepared)
+        fast_rate, fast_cpu_rate = len(prepared) / (time.perf_counter() - t), len(prepared) / (time.process_time() - c)
+        print(f"fast model: fit on {m} threads x {len(fast_model.targets)} targets {fit_fast:.1f} s; predicts "
+              f"{fast_rate:,.0f} threads/s ({fast_cpu_rate:,.0f} per CPU second)")
 
-        # Model files: a full model trained on 1,500 issues (one target), saved and loaded.
+        # 4. Model files: a full model (n-grams + evidence features) trained on 1,500 issues, one target.
         k = min(1_500, len(usable))
-        target = next(iter(labels))
+        target = "issue_type" if "issue_type" in labels else next(iter(labels))
+        t = time.perf_counter()
         small = models.train(texts[:k], [rule_features(analysed[i].evidence) for i in usable[:k]],
                              {target: labels[target][:k]}, fast=False)
+        fit_small = time.perf_counter() - t
         path = Path(tmp) / "model.skops"
-        t = time.perf_counter()
-        models.save(small, path)
-        save_s = time.perf_counter() - t
-        t = time.perf_counter()
-        models.load(path)
-        load_s = time.perf_counter() - t
-        print(f"model of {k} issues: {path.stat().st_size / 1e6:.2f} MB, save {save_s:.2f} s, load {load_s:.2f} s "
-              "(goal <= 5 MB, <= 1 s each)")
+        saves, loads = [], []
+        for _ in range(3):
+            t = time.perf_counter()
+            models.save(small, path)
+            saves.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            models.load(path)
+            loads.append(time.perf_counter() - t)
+        size_mb = path.stat().st_size / 1e6
+        cold = cold_import_seconds()
+        print(f"full model on {k} issues ({target}, {len(small.classes(target))} classes): fit {fit_small:.1f} s; "
+              f"save {', '.join(f'{s:.2f}' for s in saves)} s; load {', '.join(f'{s:.2f}' for s in loads)} s "
+              f"(the first save in this process included importing skops)")
 
-        prepared = [a.prepared for a in plain if a.prepared is not None]
-        t = time.perf_counter()
-        models.predict_proba(fast_model, prepared)
-        pred_s = time.perf_counter() - t
-        print(f"fast model prediction, {len(fast_model.targets)} targets, prepared text: {len(prepared) / pred_s:,.0f} threads/s")
-        print(f"fast model from raw text (preparation + prediction): {n / (prep_s + pred_s):,.0f} threads/s")
+        print(f"\nGoals (issue 9), load average now {load()}:")
+        # Extrapolating scales the workers' start-up (a few CPU seconds each) too: small runs overestimate.
+        goal("built-in labeling, all 26,145 threads", f"{e2e_s:.0f} s" + (f" (extrapolated from {n})"
+             if n < DENCHMARK_THREADS else ""), "<= 120 s", e2e_s <= 120)
+        goal(f"  same, from CPU time, {workers} idle cores", f"{idle_s:.0f} s", "<= 120 s", idle_s <= 120)
+        goal("roles + hygiene added to preparation (CPU)", f"{100 * (prep_cpu / raw_cpu - 1):+.0f} %", "<= +20 %",
+             prep_cpu / raw_cpu <= 1.2)
+        goal("fast model on prepared text", f"{fast_rate:,.0f} threads/s", ">= 2,000/s", fast_rate >= 2_000)
+        goal("  same, per CPU second", f"{fast_cpu_rate:,.0f} threads/s", ">= 2,000/s", fast_cpu_rate >= 2_000)
+        goal(f"model file, {k:,} issues", f"{size_mb:.2f} MB", "<= 5 MB", size_mb <= 5)
+        goal("  save (best of 3, in a warm process)", f"{min(saves):.2f} s", "<= 1 s", min(saves) <= 1)
+        goal("  load (best of 3, in a warm process)", f"{min(loads):.2f} s", "<= 1 s", min(loads) <= 1)
+        goal("  importing skops in a fresh process", f"{cold:.2f} s (paid once per process)", "(none)", None)
 
 
 if __name__ == "__main__":

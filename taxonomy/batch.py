@@ -1,12 +1,15 @@
 """Prepare and extract evidence for many threads at once, in parallel, one bad row never stopping the rest.
 
 A thread comes in as its title, the reporter's part (opening post and own follow-ups) and the
-discussion (see :mod:`taxonomy.thread`); each part is prepared on its own so that every
-dimension can read the part that decides it, and the evidence remembers which part it is from.
+discussion, or as a :class:`~taxonomy.thread.RawThread` that the worker splits into those parts
+itself (:mod:`taxonomy.thread`: bots, quotes and URLs dropped); each part is prepared on its
+own so that every dimension can read the part that decides it, and the evidence remembers
+which part it is from.
 
-Evidence extraction is the slow step (spaCy tokenization); it runs in worker processes, each
-building the matchers once. A row that fails (text that is not text, say) comes back as an
-:class:`Analysed` with ``error`` set, and its predictions abstain with that reason.
+All of it (role split, hygiene, preparation, evidence) runs in worker processes, each building
+the matchers once; the parent only reads the store and collects the results. A row that fails
+(text that is not text, say) comes back as an :class:`Analysed` with ``error`` set, and its
+predictions abstain with that reason.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 
 from taxonomy.evidence import Evidence, default_extractor
 from taxonomy.text import PreparedText, combine, prepare
+from taxonomy.thread import RawThread
 
 CHUNK = 64
 
@@ -36,7 +40,7 @@ class Analysed:
         return self.opening if which == "opening" else self.prepared
 
 
-Row = tuple[object, list[object]] | tuple[object, list[object], list[object]]
+Row = tuple[object, list[object]] | tuple[object, list[object], list[object]] | RawThread
 
 
 def analyse(title: object, parts: list[object], discussion: list[object] = (), with_evidence: bool = True) -> Analysed:  # type: ignore[assignment]
@@ -61,8 +65,19 @@ def analyse(title: object, parts: list[object], discussion: list[object] = (), w
     return Analysed(whole, evidence, opening=opening)
 
 
+def analyse_row(row: Row, with_evidence: bool = True) -> Analysed:
+    """:func:`analyse` for one row: (title, parts[, discussion]), or a raw thread split by role first."""
+    if isinstance(row, RawThread):
+        try:
+            parts = row.split()
+        except Exception as exc:  # noqa: BLE001 - one row's failure must not stop the batch
+            return Analysed(None, error=f"{type(exc).__name__} while splitting the thread")
+        return analyse(parts.title, parts.opening, parts.discussion, with_evidence)
+    return analyse(row[0], row[1], row[2] if len(row) > 2 else (), with_evidence)  # type: ignore[misc]
+
+
 def _analyse_chunk(rows: list[Row], with_evidence: bool = True) -> list[Analysed]:
-    return [analyse(row[0], row[1], row[2] if len(row) > 2 else (), with_evidence) for row in rows]  # type: ignore[misc]
+    return [analyse_row(row, with_evidence) for row in rows]
 
 
 def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
@@ -82,7 +97,7 @@ def default_workers() -> int:
 
 def analyse_many(rows: Iterable[Row], total: int | None = None, workers: int | None = None,
                  progress: bool = True, label: str = "evidence", with_evidence: bool = True) -> list[Analysed]:
-    """:func:`analyse` for (title, [reporter's parts], [discussion]) rows, in order, with a progress bar."""
+    """:func:`analyse_row` for many rows, in order, with a progress bar."""
     from functools import partial
 
     from rich.console import Console

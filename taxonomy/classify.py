@@ -110,15 +110,11 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
     Bot and template comments are dropped and the reporter's part is kept apart from the
     discussion (:mod:`taxonomy.thread`) before anything is read.
     """
-    from taxonomy.thread import thread_parts
+    from taxonomy.thread import RawThread
 
     threads = list(store_threads(conn, keys))
-
-    def row(t: Any) -> tuple[object, list[object], list[object]]:
-        parts = thread_parts(t)
-        return parts.title, list(parts.opening), list(parts.discussion)
-
-    rows = (row(t) for t in threads)
+    # The workers split each thread by role themselves (taxonomy.batch.analyse_row).
+    rows = (RawThread.of(t) for t in threads)
     analysed = analyse_many(rows, total=len(threads), progress=progress, with_evidence=with_evidence)
     return [(t.repo, int(t.number)) for t in threads], analysed, threads
 

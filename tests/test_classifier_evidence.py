@@ -134,3 +134,13 @@ def test_impact_claims_decide_the_impact(title: str, body: str, impact: str) -> 
 def test_a_thread_without_impact_evidence_gets_the_prior_category() -> None:
     preds = label("Question about the project", "Hello, thanks for sharing this repository.", threshold=0.0)
     assert preds["impact"].candidate == "crash" and not preds["impact"].evidence
+
+
+def test_shape_matcher_on_windows_finds_what_it_finds_on_the_whole_text() -> None:
+    from taxonomy.evidence import default_extractor
+
+    ex = default_extractor()
+    text = ("torch == = 1.7.1 and python 3.8; mAP is only 0.31, ap of about 35; tf2 keras version : 2.4.0 map\n"
+            "top-1 = 71.2 cuda 10.2 cudnn 8.0.5 python3 torch1.x map , is 4 recall: precision")
+    doc = ex.nlp.make_doc(text)
+    assert sorted(ex.shape_matches(doc)) == sorted(ex.shapes(doc)) and len(ex.shapes(doc)) >= 8

@@ -150,3 +150,13 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
                              "title,body", "--label-col", "kind", "--embedding-model", str(folder), "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["accuracy"] > 0.8
+
+
+def test_skops_imported_without_a_leftover_placeholder() -> None:
+    import sys
+
+    from taxonomy.supervised import skops_io
+
+    assert hasattr(skops_io(), "load")
+    leftover = sys.modules.get("sklearn.externals.array_api_compat.torch")
+    assert leftover is None or getattr(leftover, "__file__", None)  # never the empty placeholder

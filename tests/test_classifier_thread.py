@@ -89,3 +89,40 @@ def test_english_check_survives_urls_and_code() -> None:
     parts = split_roles("RuntimeError with the ONNX export", body, [])
     a = analyse(parts.title, parts.opening, parts.discussion)
     assert a.prepared is not None and a.prepared.english
+
+
+def test_bot_templates_match_in_any_case_as_re_ignorecase_would() -> None:
+    from taxonomy.thread import BOT_TEMPLATES, TEMPLATE_WORDS
+
+    assert all(p == p.lower() for p in BOT_TEMPLATES)  # searched in the case-folded comment
+    assert all(any(w in p for w in TEMPLATE_WORDS) for p in BOT_TEMPLATES)  # the quick test never hides one
+    assert is_bot(None, "THIS ISSUE HAS BEEN AUTOMATICALLY MARKED AS STALE because nobody answered.")
+    assert is_bot(None, "This issue has been automatically marked as \u017ftale.")  # long s: re.I equates it with s
+    assert is_bot(None, "Th\u0130s issue was automatically closed.")  # dotted capital I
+    assert not is_bot(None, "My script automatically marked the stale cache entries; closing them by hand fixed it.")
+
+
+def test_condensed_log_equals_the_line_by_line_definition() -> None:
+    import re
+
+    from taxonomy.text import _SIGNAL_LINE, condense_log
+
+    log = ("epoch 1/10 loss nan\nplain line\nRuntimeError: CUDA error: device-side assert\n\u0130nfo: version 1.7 "
+           "mismatch\nKilled\n" + "x" * 3000 + " Segmentation fault\nnaninf\ninf\n")
+    expected, seen = [], set()
+    for line in _SIGNAL_LINE.findall(log):
+        line = re.sub(r"\d+", "0", line.strip()) if re.search(r"\d+/\d+|\d+%|Epoch \d+", line, re.I) else line.strip()
+        if line not in seen:
+            seen.add(line)
+            expected.append(line)
+    assert condense_log(log) == "\n".join(expected)[:4000]
+    assert condense_log(log.replace("\u0130", "I")) == "\n".join(expected).replace("\u0130", "I")[:4000]
+
+
+def test_fence_split_is_the_lazy_pattern_split() -> None:
+    import re
+
+    from taxonomy.thread import _fence_split
+
+    for text in ["no fence", "a ```code``` b", "````x``` y ```open", "```", "``````", "x```\n> q\n```\n> real quote", ""]:
+        assert _fence_split(text) == re.split(r"(```.*?(?:```|\Z))", text, flags=re.S), text
