@@ -289,16 +289,20 @@ def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str]
 
 
 def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
-              cv: bool = True, progress: bool = True, decision: str = DEFAULT_DECISION) -> dict[str, Any]:
+              cv: bool = True, progress: bool = True, decision: str = DEFAULT_DECISION,
+              embedding_model: Path | None = None) -> dict[str, Any]:
     """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
 
     Two systems: the built-in labeler (no training on text; abstains below ``threshold``; best
     guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
     supervised model cross-validated on the gold threads themselves, grouped by repository
-    (leave-one-repository-out, the headline: new repositories are the real use) and by issue.
+    (leave-one-repository-out, the headline: new repositories are the real use) and by issue;
+    ``embedding_model`` (a local sentence-transformers folder) adds sentence embeddings to that
+    model's features, so the same folds are scored with and without them.
     Every score has a bootstrap 95 % interval (issues resampled); dimensions with the study's
     ``low_frequency`` bucket are also scored without the bucket's rows.
     """
+    from taxonomy.embeddings import identity
     from taxonomy.evaluation import cross_validate, scores
 
     join = join_gold(conn, gold_csv, human=False, progress=progress)
@@ -314,6 +318,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     result: dict[str, Any] = {
         "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
         "missing_threads": join.missing, "threshold": threshold, "decision": decision, "label_source": labeler.source,
+        "embedding_model": identity(embedding_model) if embedding_model is not None else None,
         "dimensions": {}, "systems": {},
         "note": "gold issues found in the store; rules were written without reading gold threads, "
                 "but with 25-28 rows every interval is wide",
@@ -338,7 +343,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
                 k = min(folds, k)
             try:
                 idx, pred, conf = cross_validate([prepared[j] for j in have], [evidence[j] for j in have], truth, dim,  # type: ignore[misc]
-                                                 folds=k, groups=grouping)
+                                                 folds=k, groups=grouping, embedding_model=embedding_model)
                 systems[name] = scores([truth[i] for i in idx], pred, probability=conf, groups=[g[i] for i in idx])
                 systems[name]["folds"] = k
             except ReengError as exc:

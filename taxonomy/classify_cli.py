@@ -235,16 +235,22 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
               help="Also cross-validate a model trained on the gold threads (by repository and by issue).")
 @click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
               help=DECISION_HELP)
+@click.option("--embedding-model", type=click.Path(path_type=Path),
+              help="Local sentence-transformers model folder: the cross-validated gold model also uses sentence embeddings.")
 @click.option("--json", "as_json", is_flag=True)
 def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, decision: str,
-                      as_json: bool) -> None:
+                      embedding_model: Path | None, as_json: bool) -> None:
     """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval
 
     _threshold(threshold)
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        embedding_model = check_model(embedding_model)  # fail before the long pass, not after
     result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv,
-                       decision=decision)
+                       decision=decision, embedding_model=embedding_model)
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot

