@@ -13,7 +13,7 @@ import html
 import re
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,32 @@ def parse_bug(data: bytes, owner: str, repo: str, number: int) -> tuple[dict[str
     return issue, recovered
 
 
+def iter_members(path: Path | str,
+                 wanted: Callable[[str, str, int], bool] | None = None) -> Iterator[tuple[str, str, str, int, bytes]]:
+    """(member name, owner, repo, number, XML bytes) of the archive's bug reports, in archive order.
+
+    ``wanted(owner, repo, number)`` skips a member before its bytes are read. An archive that
+    cannot be opened, or is truncated or corrupt, raises :class:`ReengError`.
+    """
+    try:
+        archive = tarfile.open(path, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ReengError(f"{path}: not a readable archive ({type(exc).__name__})") from None
+    with archive:
+        try:
+            for member in archive:
+                match = MEMBER.search(member.name)
+                if not member.isfile() or not match:
+                    continue
+                owner, repo, number = match["owner"], match["repo"], int(match["number"])
+                if wanted is not None and not wanted(owner, repo, number):
+                    continue
+                yield member.name, owner, repo, number, archive.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            # lzma raises EOFError / LZMAError (an OSError) on a truncated archive.
+            raise ReengError(f"{path}: archive is truncated or corrupt ({type(exc).__name__})") from None
+
+
 def read_archive(
     path: Path | str, repos: Iterable[str] | None = None, limit: int | None = None
 ) -> tuple[Iterator[dict[str, Any]], ArchiveStats]:
@@ -117,32 +143,19 @@ def read_archive(
     stats = ArchiveStats()
 
     def threads() -> Iterator[dict[str, Any]]:
-        try:
-            archive = tarfile.open(path, mode="r:*")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ReengError(f"{path}: not a readable archive ({type(exc).__name__})") from None
-        with archive:
+        select = (lambda owner, repo, _: f"{owner}/{repo}".casefold() in wanted) if wanted is not None else None
+        for name, owner, repo, number, data in iter_members(path, select):
             try:
-                for member in archive:
-                    match = MEMBER.search(member.name)
-                    if not member.isfile() or not match:
-                        continue
-                    owner, repo, number = match["owner"], match["repo"], int(match["number"])
-                    if wanted is not None and f"{owner}/{repo}".casefold() not in wanted:
-                        continue
-                    data = archive.extractfile(member).read()
-                    try:
-                        issue, recovered = parse_bug(data, owner, repo, number)
-                    except ET.ParseError:
-                        stats.unreadable.append(member.name)
-                        continue
-                    stats.files += 1
-                    stats.recovered += int(recovered)
-                    yield issue
-                    if limit is not None and stats.files >= limit:
-                        return
-            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-                # lzma raises EOFError / LZMAError (an OSError) on a truncated archive.
-                raise ReengError(f"{path}: archive is truncated or corrupt ({type(exc).__name__})") from None
+                issue, recovered = parse_bug(data, owner, repo, number)
+            except ET.ParseError:
+                stats.unreadable.append(name)
+                continue
+            except ValueError:  # a malformed field (a comment id that is not a number): a corrupt archive
+                raise ReengError(f"{path}: archive is truncated or corrupt (ValueError)") from None
+            stats.files += 1
+            stats.recovered += int(recovered)
+            yield issue
+            if limit is not None and stats.files >= limit:
+                return
 
     return threads(), stats

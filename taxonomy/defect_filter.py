@@ -273,22 +273,19 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
     read exactly as the labeler reads a store's (roles and hygiene, then text preparation);
     non-English ones are left out, as the labeler abstains on them.
     """
-    import tarfile
+    import xml.etree.ElementTree as ET
 
-    from miner.denchmark import MEMBER, parse_bug
+    from miner.denchmark import iter_members, parse_bug
     from taxonomy.batch import analyse_many
     from taxonomy.thread import split_roles
 
+    def wanted(owner: str, name: str, number: int) -> bool:
+        repo = f"{owner}/{name}"
+        return (repo.lower(), number) not in exclude and repository_label(repo) is not None
+
     raw: dict[str, list[tuple[int, bytes, str, str]]] = {}
-    with tarfile.open(archive, mode="r:*") as tar:
-        for member in tar:
-            m = MEMBER.search(member.name)
-            if not member.isfile() or not m:
-                continue
-            repo = f"{m['owner']}/{m['repo']}"
-            if (repo.lower(), int(m["number"])) in exclude or repository_label(repo) is None:
-                continue
-            raw.setdefault(repo, []).append((int(m["number"]), tar.extractfile(member).read(), m["owner"], m["repo"]))
+    for _, owner, name, number, blob in iter_members(archive, wanted):
+        raw.setdefault(f"{owner}/{name}", []).append((number, blob, owner, name))
     rng = random.Random(seed)
     rows, meta = [], []
     for repo in sorted(raw):
@@ -302,7 +299,7 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
                 continue
             try:
                 issue, _ = parse_bug(blob, owner, name, number)
-            except Exception:  # noqa: BLE001 - an unreadable member is skipped, as the archive reader does
+            except (ET.ParseError, ValueError):  # an unreadable member is skipped, as the archive reader does
                 continue
             parts = split_roles(issue["title"], issue["body"], issue["comments"], issue["author"])
             rows.append((parts.title, list(parts.opening), list(parts.discussion)))
