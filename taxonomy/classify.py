@@ -21,7 +21,7 @@ from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabele
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "3"
+BUILTIN_VERSION = "4"
 
 
 @dataclass
@@ -65,7 +65,7 @@ def train_table(data: TableData, target: str, *, fast: bool, params: dict[str, A
     labeled = [i for i in rows if data.labels[i] is not None]
     model = train([data.analysed[i].prepared for i in labeled],  # type: ignore[misc]
                   None if fast else [rule_features(data.analysed[i].evidence) for i in labeled],
-                  {target: [data.labels[i] for i in labeled]}, fast=fast, evidence_features=evidence_features, params=params,
+                  {target: [data.labels[i] for i in labeled]}, fast=fast, evidence_features=evidence_features and not fast, params=params,
                   embedding_model=embedding_model)
     return model, {"rows": len(data.analysed), "trained_on": len(labeled), "skipped_text": len(data.analysed) - len(rows)}
 

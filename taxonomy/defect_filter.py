@@ -317,7 +317,7 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
     return data
 
 
-def _local_archive() -> Path | None:
+def local_archive() -> Path | None:
     """The Denchmark archive if it is on this machine (REENG_DATA_DIR or the cache); never downloads."""
     from reeng.datasets import locate
     from reeng.errors import ReengError
@@ -341,7 +341,7 @@ def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
 @cache
 def default_reengineering_filter() -> ReengineeringFilter | None:
     """The trained filter: from the cache, else trained now on the local archive (seconds); None without the archive."""
-    archive = _local_archive()
+    archive = local_archive()
     if archive is None:
         return None
     try:

@@ -203,15 +203,25 @@ class BuiltinLabeler(BaseEstimator):
     below it), ``labels`` (published labels to learn prior, label space and joint tables from;
     None: the study's), ``joint`` (decode the dimensions jointly), ``precision`` (a rule's prior
     precision), ``min_count`` (rarer categories go into the bucket) and ``decision`` (how the
-    best guess is chosen from the posterior, :func:`decide`). It needs no ``fit``: everything it
-    learns comes from the published labels when it is built.
+    best guess is chosen from the posterior, :func:`decide`) and ``text_models`` (the first
+    stage of the six label dimensions: ``"annotations"``, text models trained on the project's
+    own annotations of non-study threads, :mod:`taxonomy.annotations`, with the evidence rules as
+    features; None, the evidence rules alone; or such models of one's own, by part of the
+    thread). It needs no ``fit``: prior, label space and joint tables come from the published
+    labels (labels, never text), the text models from annotations that hold no study thread.
+
+    A text model is trained with balanced class weights, so its probabilities are those of a
+    uniform prior; the labeler multiplies them by its prior (the study's) and renormalises, the
+    standard correction for a change of base rates, before joint decoding. The balanced
+    decision then picks the category the text raised most over the prior.
     """
 
     name = "builtin"
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
                  joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
-                 decision: str = DEFAULT_DECISION, filter: bool = True) -> None:
+                 decision: str = DEFAULT_DECISION, filter: bool = True,
+                 text_models: str | dict[str, Any] | None = "annotations") -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
@@ -223,7 +233,7 @@ class BuiltinLabeler(BaseEstimator):
         self.filter = filter  # the defect rules and the trained reengineering filter decide the two filter dimensions
         decide(np.ones((1, 1)), np.ones(1), decision)  # an unknown decision is refused here, not at the first thread
         labels = labels if labels is not None else study_labels()
-        self.source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
+        self.prior_source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
         if labels is not None:
             self.space = LabelSpace.from_labels(labels, LABEL_DIMENSIONS, min_count=min_count)
         else:
@@ -244,6 +254,9 @@ class BuiltinLabeler(BaseEstimator):
             self.labelers[dim] = RuleLabeler(dim, precision=precision, classes=classes, decision=decision).fit(
                 np.zeros((len(y), 0)), y)
         self.decoder = JointDecoder().fit(labels, self.space.categories) if joint and labels is not None else None
+        self.text_models = text_models
+        if isinstance(text_models, str) and text_models != "annotations":
+            raise ValueError(f"text_models must be 'annotations', None or text models by part, not {text_models!r}")
         # The posterior of a thread on which no rule fires: the base rate each decision is measured against.
         self.prior_ = self._decode({dim: lab.prior_[None, :] for dim, lab in self.labelers.items()})
 
@@ -252,7 +265,47 @@ class BuiltinLabeler(BaseEstimator):
 
     def predict_proba(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
         """The calibrated posterior per dimension (rows: threads, columns: :meth:`classes`)."""
-        return self._decode({dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()})
+        probs = {dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()}
+        models = self.text_models_() if analysed else None
+        if models:
+            from taxonomy.annotations import text_probabilities
+
+            for dim, (classes, p) in text_probabilities(models, analysed).items():
+                if dim in probs:
+                    probs[dim] = self._with_prior(dim, classes, p)
+        return self._decode(probs)
+
+    @property
+    def source(self) -> str:
+        """What the labeler learned from: the prior's labels, and the first stage (text models or rules alone)."""
+        models = self.text_models_()
+        if not models:
+            return f"{self.prior_source}; evidence rules alone"
+        first = next(iter(models.values())).meta.get("params", {}).get("source")
+        return f"{self.prior_source}; text models trained on {first or 'given labels'} ({next(iter(models.values())).meta.get('n_threads')} threads)"
+
+    def text_models_(self) -> dict[str, Any] | None:
+        """The first-stage text models by part, or None (rules alone); the default ones are loaded or trained at first use."""
+        if self.text_models == "annotations":
+            from taxonomy.annotations import default_text_models
+
+            return default_text_models(self.space)
+        return self.text_models  # type: ignore[return-value]
+
+    def _with_prior(self, dim: str, classes: list[str], p: np.ndarray) -> np.ndarray:
+        """A text model's uniform-prior probabilities in this labeler's classes, times its prior, renormalised.
+
+        A model class outside the label space goes where the space maps it (the bucket); a
+        category the model never saw keeps a small share (1e-3 of its prior), never zero.
+        """
+        mine = self.classes(dim)
+        out = np.zeros((p.shape[0], len(mine)))
+        for j, c in enumerate(classes):
+            target = self.space.map(dim, c)
+            if target in mine:
+                out[:, mine.index(target)] += p[:, j]
+        out = np.maximum(out, 1e-3 / len(mine)) * self.labelers[dim].prior_
+        return out / out.sum(axis=1, keepdims=True)
 
     def predict(self, analysed: list[Analysed]) -> dict[str, list[str]]:
         """The best guess per dimension by the ``decision`` rule (never abstains; see :meth:`label_many`)."""

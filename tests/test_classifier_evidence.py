@@ -16,7 +16,8 @@ def keys(title: str, body: str) -> set[tuple[str, str]]:
 
 
 def label(title: str, body: str, threshold: float = 0.5, discussion: tuple[str, ...] = ()) -> dict:
-    return BuiltinLabeler(threshold=threshold).label_many([analyse(title, [body], list(discussion))])[0]
+    """The evidence rules' labels (the first stage without text models): what these tests pin."""
+    return BuiltinLabeler(threshold=threshold, text_models=None).label_many([analyse(title, [body], list(discussion))])[0]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_one_bad_row_does_not_stop_the_batch() -> None:
     out = analyse_many(rows, total=3, workers=1, progress=False)
     assert out[0].prepared is not None and out[2].prepared is not None
     assert out[1].prepared is None and out[1].error
-    preds = BuiltinLabeler().label_many(out)
+    preds = BuiltinLabeler(text_models=None).label_many(out)
     assert preds[1]["stage"].label is None and preds[0]["impact"].candidate == "memory_exhaustion"
     assert analyse(None, [None]).prepared is not None
 

@@ -85,7 +85,7 @@ def test_default_filter_is_cached_and_loads_without_pickle(tmp_path, monkeypatch
     archive.write_bytes(b"stand-in")
     calls = []
     monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(defect_filter, "_local_archive", lambda: archive)
+    monkeypatch.setattr(defect_filter, "local_archive", lambda: archive)
     monkeypatch.setattr(defect_filter, "study_issue_keys", lambda: set())
     monkeypatch.setattr(defect_filter, "denchmark_filter_data", lambda *a, **k: calls.append(1) or data)
     defect_filter.default_reengineering_filter.cache_clear()

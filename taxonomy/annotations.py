@@ -1,0 +1,189 @@
+"""The project's own annotated threads, and the built-in labeler's text models trained on them.
+
+``taxonomy/data/cv_annotations.csv`` holds labels, never text: 994 Denchmark bug reports of the
+17 computer-vision model repositories of :data:`taxonomy.defect_filter.CV_MODEL_REPOS` (every
+such thread that is not an issue of the study: its gold and non-reengineering issues are test
+data), labelled against the taxonomy by the project's developers working independently in 18
+batches from the category definitions (``taxonomy/data/jiang2024.yaml``), without seeing any
+classifier output, any study label or any study thread. 35 threads were labelled twice, by two
+batches, to measure the raters' agreement (``primary`` marks the row used for training). A row
+says whether the thread is a defect and, for defects, its six taxonomy labels in the taxonomy's
+own categories (the study's label space is applied when a model is trained).
+
+:func:`default_text_models` trains, at run time from the local Denchmark archive
+(``REENG_DATA_DIR``), one text model (:mod:`taxonomy.supervised`: hashed word n-grams plus the
+evidence-rule features) per part of the thread: the reporter's part for reporter, impact and
+manifestation, the whole thread for stage, root cause and code error. The models are cached
+(skops, loaded with the type allow-list); the built-in labeler reads them as its first stage
+(:class:`taxonomy.labelers.BuiltinLabeler`). ``benchmarks/classifier_annotations.py``
+measures them by cross-validation on the annotations and prints the raters' own agreement.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from taxonomy.label_space import LabelSpace
+from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
+
+if TYPE_CHECKING:
+    from taxonomy.batch import Analysed
+    from taxonomy.supervised import TextModel
+
+MODEL_VERSION = "1"  # bump when the annotations' use or the models change: cached models are then retrained
+ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
+
+
+def _data(name: str) -> Path:
+    return Path(str(resources.files("taxonomy") / "data" / name))
+
+
+def read_annotations(path: Path | str | None = None) -> list[dict[str, str]]:
+    """Rows of an annotation file (default: the shipped one): one per thread and rater."""
+    from reeng.errors import ReengError
+
+    path = Path(path) if path is not None else _data("cv_annotations.csv")
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ReengError(f"{path}: not a readable annotation file ({type(exc).__name__})") from None
+    missing = [c for c in ANNOTATION_COLUMNS if rows and c not in rows[0]]
+    if not rows or missing:
+        raise ReengError(f"{path}: no annotations" if not rows else f"{path}: missing columns {', '.join(missing)}")
+    return rows
+
+
+def primary_labels(rows: Iterable[dict[str, str]]) -> dict[tuple[str, int], dict[str, str | None]]:
+    """(lower-case repo, number) -> labels of the primary rater, for the threads annotated as defects."""
+    out: dict[tuple[str, int], dict[str, str | None]] = {}
+    for row in rows:
+        if row["primary"] != "yes" or row["is_defect"] != "yes":
+            continue
+        out[(row["repo"].lower(), int(row["number"]))] = {d: row[d] or None for d in LABEL_DIMENSIONS}
+    return out
+
+
+def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], progress: bool = False) -> dict[tuple[str, int], Analysed]:
+    """The annotated threads read from the Denchmark archive exactly as the labeler reads a store's."""
+    import xml.etree.ElementTree as ET
+
+    from miner.denchmark import iter_members, parse_bug
+    from taxonomy.batch import analyse_many
+    from taxonomy.thread import RawThread
+
+    wanted = set(keys)
+    rows, found = [], []
+    for _, owner, name, number, blob in iter_members(archive, lambda o, n, k: (f"{o}/{n}".lower(), k) in wanted):
+        try:
+            issue, _ = parse_bug(blob, owner, name, number)
+        except (ET.ParseError, ValueError):
+            continue
+        rows.append(RawThread(issue["title"], issue["body"], issue["comments"], issue["author"]))
+        found.append((f"{owner}/{name}".lower(), number))
+    analysed = analyse_many(rows, total=len(rows), progress=progress, label="annotated threads")
+    return dict(zip(found, analysed))
+
+
+def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | None]],
+                      space: LabelSpace) -> dict[str, TextModel]:
+    """One text model per part of the thread, each for the dimensions that part decides.
+
+    Features: the fast model's hashed word 1-2-grams of the part's first 2,000 characters plus
+    the evidence and rule features; fitted by SGD with logistic loss and balanced class weights.
+    Chosen by 5-fold cross-validation on the annotations (``benchmarks/classifier_annotations.py``
+    documents the comparison): the full feature set (with character n-grams) scored within
+    ±0.03 κ on every dimension, lbfgs logistic regression within ±0.02, and both were 5-10x
+    slower to train and, for the full features, to predict. Labels are mapped into ``space``
+    (rare or out-of-space categories into the bucket, as the study counted them); rows without
+    a label for a dimension are left out of that dimension.
+    """
+    from taxonomy.supervised import train
+
+    models = {}
+    for part, dims in text_parts().items():
+        prepared = [a.part(part) or a.prepared for a in analysed]
+        evidence = [rule_features(a.evidence) for a in analysed]
+        targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
+        models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
+                             params={"source": "cv_annotations", "part": part})
+    return models
+
+
+def text_parts() -> dict[str, tuple[str, ...]]:
+    """part of the thread -> the label dimensions it decides (:data:`taxonomy.rules.DIMENSION_PARTS`)."""
+    parts: dict[str, tuple[str, ...]] = {}
+    for dim in LABEL_DIMENSIONS:
+        parts[DIMENSION_PARTS[dim]] = (*parts.get(DIMENSION_PARTS[dim], ()), dim)
+    return parts
+
+
+def _cache_paths(archive: Path, space: LabelSpace) -> dict[str, Path]:
+    """The cached models' files, keyed by the archive, the annotations, the label space and the model version."""
+    from reeng.settings import cache_dir
+
+    stat = archive.stat()
+    annotations = hashlib.sha256(_data("cv_annotations.csv").read_bytes()).hexdigest()
+    spec = json.dumps([MODEL_VERSION, str(archive.resolve()), stat.st_size, stat.st_mtime_ns, annotations,
+                       space.to_dict()], sort_keys=True)
+    key = hashlib.sha256(spec.encode()).hexdigest()[:16]
+    return {part: cache_dir() / "labelers" / f"annotations-v{MODEL_VERSION}-{key}-{part}.skops" for part in text_parts()}
+
+
+@cache
+def _default_text_models(space_json: str) -> dict[str, TextModel] | None:
+    from reeng.errors import ReengError
+    from taxonomy.defect_filter import local_archive
+    from taxonomy.supervised import load, save
+
+    archive = local_archive()
+    if archive is None:
+        return None
+    space = LabelSpace(**json.loads(space_json))
+    paths = _cache_paths(archive, space)
+    if all(p.is_file() for p in paths.values()):
+        try:
+            return {part: load(p) for part, p in paths.items()}
+        except ReengError:
+            pass  # a damaged cache file: train again
+    labels = primary_labels(read_annotations())
+    threads = annotated_threads(archive, labels)
+    keys = sorted(k for k, a in threads.items() if a.prepared is not None and a.prepared.english)
+    if not keys:
+        return None
+    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space)
+    for part, model in models.items():
+        paths[part].parent.mkdir(parents=True, exist_ok=True)
+        save(model, paths[part])
+    return models
+
+
+def default_text_models(space: LabelSpace) -> dict[str, TextModel] | None:
+    """The text models trained on the shipped annotations for ``space``: cached, else trained now (seconds).
+
+    None when the Denchmark archive is not on this machine (``REENG_DATA_DIR``): the built-in
+    labeler then reads the evidence rules alone. Memoised per process and label space.
+    """
+    return _default_text_models(json.dumps(space.to_dict(), sort_keys=True))
+
+
+def text_probabilities(models: dict[str, TextModel], analysed: list[Analysed]) -> dict[str, tuple[list[str], np.ndarray]]:
+    """dimension -> (the model's classes, probabilities per thread) from the part of each thread that decides it."""
+    from taxonomy.supervised import predict_proba
+
+    evidence = [rule_features(a.evidence) for a in analysed]
+    out = {}
+    for part, model in models.items():
+        probs = predict_proba(model, [a.part(part) or a.prepared for a in analysed], evidence)  # type: ignore[misc]
+        for dim, p in probs.items():
+            out[dim] = (model.classes(dim), p)
+    return out

@@ -1,0 +1,165 @@
+"""The project's own annotations and the built-in labeler's text models trained on them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reeng.errors import ReengError
+from taxonomy.annotations import ANNOTATION_COLUMNS, primary_labels, read_annotations, text_parts, train_text_models
+from taxonomy.batch import analyse
+from taxonomy.labelers import BuiltinLabeler
+from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS
+
+
+def test_shipped_annotations_are_labels_of_non_study_threads_only(data_dir: Path) -> None:
+    from taxonomy.defect_filter import CV_MODEL_REPOS, study_issue_keys
+    from taxonomy.model import load_taxonomy
+
+    rows = read_annotations()
+    assert set(rows[0]) == {*ANNOTATION_COLUMNS, "confidence"}  # labels and keys, no text column
+    keys = [(r["repo"].lower(), int(r["number"])) for r in rows]
+    primary = [k for k, r in zip(keys, rows) if r["primary"] == "yes"]
+    assert len(primary) == len(set(primary)) >= 900  # one primary row per thread
+    assert set(keys) == set(primary)  # every second rating has its primary
+    assert not set(keys) & study_issue_keys()  # no gold or non-reengineering issue of the study
+    assert {k[0] for k in keys} <= CV_MODEL_REPOS
+    taxonomy = load_taxonomy()
+    for r in rows:
+        assert r["is_defect"] in ("yes", "no")
+        for dim in LABEL_DIMENSIONS:
+            if r["is_defect"] == "no":
+                assert r[dim] == ""
+            else:
+                assert taxonomy.dimension(dim).category(r[dim]).is_label, (r["repo"], r["number"], dim)
+    labels = primary_labels(rows)
+    assert 800 <= len(labels) < len(primary)  # the threads marked "not a defect" are left out
+
+
+def test_bad_annotation_files_are_one_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("repo,number\n")
+    with pytest.raises(ReengError, match="no annotations"):
+        read_annotations(empty)
+    short = tmp_path / "short.csv"
+    short.write_text("repo,number,rater\nultralytics/yolov3,1,A\n")
+    with pytest.raises(ReengError, match="missing columns primary, is_defect"):
+        read_annotations(short)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ReengError, match="not a readable annotation file"):
+        read_annotations(binary)
+    with pytest.raises(ReengError, match="not a readable annotation file"):
+        read_annotations(tmp_path / "missing.csv")
+
+
+def test_text_parts_follow_the_dimension_parts() -> None:
+    parts = text_parts()
+    assert sorted(d for dims in parts.values() for d in dims) == sorted(LABEL_DIMENSIONS)
+    assert all(DIMENSION_PARTS[d] == part for part, dims in parts.items() for d in dims)
+
+
+# Threads written for this test: the words that tell the categories apart are made up, so only
+# a model that learned them from the labels (not the evidence rules) can get them right.
+_KINDS = {
+    "zorblat": {"impact": "lower_speed", "stage": "training", "reporter": "enhancer"},
+    "quixfen": {"impact": "lower_accuracy", "stage": "modeling", "reporter": "adaptor"},
+    "plimvor": {"impact": "incorrect_functionality", "stage": "data_pipeline", "reporter": "re_user"},
+}
+_FILL = {"manifestation": ("basic", "evolutionary"), "code_error": ("logic", "checking"),
+         "root_cause": ("hyperparameters", "model_weight")}
+
+
+def _synthetic(n: int) -> tuple[list, list[dict[str, str]]]:
+    analysed, labels = [], []
+    rng = np.random.default_rng(0)
+    words = ["the", "model", "run", "image", "we", "see", "after", "epoch", "output", "config"]
+    for i in range(n):
+        word = list(_KINDS)[i % 3]
+        text = " ".join(rng.choice(words, 12)) + f" {word} {word} " + " ".join(rng.choice(words, 8))
+        analysed.append(analyse(f"issue {i} about {word}", [text + "."]))
+        labels.append({**_KINDS[word], **{d: v[i % 2] for d, v in _FILL.items()}})
+    return analysed, labels
+
+
+def test_text_models_drive_the_builtin_labeler_with_the_prior_applied() -> None:
+    train, labels = _synthetic(60)
+    base = BuiltinLabeler(threshold=0.0, filter=False, text_models=None)
+    models = train_text_models(train, labels, base.space)
+    assert set(models) == set(text_parts())
+    learned = BuiltinLabeler(threshold=0.0, filter=False, text_models=models)
+    test, truth = _synthetic(9)
+    preds = learned.label_many(test)
+    for dim in ("impact", "stage", "reporter"):
+        assert [p[dim].candidate for p in preds] == [t[dim] for t in truth], dim
+        # The rules alone cannot tell made-up words apart: one answer for all nine threads.
+        assert len({p[dim].candidate for p in base.label_many(test)}) == 1
+    # Probabilities stay a distribution over the labeler's classes, the unseen ones never zero.
+    probs = learned.predict_proba(test)
+    for dim in LABEL_DIMENSIONS:
+        assert probs[dim].shape == (9, len(learned.classes(dim)))
+        assert np.allclose(probs[dim].sum(axis=1), 1) and (probs[dim] > 0).all()
+
+
+def test_uniform_text_probabilities_leave_the_prior() -> None:
+    lab = BuiltinLabeler(filter=False, joint=False, text_models=None)
+    classes = lab.classes("impact")
+    uniform = np.full((2, len(classes)), 1 / len(classes))
+    assert np.allclose(lab._with_prior("impact", classes, uniform), lab.labelers["impact"].prior_)
+    # A model class outside the label space goes into the bucket; a class the model lacks keeps a small share.
+    out = lab._with_prior("impact", ["crash", "hang"], np.array([[0.0, 1.0]]))
+    assert classes[int(out.argmax())] == "low_frequency"
+    assert (out > 0).all()
+
+
+def test_text_models_argument_is_checked() -> None:
+    with pytest.raises(ValueError, match="text_models must be"):
+        BuiltinLabeler(text_models="gold")
+
+
+def test_default_text_models_are_trained_once_and_cached(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from taxonomy import annotations
+
+    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
+    annotations._default_text_models.cache_clear()
+    try:
+        space = BuiltinLabeler(filter=False, text_models=None).space
+        models = annotations.default_text_models(space)
+        assert models is not None and set(models) == set(text_parts())
+        files = sorted((tmp_path / "cache" / "labelers").glob("*.skops"))
+        assert len(files) == 2
+        for part, model in models.items():
+            assert set(model.targets) == set(text_parts()[part])
+            assert model.meta["n_threads"] >= 850
+        annotations._default_text_models.cache_clear()
+        again = annotations.default_text_models(space)  # from the cache files
+        assert again is not None and again["whole"].meta == models["whole"].meta
+    finally:
+        annotations._default_text_models.cache_clear()
+
+
+def test_without_the_archive_the_labeler_reads_the_rules_alone(tmp_path: Path, monkeypatch) -> None:
+    from taxonomy import annotations, defect_filter
+
+    monkeypatch.setattr(defect_filter, "local_archive", lambda: None)
+    annotations._default_text_models.cache_clear()
+    try:
+        assert BuiltinLabeler(filter=False).text_models_() is None
+    finally:
+        annotations._default_text_models.cache_clear()
+
+
+def test_annotations_roundtrip_through_csv(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(ANNOTATION_COLUMNS))
+        writer.writeheader()
+        writer.writerow({"repo": "a/b", "number": 3, "rater": "X", "primary": "yes", "is_defect": "yes",
+                         **{d: "" for d in LABEL_DIMENSIONS}, "impact": "crash"})
+        writer.writerow({"repo": "a/b", "number": 4, "rater": "X", "primary": "yes", "is_defect": "no",
+                         **{d: "" for d in LABEL_DIMENSIONS}})
+    labels = primary_labels(read_annotations(path))
+    assert labels == {("a/b", 3): {**{d: None for d in LABEL_DIMENSIONS}, "impact": "crash"}}
