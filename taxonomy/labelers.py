@@ -296,7 +296,7 @@ class BuiltinLabeler(BaseEstimator):
         """A text model's uniform-prior probabilities in this labeler's classes, times its prior, renormalised.
 
         A model class outside the label space goes where the space maps it (the bucket); a
-        category the model never saw keeps a small share (1e-3 of its prior), never zero.
+        category the model never saw is floored at 1e-3 / K before the prior, never zero.
         """
         mine = self.classes(dim)
         out = np.zeros((p.shape[0], len(mine)))

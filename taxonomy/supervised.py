@@ -113,9 +113,8 @@ def build_vectorizer(fast: bool) -> Any:
     return make_pipeline(hashed, TfidfTransformer(sublinear_tf=True))
 
 
-def make_classifier(labels: list[str], matrix: Any = None, search: bool = True, C: float | None = None,
-                    sgd: bool = False) -> Any:
-    """Logistic regression, its C given, or chosen by 3-fold cross-validation on the training rows when every class allows it.
+def make_classifier(labels: list[str], matrix: Any = None, search: bool = True, sgd: bool = False) -> Any:
+    """Logistic regression, its C chosen by 3-fold cross-validation on the training rows when every class allows it.
 
     Large (weakly labeled) sets, and any set when ``sgd`` is asked for, are fitted by SGD with
     logistic loss, whose cost follows the non-zero features rather than the hashed columns
@@ -133,8 +132,8 @@ def make_classifier(labels: list[str], matrix: Any = None, search: bool = True, 
         return SGDClassifier(loss="log_loss", alpha=1e-4 if few else 1e-5, max_iter=50 if few else 5, tol=None,
                              class_weight="balanced", random_state=0, n_jobs=2)
     counts = np.unique(labels, return_counts=True)[1]
-    best = 2.0 if C is None else C
-    if search and C is None and matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
+    best = 2.0
+    if search and matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=ConvergenceWarning)
             cv = {c: cross_val_score(LogisticRegression(C=c, class_weight="balanced", max_iter=300), matrix, labels,
@@ -188,12 +187,12 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
           labels: dict[str, list[str | None]], *, fast: bool = False, evidence_features: bool | None = None,
           params: dict[str, Any] | None = None,
-          embedding_model: Path | None = None, C: float | None = None, sgd: bool = False) -> TextModel:
+          embedding_model: Path | None = None, sgd: bool = False) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
 
     ``evidence_features``: the evidence and rule features join the n-grams (default: in full
-    models only; True also in a fast model). ``C`` fixes the regularisation (no cross-validated
-    search); ``sgd`` fits by SGD with logistic loss (:func:`make_classifier`).
+    models only; True also in a fast model). ``sgd`` fits by SGD with logistic loss whatever the
+    number of rows (:func:`make_classifier`).
 
     With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
     thread's sentence embedding; the model records the folder and needs it again to predict.
@@ -223,7 +222,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
-        clf = make_classifier(y, matrix[rows], search=not fast, C=C, sgd=sgd)  # the fast model keeps the default C: speed first
+        clf = make_classifier(y, matrix[rows], search=not fast, sgd=sgd)  # the fast model keeps the default C: speed first
         with warnings.catch_warnings():
             # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
             warnings.simplefilter("ignore", category=ConvergenceWarning)
