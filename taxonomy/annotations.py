@@ -100,10 +100,10 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
 
     Features: the fast model's hashed word 1-2-grams of the part's first 2,000 characters plus
     the evidence and rule features; fitted by SGD with logistic loss and balanced class weights.
-    Chosen by 5-fold cross-validation on the annotations (``benchmarks/classifier_annotations.py``
-    documents the comparison): the full feature set (with character n-grams) scored within
-    ±0.03 κ on every dimension, lbfgs logistic regression within ±0.02, and both were 5-10x
-    slower to train and, for the full features, to predict. Labels are mapped into ``space``
+    Chosen by 5-fold cross-validation on the annotations (``docs/classifier.md`` gives the
+    comparison): on the four dimensions compared, the full feature set (with character
+    n-grams) was within 0.03 κ and lbfgs logistic regression within 0.02, and both were 5-10x
+    slower to train (the full features also to predict). Labels are mapped into ``space``
     (rare or out-of-space categories into the bucket, as the study counted them); rows without
     a label for a dimension are left out of that dimension.
     """
