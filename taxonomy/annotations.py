@@ -3,8 +3,8 @@
 ``taxonomy/data/cv_annotations.csv`` holds labels, never text: 994 Denchmark bug reports of the
 17 computer-vision model repositories of :data:`taxonomy.defect_filter.CV_MODEL_REPOS` (every
 such thread that is not an issue of the study: its gold and non-reengineering issues are test
-data), labelled against the taxonomy by the project's developers working independently in 18
-batches from the category definitions (``taxonomy/data/jiang2024.yaml``), without seeing any
+data), labelled against the taxonomy by the project's developers -- language-model agents, not
+people -- working independently in 18 sessions from the category definitions (``taxonomy/data/jiang2024.yaml``), without seeing any
 classifier output, any study label or any study thread. 35 threads were labelled twice, by two
 batches, to measure the raters' agreement (``primary`` marks the row used for training). A row
 says whether the thread is a defect and, for defects, its six taxonomy labels in the taxonomy's
