@@ -75,21 +75,17 @@ def primary_labels(rows: Iterable[dict[str, str]]) -> dict[tuple[str, int], dict
 
 def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], progress: bool = False) -> dict[tuple[str, int], Analysed]:
     """The annotated threads read from the Denchmark archive exactly as the labeler reads a store's."""
-    import xml.etree.ElementTree as ET
-
-    from miner.denchmark import iter_members, parse_bug
+    from miner.denchmark import read_archive
     from taxonomy.batch import analyse_many
     from taxonomy.thread import RawThread
 
     wanted = set(keys)
+    threads, _ = read_archive(archive, repos=sorted({repo for repo, _ in wanted}))
     rows, found = [], []
-    for _, owner, name, number, blob in iter_members(archive, lambda o, n, k: (f"{o}/{n}".lower(), k) in wanted):
-        try:
-            issue, _ = parse_bug(blob, owner, name, number)
-        except (ET.ParseError, ValueError):
-            continue
-        rows.append(RawThread(issue["title"], issue["body"], issue["comments"], issue["author"]))
-        found.append((f"{owner}/{name}".lower(), number))
+    for issue in threads:
+        if (issue["repo"].lower(), issue["number"]) in wanted:
+            rows.append(RawThread(issue["title"], issue["body"], issue["comments"], issue["author"]))
+            found.append((issue["repo"].lower(), issue["number"]))
     analysed = analyse_many(rows, total=len(rows), progress=progress, label="annotated threads")
     return dict(zip(found, analysed))
 
@@ -130,11 +126,10 @@ def text_parts() -> dict[str, tuple[str, ...]]:
 def _cache_paths(archive: Path, space: LabelSpace) -> dict[str, Path]:
     """The cached models' files, keyed by the archive, the annotations, the label space and the model version."""
     from reeng.settings import cache_dir
+    from taxonomy.defect_filter import archive_fingerprint
 
-    stat = archive.stat()
     annotations = hashlib.sha256(_data("cv_annotations.csv").read_bytes()).hexdigest()
-    spec = json.dumps([MODEL_VERSION, str(archive.resolve()), stat.st_size, stat.st_mtime_ns, annotations,
-                       space.to_dict()], sort_keys=True)
+    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations, space.to_dict()], sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:16]
     return {part: cache_dir() / "labelers" / f"annotations-v{MODEL_VERSION}-{key}-{part}.skops" for part in text_parts()}
 

@@ -328,13 +328,18 @@ def local_archive() -> Path | None:
         return None
 
 
+def archive_fingerprint(archive: Path) -> str:
+    """What identifies a local archive in a cache key (path, size, modification time): another copy retrains."""
+    stat = archive.stat()
+    return f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
     """The cached filter's file, keyed by the archive, the held-out study issues and the filter's version."""
     from reeng.settings import cache_dir
 
-    stat = archive.stat()
     held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))
-    key = hashlib.sha256(f"{FILTER_VERSION}|{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{held_out}".encode())
+    key = hashlib.sha256(f"{FILTER_VERSION}|{archive_fingerprint(archive)}|{held_out}".encode())
     return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
 
 

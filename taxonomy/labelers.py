@@ -265,15 +265,16 @@ class BuiltinLabeler(BaseEstimator):
 
     def predict_proba(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
         """The calibrated posterior per dimension (rows: threads, columns: :meth:`classes`)."""
-        probs = {dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()}
+        probs: dict[str, np.ndarray] = {}
         models = self.text_models_() if analysed else None
         if models:
             from taxonomy.annotations import text_probabilities
 
-            for dim, (classes, p) in text_probabilities(models, analysed).items():
-                if dim in probs:
-                    probs[dim] = self._with_prior(dim, classes, p)
-        return self._decode(probs)
+            probs = {dim: self._with_prior(dim, classes, p)
+                     for dim, (classes, p) in text_probabilities(models, analysed).items() if dim in self.labelers}
+        probs.update({dim: lab.predict_proba(rule_matrix(analysed, dim)) for dim, lab in self.labelers.items()
+                      if dim not in probs})  # the rules decide what no text model does
+        return self._decode({dim: probs[dim] for dim in self.labelers})
 
     @property
     def source(self) -> str:
