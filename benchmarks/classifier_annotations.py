@@ -13,8 +13,9 @@ Prints, in one run:
    it; ``--by-repository``: folds of whole repositories, so every thread is scored by a model
    that saw no thread of its repository, the situation of a newly mined corpus), side by side: κ of the best guess with a 95 % bootstrap interval (threads resampled),
    macro-F1, and at the threshold coverage and κ on the answered rows. A constant labeler (the
-   study's majority category) is printed as the floor;
-3. the defect rules (issue types) on the threads the raters marked as not a defect.
+   study's majority category) is printed as the floor.
+
+The defect-or-not decision on the same annotations is measured by ``benchmarks/defect_filter.py``.
 
 The annotations are the project's own (``taxonomy/data/cv_annotations.csv``), not the study's
 raters': they measure the labeler on unseen threads of the same kind, not agreement with the study.
@@ -45,8 +46,7 @@ def main() -> None:
     from sklearn.model_selection import GroupKFold, KFold
 
     from reeng.datasets import locate
-    from taxonomy.defect_filter import issue_type_of, thread_text_parts
-    from taxonomy.evaluation import scores
+        from taxonomy.evaluation import scores
     from taxonomy.labelers import BuiltinLabeler
     from taxonomy.annotations import annotated_threads, primary_labels, read_annotations, train_text_models
     from taxonomy.rules import LABEL_DIMENSIONS
@@ -108,16 +108,6 @@ def main() -> None:
         line.append(f"constant '{majority}': κ {const['kappa']:.2f}")
         print("\n      ".join(line))
 
-    # 3. The defect rules on the threads the raters marked as not a defect.
-    not_defect = [k for k, v in by_thread.items() if any(r["primary"] == "yes" and r["is_defect"] == "no" for r in v)]
-    caught = []
-    for k in not_defect:
-        a = threads.get(k)
-        if a is not None and a.opening is not None:
-            title, prose, logs = thread_text_parts(a.opening)
-            caught.append(issue_type_of(title, prose, logs).label != "defect")
-    print(f"\n3. defect rules on the {len(not_defect)} threads the primary rater marked not a defect: "
-          f"{sum(caught)} of {len(caught)} dropped as feature/question/documentation")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

@@ -123,13 +123,29 @@ def text_parts() -> dict[str, tuple[str, ...]]:
     return parts
 
 
+def defect_labels(rows: Iterable[dict[str, str]]) -> dict[tuple[str, int], str]:
+    """(lower-case repo, number) -> ``yes`` / ``no``: whether the primary rater called the thread a defect."""
+    return {(row["repo"].lower(), int(row["number"])): row["is_defect"] for row in rows if row["primary"] == "yes"}
+
+
+def annotations_fingerprint() -> str:
+    """What identifies the shipped annotations in a cache key: models trained on other annotations are retrained."""
+    return hashlib.sha256(_data("cv_annotations.csv").read_bytes()).hexdigest()
+
+
+@cache
+def shipped_threads(archive: Path) -> dict[tuple[str, int], Analysed]:
+    """Every thread of the shipped annotations with English text, read once per process (text models and defect filter)."""
+    threads = annotated_threads(archive, defect_labels(read_annotations()))
+    return {k: a for k, a in threads.items() if a.prepared is not None and a.prepared.english}
+
+
 def _cache_paths(archive: Path, space: LabelSpace) -> dict[str, Path]:
     """The cached models' files, keyed by the archive, the annotations, the label space and the model version."""
     from reeng.settings import cache_dir
     from taxonomy.defect_filter import archive_fingerprint
 
-    annotations = hashlib.sha256(_data("cv_annotations.csv").read_bytes()).hexdigest()
-    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations, space.to_dict()], sort_keys=True)
+    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations_fingerprint(), space.to_dict()], sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:16]
     return {part: cache_dir() / "labelers" / f"annotations-v{MODEL_VERSION}-{key}-{part}.skops" for part in text_parts()}
 
@@ -151,8 +167,8 @@ def _default_text_models(space_json: str) -> dict[str, TextModel] | None:
         except ReengError:
             pass  # a damaged cache file: train again
     labels = primary_labels(read_annotations())
-    threads = annotated_threads(archive, labels)
-    keys = sorted(k for k, a in threads.items() if a.prepared is not None and a.prepared.english)
+    threads = shipped_threads(archive)
+    keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
     models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space)

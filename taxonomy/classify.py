@@ -21,7 +21,7 @@ from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabele
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "4"
+BUILTIN_VERSION = "5"
 
 
 @dataclass

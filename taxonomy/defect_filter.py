@@ -1,12 +1,17 @@
 """Which threads are reengineering defects: the two filter questions asked before any taxonomy label.
 
-* **defect or not** (``issue_type``: defect / feature / question / documentation) — precise rules
-  on the reporter's part (:func:`issue_type_of`). No labeled source of issue types exists offline
-  (the Denchmark archive holds bug reports only and keeps no GitHub labels), so these rules are
-  written from the project's own snippets and measured where measurement is possible: how many
-  known bug reports they wrongly drop (``benchmarks/defect_filter.py``).
+* **defect or not** (``issue_type``: defect / feature / question / documentation / not_defect) — first
+  precise rules on the reporter's part (:func:`issue_type_of`): an explicit feature / question /
+  documentation tag or phrase with no failure reported. A thread the rules leave a defect then
+  meets the **defect filter** (a :class:`ThreadFilter` on the reporter's part, trained on the
+  project's annotations, ``taxonomy/data/cv_annotations.csv``: 891 defects and 96 non-defects
+  among Denchmark's bug reports of CV model repositories). Its P(defect) is the prediction's
+  probability (a ranking for review: the least likely defects first); the thread becomes
+  ``not_defect`` only where a non-defect is likelier than a defect at the annotations' class
+  shares. ``benchmarks/defect_filter.py`` measures both and shows why no keep target is used:
+  on unseen repositories every threshold drops more defects than non-defects.
 * **reengineering or not** (``reengineering``: yes / no) — a trained text classifier
-  (:class:`ReengineeringFilter`, scikit-learn conventions) on Denchmark threads (title, prose
+  (:class:`ThreadFilter`, scikit-learn conventions) on Denchmark threads (title, prose
   and condensed logs of the whole thread, read as the labeler reads a store), labeled *by
   repository*: threads of CV model repositories (reimplementations, model zoos, official
   model code, among them the study's repositories present in Denchmark) are
@@ -17,10 +22,10 @@
   cross-validation on the training data so that 80 % of the threads of *unseen* CV model
   repositories are kept.
 
-:func:`default_reengineering_filter` trains the filter at run time from the local Denchmark
-archive (``REENG_DATA_DIR``) once and keeps the fitted arrays in the cache folder (a ``.npz``
-loaded without pickle); without the archive it returns None and the built-in labeler falls back
-to its evidence rules, with a ``fallback`` note in every reengineering prediction's evidence.
+:func:`default_reengineering_filter` and :func:`default_defect_filter` train their filters at run
+time from the local Denchmark archive (``REENG_DATA_DIR``) once and keep the fitted arrays in the
+cache folder (a ``.npz`` loaded without pickle); without the archive they return None and the
+built-in labeler falls back to the rules, with a ``fallback`` note in the prediction's evidence.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import hashlib
 import random
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -44,8 +49,13 @@ if TYPE_CHECKING:
     from taxonomy.text import PreparedText
 
 FILTER_VERSION = "1"  # bump when the training data or the model change: cached filters are then rebuilt
-ISSUE_TYPES = ("defect", "feature", "question", "documentation")
-NOT_DEFECTS = frozenset(ISSUE_TYPES) - {"defect"}
+DEFECT_FILTER_VERSION = "1"  # the same for the defect filter
+# The defect filter: C chosen by 5-fold cross-validation by repository on the annotations; the threshold is the
+# decision at equal costs, because no keep target paid off: on unseen repositories every threshold drops more
+# defects than non-defects (benchmarks/defect_filter.py, docs/classifier.md).
+DEFECT_FILTER_PARAMS: dict[str, Any] = {"C": 2.0, "target_keep": None}
+# ``not_defect``: the defect filter's answer, a non-defect of no particular kind; the others are the rules'.
+ISSUE_TYPES = ("defect", "feature", "question", "documentation", "not_defect")
 
 # Denchmark repositories whose issues are about CV models themselves: the study's three
 # (yolov3, yolov5, mmdetection) and other reimplementations, model zoos and official model code.
@@ -117,22 +127,27 @@ def issue_type_of(title: str, prose: str, logs: str = "") -> IssueType:
     return IssueType("defect")
 
 
-# --- reengineering or not: a classifier trained on Denchmark, labeled by repository -----------
+# --- the filters' classifier; reengineering or not: trained on Denchmark, labeled by repository ---
 
 
-class ReengineeringFilter(ClassifierMixin, BaseEstimator):
-    """Thread text → P(thread of a CV model repository): hashed word 1-2-grams, TF-IDF, logistic regression.
+class ThreadFilter(ClassifierMixin, BaseEstimator):
+    """Thread text → P(yes): hashed word 1-2-grams, TF-IDF, logistic regression, with a keep threshold.
+
+    ``yes`` is what the filter keeps: a thread of a CV model repository (the reengineering
+    filter) or a defect (the defect filter).
 
     ``fit(texts, y, groups=None)`` with ``y`` in {"yes", "no"}; ``predict_proba`` columns follow
     ``classes_`` (``["no", "yes"]``). With ``groups`` (the repositories), every repository weighs
     the same within its class, and the keep threshold is chosen by an inner ``StratifiedGroupKFold`` on
     the training data so that a ``target_keep`` share of the yes threads of *unseen*
     repositories is kept (``threshold_``); without groups the classes are balanced and the
-    threshold is 0.5. The fitted state is a few arrays (:meth:`to_arrays` / :meth:`from_arrays`),
+    threshold is 0.5. With ``target_keep=None`` the threshold is the decision at equal costs
+    and the training data's class shares: a thread is dropped only where, at those shares, it
+    is likelier a ``no`` than a ``yes`` (P(yes) under balanced weights below the share of ``no``). The fitted state is a few arrays (:meth:`to_arrays` / :meth:`from_arrays`),
     so a cached filter loads without pickle.
     """
 
-    def __init__(self, C: float = 8.0, n_features: int = 2**18, target_keep: float = 0.8, folds: int = 3) -> None:
+    def __init__(self, C: float = 8.0, n_features: int = 2**18, target_keep: float | None = 0.8, folds: int = 3) -> None:
         self.C = C
         self.n_features = n_features
         self.target_keep = target_keep
@@ -166,23 +181,23 @@ class ReengineeringFilter(ClassifierMixin, BaseEstimator):
         z = np.asarray(self._weighted(counts) @ self.coef_[0]).ravel() + float(self.intercept_[0])
         return 1 / (1 + np.exp(-z))
 
-    def fit(self, X: Iterable[str], y: Iterable[str], groups: Iterable[str] | None = None) -> ReengineeringFilter:
+    def fit(self, X: Iterable[str], y: Iterable[str], groups: Iterable[str] | None = None) -> ThreadFilter:
         labels = np.asarray([str(v) for v in y])
         counts = self._counts(X).tocsr()  # counted once; the inner folds slice it
         groups = None if groups is None else np.asarray(list(groups))
-        self.threshold_ = 0.5
-        enough = groups is not None and all(len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
+        self.threshold_ = 0.5 if self.target_keep is not None else float(np.mean(labels != "yes"))
+        enough = self.target_keep is not None and groups is not None and all(len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
         if enough:
             from sklearn.model_selection import StratifiedGroupKFold
 
             oof = np.full(len(labels), np.nan)
             for train, test in StratifiedGroupKFold(self.folds).split(labels, labels, groups):
                 if len(set(labels[train])) == 2:
-                    inner = ReengineeringFilter(self.C, self.n_features)
+                    inner = ThreadFilter(self.C, self.n_features)
                     inner._fit_counts(counts[train], labels[train], groups[train])
                     oof[test] = inner._yes_proba(counts[test])
             scored = oof[(labels == "yes") & ~np.isnan(oof)]
-            self.threshold_ = float(np.quantile(scored, 1 - self.target_keep)) if scored.size else 0.5
+            self.threshold_ = float(np.quantile(scored, 1 - self.target_keep)) if scored.size else 0.5  # type: ignore[operator]
         self._fit_counts(counts, labels, groups)
         return self
 
@@ -196,12 +211,14 @@ class ReengineeringFilter(ClassifierMixin, BaseEstimator):
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"idf": self.idf_, "coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_.astype(str),
-                "params": np.array([self.C, self.n_features, self.target_keep, self.folds, self.threshold_])}
+                "params": np.array([self.C, self.n_features, np.nan if self.target_keep is None else self.target_keep,
+                                    self.folds, self.threshold_])}
 
     @classmethod
-    def from_arrays(cls, arrays: Any) -> ReengineeringFilter:
+    def from_arrays(cls, arrays: Any) -> ThreadFilter:
         C, n_features, target_keep, folds, threshold = arrays["params"]
-        model = cls(C=float(C), n_features=int(n_features), target_keep=float(target_keep), folds=int(folds))
+        model = cls(C=float(C), n_features=int(n_features), target_keep=None if np.isnan(target_keep) else float(target_keep),
+                    folds=int(folds))
         model.idf_, model.coef_, model.intercept_ = arrays["idf"], arrays["coef"], arrays["intercept"]
         model.classes_, model.threshold_ = np.asarray(arrays["classes"]).astype(object), float(threshold)
         return model
@@ -343,8 +360,24 @@ def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
     return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
 
 
+def _cached_filter(path: Path, build: Callable[[], ThreadFilter]) -> ThreadFilter:
+    """The filter kept in ``path`` (arrays, loaded without pickle), else ``build()`` and keep it there."""
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                return ThreadFilter.from_arrays(arrays)
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a damaged cache file is rebuilt below
+    model = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **model.to_arrays())
+    tmp.replace(path)
+    return model
+
+
 @cache
-def default_reengineering_filter() -> ReengineeringFilter | None:
+def default_reengineering_filter() -> ThreadFilter | None:
     """The trained filter: from the cache, else trained now on the local archive (seconds); None without the archive."""
     archive = local_archive()
     if archive is None:
@@ -353,23 +386,42 @@ def default_reengineering_filter() -> ReengineeringFilter | None:
         exclude = study_issue_keys()
     except Exception:  # noqa: BLE001 - without the study's lists the test issues cannot be held out: no filter
         return None
-    path = _cache_path(archive, exclude)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                return ReengineeringFilter.from_arrays(arrays)
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a damaged cache file is rebuilt below
-    data = denchmark_filter_data(archive, exclude)
-    model = ReengineeringFilter().fit(data.texts, data.labels, data.groups)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **model.to_arrays())
-    tmp.replace(path)
-    return model
+
+    def build() -> ThreadFilter:
+        data = denchmark_filter_data(archive, exclude)
+        return ThreadFilter().fit(data.texts, data.labels, data.groups)
+
+    return _cached_filter(_cache_path(archive, exclude), build)
+
+
+def defect_filter_data(threads: dict[tuple[str, int], Analysed], labels: dict[tuple[str, int], str]) -> FilterData:
+    """The annotated threads as training data for the defect filter: the reporter's part, ``yes`` for a defect, by repository."""
+    keys = sorted(k for k in threads if k in labels)
+    opening = [thread_text_parts(threads[k].opening or threads[k].prepared) for k in keys]  # type: ignore[arg-type]
+    return FilterData(opening, [labels[k] for k in keys], [repo for repo, _ in keys], keys, opening)
+
+
+@cache
+def default_defect_filter() -> ThreadFilter | None:
+    """The defect-or-not filter trained on the shipped annotations: cached, else trained now (seconds); None without the archive."""
+    from reeng.settings import cache_dir
+    from taxonomy.annotations import annotations_fingerprint, defect_labels, read_annotations, shipped_threads
+
+    archive = local_archive()
+    if archive is None:
+        return None
+    spec = f"{DEFECT_FILTER_VERSION}|{archive_fingerprint(archive)}|{annotations_fingerprint()}"
+    path = cache_dir() / "filters" / f"defect-v{DEFECT_FILTER_VERSION}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.npz"
+
+    def build() -> ThreadFilter:
+        data = defect_filter_data(shipped_threads(archive), defect_labels(read_annotations()))
+        return ThreadFilter(**DEFECT_FILTER_PARAMS).fit(data.texts, data.labels, data.groups)
+
+    return _cached_filter(path, build)
 
 
 FALLBACK_REASON = "rules only: no local Denchmark archive to train the reengineering filter (set REENG_DATA_DIR)"
+DEFECT_FALLBACK_REASON = "rules only: no local Denchmark archive to train the defect filter (set REENG_DATA_DIR)"
 
 
 def filter_predictions(analysed: list[Analysed],
@@ -383,13 +435,24 @@ def filter_predictions(analysed: list[Analysed],
     """
     from taxonomy.labelers import Prediction
 
-    model = default_reengineering_filter()
+    model, defects = default_reengineering_filter(), default_defect_filter()
     yes = model.predict_proba([filter_text(*thread_text_parts(a.prepared)) for a in analysed])[:, 1] if model and analysed else []
+    openings = [thread_text_parts(a.opening or a.prepared) for a in analysed]
+    defect = defects.predict_proba([filter_text(*o) for o in openings])[:, 1] if defects and analysed else []
     out = []
     for i, a in enumerate(analysed):
-        opening = a.opening or a.prepared
-        kind = issue_type_of(opening.title, opening.prose, opening.evidence_logs)
+        kind = issue_type_of(*openings[i])
         preds = {"issue_type": Prediction("issue_type", kind.label, 1.0, kind.label, kind.spans)}
+        if kind.label == "defect" and defects is None:
+            note = {"kind": "note", "label": "fallback", "text": DEFECT_FALLBACK_REASON, "section": "opening"}
+            preds["issue_type"].evidence.append(note)
+        elif kind.label == "defect":
+            p, share = float(defect[i]), defects.threshold_  # threshold_: the annotations' non-defect share
+            q = p * (1 - share) / (p * (1 - share) + (1 - p) * share)  # P(defect) at the annotations' class shares
+            label = "defect" if q >= 0.5 else "not_defect"
+            span = {"kind": "model", "label": "defect_filter", "section": "opening",
+                    "text": f"P(defect) {q:.3f} at the annotations' share of non-defects ({share:.3f})"}
+            preds["issue_type"] = Prediction("issue_type", label, round(q if label == "defect" else 1 - q, 4), label, [span])
         if model is None:
             fb = fallback[i] if fallback is not None else Prediction("reengineering", "yes", 1.0, "yes")
             note = {"kind": "note", "label": "fallback", "text": FALLBACK_REASON, "section": "whole"}

@@ -73,8 +73,9 @@ def read_predictions(conn: sqlite3.Connection, model: str | None = None) -> list
 
 
 # The filter's dimensions: they decide which threads are defects, not what the defects are.
-# Decided by taxonomy.defect_filter: the defect rules and the reengineering filter trained on Denchmark.
-FILTER_DROPS = {"issue_type": {"feature", "question", "documentation"}, "reengineering": {"no"}}
+# Decided by taxonomy.defect_filter: the defect rules, the defect filter trained on the annotations and the
+# reengineering filter trained on Denchmark (every issue type but ``defect`` is dropped).
+FILTER_DROPS = {"issue_type": {"feature", "question", "documentation", "not_defect"}, "reengineering": {"no"}}
 
 
 def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = None,
