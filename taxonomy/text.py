@@ -102,19 +102,6 @@ def fold_case(text: str) -> str:
     return text.lower()
 
 
-def folded_bytes(text: str) -> bytes:
-    """UTF-8 of ``text`` with ASCII letters lower-cased (and the letters :func:`fold_case` folds).
-
-    Much cheaper than :func:`fold_case` on non-ASCII text; an ASCII word found in
-    ``fold_case(text)`` is found here too, so it serves as a quick test before the exact search.
-    """
-    if text.isascii():
-        return text.encode("ascii").lower()
-    if any(c in text for c in _CASE_FOLD_CHARS):
-        text = text.translate(_CASE_FOLD)
-    return text.encode("utf-8", "surrogatepass").lower()
-
-
 _PROGRESS = re.compile(r"\d+/\d+|\d+%|Epoch \d+", re.I)
 _CASE_FOLD_CHARS = "\u0130\u0131\u017f\u212a"
 _CASE_FOLD = str.maketrans(dict(zip(_CASE_FOLD_CHARS, "iisk")))
