@@ -13,7 +13,9 @@ Prints, in one run:
    it; ``--by-repository``: folds of whole repositories, so every thread is scored by a model
    that saw no thread of its repository, the situation of a newly mined corpus), side by side: κ of the best guess with a 95 % bootstrap interval (threads resampled),
    macro-F1, and at the threshold coverage and κ on the answered rows. A constant labeler (the
-   study's majority category) is printed as the floor.
+   study's majority category) is printed as the floor;
+3. the decoding, with the same fold models: as shipped (the study's joint tables, balanced
+   decision), without the joint tables, and with the plain-accuracy (map) decision.
 
 The defect-or-not decision on the same annotations is measured by ``benchmarks/defect_filter.py``.
 
@@ -46,7 +48,7 @@ def main() -> None:
     from sklearn.model_selection import GroupKFold, KFold
 
     from reeng.datasets import locate
-        from taxonomy.evaluation import scores
+    from taxonomy.evaluation import scores
     from taxonomy.labelers import BuiltinLabeler
     from taxonomy.annotations import annotated_threads, primary_labels, read_annotations, train_text_models
     from taxonomy.rules import LABEL_DIMENSIONS
@@ -76,8 +78,9 @@ def main() -> None:
     # 2. The labeler, with and without rule counts learned on the other folds.
     analysed = [threads[k] for k in keys]
     truth = {dim: [space.map(dim, labels[k][dim]) for k in keys] for dim in LABEL_DIMENSIONS}
+    variants = ("no joint decoding", "map decision")  # section 3: the same fold models, other decoding
     out: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS}
-                                       for name in ("rules only", "text models (CV)")}
+                                       for name in ("rules only", "text models (CV)", *variants)}
     probs: dict[str, dict[str, list]] = {name: {d: [0.0] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     answered: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     fit_started = time.perf_counter()
@@ -86,7 +89,10 @@ def main() -> None:
     for train, test in splitter.split(keys, groups=[k[0] for k in keys]):
         models = train_text_models([analysed[i] for i in train], [labels[keys[i]] for i in train], space)
         learned = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models)
-        for name, labeler in (("rules only", plain), ("text models (CV)", learned)):
+        no_joint = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, joint=False)
+        by_map = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, decision="map")
+        for name, labeler in (("rules only", plain), ("text models (CV)", learned), (variants[0], no_joint),
+                              (variants[1], by_map)):
             for i, pred in zip(test, labeler.label_many([analysed[i] for i in test])):
                 for dim in LABEL_DIMENSIONS:
                     out[name][dim][i] = pred[dim].candidate
@@ -100,13 +106,25 @@ def main() -> None:
         t = [str(truth[dim][i]) for i in have]
         majority = max(space.categories[dim], key=lambda c: plain.prior_[dim][0][plain.classes(dim).index(c)])
         line = [f"   {dim:14s} n {len(t):3d}"]
-        for name in out:
+        for name in ("rules only", "text models (CV)"):
             guess = scores(t, [out[name][dim][i] for i in have])
             ans = scores(t, [answered[name][dim][i] for i in have], ci=False)
             line.append(f"{name}: {fmt(guess)} F1 {guess['macro_f1']:.2f} | cov {ans['coverage']:.2f} κ {fmt(ans)}")
         const = scores(t, [majority] * len(t), ci=False)
         line.append(f"constant '{majority}': κ {const['kappa']:.2f}")
         print("\n      ".join(line))
+
+    # 3. Decoding: the study's joint tables and the balanced decision, against neither.
+    print("\n3. decoding, the same fold models: best guess κ [95% CI] | macro-F1 "
+          "(shipped: joint tables of the study's labels + balanced decision)")
+    for dim in LABEL_DIMENSIONS:
+        have = [i for i, t in enumerate(truth[dim]) if t is not None]
+        t = [str(truth[dim][i]) for i in have]
+        cells = []
+        for name in ("text models (CV)", *variants):
+            guess = scores(t, [out[name][dim][i] for i in have])
+            cells.append(f"{'shipped' if name == 'text models (CV)' else name}: {fmt(guess)} F1 {guess['macro_f1']:.2f}")
+        print(f"   {dim:14s} " + " | ".join(cells))
 
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
