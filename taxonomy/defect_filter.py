@@ -360,8 +360,8 @@ def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
     return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
 
 
-def _cached_filter(path: Path, build: Callable[[], ThreadFilter]) -> ThreadFilter:
-    """The filter kept in ``path`` (arrays, loaded without pickle), else ``build()`` and keep it there."""
+def _cached_filter(path: Path, build: Callable[[], ThreadFilter | None]) -> ThreadFilter | None:
+    """The filter kept in ``path`` (arrays, loaded without pickle), else ``build()`` and keep it there (None: no filter)."""
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as arrays:
@@ -369,6 +369,8 @@ def _cached_filter(path: Path, build: Callable[[], ThreadFilter]) -> ThreadFilte
         except (OSError, ValueError, KeyError, zlib.error):
             pass  # a damaged cache file is rebuilt below
     model = build()
+    if model is None:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **model.to_arrays())
@@ -387,8 +389,10 @@ def default_reengineering_filter() -> ThreadFilter | None:
     except Exception:  # noqa: BLE001 - without the study's lists the test issues cannot be held out: no filter
         return None
 
-    def build() -> ThreadFilter:
+    def build() -> ThreadFilter | None:
         data = denchmark_filter_data(archive, exclude)
+        if set(data.labels) != {"yes", "no"}:  # an archive without both kinds of repository: the rules alone
+            return None
         return ThreadFilter().fit(data.texts, data.labels, data.groups)
 
     return _cached_filter(_cache_path(archive, exclude), build)
@@ -413,8 +417,10 @@ def default_defect_filter() -> ThreadFilter | None:
     spec = f"{DEFECT_FILTER_VERSION}|{archive_fingerprint(archive)}|{annotations_fingerprint()}"
     path = cache_dir() / "filters" / f"defect-v{DEFECT_FILTER_VERSION}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.npz"
 
-    def build() -> ThreadFilter:
+    def build() -> ThreadFilter | None:
         data = defect_filter_data(shipped_threads(archive), defect_labels(read_annotations()))
+        if set(data.labels) != {"yes", "no"}:  # an archive without the annotated threads: the rules alone
+            return None
         return ThreadFilter(**DEFECT_FILTER_PARAMS).fit(data.texts, data.labels, data.groups)
 
     return _cached_filter(path, build)

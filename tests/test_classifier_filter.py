@@ -172,6 +172,30 @@ def test_labeler_marks_not_defect_by_the_defect_filter_and_notes_its_absence(mon
     assert all(p["issue_type"].evidence[-1]["text"] == defect_filter.DEFECT_FALLBACK_REASON for p in rules_only)
 
 
+def test_an_archive_without_the_training_threads_means_no_filter(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taxonomy import annotations
+
+    archive = tmp_path / "archive.tar.xz"
+    archive.write_bytes(b"stand-in")
+    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(defect_filter, "local_archive", lambda: archive)
+    monkeypatch.setattr(defect_filter, "study_issue_keys", lambda: set())
+    monkeypatch.setattr(annotations, "shipped_threads", lambda _: {})  # none of the annotated threads
+    texts, labels, groups = synthetic_repos(4)
+    only_cv = defect_filter.FilterData([(t, "", "") for t in texts[:25]], labels[:25], groups[:25],
+                                       [(g, i) for i, g in enumerate(groups[:25])])
+    monkeypatch.setattr(defect_filter, "denchmark_filter_data", lambda *a, **k: only_cv)  # one kind of repository
+    defect_filter.default_reengineering_filter.cache_clear()
+    defect_filter.default_defect_filter.cache_clear()
+    try:
+        assert defect_filter.default_defect_filter() is None
+        assert defect_filter.default_reengineering_filter() is None
+        assert not (tmp_path / "cache" / "filters").exists()  # nothing half-made is cached
+    finally:
+        defect_filter.default_reengineering_filter.cache_clear()
+        defect_filter.default_defect_filter.cache_clear()
+
+
 def test_no_archive_means_no_filter(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REENG_DATA_DIR", str(tmp_path / "nothing"))
     monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
