@@ -143,8 +143,9 @@ class ThreadFilter(ClassifierMixin, BaseEstimator):
     repositories is kept (``threshold_``); without groups the classes are balanced and the
     threshold is 0.5. With ``target_keep=None`` the threshold is the decision at equal costs
     and the training data's class shares: a thread is dropped only where, at those shares, it
-    is likelier a ``no`` than a ``yes`` (P(yes) under balanced weights below the share of ``no``). The fitted state is a few arrays (:meth:`to_arrays` / :meth:`from_arrays`),
-    so a cached filter loads without pickle.
+    is likelier a ``no`` than a ``yes`` (P(yes) under balanced weights below the share of
+    ``no``). The fitted state is a few arrays (:meth:`to_arrays` / :meth:`from_arrays`), so a
+    cached filter loads without pickle.
     """
 
     def __init__(self, C: float = 8.0, n_features: int = 2**18, target_keep: float | None = 0.8, folds: int = 3) -> None:
@@ -186,7 +187,8 @@ class ThreadFilter(ClassifierMixin, BaseEstimator):
         counts = self._counts(X).tocsr()  # counted once; the inner folds slice it
         groups = None if groups is None else np.asarray(list(groups))
         self.threshold_ = 0.5 if self.target_keep is not None else float(np.mean(labels != "yes"))
-        enough = self.target_keep is not None and groups is not None and all(len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
+        enough = self.target_keep is not None and groups is not None and all(
+            len(set(groups[mask])) >= self.folds for mask in (labels == "yes", labels != "yes"))
         if enough:
             from sklearn.model_selection import StratifiedGroupKFold
 

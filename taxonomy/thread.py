@@ -54,9 +54,10 @@ BOT_TEMPLATES = (
 # comment (taxonomy.text.fold_case finds exactly what re.I would): one scan instead of one per
 # template, and several times faster than re.I.
 _BOT_TEMPLATE = re.compile("|".join(f"(?:{p})" for p in BOT_TEMPLATES))
-# A bot's template opens its comment: only its first characters are searched. In the Denchmark
-# threads every template hit starts at the comment's first character; the head keeps the search
-# short on long human comments, and a phrase deep inside one (a user quoting a bot) is not a bot.
+# A bot's template opens its comment: only its first characters are searched, which keeps the
+# search short on long human comments; a phrase deep inside one (a user quoting a bot) is not a
+# bot. Over the 125,377 comments of the Denchmark archive this differs from searching whole
+# comments on one, a human e-mail reply that quotes a bot.
 BOT_HEAD_CHARS = 300
 
 
