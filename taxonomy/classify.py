@@ -1,6 +1,6 @@
 """The classifier's workflows over tables and stores: train, predict, weak supervision, gold training and evaluation.
 
-The CLI (:mod:`taxonomy.classify_cli`) and the study stage call these; they take paths and
+The CLI (:mod:`taxonomy.cli`) and the study stage call these; they take paths and
 connections and return plain dicts and frames, so every workflow is testable without a shell.
 """
 

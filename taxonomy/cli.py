@@ -1,11 +1,26 @@
-"""Commands of the taxonomy layer: the taxonomy itself, the gold data, rater agreement."""
+"""The taxonomy layer's commands: ``reeng taxonomy``, ``reeng gold``, ``reeng agreement``,
+``reeng classify`` and ``reeng annotate`` (labeling sheets and Label Studio).
+
+Heavy libraries (spaCy, scikit-learn, pandas) are imported inside the commands so that
+``reeng --help`` stays light.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import click
+
+from reeng.errors import ReengError
+from taxonomy.annotate_config import DEFAULT_DEFECT_SLOTS
+
+# --- the taxonomy, the gold data, rater agreement ------------------------------------------------
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 KINDS = {"defects": "jiang2024-defects", "non-reengineering": "jiang2024-non-reengineering"}
@@ -34,7 +49,7 @@ def show_command(as_json: bool, name: str) -> None:
 
     tax = load_taxonomy(name)
     if as_json:
-        click.echo(json.dumps(tax.to_dict(), indent=2, ensure_ascii=False))
+        _echo_json(tax.to_dict())
         return
     from rich.console import Console
     from rich.table import Table
@@ -83,7 +98,7 @@ def gold_lint_command(path: Path | None, as_json: bool, strict: bool) -> None:
 
     findings = lint_file(_gold_path(path, "defects"))
     if as_json:
-        click.echo(json.dumps({"findings": [f.to_dict() for f in findings]}, indent=2, ensure_ascii=False))
+        _echo_json({"findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
             rows = (", ".join(f.rows[:12]) or "-") + (f" … ({len(f.rows)} rows)" if len(f.rows) > 12 else "")
@@ -104,7 +119,6 @@ def gold_fetch_threads_command(store_path: Path, gold: Path | None, api_url: str
 
     from miner.client import GitHubClient, tokens_from_env
     from miner.store import open_store
-    from reeng.errors import ReengError
     from taxonomy.gold import fetch_gold_threads, import_defects
 
     tokens = tokens_from_env(dict(os.environ))
@@ -113,7 +127,7 @@ def gold_fetch_threads_command(store_path: Path, gold: Path | None, api_url: str
     defects = import_defects(_gold_path(gold, "defects"))
     result = fetch_gold_threads(GitHubClient(api_url, tokens), open_store(store_path), defects)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        _echo_json(result)
         return
     click.echo(f"{result['fetched']} gold threads fetched, {result['already_stored']} already stored, "
                f"{len(result['missing'])} not found, of {result['gold_issues']} gold issues -> {store_path}")
@@ -129,7 +143,7 @@ def agreement_command(sheet_a: Path, sheet_b: Path, as_json: bool) -> None:
 
     result = agreement(sheet_a, sheet_b)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        _echo_json(result.to_dict())
         return
     click.echo(f"{'dimension':16} {'kappa':>7} {'agree':>7} {'n':>5} {'missing':>8}")
     for dim, r in result.dimensions.items():
@@ -139,3 +153,448 @@ def agreement_command(sheet_a: Path, sheet_b: Path, as_json: bool) -> None:
     click.echo(f"aligned rows: {result.aligned}; unmatched: {result.unmatched}")
 
 
+# --- reeng classify -------------------------------------------------------------------------------
+
+DEFAULT_THRESHOLD = 0.5  # mirrors taxonomy.labelers.DEFAULT_THRESHOLD without importing it at start-up
+DECISIONS, DEFAULT_DECISION = ("balanced", "map"), "balanced"  # mirror taxonomy.labelers (a test checks)
+DECISION_HELP = ("How the built-in labeler picks its best guess: 'balanced' = the category the evidence raised most "
+                 "over its prior (the prior's majority only without evidence); 'map' = the most probable category.")
+
+
+def _cols(value: str) -> list[str]:
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+@click.group("classify")
+def classify_group() -> None:
+    """Filter issue threads and label them against the taxonomy, with evidence and probabilities."""
+
+
+def _threshold(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ReengError(f"--threshold {value}: a probability between 0 and 1")
+    return value
+
+
+def _open_nonempty(store: Path) -> Any:
+    """The store, or one clear error when it holds no thread (nothing to label or learn from)."""
+    from miner.store import open_store, thread_keys
+
+    conn = open_store(store, create=False)
+    if not thread_keys(conn):
+        raise ReengError(f"{store}: the store holds no threads (mine or import some first)")
+    return conn
+
+
+@classify_group.command("train")
+@click.option("--data", type=click.Path(path_type=Path), help="CSV or Parquet with text columns and a label column.")
+@click.option("--text-cols", default="title,body", show_default=True, help="Text columns, the first being the title.")
+@click.option("--label-col", help="The label column (any labels: taxonomy ids, or bug/feature/question).")
+@click.option("--store", type=click.Path(path_type=Path),
+              help="With --gold: the store holding the gold threads. Alone: train on the built-in labeler's weak labels.")
+@click.option("--gold", type=click.Path(path_type=Path),
+              help="Gold defects CSV (study format); joined to the store's threads by owner/repo/number. "
+                   "Adjudicated labels in the store's human_labels table are added.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Model file to write (.skops).")
+@click.option("--fast", is_flag=True, help="Hashed word n-grams only (no evidence features): faster, less accurate.")
+@click.option("--evidence/--no-evidence", default=True, show_default=True,
+              help="With --data: use the evidence-rule features (switch off for tasks they do not fit).")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder (optional).")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, gold: Path | None,
+                  out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
+    """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or weak labels (--store)."""
+    from taxonomy import classify, supervised
+
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        check_model(embedding_model)  # fail before minutes of evidence extraction, not after
+    started = time.perf_counter()
+    if gold is not None:
+        if store is None:
+            raise ReengError("--gold needs --store S: the store that holds the gold issues' threads")
+        model, summary = classify.train_gold(_open_nonempty(store), gold, fast=fast)
+    elif store is not None:
+        conn = _open_nonempty(store)
+        _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
+        extracted = time.perf_counter()
+        model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
+        summary["evidence_seconds"] = round(extracted - started, 1)
+        summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
+    else:
+        if data is None or not label_col:
+            raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (weak labels)")
+        table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=evidence and not fast)
+        model, summary = classify.train_table(table, label_col, fast=fast,
+                                              params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
+                                              embedding_model=embedding_model, evidence_features=evidence)
+    supervised.save(model, out)
+    summary.update({"model": str(out), "targets": model.meta["targets"], "seconds": round(time.perf_counter() - started, 1)})
+    if as_json:
+        _echo_json(summary)
+        return
+    for target, info in model.meta["targets"].items():
+        click.echo(f"{target}: {info['n_train']} rows, {len(info['classes'])} classes ({info['classifier']})")
+    click.echo(f"model written to {out} in {summary['seconds']} s")
+
+
+@classify_group.command("evaluate")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model (omit with --cv).")
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--text-cols", help="Text columns (default: the model's own, else title,body).")
+@click.option("--label-col", help="Label column (default: the model's own).")
+@click.option("--cv", "folds", type=int, help="k-fold cross-validation of a fresh model on --data instead of --model.")
+@click.option("--group-col", help="With --cv: keep rows sharing this column's value in one fold (e.g. repository).")
+@click.option("--fast", is_flag=True, help="With --cv: cross-validate the fast model.")
+@click.option("--threshold", type=float, default=0.0, show_default=True,
+              help="With --model: abstain below this probability (abstentions are reported apart).")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None, label_col: str | None, folds: int | None,
+                     group_col: str | None, fast: bool, threshold: float, embedding_model: Path | None, as_json: bool) -> None:
+    """Kappa and macro-F1 with bootstrap 95 % intervals, coverage, per-class scores and confusion matrix."""
+    from taxonomy import classify, supervised
+    from taxonomy.evaluation import cross_validate, scores
+    from taxonomy.rules import rule_features
+
+    _threshold(threshold)
+    if (model_path is None) == (folds is None):
+        raise ReengError("evaluate needs exactly one of --model MODEL or --cv K")
+    if folds is not None:
+        if not label_col:
+            raise ReengError("--cv needs --label-col")
+        cols = _cols(text_cols or "title,body")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=not fast)
+        rows = [i for i in classify.usable(table) if table.labels[i] is not None]
+        groups = None
+        if group_col:
+            if group_col not in table.frame:
+                raise ReengError(f"{data}: no column {group_col!r}")
+            groups = [str(v) for v in table.frame[group_col].iloc[rows]]
+        idx, pred, conf = cross_validate([table.analysed[i].prepared for i in rows],  # type: ignore[misc]
+                                         None if fast else [rule_features(table.analysed[i].evidence) for i in rows],
+                                         [table.labels[i] for i in rows], label_col, folds=folds, fast=fast, groups=groups)
+        result = scores([table.labels[rows[i]] for i in idx], pred, probability=conf)  # type: ignore[misc]
+        result["folds"] = folds
+    else:
+        model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
+        params = model.meta.get("params", {})
+        cols = _cols(text_cols) if text_cols else params.get("text_cols") or ["title", "body"]
+        label_col = label_col or params.get("label_col")
+        if not label_col:
+            raise ReengError("--label-col: this model does not record a label column; name the one to score against")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
+        target = label_col if label_col in model.targets else model.targets[0]
+        preds = classify.model_predictions(model, table.analysed, threshold=threshold)
+        rows = [i for i, y in enumerate(table.labels) if y is not None]
+        result = scores([table.labels[i] for i in rows], [preds[i][target].label for i in rows],  # type: ignore[misc]
+                        probability=[preds[i][target].probability for i in rows])
+        result["target"] = target
+        result["unreadable_rows"] = sum(1 for i in rows if preds[i][target].reason not in (None, "below threshold"))
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f})  "
+               f"macro-F1 {_fmt(result['macro_f1'], result.get('macro_f1_ci'))}  kappa {_fmt(result['kappa'], result.get('kappa_ci'))}")
+    for label, m in result["per_class"].items():
+        click.echo(f"  {label:<32} P {m['precision']:.2f}  R {m['recall']:.2f}  F1 {m['f1']:.2f}  n {m['support']}")
+
+
+def _fmt(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+@classify_group.command("predict")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="A trained model file.")
+@click.option("--builtin", is_flag=True, help="Use the built-in labeler (evidence rules, no training needed).")
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+              help="Below this probability a dimension abstains (needs human review).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
+@click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
+              help=DECISION_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
+                    embedding_model: Path | None, decision: str, as_json: bool) -> None:
+    """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
+    from taxonomy import classify, supervised
+    from taxonomy.predictions import write_predictions
+
+    _threshold(threshold)
+    if builtin == (model_path is not None):
+        raise ReengError("predict needs exactly one of --model MODEL or --builtin")
+    model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
+    conn = _open_nonempty(store)
+    started = time.perf_counter()
+    ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
+    if model is None:
+        preds, name, version = classify.builtin_predictions(analysed, threshold, decision), "builtin", classify.BUILTIN_VERSION
+    else:
+        preds = classify.model_predictions(model, analysed, threshold)
+        name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]
+    written = write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), name, version)
+    if out_dir is not None:
+        from reeng.outputs import staged_dir
+        from taxonomy.gold import write_table
+        from taxonomy.predictions import machine_defects
+
+        with staged_dir(out_dir) as staging:
+            write_table(machine_defects(conn, name), staging, "defects")
+    summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name,
+                               "seconds": round(time.perf_counter() - started, 1), "dimensions": {}}
+    for dim in (preds[0] if preds else {}):
+        labels = [p[dim].label for p in preds]
+        counts: dict[str, int] = {}
+        for label in labels:
+            counts[label or "(needs review)"] = counts.get(label or "(needs review)", 0) + 1
+        summary["dimensions"][dim] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    if as_json:
+        _echo_json(summary)
+        return
+    click.echo(f"{len(ids)} threads labeled by {name} in {summary['seconds']} s ({written} prediction rows)")
+    for dim, counts in summary["dimensions"].items():
+        click.echo(f"  {dim}: " + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6]))
+
+
+@classify_group.command("gold-eval")
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--gold", type=click.Path(path_type=Path), help="Gold defects CSV (default: the study's published file).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+              help="The built-in labeler abstains below this probability.")
+@click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
+@click.option("--cv/--no-cv", default=True, show_default=True,
+              help="Also cross-validate a model trained on the gold threads (by repository and by issue).")
+@click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
+              help=DECISION_HELP)
+@click.option("--embedding-model", type=click.Path(path_type=Path),
+              help="Local sentence-transformers model folder: the cross-validated gold model also uses sentence embeddings.")
+@click.option("--json", "as_json", is_flag=True)
+def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, decision: str,
+                      embedding_model: Path | None, as_json: bool) -> None:
+    """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
+    from reeng.datasets import locate
+    from taxonomy.classify import gold_eval
+
+    _threshold(threshold)
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        embedding_model = check_model(embedding_model)  # fail before the long pass, not after
+    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv,
+                       decision=decision, embedding_model=embedding_model)
+    if reliability is not None and result["systems"]:
+        from reeng.outputs import staged_file
+        from taxonomy.evaluation import reliability_plot
+
+        curves = {d: s["builtin_best_guess"].get("calibration", {}) for d, s in result["systems"].items()}
+        with staged_file(reliability) as tmp:
+            reliability_plot(curves, tmp)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{result['defects']} gold defects in {result['threads']} threads of the store ({result.get('note')})")
+    for dim, systems in result.get("systems", {}).items():
+        parts = []
+        for name in ("builtin", "builtin_best_guess", "gold_cv_by_repository"):
+            m = systems.get(name, {})
+            if m.get("kappa") is None and m.get("macro_f1") is None:
+                parts.append(f"{name} skipped")
+            else:
+                parts.append(f"{name} k {_fmt(m['kappa'], m.get('kappa_ci'))} cov {m['coverage']:.2f}")
+        click.echo(f"  {dim:<14} n {systems['builtin']['n']:>3}  " + "; ".join(parts))
+
+
+# --- reeng annotate: labeling sheets (export, import, queue) and Label Studio --------------------
+
+@click.group("annotate")
+def annotate_group() -> None:
+    """Label threads: sheets with suggestions, or Label Studio in the browser; agreement, adjudication, active learning."""
+
+
+@annotate_group.command("export")
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Sheet path without suffix (.csv and .xlsx are written).")
+@click.option("--sample", default=50, show_default=True, help="How many threads to put on the sheet.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--model", default="builtin", show_default=True, help="Whose stored predictions to suggest.")
+def export_command(store: Path, out: Path, sample: int, seed: int, model: str) -> None:
+    """Write a labeling sheet (CSV and XLSX) with suggestions and the instrument's definitions."""
+    from miner.store import open_store
+    from taxonomy.annotate import export_sheet
+
+    result = export_sheet(open_store(store, create=False), out, sample=sample, seed=seed, model=model)
+    click.echo(f"{result['threads']} threads: " + ", ".join(result["files"]))
+
+
+@annotate_group.command("import")
+@click.argument("sheet_a", type=click.Path(path_type=Path))
+@click.argument("sheet_b", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("adjudication"), show_default=True,
+              help="Folder for agreement.json and disagreements.csv.")
+@click.option("--adjudicated", type=click.Path(path_type=Path), help="The disagreements file with 'adjudicated' filled in.")
+@click.option("--store", type=click.Path(path_type=Path), help="Store the final labels (with provenance) in this store.")
+@click.option("--json", "as_json", is_flag=True)
+def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | None, store: Path | None, as_json: bool) -> None:
+    """Kappa per dimension between two raters' sheets, disagreements to adjudicate, final labels."""
+    from reeng.outputs import staged_dir
+    from taxonomy.annotate import compare_sheets, dumps, final_labels, store_labels
+
+    result, disagreements = compare_sheets(sheet_a, sheet_b)
+    with staged_dir(out) as staging:
+        (staging / "agreement.json").write_text(dumps(result), encoding="utf-8")
+        disagreements.to_csv(staging / "disagreements.csv", index=False)
+        stored = None
+        if adjudicated is not None or disagreements.empty:
+            labels = final_labels(sheet_a, sheet_b, adjudicated)
+            labels.to_csv(staging / "labels.csv", index=False)
+            if store is not None:
+                from miner.store import open_store
+
+                stored = store_labels(open_store(store, create=False), labels)
+    summary = {"agreement": result, "disagreements": len(disagreements), "stored_labels": stored, "out": str(out)}
+    if as_json:
+        _echo_json(summary)
+        return
+    for dim, v in result["dimensions"].items():
+        kappa = "n/a" if v["kappa"] is None else f"{v['kappa']:.2f}"
+        click.echo(f"{dim:<14} kappa {kappa}  n {v['n']}")
+    click.echo(f"{len(disagreements)} disagreements -> {out / 'disagreements.csv'}"
+               + (f"; {stored} final labels stored" if stored is not None else ""))
+
+
+@annotate_group.command("queue")
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--model", default="builtin", show_default=True)
+@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def queue_command(store: Path, model: str, limit: int, as_json: bool) -> None:
+    """The threads to label next, least confident first (active learning)."""
+    from miner.store import open_store
+    from taxonomy.annotate import queue
+
+    items = queue(open_store(store, create=False), model, limit)
+    if as_json:
+        _echo_json(items)
+        return
+    for item in items:
+        click.echo(f"{item['repo']}#{item['number']}  confidence {item['confidence']:.2f}  "
+                   f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)")
+
+
+_URL_OPTION = click.option("--url", required=True, help="The Label Studio server, e.g. http://127.0.0.1:8080.")
+_PROJECT_OPTION = click.option("--project", required=True, help="Label Studio project title.")
+_ENV_OPTION = click.option("--env", "env", type=click.Path(path_type=Path),
+                           help="Label Studio's own virtual environment [default: $REENG_LABEL_STUDIO_ENV or <cache>/label-studio-env].")
+
+
+@annotate_group.command("config")
+@click.option("--defects", default=DEFAULT_DEFECT_SLOTS, show_default=True, help="Defect groups per thread.")
+def config_command(defects: int) -> None:
+    """Print the Label Studio labeling config generated from the taxonomy."""
+    from taxonomy.annotate_config import labeling_config
+    from taxonomy.model import load_taxonomy
+
+    click.echo(labeling_config(load_taxonomy(), defects))
+
+
+@annotate_group.command("push")
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--sample", type=int, help="Push the threads of this sample (see `reeng sample`).")
+@click.option("--queue", "queue_size", type=int, help="Push the active-learning queue's next N threads, least confident first.")
+@_PROJECT_OPTION
+@_URL_OPTION
+@click.option("--model", default="builtin", show_default=True, help="Whose stored predictions become pre-annotations.")
+@click.option("--defects", default=DEFAULT_DEFECT_SLOTS, show_default=True, help="Defect groups per thread.")
+@click.option("--json", "as_json", is_flag=True)
+def push_command(store: Path, sample: int | None, queue_size: int | None, project: str, url: str, model: str,
+                 defects: int, as_json: bool) -> None:
+    """Create or update a Label Studio project and import threads with the classifier's pre-annotations.
+
+    The API key is read from LABEL_STUDIO_API_KEY.
+    """
+    from miner.store import open_store
+    from taxonomy.annotate_studio import Studio, api_key_from_env, push
+
+    conn = open_store(store, create=False)
+    result = push(conn, Studio(url, api_key_from_env()), project, sample=sample, queue_size=queue_size, model=model,
+                  defects=defects)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{result['imported']} threads imported ({result['with_predictions']} with pre-annotations, "
+               f"{result['already_there']} already there) -> {result['url']}")
+
+
+@annotate_group.command("pull")
+@_PROJECT_OPTION
+@_URL_OPTION
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--adjudicator", "adjudicators", multiple=True, help="E-mail of a user whose annotations settle disagreements (repeatable).")
+@click.option("--raters-per-task", default=2, show_default=True,
+              help="Annotations per task that count as ratings; a later one by someone else adjudicates.")
+@click.option("--disagreements", "disagreements_out", type=click.Path(path_type=Path), help="Write the disagreement list to this CSV.")
+@click.option("--json", "as_json", is_flag=True)
+def pull_command(project: str, url: str, store: Path, adjudicators: tuple[str, ...], raters_per_task: int,
+                 disagreements_out: Path | None, as_json: bool) -> None:
+    """Fetch every rater's annotations, store them with provenance, report agreement and disagreements.
+
+    The API key is read from LABEL_STUDIO_API_KEY.
+    """
+    from miner.store import open_store
+    from taxonomy.annotate_studio import Studio, api_key_from_env, pull
+
+    conn = open_store(store, create=False)
+    result = pull(conn, Studio(url, api_key_from_env()), project, adjudicators=adjudicators, raters_per_task=raters_per_task)
+    if disagreements_out is not None:
+        import pandas as pd
+
+        from reeng.outputs import staged_file
+
+        with staged_file(disagreements_out) as tmp:
+            pd.DataFrame([{**{k: v for k, v in d.items() if k != "labels"}, "labels": json.dumps(d["labels"])}
+                          for d in result.disagreements]).to_csv(tmp, index=False)
+    summary = result.summary()
+    if as_json:
+        _echo_json({**summary, "disagreement_list": result.disagreements})
+        return
+    click.echo(f"{summary['annotations']} annotations by {len(result.raters)} rater(s) on {summary['tasks']} tasks")
+    for dim, entry in summary["agreement"].items():
+        kappa = "n/a" if entry["kappa"] is None else f"{entry['kappa']:.2f}"
+        alpha = "n/a" if entry["alpha"] is None else f"{entry['alpha']:.2f}"
+        click.echo(f"{dim:<14} kappa {kappa:>5}  alpha {alpha:>5}  paired units {entry['paired_units']}")
+    click.echo(f"{summary['disagreements']} disagreements ({summary['open_disagreements']} not adjudicated); "
+               f"{summary['final_labels']} final labels stored in human_labels")
+    for d in result.disagreements[:20]:
+        labels = ", ".join(f"{r}: {v}" for r, v in d["labels"].items())
+        click.echo(f"  {d['thread']} defect {d['defect_index']} {d['dimension']}: {labels} -> {d['final'] or 'open'}")
+
+
+@annotate_group.command("install")
+@_ENV_OPTION
+def install_command(env: Path | None) -> None:
+    """Install Label Studio into its own virtual environment (once; a complete one is left alone)."""
+    import sys
+
+    from taxonomy.annotate_server import env_dir, install
+
+    where = env_dir(env)
+    click.echo(f"installing Label Studio into {where} (a few minutes the first time)", err=True)
+    click.echo(install(where, log=sys.stderr))
+
+
+@annotate_group.command("serve")
+@click.option("--port", default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), help="Folder for Label Studio's database and files [default: <cache>/label-studio-data].")
+@_ENV_OPTION
+def serve_command(port: int, host: str, data: Path | None, env: Path | None) -> None:
+    """Run a local Label Studio (SQLite, data in a folder you choose) and print its URL."""
+    from reeng.settings import cache_dir
+    from taxonomy.annotate_server import env_dir, serve
+
+    serve(env_dir(env), data or cache_dir() / "label-studio-data", port, host)

@@ -213,6 +213,6 @@ def test_builtin_labeler_exposes_its_decision_rule() -> None:
 
 
 def test_cli_mirrors_the_decision_rules() -> None:
-    from taxonomy import classify_cli, labelers
+    from taxonomy import cli, labelers
 
-    assert (classify_cli.DECISIONS, classify_cli.DEFAULT_DECISION) == (labelers.DECISIONS, labelers.DEFAULT_DECISION)
+    assert (cli.DECISIONS, cli.DEFAULT_DECISION) == (labelers.DECISIONS, labelers.DEFAULT_DECISION)
