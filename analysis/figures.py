@@ -38,7 +38,6 @@ HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--", "**", "||")
 BUCKET_COLOUR = "#d9d9d9"
 FORMATS = ("png",)  # the report embeds PNG; PDF (print) and SVG on request
 DOUBLE_COLUMN_IN = 7.16  # IEEE double-column width; EMSE's is 6.85 in
-SINGLE_COLUMN_IN = 3.5
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,

@@ -34,7 +34,6 @@ from scipy import stats
 from analysis.tables import CLAIMS, CROSS_TABLES, Claim, Defects, _in, category_order, wilson_interval
 from reeng.errors import ReengError
 
-Z95 = float(stats.norm.ppf(0.975))
 
 
 def ppi_mean(y: np.ndarray, yhat: np.ndarray, yhat_unlabeled: np.ndarray, alpha: float = 0.05,

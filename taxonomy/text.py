@@ -32,7 +32,6 @@ _SIGNAL_LINE = re.compile(
     re.I | re.M,
 )
 _WORD = re.compile(r"[^\W\d_]{2,}")
-_ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
 # Frequent English function words: a prose part with none of them is unlikely to be English.
 _STOPWORDS = frozenset(
     "the a an is are was were be been to of in on for and or but not it this that with as at by from i my we "
