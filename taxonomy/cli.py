@@ -17,10 +17,13 @@ import click
 from reeng.errors import ReengError
 from taxonomy.annotate_config import DEFAULT_DEFECT_SLOTS
 
-# --- the taxonomy, the gold data, rater agreement ------------------------------------------------
+
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# --- the taxonomy, the gold data, rater agreement ------------------------------------------------
 
 
 KINDS = {"defects": "jiang2024-defects", "non-reengineering": "jiang2024-non-reengineering"}
@@ -154,6 +157,7 @@ def agreement_command(sheet_a: Path, sheet_b: Path, as_json: bool) -> None:
 
 
 # --- reeng classify -------------------------------------------------------------------------------
+
 
 DEFAULT_THRESHOLD = 0.5  # mirrors taxonomy.labelers.DEFAULT_THRESHOLD without importing it at start-up
 DECISIONS, DEFAULT_DECISION = ("balanced", "map"), "balanced"  # mirror taxonomy.labelers (a test checks)
@@ -410,6 +414,7 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
 
 
 # --- reeng annotate: labeling sheets (export, import, queue) and Label Studio --------------------
+
 
 @click.group("annotate")
 def annotate_group() -> None:
