@@ -18,7 +18,6 @@ from reeng.errors import ReengError
 from taxonomy.annotate_config import DEFAULT_DEFECT_SLOTS
 
 
-
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
