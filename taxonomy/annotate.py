@@ -223,11 +223,14 @@ def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
     return len(rows)
 
 
-def queue(conn: sqlite3.Connection, model: str, limit: int) -> list[dict[str, Any]]:
+def queue(conn: sqlite3.Connection, model: str, limit: int,
+          dimensions: tuple[str, ...] = LABEL_DIMENSIONS) -> list[dict[str, Any]]:
     """Threads to label next, least confident first (uncertainty sampling), skipping those already labeled.
 
-    A thread's confidence is the lowest probability over the six dimensions: one unsure
-    dimension is enough for a human to be worth asking.
+    A thread's confidence is the lowest probability over ``dimensions`` (default: the six
+    taxonomy dimensions): one unsure dimension is enough for a human to be worth asking. With
+    ``("issue_type",)`` it is the review queue of the defect-or-not decision: the threads the
+    defect filter finds least likely defects (or least surely not) come first.
     """
     ensure_human_labels(conn)
     done = {(r[0], r[1]) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
@@ -238,7 +241,7 @@ def queue(conn: sqlite3.Connection, model: str, limit: int) -> list[dict[str, An
     for (repo, number), dims in preds.items():
         if (repo, number) in done:
             continue
-        probs = {d: dims[d]["probability"] or 0.0 for d in LABEL_DIMENSIONS if d in dims}
+        probs = {d: dims[d]["probability"] or 0.0 for d in dimensions if d in dims}
         if not probs:
             continue
         weakest = min(probs, key=probs.__getitem__)

@@ -414,6 +414,8 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
 
 # --- reeng annotate: labeling sheets (export, import, queue) and Label Studio --------------------
 
+# taxonomy.rules.LABEL_DIMENSIONS, then the filter's two (mirrored without importing the rules; a test checks)
+QUEUE_DIMENSIONS = ("stage", "manifestation", "impact", "code_error", "root_cause", "reporter", "issue_type", "reengineering")
 
 @click.group("annotate")
 def annotate_group() -> None:
@@ -475,13 +477,16 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--model", default="builtin", show_default=True)
 @click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--dimension", "dimensions", multiple=True, type=click.Choice(QUEUE_DIMENSIONS),
+              help="Rank by these dimensions' confidence (repeatable) [default: the six taxonomy dimensions]; "
+                   "issue_type gives the defect-or-not review queue, least likely defects first.")
 @click.option("--json", "as_json", is_flag=True)
-def queue_command(store: Path, model: str, limit: int, as_json: bool) -> None:
+def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ...], as_json: bool) -> None:
     """The threads to label next, least confident first (active learning)."""
     from miner.store import open_store
     from taxonomy.annotate import queue
 
-    items = queue(open_store(store, create=False), model, limit)
+    items = queue(open_store(store, create=False), model, limit, dimensions or QUEUE_DIMENSIONS[:6])
     if as_json:
         _echo_json(items)
         return

@@ -104,6 +104,22 @@ def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureF
     assert [i["confidence"] for i in items] == sorted(i["confidence"] for i in items)
 
 
+def test_queue_by_issue_type_is_the_defect_or_not_review_queue(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from taxonomy.cli import QUEUE_DIMENSIONS
+    from taxonomy.rules import FILTER_DIMENSIONS, LABEL_DIMENSIONS
+
+    assert QUEUE_DIMENSIONS == (*LABEL_DIMENSIONS, *FILTER_DIMENSIONS)  # the CLI's mirror of the rules' names
+    code, stdout, _ = run(["annotate", "queue", "--store", str(store), "-n", "10", "--dimension", "issue_type", "--json"],
+                          capsys)
+    items = json.loads(stdout)
+    conn = sqlite3.connect(store)
+    stored = dict(conn.execute("SELECT number, probability FROM predictions WHERE model='builtin' AND dimension='issue_type'"))
+    assert code == 0 and len(items) == 4 and {i["weakest_dimension"] for i in items} == {"issue_type"}
+    assert [i["confidence"] for i in items] == sorted(stored[i["number"]] for i in items)  # least sure decision first
+    code, _, err = run(["annotate", "queue", "--store", str(store), "--dimension", "colour"], capsys)
+    assert code == 2 and "colour" in err
+
+
 def test_study_stage_without_store_does_nothing(tmp_path: Path) -> None:
     from reeng.study import StudyContext
     from taxonomy.study_stages import classify_stage
