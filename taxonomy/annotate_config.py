@@ -17,9 +17,10 @@ import html
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taxonomy.model import Dimension, Taxonomy
+if TYPE_CHECKING:  # types only: importing the taxonomy loader (and YAML) would slow every taxonomy command's start
+    from taxonomy.model import Dimension, Taxonomy
 
 THREAD_DIMENSIONS = ("framework",)
 DEFECT_DIMENSIONS = ("stage", "root_cause", "code_error", "manifestation", "impact", "reporter", "same_code", "same_data")
