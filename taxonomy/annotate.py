@@ -12,6 +12,7 @@ import json
 import random
 import re
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,7 @@ def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
 
 
 def queue(conn: sqlite3.Connection, model: str, limit: int,
-          dimensions: tuple[str, ...] = LABEL_DIMENSIONS) -> list[dict[str, Any]]:
+          dimensions: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Threads to label next, least confident first (uncertainty sampling), skipping those already labeled.
 
     A thread's confidence is the lowest probability over ``dimensions`` (default: the six
@@ -232,6 +233,7 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
     ``("issue_type",)`` it is the review queue of the defect-or-not decision: the threads the
     defect filter finds least likely defects (or least surely not) come first.
     """
+    ranked = tuple(dimensions or LABEL_DIMENSIONS)
     ensure_human_labels(conn)
     done = {(r[0], r[1]) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
     preds = _latest(conn, model)
@@ -241,7 +243,7 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
     for (repo, number), dims in preds.items():
         if (repo, number) in done:
             continue
-        probs = {d: dims[d]["probability"] or 0.0 for d in dimensions if d in dims}
+        probs = {d: dims[d]["probability"] or 0.0 for d in ranked if d in dims}
         if not probs:
             continue
         weakest = min(probs, key=probs.__getitem__)

@@ -486,7 +486,7 @@ def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ..
     from miner.store import open_store
     from taxonomy.annotate import queue
 
-    items = queue(open_store(store, create=False), model, limit, dimensions or QUEUE_DIMENSIONS[:6])
+    items = queue(open_store(store, create=False), model, limit, dimensions)
     if as_json:
         _echo_json(items)
         return

@@ -282,8 +282,8 @@ class BuiltinLabeler(BaseEstimator):
         models = self.text_models_()
         if not models:
             return f"{self.prior_source}; evidence rules alone"
-        first = next(iter(models.values())).meta.get("params", {}).get("source")
-        return f"{self.prior_source}; text models trained on {first or 'given labels'} ({next(iter(models.values())).meta.get('n_threads')} threads)"
+        meta = next(iter(models.values())).meta
+        return f"{self.prior_source}; text models trained on {meta.get('params', {}).get('source') or 'given labels'} ({meta.get('n_threads')} threads)"
 
     def text_models_(self) -> dict[str, Any] | None:
         """The first-stage text models by part, or None (rules alone); the default ones are loaded or trained at first use."""
