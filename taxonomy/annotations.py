@@ -106,9 +106,9 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
     from taxonomy.supervised import train
 
     models = {}
+    evidence = [rule_features(a.evidence) for a in analysed]  # the whole thread's, the same for every part
     for part, dims in text_parts().items():
         prepared = [a.part(part) or a.prepared for a in analysed]
-        evidence = [rule_features(a.evidence) for a in analysed]
         targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
         models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
                              params={"source": "cv_annotations", "part": part})
