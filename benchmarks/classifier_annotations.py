@@ -50,14 +50,14 @@ def main() -> None:
     from reeng.datasets import locate
     from taxonomy.evaluation import scores
     from taxonomy.labelers import BuiltinLabeler
-    from taxonomy.annotations import annotated_threads, primary_labels, read_annotations, train_text_models
+    from taxonomy.annotations import primary_labels, read_annotations, shipped_threads, train_text_models
     from taxonomy.rules import LABEL_DIMENSIONS
 
     started = time.perf_counter()
     rows = read_annotations()
     labels = primary_labels(rows)
-    threads = annotated_threads(locate("denchmark-bugreports"), {(r["repo"].lower(), int(r["number"])) for r in rows})
-    keys = sorted(k for k in labels if k in threads and threads[k].prepared is not None and threads[k].prepared.english)
+    threads = shipped_threads(locate("denchmark-bugreports"))  # the annotated threads with English text
+    keys = sorted(k for k in labels if k in threads)
     space = BuiltinLabeler(filter=False, text_models=None).space
     print(f"annotations: {len(rows)} rows, {len(labels)} defect threads by the primary rater, {len(keys)} scored "
           f"(English text), {len({k[0] for k in keys})} repositories; read in {time.perf_counter() - started:.1f} s\n")
