@@ -353,13 +353,12 @@ def archive_fingerprint(archive: Path) -> str:
     return f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def _cache_path(archive: Path, exclude: set[tuple[str, int]]) -> Path:
-    """The cached filter's file, keyed by the archive, the held-out study issues and the filter's version."""
+def _cache_path(name: str, version: str, *key_parts: str) -> Path:
+    """A cached filter's file: ``<name>-v<version>-<hash of the version and the key parts>.npz`` in the cache folder."""
     from reeng.settings import cache_dir
 
-    held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))
-    key = hashlib.sha256(f"{FILTER_VERSION}|{archive_fingerprint(archive)}|{held_out}".encode())
-    return cache_dir() / "filters" / f"reengineering-v{FILTER_VERSION}-{key.hexdigest()[:16]}.npz"
+    key = hashlib.sha256("|".join((version, *key_parts)).encode())
+    return cache_dir() / "filters" / f"{name}-v{version}-{key.hexdigest()[:16]}.npz"
 
 
 def _cached_filter(path: Path, build: Callable[[], ThreadFilter | None]) -> ThreadFilter | None:
@@ -397,7 +396,8 @@ def default_reengineering_filter() -> ThreadFilter | None:
             return None
         return ThreadFilter().fit(data.texts, data.labels, data.groups)
 
-    return _cached_filter(_cache_path(archive, exclude), build)
+    held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))  # the study issues kept out of training
+    return _cached_filter(_cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out), build)
 
 
 def defect_filter_data(threads: dict[tuple[str, int], Analysed], labels: dict[tuple[str, int], str]) -> FilterData:
@@ -410,14 +410,12 @@ def defect_filter_data(threads: dict[tuple[str, int], Analysed], labels: dict[tu
 @cache
 def default_defect_filter() -> ThreadFilter | None:
     """The defect-or-not filter trained on the shipped annotations: cached, else trained now (seconds); None without the archive."""
-    from reeng.settings import cache_dir
     from taxonomy.annotations import annotations_fingerprint, defect_labels, read_annotations, shipped_threads
 
     archive = local_archive()
     if archive is None:
         return None
-    spec = f"{DEFECT_FILTER_VERSION}|{archive_fingerprint(archive)}|{annotations_fingerprint()}"
-    path = cache_dir() / "filters" / f"defect-v{DEFECT_FILTER_VERSION}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.npz"
+    path = _cache_path("defect", DEFECT_FILTER_VERSION, archive_fingerprint(archive), annotations_fingerprint())
 
     def build() -> ThreadFilter | None:
         data = defect_filter_data(shipped_threads(archive), defect_labels(read_annotations()))
