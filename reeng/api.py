@@ -137,15 +137,21 @@ class Corpus:
 
     # --- labeling and findings --------------------------------------------------------------
 
-    def label(self, threshold: float = 0.5) -> pd.DataFrame:
-        """Label every thread with the built-in classifier; the predictions go into the store and are returned."""
+    def label(self, threshold: float = 0.5, embedding_model: Path | str | None = None) -> pd.DataFrame:
+        """Label every thread with the built-in classifier; the predictions go into the store and are returned.
+
+        ``embedding_model``: a local sentence-transformers folder; the built-in text models then
+        also read sentence embeddings (optional; slower, measured in ``docs/classifier.md``).
+        """
         from taxonomy import classify
         from taxonomy.predictions import read_predictions, write_predictions
 
+        folder = Path(embedding_model) if embedding_model is not None else None
+        version = classify.builtin_version(folder)  # a bad folder fails here, before the long pass
         with self._open() as conn:
             ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
-            preds = classify.builtin_predictions(analysed, threshold)
-            write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", classify.BUILTIN_VERSION)
+            preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder)
+            write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
             return pd.DataFrame(read_predictions(conn, "builtin"))
 
     def defects(self, *, sample: int | None = None, min_probability: float | None = None,

@@ -66,6 +66,7 @@ class CorpusConfig(Section):
 
 class ClassifyConfig(Section):
     threshold: float = Field(0.5, ge=0, le=1)
+    embedding_model: str | None = None  # a local sentence-transformers folder (optional): the text models also read embeddings
 
 
 class ReproduceConfig(Section):

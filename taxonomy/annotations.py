@@ -91,7 +91,7 @@ def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], prog
 
 
 def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | None]],
-                      space: LabelSpace) -> dict[str, TextModel]:
+                      space: LabelSpace, embedding_model: Path | str | None = None) -> dict[str, TextModel]:
     """One text model per part of the thread, each for the dimensions that part decides.
 
     Features: the fast model's hashed word 1-2-grams of the part's first 2,000 characters plus
@@ -101,7 +101,8 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
     n-grams) was within 0.03 κ and lbfgs logistic regression within 0.02, and both were 5-10x
     slower to train (the full features also to predict). Labels are mapped into ``space``
     (rare or out-of-space categories into the bucket, as the study counted them); rows without
-    a label for a dimension are left out of that dimension.
+    a label for a dimension are left out of that dimension. With ``embedding_model`` (a local
+    sentence-transformers folder) each part's sentence embedding joins the features.
     """
     from taxonomy.supervised import train
 
@@ -111,7 +112,8 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
         prepared = [a.part(part) or a.prepared for a in analysed]
         targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
         models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
-                             params={"source": "cv_annotations", "part": part})
+                             params={"source": "cv_annotations", "part": part},
+                             embedding_model=Path(embedding_model) if embedding_model is not None else None)
     return models
 
 
@@ -140,30 +142,33 @@ def shipped_threads(archive: Path) -> dict[tuple[str, int], Analysed]:
     return {k: a for k, a in threads.items() if a.prepared is not None and a.prepared.english}
 
 
-def _cache_paths(archive: Path, space: LabelSpace) -> dict[str, Path]:
-    """The cached models' files, keyed by the archive, the annotations, the label space and the model version."""
+def _cache_paths(archive: Path, space: LabelSpace, encoder: dict[str, str] | None) -> dict[str, Path]:
+    """The cached models' files, keyed by the archive, the annotations, the label space, the sentence
+    encoder (its identity, never its path; None: no embeddings) and the model version."""
     from reeng.settings import cache_dir
     from taxonomy.defect_filter import archive_fingerprint
 
-    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations_fingerprint(), space.to_dict()], sort_keys=True)
+    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations_fingerprint(), space.to_dict(),
+                       *([encoder] if encoder else [])], sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:16]
     return {part: cache_dir() / "labelers" / f"annotations-v{MODEL_VERSION}-{key}-{part}.skops" for part in text_parts()}
 
 
 @cache
-def _default_text_models(space_json: str) -> dict[str, TextModel] | None:
+def _default_text_models(space_json: str, embedding_model: str | None) -> dict[str, TextModel] | None:
     from reeng.errors import ReengError
     from taxonomy.defect_filter import local_archive
+    from taxonomy.embeddings import identity
     from taxonomy.supervised import load, save
 
     archive = local_archive()
     if archive is None:
         return None
     space = LabelSpace(**json.loads(space_json))
-    paths = _cache_paths(archive, space)
+    paths = _cache_paths(archive, space, identity(embedding_model) if embedding_model is not None else None)
     if all(p.is_file() for p in paths.values()):
         try:
-            return {part: load(p) for part, p in paths.items()}
+            return {part: load(p, embedding_model) for part, p in paths.items()}
         except ReengError:
             pass  # a damaged cache file: train again
     labels = primary_labels(read_annotations())
@@ -171,20 +176,27 @@ def _default_text_models(space_json: str) -> dict[str, TextModel] | None:
     keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
-    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space)
+    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space, embedding_model)
     for part, model in models.items():
         paths[part].parent.mkdir(parents=True, exist_ok=True)
         save(model, paths[part])
     return models
 
 
-def default_text_models(space: LabelSpace) -> dict[str, TextModel] | None:
+def default_text_models(space: LabelSpace, embedding_model: Path | str | None = None) -> dict[str, TextModel] | None:
     """The text models trained on the shipped annotations for ``space``: cached, else trained now (seconds).
 
-    None when the Denchmark archive is not on this machine (``REENG_DATA_DIR``): the built-in
-    labeler then reads the evidence rules alone. Memoised per process and label space.
+    ``embedding_model``: a local sentence-transformers folder whose embeddings join the features
+    (encoding the annotated threads on first use takes a minute or two on a CPU; the models are
+    cached per encoder version). None when the Denchmark archive is not on this machine
+    (``REENG_DATA_DIR``): the built-in labeler then reads the evidence rules alone. Memoised per
+    process, label space and encoder.
     """
-    return _default_text_models(json.dumps(space.to_dict(), sort_keys=True))
+    if embedding_model is not None:
+        from taxonomy.embeddings import check_model
+
+        embedding_model = str(check_model(embedding_model))
+    return _default_text_models(json.dumps(space.to_dict(), sort_keys=True), embedding_model)
 
 
 def text_probabilities(models: dict[str, TextModel], analysed: list[Analysed]) -> dict[str, tuple[list[str], np.ndarray]]:

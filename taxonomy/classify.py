@@ -119,10 +119,23 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
     return [(t.repo, int(t.number)) for t in threads], analysed, threads
 
 
-def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD,
-                        decision: str = DEFAULT_DECISION) -> list[dict[str, Prediction]]:
-    """The built-in labeler's predictions, with each thread's framework."""
-    return with_framework(analysed, BuiltinLabeler(threshold=threshold, decision=decision).label_many(analysed))
+def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
+                        embedding_model: Path | None = None) -> list[dict[str, Prediction]]:
+    """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
+    also read sentence embeddings from that local folder)."""
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
+    return with_framework(analysed, labeler.label_many(analysed))
+
+
+def builtin_version(embedding_model: Path | None = None) -> str:
+    """The built-in labeler's version as the predictions table records it: with sentence embeddings,
+    ``5+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
+    if embedding_model is None:
+        return BUILTIN_VERSION
+    from taxonomy.embeddings import identity
+
+    encoder = identity(embedding_model)
+    return f"{BUILTIN_VERSION}+{encoder['name']}-{encoder['version']}"
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,
@@ -297,8 +310,8 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
     supervised model cross-validated on the gold threads themselves, grouped by repository
     (leave-one-repository-out, the headline: new repositories are the real use) and by issue;
-    ``embedding_model`` (a local sentence-transformers folder) adds sentence embeddings to that
-    model's features, so the same folds are scored with and without them.
+    ``embedding_model`` (a local sentence-transformers folder) adds sentence embeddings to the
+    features of both: the built-in labeler's text models and the cross-validated model.
     Every score has a bootstrap 95 % interval (issues resampled); dimensions with the study's
     ``low_frequency`` bucket are also scored without the bucket's rows.
     """
@@ -309,7 +322,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     if join.defects.empty:
         return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {},
                 "note": "no gold issue has its thread in this store"}
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision)
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
     unique = sorted(set(join.rows))
     builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
     labels = gold_training_labels(join)

@@ -318,7 +318,9 @@ def _fmt(value: float | None, ci: list[float] | None = None) -> str:
               help="Below this probability a dimension abstains (needs human review).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Also write the machine defect table (defects.parquet and .csv, the gold schema) into this folder.")
-@click.option("--embedding-model", type=click.Path(path_type=Path), help="The local sentence encoder a model was trained with.")
+@click.option("--embedding-model", type=click.Path(path_type=Path),
+              help="The local sentence encoder a model was trained with; with --builtin, the built-in text models "
+                   "also read sentence embeddings from this folder (optional, slower).")
 @click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
               help=DECISION_HELP)
 @click.option("--json", "as_json", is_flag=True)
@@ -332,11 +334,12 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     if builtin == (model_path is not None):
         raise ReengError("predict needs exactly one of --model MODEL or --builtin")
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
+    version = classify.builtin_version(embedding_model) if model is None else None  # checks the encoder's folder: fail fast
     conn = _open_nonempty(store)
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
     if model is None:
-        preds, name, version = classify.builtin_predictions(analysed, threshold, decision), "builtin", classify.BUILTIN_VERSION
+        preds, name = classify.builtin_predictions(analysed, threshold, decision, embedding_model), "builtin"
     else:
         preds = classify.model_predictions(model, analysed, threshold)
         name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]
@@ -375,7 +378,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
               help=DECISION_HELP)
 @click.option("--embedding-model", type=click.Path(path_type=Path),
-              help="Local sentence-transformers model folder: the cross-validated gold model also uses sentence embeddings.")
+              help="Local sentence-transformers model folder: the built-in labeler's text models and the "
+                   "cross-validated gold model also read sentence embeddings.")
 @click.option("--json", "as_json", is_flag=True)
 def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, decision: str,
                       embedding_model: Path | None, as_json: bool) -> None:

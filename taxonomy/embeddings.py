@@ -70,7 +70,9 @@ def _distribution(folder: Path) -> tuple[str, str] | None:
 @cache
 def _encoder(folder: str) -> Any:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # its per-load weight bar is noise beside our own progress
     try:
         return SentenceTransformer(folder, device="cpu", local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any loader failure means "not a usable model folder"
@@ -94,22 +96,34 @@ def identity(folder: Path | str) -> dict[str, str]:
     return found
 
 
-# Cross-validation encodes the same threads once per fold and dimension: each distinct text is
-# encoded once per process (up to this many texts are remembered, float32, ~1.5 KB each).
+# Cross-validation encodes the same threads once per fold and dimension, and the two parts of a
+# thread often open alike: each distinct encoder input is encoded once per process (up to this
+# many are remembered, float32, ~1.5 KB each).
 MEMO_TEXTS = 50_000
-_memo: dict[tuple[str, str], np.ndarray] = {}
+_memo: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
 
 
 def embed(folder: Path | str, texts: list[str]) -> np.ndarray:
-    """Unit-length sentence embeddings of the start of each text (rows follow ``texts``)."""
+    """Unit-length sentence embeddings of the start of each text (rows follow ``texts``).
+
+    The encoder reads a text's first ``max_seq_length`` tokens only, so texts are told apart by
+    those tokens: two texts that open alike (a thread's opening post and the whole thread, in
+    about half the threads) are encoded once.
+    """
     name = str(check_model(folder))
-    keys = [(name, t[:EMBEDDING_TEXT_CHARS]) for t in texts]
-    new = list(dict.fromkeys(k for k in keys if k not in _memo))
-    fresh: dict[tuple[str, str], np.ndarray] = {}
-    if new:
-        vectors = _encoder(name).encode([k[1] for k in new], batch_size=32, normalize_embeddings=True,
-                                        show_progress_bar=False, convert_to_numpy=True)
-        fresh = dict(zip(new, np.asarray(vectors, dtype=np.float32)))  # the encoder's own precision
+    encoder = _encoder(name)
+    window = [t[:EMBEDDING_TEXT_CHARS] for t in texts]
+    tokens = encoder.tokenizer(window, truncation=True, max_length=encoder.max_seq_length)["input_ids"]
+    keys = [(name, tuple(ids)) for ids in tokens]
+    first = {}
+    for key, text in zip(keys, window):
+        if key not in _memo:
+            first.setdefault(key, text)
+    fresh: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+    if first:
+        vectors = encoder.encode(list(first.values()), batch_size=32, normalize_embeddings=True,
+                                 show_progress_bar=False, convert_to_numpy=True)
+        fresh = dict(zip(first, np.asarray(vectors, dtype=np.float32)))  # the encoder's own precision
     rows = np.array([fresh[k] if k in fresh else _memo[k] for k in keys], dtype=np.float64).reshape(len(keys), -1)
     if len(_memo) + len(fresh) > MEMO_TEXTS:
         _memo.clear()

@@ -44,6 +44,8 @@ from taxonomy.label_space import BUCKET, LabelSpace
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, FILTER_LABELS, LABEL_DIMENSIONS, Rule, dimension_rules, part_keys
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from taxonomy.batch import Analysed
@@ -207,8 +209,11 @@ class BuiltinLabeler(BaseEstimator):
     stage of the six label dimensions: ``"annotations"``, text models trained on the project's
     own annotations of non-study threads, :mod:`taxonomy.annotations`, with the evidence rules as
     features; None, the evidence rules alone; or such models of one's own, by part of the
-    thread). It needs no ``fit``: prior, label space and joint tables come from the published
-    labels (labels, never text), the text models from annotations that hold no study thread.
+    thread) and ``embedding_model`` (a local sentence-transformers folder: the default text
+    models then also read each part's sentence embedding; optional, measured in
+    ``docs/classifier.md``). It needs no ``fit``: prior, label space and joint tables come from
+    the published labels (labels, never text), the text models from annotations that hold no
+    study thread.
 
     A text model is trained with balanced class weights, so its probabilities are those of a
     uniform prior; the labeler multiplies them by its prior (the study's) and renormalises, the
@@ -221,7 +226,7 @@ class BuiltinLabeler(BaseEstimator):
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
                  joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
                  decision: str = DEFAULT_DECISION, filter: bool = True,
-                 text_models: str | dict[str, Any] | None = "annotations") -> None:
+                 text_models: str | dict[str, Any] | None = "annotations", embedding_model: Path | str | None = None) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
@@ -257,6 +262,13 @@ class BuiltinLabeler(BaseEstimator):
         self.text_models = text_models
         if isinstance(text_models, str) and text_models != "annotations":
             raise ValueError(f"text_models must be 'annotations', None or text models by part, not {text_models!r}")
+        self.embedding_model = embedding_model
+        if embedding_model is not None:
+            if text_models != "annotations":
+                raise ValueError("embedding_model is for the default text models; models of one's own carry their encoder")
+            from taxonomy.embeddings import check_model
+
+            check_model(embedding_model)  # one clear error now, not after the long pass
         # The posterior of a thread on which no rule fires: the base rate each decision is measured against.
         self.prior_ = self._decode({dim: lab.prior_[None, :] for dim, lab in self.labelers.items()})
 
@@ -283,14 +295,17 @@ class BuiltinLabeler(BaseEstimator):
         if not models:
             return f"{self.prior_source}; evidence rules alone"
         meta = next(iter(models.values())).meta
-        return f"{self.prior_source}; text models trained on {meta.get('params', {}).get('source') or 'given labels'} ({meta.get('n_threads')} threads)"
+        encoder = meta.get("embedding_model")
+        with_encoder = f"; with sentence embeddings: {encoder['name']} {encoder['version']}" if encoder else ""
+        return (f"{self.prior_source}; text models trained on {meta.get('params', {}).get('source') or 'given labels'} "
+                f"({meta.get('n_threads')} threads{with_encoder})")
 
     def text_models_(self) -> dict[str, Any] | None:
         """The first-stage text models by part, or None (rules alone); the default ones are loaded or trained at first use."""
         if self.text_models == "annotations":
             from taxonomy.annotations import default_text_models
 
-            return default_text_models(self.space)
+            return default_text_models(self.space, self.embedding_model)
         return self.text_models  # type: ignore[return-value]
 
     def _with_prior(self, dim: str, classes: list[str], p: np.ndarray) -> np.ndarray:

