@@ -22,6 +22,7 @@ from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, ru
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
 BUILTIN_VERSION = "5"
+LABEL_CHUNK = 500  # threads per step of the labeling progress bar (about 1 s each; a minute with sentence embeddings)
 
 
 @dataclass
@@ -120,11 +121,21 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
-                        embedding_model: Path | None = None) -> list[dict[str, Prediction]]:
+                        embedding_model: Path | None = None, progress: bool = True) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
-    also read sentence embeddings from that local folder)."""
+    also read sentence embeddings from that local folder), in chunks behind a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
-    return with_framework(analysed, labeler.label_many(analysed))
+    preds: list[dict[str, Prediction]] = []
+    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+        task = bar.add_task("labels", total=len(analysed))
+        for start in range(0, len(analysed), LABEL_CHUNK):
+            chunk = analysed[start:start + LABEL_CHUNK]
+            preds.extend(labeler.label_many(chunk))  # thread by thread: chunks change no label
+            bar.advance(task, len(chunk))
+    return with_framework(analysed, preds)
 
 
 def builtin_version(embedding_model: Path | None = None) -> str:

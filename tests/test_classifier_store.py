@@ -55,6 +55,20 @@ def test_predict_builtin_writes_labels_probabilities_evidence(store: Path) -> No
     assert empty["label"] is None and empty["needs_review"] == 1 and json.loads(empty["evidence"])["reason"] == "empty"
 
 
+def test_labeling_in_chunks_changes_no_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress bar's chunks label thread by thread: the same predictions as one pass over all."""
+    from taxonomy import classify
+    from taxonomy.batch import analyse
+
+    threads = [analyse(title, [body], list(comments)) for _, _, title, body, comments in THREADS] * 2
+    whole = classify.builtin_predictions(threads, progress=False)
+    monkeypatch.setattr(classify, "LABEL_CHUNK", 3)
+    chunked = classify.builtin_predictions(threads, progress=False)
+    assert [{d: (p.label, p.probability, p.candidate) for d, p in row.items()} for row in chunked] == \
+        [{d: (p.label, p.probability, p.candidate) for d, p in row.items()} for row in whole]
+    assert whole[0]["stage"].label == "environment" and whole[4]["stage"].label == "environment"
+
+
 def test_predict_needs_a_model_choice(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["classify", "predict", "--store", str(store)], capsys)
     assert code == 2 and "exactly one of --model" in err
