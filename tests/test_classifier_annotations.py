@@ -122,8 +122,9 @@ def test_text_models_argument_is_checked(tmp_path: Path) -> None:
         BuiltinLabeler(text_models="gold")
     with pytest.raises(ValueError, match="embedding_model is for the default text models"):
         BuiltinLabeler(text_models=None, embedding_model=tmp_path)
-    with pytest.raises(ReengError, match="--embedding-model"):  # not installed, or no such folder: refused at once
-        BuiltinLabeler(embedding_model=tmp_path / "nowhere")
+    for folder in (tmp_path / "nowhere", tmp_path):  # not installed, no such folder, or not a model: refused at once
+        with pytest.raises(ReengError, match="--embedding-model"):
+            BuiltinLabeler(embedding_model=folder)
 
 
 def test_cached_text_models_are_keyed_by_the_encoders_identity(tmp_path: Path) -> None:

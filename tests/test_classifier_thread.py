@@ -104,6 +104,28 @@ def test_bot_templates_match_in_any_case_as_re_ignorecase_would() -> None:
     assert not is_bot(None, "My script automatically marked the stale cache entries; closing them by hand fixed it.")
 
 
+def test_every_bot_template_is_found_behind_its_hint_words() -> None:
+    """One comment per template, written for this test: each template matches one, and is_bot (which searches
+    only a head holding one of BOT_TEMPLATE_HINTS) finds every one."""
+    import re
+
+    from taxonomy.thread import BOT_TEMPLATES
+
+    samples = [
+        "This issue has been automatically marked as stale.", "This issue was automatically closed.",
+        "It will be closed if no further activity occurs.", "Thank you for your contributions. This issue is stale.",
+        "Hello @someone, thank you for your interest in our detector!", "👋 Hello @someone",
+        "Thanks for your interest in our work.",
+        "If this is a 🐛 Bug Report, please provide screenshots and **minimum viable code to reproduce your issue**",
+        "Thanks for submitting this issue! We will look at it soon.", "Please sign our Contributor License Agreement.",
+        "This pull request has been automatically locked.", "# Codecov Report", "Automated message: the build passed.",
+        "I'm a bot, and this is a reminder.", "Beep boop.", "Are you satisfied with the resolution of your issue?",
+        "Closing this issue as stale automatically.",
+    ]
+    assert all(any(re.search(p, s.lower()) for s in samples) for p in BOT_TEMPLATES)
+    assert all(is_bot(None, s) for s in samples)
+
+
 def test_condensed_log_equals_the_line_by_line_definition() -> None:
     import re
 
