@@ -49,16 +49,23 @@ def floor_met(truth: list[str], predicted: list[str | None], floor: float) -> bo
     return kappa is not None and kappa >= floor
 
 
-def test_quality_floor_on_the_development_set(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("encoder", [None, "local sentence encoder"])
+def test_quality_floor_on_the_development_set(store: Path, encoder: str | None) -> None:
+    """The same floors with and without the optional sentence embeddings (skipped where they are not installed)."""
     from miner.store import open_store
     from reeng.datasets import locate
     from taxonomy.classify import gold_training_labels, join_gold
     from taxonomy.labelers import BuiltinLabeler
 
+    folder = None
+    if encoder is not None:
+        from tests.test_classifier_models import local_embedding_model
+
+        folder = local_embedding_model()
     join = join_gold(open_store(store, create=False), locate("jiang2024-defects"), human=False, progress=False)
     assert len(join.defects) >= 25
     labels = gold_training_labels(join)
-    preds = BuiltinLabeler(threshold=0.0).label_many([join.analysed[i] for i in join.rows])
+    preds = BuiltinLabeler(threshold=0.0, embedding_model=folder).label_many([join.analysed[i] for i in join.rows])
     for dim, floor in FLOORS.items():
         rows = [j for j, y in enumerate(labels[dim]) if y is not None]
         truth = [str(labels[dim][j]) for j in rows]
