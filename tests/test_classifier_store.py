@@ -164,6 +164,19 @@ def test_study_stage_with_store(store: Path, tmp_path: Path, monkeypatch: pytest
     assert result["gold_threads"] == 2
 
 
+def test_study_stage_refuses_a_missing_encoder_before_any_output(store: Path, tmp_path: Path) -> None:
+    from reeng.errors import ReengError
+    from reeng.study import StudyContext
+    from taxonomy.study_stages import classify_stage
+
+    ctx = StudyContext(config={"classify": {"embedding_model": "no-such-encoder"}}, out=tmp_path / "out", config_dir=tmp_path)
+    (tmp_path / "out").mkdir()
+    ctx.artifacts["store"] = store
+    with pytest.raises(ReengError, match="--embedding-model"):
+        classify_stage(ctx)
+    assert not any((tmp_path / "out").iterdir())
+
+
 def write_gold(path: Path) -> None:
     """A two-row gold sheet in the published CSV's layout, written for this test."""
     header = ["", "URL", "Repo owner", "Repo name", "Issue #", "Repo type", "Research Prototype", "Repo creation time",
