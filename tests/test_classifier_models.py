@@ -157,6 +157,9 @@ def test_embedding_features_train_save_and_predict(trained: tuple[Path, Path], t
     code, _, err = run(["classify", "evaluate", "--model", str(out), "--data", str(trained[0]), "--text-cols",
                         "title,body", "--label-col", "kind", "--embedding-model", "numpy", "--json"], capsys)
     assert code == 2 and "not a sentence-transformers model folder" in err
+    from taxonomy.embeddings import embed
+
+    assert embed(folder, []).shape == (0, 384)  # no texts: no rows, the encoder's width
 
 
 def test_skops_imported_without_a_leftover_placeholder() -> None:
