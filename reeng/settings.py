@@ -7,6 +7,7 @@ loaders download the public originals into ``REENG_CACHE_DIR`` (default ``~/.cac
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,3 +27,10 @@ def cache_dir() -> Path:
     path = Path(value).expanduser() if value else Path.home() / ".cache" / "reeng"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def keyed_cache_file(folder: str, name: str, version: str, key_parts: tuple[str, ...], suffix: str) -> Path:
+    """A cached file that depends on what built it: ``<folder>/<name>-v<version>-<key><suffix>`` in the
+    cache, the key being 16 hex digits of a hash of the version and the key parts (another input, another file)."""
+    key = hashlib.sha256("|".join((version, *key_parts)).encode()).hexdigest()[:16]
+    return cache_dir() / folder / f"{name}-v{version}-{key}{suffix}"

@@ -145,13 +145,12 @@ def shipped_threads(archive: Path) -> dict[tuple[str, int], Analysed]:
 def _cache_paths(archive: Path, space: LabelSpace, encoder: dict[str, str] | None) -> dict[str, Path]:
     """The cached models' files, keyed by the archive, the annotations, the label space, the sentence
     encoder (its identity, never its path; None: no embeddings) and the model version."""
-    from reeng.settings import cache_dir
+    from reeng.settings import keyed_cache_file
     from taxonomy.defect_filter import archive_fingerprint
 
-    spec = json.dumps([MODEL_VERSION, archive_fingerprint(archive), annotations_fingerprint(), space.to_dict(),
-                       *([encoder] if encoder else [])], sort_keys=True)
-    key = hashlib.sha256(spec.encode()).hexdigest()[:16]
-    return {part: cache_dir() / "labelers" / f"annotations-v{MODEL_VERSION}-{key}-{part}.skops" for part in text_parts()}
+    key = (archive_fingerprint(archive), annotations_fingerprint(), json.dumps(space.to_dict(), sort_keys=True),
+           *([json.dumps(encoder, sort_keys=True)] if encoder else []))
+    return {part: keyed_cache_file("labelers", f"annotations-{part}", MODEL_VERSION, key, ".skops") for part in text_parts()}
 
 
 @cache

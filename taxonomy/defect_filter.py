@@ -30,7 +30,6 @@ built-in labeler falls back to the rules, with a ``fallback`` note in the predic
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import zlib
@@ -354,11 +353,10 @@ def archive_fingerprint(archive: Path) -> str:
 
 
 def _cache_path(name: str, version: str, *key_parts: str) -> Path:
-    """A cached filter's file: ``<name>-v<version>-<hash of the version and the key parts>.npz`` in the cache folder."""
-    from reeng.settings import cache_dir
+    """A cached filter's file: ``filters/<name>-v<version>-<key>.npz`` (:func:`reeng.settings.keyed_cache_file`)."""
+    from reeng.settings import keyed_cache_file
 
-    key = hashlib.sha256("|".join((version, *key_parts)).encode())
-    return cache_dir() / "filters" / f"{name}-v{version}-{key.hexdigest()[:16]}.npz"
+    return keyed_cache_file("filters", name, version, key_parts, ".npz")
 
 
 def _cached_filter(path: Path, build: Callable[[], ThreadFilter | None]) -> ThreadFilter | None:
