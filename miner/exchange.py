@@ -14,13 +14,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import Progress
-
 from miner import store
 from miner.denchmark import ArchiveStats, read_archive
 from reeng.errors import ReengError
 from reeng.outputs import staged_dir
+from reeng.progress import progress_bar
 
 FORMATS = ("parquet", "jsonl", "csv")
 
@@ -127,8 +125,7 @@ def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] 
     counts = {"issues": 0, "comments": 0}
     found: set[str] = set()
     try:
-        with store.transaction(conn), Progress(transient=True, disable=not progress,
-                                               console=Console(stderr=True)) as bar:
+        with store.transaction(conn), progress_bar(progress) as bar:
             task = bar.add_task("denchmark", total=limit)
             for thread in threads:
                 store.write_thread(conn, thread, source="denchmark")

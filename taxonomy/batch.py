@@ -100,13 +100,12 @@ def analyse_many(rows: Iterable[Row], total: int | None = None, workers: int | N
     """:func:`analyse_row` for many rows, in order, with a progress bar."""
     from functools import partial
 
-    from rich.console import Console
-    from rich.progress import Progress
+    from reeng.progress import progress_bar
 
     workers = workers or default_workers()
     results: list[Analysed] = []
     # The bar goes to stderr: stdout stays clean for --json.
-    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(label, total=total)
         if workers == 1:
             for chunk in _chunks(rows):

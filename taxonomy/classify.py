@@ -124,12 +124,11 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
                         embedding_model: Path | None = None, progress: bool = True) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
     also read sentence embeddings from that local folder), in chunks behind a progress bar on stderr."""
-    from rich.console import Console
-    from rich.progress import Progress
+    from reeng.progress import progress_bar
 
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
     preds: list[dict[str, Prediction]] = []
-    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("labels", total=len(analysed))
         for start in range(0, len(analysed), LABEL_CHUNK):
             chunk = analysed[start:start + LABEL_CHUNK]

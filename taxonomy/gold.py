@@ -211,8 +211,7 @@ def fetch_gold_threads(client: Any, conn: Any, gold: pd.DataFrame, *, skip_store
     Issues already in the store are skipped (a rerun resumes); an issue GitHub no longer has is
     counted, not fatal.
     """
-    from rich.console import Console
-    from rich.progress import Progress
+    from reeng.progress import progress_bar
 
     from miner.client import NotFound
     from miner.payloads import rest_comment, rest_issue
@@ -222,7 +221,7 @@ def fetch_gold_threads(client: Any, conn: Any, gold: pd.DataFrame, *, skip_store
     stored = thread_keys(conn) if skip_stored else set()
     todo = [(repo, n) for repo, n in wanted if (repo.casefold(), n) not in stored]
     fetched, missing = 0, []
-    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("gold threads", total=len(todo))
         for repo, number in todo:
             try:

@@ -300,12 +300,11 @@ def run_cases(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the selected cases; ``out`` (a folder) receives one sub-folder of figures per case."""
-    from rich.console import Console
-    from rich.progress import Progress
+    from reeng.progress import progress_bar
 
     resolved = resolve_device(device)
     results, details = [], {}
-    with Progress(transient=True, disable=not progress, console=Console(stderr=True)) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("reproducing", total=len(entries))
         for entry in entries:
             bar.update(task, description=entry.id)
