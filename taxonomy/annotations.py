@@ -11,8 +11,9 @@ says whether the thread is a defect and, for defects, its six taxonomy labels in
 own categories (the study's label space is applied when a model is trained).
 
 :func:`default_text_models` trains, at run time from the local Denchmark archive
-(``REENG_DATA_DIR``), one text model (:mod:`taxonomy.supervised`: hashed word n-grams plus the
-evidence-rule features) per part of the thread: the reporter's part for reporter, impact and
+(``REENG_DATA_DIR``), one text model (:mod:`taxonomy.supervised`: hashed word n-grams, the
+evidence-rule features and the thread's coordinates in the archive's semantic space,
+:mod:`taxonomy.semantic`) per part of the thread: the reporter's part for reporter, impact and
 manifestation, the whole thread for stage, root cause and code error. The models are cached
 (skops, loaded with the type allow-list); the built-in labeler reads them as its first stage
 (:class:`taxonomy.labelers.BuiltinLabeler`). ``benchmarks/classifier_annotations.py``
@@ -37,9 +38,10 @@ from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 
 if TYPE_CHECKING:
     from taxonomy.batch import Analysed
+    from taxonomy.semantic import SemanticSpace
     from taxonomy.supervised import TextModel
 
-MODEL_VERSION = "1"  # bump when the annotations' use or the models change: cached models are then retrained
+MODEL_VERSION = "2"  # bump when the annotations' use or the models change: cached models are then retrained
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
 
@@ -90,8 +92,9 @@ def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], prog
     return dict(zip(found, analysed))
 
 
-def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | None]],
-                      space: LabelSpace, embedding_model: Path | str | None = None) -> dict[str, TextModel]:
+def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | None]], space: LabelSpace,
+                      embedding_model: Path | str | None = None, semantic_space: SemanticSpace | None = None
+                      ) -> dict[str, TextModel]:
     """One text model per part of the thread, each for the dimensions that part decides.
 
     Features: the fast model's hashed word 1-2-grams of the part's first 2,000 characters plus
@@ -101,8 +104,10 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
     n-grams) was within 0.03 κ and lbfgs logistic regression within 0.02, and both were 5-10x
     slower to train (the full features also to predict). Labels are mapped into ``space``
     (rare or out-of-space categories into the bucket, as the study counted them); rows without
-    a label for a dimension are left out of that dimension. With ``embedding_model`` (a local
-    sentence-transformers folder) each part's sentence embedding joins the features.
+    a label for a dimension are left out of that dimension. With ``semantic_space`` (the default
+    labeler's: :func:`taxonomy.semantic.default_space`) each part's coordinates in that space
+    join the features; with ``embedding_model`` (a local sentence-transformers folder) each
+    part's sentence embedding.
     """
     from taxonomy.supervised import train
 
@@ -113,7 +118,8 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
         targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
         models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
                              params={"source": "cv_annotations", "part": part},
-                             embedding_model=Path(embedding_model) if embedding_model is not None else None)
+                             embedding_model=Path(embedding_model) if embedding_model is not None else None,
+                             semantic_space=semantic_space)
     return models
 
 
@@ -142,14 +148,14 @@ def shipped_threads(archive: Path) -> dict[tuple[str, int], Analysed]:
     return {k: a for k, a in threads.items() if a.prepared is not None and a.prepared.english}
 
 
-def _cache_paths(archive: Path, space: LabelSpace, encoder: dict[str, str] | None) -> dict[str, Path]:
-    """The cached models' files, keyed by the archive, the annotations, the label space, the sentence
-    encoder (its identity, never its path; None: no embeddings) and the model version."""
+def _cache_paths(archive: Path, space: LabelSpace, semantic: dict[str, str] | None, encoder: dict[str, str] | None) -> dict[str, Path]:
+    """The cached models' files, keyed by the archive, the annotations, the label space, the semantic
+    space, the sentence encoder (its identity, never its path; None: no embeddings) and the model version."""
     from reeng.settings import keyed_cache_file
     from taxonomy.defect_filter import archive_fingerprint
 
     key = (archive_fingerprint(archive), annotations_fingerprint(), json.dumps(space.to_dict(), sort_keys=True),
-           *([json.dumps(encoder, sort_keys=True)] if encoder else []))
+           json.dumps(semantic, sort_keys=True), *([json.dumps(encoder, sort_keys=True)] if encoder else []))
     return {part: keyed_cache_file("labelers", f"annotations-{part}", MODEL_VERSION, key, ".skops") for part in text_parts()}
 
 
@@ -158,16 +164,21 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
     from reeng.errors import ReengError
     from taxonomy.defect_filter import local_archive
     from taxonomy.embeddings import identity
+    from taxonomy.semantic import default_space
     from taxonomy.supervised import load, save
 
     archive = local_archive()
     if archive is None:
         return None
     space = LabelSpace(**json.loads(space_json))
-    paths = _cache_paths(archive, space, identity(embedding_model) if embedding_model is not None else None)
+    semantic = default_space()
+    paths = _cache_paths(archive, space, semantic.identity if semantic is not None else None, identity(embedding_model) if embedding_model is not None else None)
     if all(p.is_file() for p in paths.values()):
         try:
-            return {part: load(p, embedding_model) for part, p in paths.items()}
+            models = {part: load(p, embedding_model) for part, p in paths.items()}
+            for model in models.values():
+                model.semantic_space = semantic
+            return models
         except ReengError:
             pass  # a damaged cache file: train again
     labels = primary_labels(read_annotations())
@@ -175,7 +186,7 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
     keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
-    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space, embedding_model)
+    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space, embedding_model, semantic)
     for part, model in models.items():
         paths[part].parent.mkdir(parents=True, exist_ok=True)
         save(model, paths[part])
@@ -183,7 +194,8 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
 
 
 def default_text_models(space: LabelSpace, embedding_model: Path | str | None = None) -> dict[str, TextModel] | None:
-    """The text models trained on the shipped annotations for ``space``: cached, else trained now (seconds).
+    """The text models trained on the shipped annotations for ``space``: cached, else trained now (seconds;
+    the first time in a cache folder also the archive's semantic space, :func:`taxonomy.semantic.default_space`).
 
     ``embedding_model``: a local sentence-transformers folder whose embeddings join the features
     (encoding the annotated threads on first use takes a minute or two on a CPU; the models are

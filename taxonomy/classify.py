@@ -21,7 +21,7 @@ from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabele
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "5"
+BUILTIN_VERSION = "6"
 LABEL_CHUNK = 500  # threads per step of the labeling progress bar (about 1 s each; a minute with sentence embeddings)
 
 
@@ -139,7 +139,7 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
 
 def builtin_version(embedding_model: Path | None = None) -> str:
     """The built-in labeler's version as the predictions table records it: with sentence embeddings,
-    ``5+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
+    ``6+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
     if embedding_model is None:
         return BUILTIN_VERSION
     from taxonomy.embeddings import identity

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import random
 import re
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -41,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from reeng.settings import cached_arrays
 
 if TYPE_CHECKING:
     from taxonomy.batch import Analysed
@@ -359,24 +360,6 @@ def _cache_path(name: str, version: str, *key_parts: str) -> Path:
     return keyed_cache_file("filters", name, version, key_parts, ".npz")
 
 
-def _cached_filter(path: Path, build: Callable[[], ThreadFilter | None]) -> ThreadFilter | None:
-    """The filter kept in ``path`` (arrays, loaded without pickle), else ``build()`` and keep it there (None: no filter)."""
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                return ThreadFilter.from_arrays(arrays)
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a damaged cache file is rebuilt below
-    model = build()
-    if model is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **model.to_arrays())
-    tmp.replace(path)
-    return model
-
-
 @cache
 def default_reengineering_filter() -> ThreadFilter | None:
     """The trained filter: from the cache, else trained now on the local archive (seconds); None without the archive."""
@@ -395,7 +378,8 @@ def default_reengineering_filter() -> ThreadFilter | None:
         return ThreadFilter().fit(data.texts, data.labels, data.groups)
 
     held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))  # the study issues kept out of training
-    return _cached_filter(_cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out), build)
+    return cached_arrays(_cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out), build,
+                         ThreadFilter.from_arrays)
 
 
 def defect_filter_data(threads: dict[tuple[str, int], Analysed], labels: dict[tuple[str, int], str]) -> FilterData:
@@ -421,7 +405,7 @@ def default_defect_filter() -> ThreadFilter | None:
             return None
         return ThreadFilter(**DEFECT_FILTER_PARAMS).fit(data.texts, data.labels, data.groups)
 
-    return _cached_filter(path, build)
+    return cached_arrays(path, build, ThreadFilter.from_arrays)
 
 
 FALLBACK_REASON = "rules only: no local Denchmark archive to train the reengineering filter (set REENG_DATA_DIR)"

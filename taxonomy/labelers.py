@@ -295,10 +295,11 @@ class BuiltinLabeler(BaseEstimator):
         if not models:
             return f"{self.prior_source}; evidence rules alone"
         meta = next(iter(models.values())).meta
-        encoder = meta.get("embedding_model")
+        encoder, semantic = meta.get("embedding_model"), meta.get("semantic_space")
+        with_semantic = f"; semantic space {semantic['name']} {semantic['version']}" if semantic else ""
         with_encoder = f"; with sentence embeddings: {encoder['name']} {encoder['version']}" if encoder else ""
         return (f"{self.prior_source}; text models trained on {meta.get('params', {}).get('source') or 'given labels'} "
-                f"({meta.get('n_threads')} threads{with_encoder})")
+                f"({meta.get('n_threads')} threads{with_semantic}{with_encoder})")
 
     def text_models_(self) -> dict[str, Any] | None:
         """The first-stage text models by part, or None (rules alone); the default ones are loaded or trained at first use."""

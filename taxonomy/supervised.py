@@ -56,6 +56,7 @@ class TextModel:
     classifiers: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     embedding_folder: str | None = None  # where the sentence encoder is on this machine (not saved)
+    semantic_space: Any | None = None  # the taxonomy.semantic.SemanticSpace it reads (not saved: the caller's)
 
     @property
     def fast(self) -> bool:
@@ -162,6 +163,13 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
             raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
                              "pass its local folder with --embedding-model")
         blocks.append(_embedding_block(model.embedding_folder, prepared))
+    if model.meta.get("semantic_space"):
+        wanted = model.meta["semantic_space"]
+        space = model.semantic_space
+        if space is None or space.identity != wanted:
+            raise ReengError(f"this model reads the semantic space {wanted['name']} {wanted['version']}, "
+                             f"{'which is not given' if space is None else 'not ' + space.identity['version']}")
+        blocks.append(_semantic_block(space, prepared))
     return hstack(blocks).tocsr()
 
 
@@ -171,6 +179,12 @@ def _embedding_block(folder: str, prepared: list[PreparedText]) -> Any:
     from taxonomy.embeddings import embed
 
     return csr_matrix(embed(folder, [p.model_text for p in prepared]))
+
+
+def _semantic_block(space: Any, prepared: list[PreparedText]) -> Any:
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix(space.transform([p.model_text for p in prepared]))
 
 
 def check_labels(target: str, labels: list[str | None]) -> list[int]:
@@ -187,7 +201,7 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
           labels: dict[str, list[str | None]], *, fast: bool = False, evidence_features: bool | None = None,
           params: dict[str, Any] | None = None,
-          embedding_model: Path | None = None, sgd: bool = False) -> TextModel:
+          embedding_model: Path | None = None, sgd: bool = False, semantic_space: Any | None = None) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
 
     ``evidence_features``: the evidence and rule features join the n-grams (default: in full
@@ -196,6 +210,9 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
 
     With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
     thread's sentence embedding; the model records the folder and needs it again to predict.
+    With ``semantic_space`` (a fitted :class:`taxonomy.semantic.SemanticSpace`) they hold each
+    thread's coordinates in it; the model records the space's identity and needs the same space
+    again to predict (``model.semantic_space``).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction import DictVectorizer
@@ -219,6 +236,9 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         embedding_folder, embedding_id = str(check_model(embedding_model)), identity(embedding_model)
         blocks.append(_embedding_block(embedding_folder, prepared))
     model.embedding_folder = embedding_folder
+    if semantic_space is not None:
+        blocks.append(_semantic_block(semantic_space, prepared))
+    model.semantic_space = semantic_space
     matrix = hstack(blocks).tocsr()
     for target, rows in rows_per_target.items():
         y = [str(labels[target][i]) for i in rows]
@@ -237,6 +257,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
                     for t, r in rows_per_target.items()},
         "training_data_sha256": data_hash(texts, labels), "n_threads": len(prepared),
         "params": params or {}, "libraries": library_versions(), "embedding_model": embedding_id,
+        "semantic_space": semantic_space.identity if semantic_space is not None else None,
     }
     return model
 

