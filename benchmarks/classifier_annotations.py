@@ -143,7 +143,7 @@ def main() -> None:
         print("\n      ".join(line))
 
     # 3. Decoding: the study's joint tables and the balanced decision, against neither.
-    print("\n3. decoding, the same fold models: best guess κ [95% CI] | macro-F1 "
+    print("\n3. decoding, the same fold models: best guess κ [95% CI] | macro-F1 | ECE "
           "(shipped: joint tables of the study's labels + balanced decision)")
     for dim in LABEL_DIMENSIONS:
         have = [i for i, t in enumerate(truth[dim]) if t is not None]
@@ -151,7 +151,9 @@ def main() -> None:
         cells = []
         for name in ("text models (CV)", *variants):
             guess = scores(t, [out[name][dim][i] for i in have])
-            cells.append(f"{'shipped' if name == 'text models (CV)' else name}: {fmt(guess)} F1 {guess['macro_f1']:.2f}")
+            ece = calibration(t, [str(out[name][dim][i]) for i in have], [probs[name][dim][i] for i in have])["ece"]
+            cells.append(f"{'shipped' if name == 'text models (CV)' else name}: {fmt(guess)} F1 {guess['macro_f1']:.2f} "
+                         f"ECE {ece:.2f}")
         print(f"   {dim:14s} " + " | ".join(cells))
 
     print(f"\ntotal {time.perf_counter() - started:.1f} s")

@@ -35,6 +35,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 SPACE_VERSION = "1"  # bump when the corpus or the recipe changes: cached spaces and text models are then rebuilt
 COMPONENTS = 200
 PER_REPO = 300  # threads per project at most: the big frameworks (TensorFlow: 5,514) would drown the rest
+TEXT_CHARS = 2_000  # a text's start, as the fast n-gram model reads it (the title twice, then the prose)
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9_]+\b"  # words, not numbers or hashes
 
 
@@ -43,13 +44,16 @@ class SemanticSpace(TransformerMixin, BaseEstimator):
 
     A scikit-learn transformer (``fit`` / ``transform`` / ``get_params``). ``fit`` learns the
     vocabulary (words in at least ``min_df`` and at most ``max_df`` of the texts, English stop
-    words left out), their IDF and the SVD's components.
+    words left out), their IDF and the SVD's components. Both read a text's first
+    ``max_chars`` characters.
     """
 
-    def __init__(self, n_components: int = COMPONENTS, min_df: int = 3, max_df: float = 0.5, random_state: int = 0) -> None:
+    def __init__(self, n_components: int = COMPONENTS, min_df: int = 3, max_df: float = 0.5, max_chars: int = TEXT_CHARS,
+                 random_state: int = 0) -> None:
         self.n_components = n_components
         self.min_df = min_df
         self.max_df = max_df
+        self.max_chars = max_chars
         self.random_state = random_state
 
     def _vectorizer(self, **kwargs: Any) -> Any:
@@ -63,7 +67,7 @@ class SemanticSpace(TransformerMixin, BaseEstimator):
 
         from reeng.errors import ReengError
 
-        texts = list(X)
+        texts = [t[:self.max_chars] for t in X]
         self.vectorizer_ = self._vectorizer()
         try:
             counts = self.vectorizer_.fit_transform(texts)
@@ -78,7 +82,7 @@ class SemanticSpace(TransformerMixin, BaseEstimator):
     def transform(self, X: Iterable[str]) -> np.ndarray:
         from sklearn.preprocessing import normalize
 
-        return normalize(self.svd_.transform(self.vectorizer_.transform(list(X)))).astype(np.float32)
+        return normalize(self.svd_.transform(self.vectorizer_.transform([t[:self.max_chars] for t in X]))).astype(np.float32)
 
     @cached_property
     def identity(self) -> dict[str, str]:
@@ -158,7 +162,7 @@ def default_space() -> SemanticSpace | None:
     if archive is None:
         return None
     path = keyed_cache_file("labelers", "semantic", SPACE_VERSION,
-                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS)), ".npz")
+                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS)), ".npz")
 
     def build() -> SemanticSpace | None:
         try:

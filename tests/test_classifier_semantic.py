@@ -37,7 +37,9 @@ def test_texts_of_one_topic_land_together_though_they_share_no_word() -> None:
     assert cosine(a, b) > 0.9  # no word in common, one topic
     assert abs(cosine(a, c)) < 0.3  # different topics
     assert np.allclose(np.linalg.norm(space.transform(["kmeans prior", "toolkit"]), axis=1), 1.0, atol=1e-5)
-    assert set(space.get_params()) == {"n_components", "min_df", "max_df", "random_state"}
+    assert set(space.get_params()) == {"n_components", "min_df", "max_df", "max_chars", "random_state"}
+    cut = SemanticSpace(n_components=2, min_df=2, max_chars=20).fit(topic_corpus())
+    assert np.allclose(cut.transform(["anchor stride grid " + "cuda " * 50]), cut.transform(["anchor stride grid"]))
 
 
 def test_a_space_kept_as_arrays_transforms_alike_and_keeps_its_identity(tmp_path: Path) -> None:
