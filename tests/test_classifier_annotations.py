@@ -164,6 +164,19 @@ def test_default_text_models_are_trained_once_and_cached(data_dir: Path, tmp_pat
         again = annotations.default_text_models(space)  # from the cache files
         assert again is not None and again["whole"].meta == models["whole"].meta
         assert again["whole"].semantic_space is models["whole"].semantic_space  # loaded models get the space back
+        # Temperatures fitted by cross-validation by repository: the decoded posterior is overconfident on
+        # unseen repositories, so each of the six dimensions gets a temperature above 1, within the bounds.
+        temperatures = models["whole"].meta["temperatures"]
+        assert set(temperatures) == set(LABEL_DIMENSIONS) and all(1.2 < t < 25 for t in temperatures.values())
+        from taxonomy.defect_filter import local_archive
+
+        threads = list(annotations.shipped_threads(local_archive()).values())[:40]
+        calibrated = BuiltinLabeler(filter=False).label_many(threads)
+        as_decoded = BuiltinLabeler(filter=False, calibrate=False).label_many(threads)
+        for dim in LABEL_DIMENSIONS:  # the same best guesses; only what they are said to be worth changes
+            assert [p[dim].candidate for p in calibrated] == [p[dim].candidate for p in as_decoded]
+        top = [(c[d].probability, r[d].probability) for c, r in zip(calibrated, as_decoded) for d in LABEL_DIMENSIONS]
+        assert np.mean([c for c, _ in top]) < np.mean([r for _, r in top]) - 0.05
     finally:
         annotations._default_text_models.cache_clear()
 

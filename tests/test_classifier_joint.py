@@ -176,6 +176,38 @@ def test_paired_difference_has_the_sign_of_the_better_labeler_and_a_paired_inter
     assert by_repo["difference"] == res["difference"] and by_repo["difference_ci"] != res["difference_ci"]
 
 
+def test_temper_flattens_keeps_the_order_and_the_balanced_decision() -> None:
+    from taxonomy.labelers import decide, temper
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.full(6, 0.3), 200)
+    prior = rng.dirichlet(np.full(6, 2.0))
+    hot = temper(probs, 3.0)
+    assert np.allclose(hot.sum(axis=1), 1) and (hot.max(axis=1) < probs.max(axis=1)).all()
+    assert (hot.argmax(axis=1) == probs.argmax(axis=1)).all()
+    assert (decide(hot, temper(prior, 3.0)[0]) == decide(probs, prior)).all()  # the same best guess
+    assert np.array_equal(temper(probs, 1.0), probs)
+
+
+def test_fit_temperature_recovers_a_known_overconfidence_and_lowers_the_calibration_error() -> None:
+    from taxonomy.labelers import fit_temperature, temper
+
+    rng = np.random.default_rng(7)
+    true = rng.dirichlet(np.full(8, 0.5), 4000)  # calibrated probabilities
+    truth = np.array([rng.choice(8, p=row) for row in true])
+    overconfident = temper(true, 1 / 3)  # what a labeler three times too sure would report
+    t = fit_temperature(overconfident, truth)
+    assert 2.5 < t < 3.6
+    guess = overconfident.argmax(axis=1)
+    labels = [str(v) for v in truth]
+
+    def ece(probs: np.ndarray) -> float:
+        return calibration(labels, [str(g) for g in guess], list(probs[np.arange(len(guess)), guess]))["ece"]
+
+    assert ece(temper(overconfident, t)) < 0.03 < 0.15 < ece(overconfident)
+    assert 0.8 < fit_temperature(true, truth) < 1.25  # calibrated already: left about as it is
+
+
 def test_decide_balanced_picks_what_the_evidence_raised_and_the_prior_without_evidence() -> None:
     from taxonomy.labelers import decide
 
