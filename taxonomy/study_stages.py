@@ -101,11 +101,16 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     lines = [f"{len(ids)} threads labeled by the built-in labeler; {len(table)} kept as reengineering defects"]
     if result["dimensions"]:
         lines.append(f"gold comparison on {result['threads']} threads / {result['defects']} defects "
-                     "(built-in labeler; kappa on answered rows with 95% CI, coverage):")
+                     "(built-in labeler; kappa with 95% CI of the best guess, and on the rows answered at the threshold):")
+
+        def kappa(m: dict) -> str:
+            value = "n/a" if m.get("kappa") is None else f"{m['kappa']:.2f}"
+            return value + (f" [{m['kappa_ci'][0]:.2f}, {m['kappa_ci'][1]:.2f}]" if m.get("kappa_ci") else "")
+
         for dim, m in result["dimensions"].items():
-            kappa = "n/a" if m["kappa"] is None else f"{m['kappa']:.2f}"
-            ci = f" [{m['kappa_ci'][0]:.2f}, {m['kappa_ci'][1]:.2f}]" if m.get("kappa_ci") else ""
-            lines.append(f"  {dim}: kappa {kappa}{ci}, coverage {m['coverage']:.2f}, n {m['n']}")
+            best = result["systems"].get(dim, {}).get("builtin_best_guess", {})
+            lines.append(f"  {dim}: best guess kappa {kappa(best)} (coverage {best.get('coverage', 0):.2f}); answered kappa "
+                         f"{kappa(m)}, coverage {m['coverage']:.2f}, n {m['n']}")
     else:
         lines.append("no gold issue has its thread in the store: no machine-vs-human comparison")
     return {"threads": len(ids), "machine_defects": len(table), "gold_threads": result["threads"], "lines": lines}
