@@ -209,7 +209,8 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
         return None
     space = LabelSpace(**json.loads(space_json))
     semantic = default_space()
-    paths = _cache_paths(archive, space, semantic.identity if semantic is not None else None, identity(embedding_model) if embedding_model is not None else None)
+    paths = _cache_paths(archive, space, semantic.identity if semantic is not None else None,
+                         identity(embedding_model) if embedding_model is not None else None)
     if all(p.is_file() for p in paths.values()):
         try:
             models = {part: load(p, embedding_model) for part, p in paths.items()}

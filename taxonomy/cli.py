@@ -259,7 +259,7 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
                      group_col: str | None, fast: bool, threshold: float, embedding_model: Path | None, as_json: bool) -> None:
     """Kappa and macro-F1 with bootstrap 95 % intervals, coverage, per-class scores and confusion matrix."""
     from taxonomy import classify, supervised
-    from taxonomy.evaluation import cross_validate, scores
+    from taxonomy.evaluation import cross_validate, format_score, scores
     from taxonomy.rules import rule_features
 
     _threshold(threshold)
@@ -300,15 +300,10 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         _echo_json(result)
         return
     click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f})  "
-               f"macro-F1 {_fmt(result['macro_f1'], result.get('macro_f1_ci'))}  kappa {_fmt(result['kappa'], result.get('kappa_ci'))}")
+               f"macro-F1 {format_score(result['macro_f1'], result.get('macro_f1_ci'))}  "
+               f"kappa {format_score(result['kappa'], result.get('kappa_ci'))}")
     for label, m in result["per_class"].items():
         click.echo(f"  {label:<32} P {m['precision']:.2f}  R {m['recall']:.2f}  F1 {m['f1']:.2f}  n {m['support']}")
-
-
-def _fmt(value: float | None, ci: list[float] | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 @classify_group.command("predict")
@@ -387,6 +382,7 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
     """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval
+    from taxonomy.evaluation import format_score
 
     _threshold(threshold)
     if embedding_model is not None:
@@ -413,7 +409,7 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
             if m.get("kappa") is None and m.get("macro_f1") is None:
                 parts.append(f"{name} skipped")
             else:
-                parts.append(f"{name} k {_fmt(m['kappa'], m.get('kappa_ci'))} cov {m['coverage']:.2f}")
+                parts.append(f"{name} k {format_score(m['kappa'], m.get('kappa_ci'))} cov {m['coverage']:.2f}")
         click.echo(f"  {dim:<14} n {systems['builtin']['n']:>3}  " + "; ".join(parts))
 
 

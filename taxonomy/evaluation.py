@@ -115,6 +115,13 @@ def paired_difference(y_true: list[str], pred_a: list[str], pred_b: list[str], m
     return {"difference": diff, "difference_ci": ci, "n": len(t)}
 
 
+def format_score(value: float | None, ci: list[float] | None = None) -> str:
+    """A score for a terminal line: ``0.42 [0.31, 0.55]``, or ``n/a`` when there is none."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def scores(y_true: list[str], y_pred: list[str | None], *, probability: list[float] | None = None,
            groups: list[str] | None = None, ci: bool = True) -> dict[str, Any]:
     """Agreement with human labels, coverage kept apart from accuracy.

@@ -77,6 +77,7 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
         return {"skipped": True, "lines": ["no store: the corpus stage produced none, nothing to classify"]}
     from miner.store import open_store
     from taxonomy import classify
+    from taxonomy.evaluation import format_score
     from taxonomy.gold import write_table
     from taxonomy.predictions import machine_defects, write_predictions
 
@@ -102,15 +103,11 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     if result["dimensions"]:
         lines.append(f"gold comparison on {result['threads']} threads / {result['defects']} defects "
                      "(built-in labeler; kappa with 95% CI of the best guess, and on the rows answered at the threshold):")
-
-        def kappa(m: dict) -> str:
-            value = "n/a" if m.get("kappa") is None else f"{m['kappa']:.2f}"
-            return value + (f" [{m['kappa_ci'][0]:.2f}, {m['kappa_ci'][1]:.2f}]" if m.get("kappa_ci") else "")
-
         for dim, m in result["dimensions"].items():
             best = result["systems"].get(dim, {}).get("builtin_best_guess", {})
-            lines.append(f"  {dim}: best guess kappa {kappa(best)} (coverage {best.get('coverage', 0):.2f}); answered kappa "
-                         f"{kappa(m)}, coverage {m['coverage']:.2f}, n {m['n']}")
+            lines.append(f"  {dim}: best guess kappa {format_score(best.get('kappa'), best.get('kappa_ci'))} "
+                         f"(coverage {best.get('coverage', 0):.2f}); answered kappa "
+                         f"{format_score(m['kappa'], m.get('kappa_ci'))}, coverage {m['coverage']:.2f}, n {m['n']}")
     else:
         lines.append("no gold issue has its thread in the store: no machine-vs-human comparison")
     return {"threads": len(ids), "machine_defects": len(table), "gold_threads": result["threads"], "lines": lines}
