@@ -7,7 +7,8 @@ own so that every dimension can read the part that decides it, and the evidence 
 which part it is from.
 
 All of it (role split, hygiene, preparation, evidence) runs in worker processes, each building
-the matchers once; the parent only reads the store and collects the results. A row that fails
+the matchers once; the parent only reads the store and collects the results. :func:`map_chunks`
+is the one process pool, also used to label the analysed threads in parallel. A row that fails
 (text that is not text, say) comes back as an :class:`Analysed` with ``error`` set, and its
 predictions abstain with that reason.
 """
@@ -15,15 +16,19 @@ predictions abstain with that reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from taxonomy.evidence import Evidence, default_extractor
 from taxonomy.text import PreparedText, combine, prepare
 from taxonomy.thread import RawThread
 
 CHUNK = 64
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass
@@ -80,11 +85,12 @@ def _analyse_chunk(rows: list[Row], with_evidence: bool = True) -> list[Analysed
     return [analyse_row(row, with_evidence) for row in rows]
 
 
-def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
-    chunk: list[Row] = []
+def chunked(rows: Iterable[A], size: int = CHUNK) -> Iterator[list[A]]:
+    """``rows`` in lists of ``size`` (the last one shorter)."""
+    chunk: list[A] = []
     for row in rows:
         chunk.append(row)
-        if len(chunk) == CHUNK:
+        if len(chunk) == size:
             yield chunk
             chunk = []
     if chunk:
@@ -95,6 +101,33 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+_STEP: Callable[[Any], Any] | None = None  # a worker process's step, set once by its initializer
+
+
+def _set_step(step: Callable[[Any], Any]) -> None:
+    global _STEP
+    _STEP = step
+
+
+def _run_step(chunk: Any) -> Any:
+    assert _STEP is not None, "the pool's initializer sets the step"
+    return _STEP(chunk)
+
+
+def map_chunks(step: Callable[[list[A]], list[B]], chunks: Iterable[list[A]], workers: int) -> Iterator[list[B]]:
+    """``step`` over each chunk, results in order: in this process for one worker, else in a pool.
+
+    The step (a function, or a bound method whose object holds loaded models) goes to each
+    worker once, at its start, not with every chunk; where processes are forked, what the
+    parent has loaded before (cached models) is shared with the workers, not loaded again.
+    """
+    if workers == 1:
+        yield from map(step, chunks)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_set_step, initargs=(step,)) as pool:
+        yield from pool.map(_run_step, chunks)
+
+
 def analyse_many(rows: Iterable[Row], total: int | None = None, workers: int | None = None,
                  progress: bool = True, label: str = "evidence", with_evidence: bool = True) -> list[Analysed]:
     """:func:`analyse_row` for many rows, in order, with a progress bar."""
@@ -102,18 +135,12 @@ def analyse_many(rows: Iterable[Row], total: int | None = None, workers: int | N
 
     from reeng.progress import progress_bar
 
-    workers = workers or default_workers()
     results: list[Analysed] = []
     # The bar goes to stderr: stdout stays clean for --json.
     with progress_bar(progress) as bar:
         task = bar.add_task(label, total=total)
-        if workers == 1:
-            for chunk in _chunks(rows):
-                results.extend(_analyse_chunk(chunk, with_evidence))
-                bar.advance(task, len(chunk))
-            return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for done in pool.map(partial(_analyse_chunk, with_evidence=with_evidence), _chunks(rows)):
-                results.extend(done)
-                bar.advance(task, len(done))
+        for done in map_chunks(partial(_analyse_chunk, with_evidence=with_evidence), chunked(rows),
+                               workers or default_workers()):
+            results.extend(done)
+            bar.advance(task, len(done))
     return results

@@ -121,19 +121,28 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
-                        embedding_model: Path | None = None, progress: bool = True) -> list[dict[str, Prediction]]:
+                        embedding_model: Path | None = None, progress: bool = True,
+                        workers: int | None = None) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
-    also read sentence embeddings from that local folder), in chunks behind a progress bar on stderr."""
-    from reeng.progress import progress_bar
+    also read sentence embeddings from that local folder), in chunks behind a progress bar on stderr.
 
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
+    The chunks are labeled in ``workers`` processes (default: as many as the evidence pass uses),
+    thread by thread, so neither the chunks nor the workers change a label. With sentence
+    embeddings the labeling stays in this process: the encoder already uses every core, and a
+    process forked from one that runs torch can hang.
+    """
+    from reeng.progress import progress_bar
+    from taxonomy.batch import chunked, default_workers, map_chunks
+
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
+    if embedding_model is not None or len(analysed) <= LABEL_CHUNK:
+        workers = 1
     preds: list[dict[str, Prediction]] = []
     with progress_bar(progress) as bar:
         task = bar.add_task("labels", total=len(analysed))
-        for start in range(0, len(analysed), LABEL_CHUNK):
-            chunk = analysed[start:start + LABEL_CHUNK]
-            preds.extend(labeler.label_many(chunk))  # thread by thread: chunks change no label
-            bar.advance(task, len(chunk))
+        for done in map_chunks(labeler.label_many, chunked(analysed, LABEL_CHUNK), workers or default_workers()):
+            preds.extend(done)
+            bar.advance(task, len(done))
     return with_framework(analysed, preds)
 
 

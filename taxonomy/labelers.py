@@ -364,6 +364,17 @@ class BuiltinLabeler(BaseEstimator):
             return default_text_models(self.space, self.embedding_model)
         return self.text_models  # type: ignore[return-value]
 
+    def ready(self) -> BuiltinLabeler:
+        """Load everything labeling reads (the text models and, with ``filter``, the two filters), or learn
+        it at first use in a cache folder; returns self. Worker processes forked after this share it."""
+        self.text_models_()
+        if self.filter:
+            from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
+
+            default_reengineering_filter()
+            default_defect_filter()
+        return self
+
     def _with_prior(self, dim: str, classes: list[str], p: np.ndarray) -> np.ndarray:
         """A text model's uniform-prior probabilities in this labeler's classes, times its prior, renormalised.
 

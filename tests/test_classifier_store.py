@@ -61,17 +61,21 @@ def test_predict_builtin_writes_labels_probabilities_evidence(store: Path) -> No
     assert empty["label"] is None and empty["needs_review"] == 1 and json.loads(empty["evidence"])["reason"] == "empty"
 
 
-def test_labeling_in_chunks_changes_no_label(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The progress bar's chunks label thread by thread: the same predictions as one pass over all."""
+def test_labeling_in_chunks_and_workers_changes_no_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress bar's chunks, labeled here or in worker processes, go thread by thread: the same
+    predictions, evidence and frameworks as one pass over all."""
     from taxonomy import classify
     from taxonomy.batch import analyse
 
+    def seen(preds: list[dict]) -> list[dict]:
+        return [{d: (p.label, p.probability, p.candidate, p.evidence, p.reason) for d, p in row.items()} for row in preds]
+
     threads = [analyse(title, [body], list(comments)) for _, _, title, body, comments in THREADS] * 2
-    whole = classify.builtin_predictions(threads, progress=False)
+    whole = classify.builtin_predictions(threads, progress=False, workers=1)
     monkeypatch.setattr(classify, "LABEL_CHUNK", 3)
-    chunked = classify.builtin_predictions(threads, progress=False)
-    assert [{d: (p.label, p.probability, p.candidate) for d, p in row.items()} for row in chunked] == \
-        [{d: (p.label, p.probability, p.candidate) for d, p in row.items()} for row in whole]
+    chunked = classify.builtin_predictions(threads, progress=False, workers=1)
+    in_workers = classify.builtin_predictions(threads, progress=False, workers=2)
+    assert seen(chunked) == seen(whole) and seen(in_workers) == seen(whole)
     assert whole[0]["stage"].label == "environment" and whole[4]["stage"].label == "environment"
 
 
