@@ -65,6 +65,7 @@ def analyse(title: object, parts: list[object], discussion: list[object] = (), w
         if whole.english and with_evidence:
             extractor = default_extractor()
             evidence = extractor.extract(opening, "opening") + (extractor.extract(rest, "discussion") if rest else [])
+            _ = whole.evidence_logs  # condensed here, once, like the parts' for their evidence: it travels with the thread
     except Exception as exc:  # noqa: BLE001 - one row's failure must not stop the batch
         return Analysed(None, error=f"{type(exc).__name__} while analysing")
     return Analysed(whole, evidence, opening=opening)
