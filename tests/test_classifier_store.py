@@ -74,6 +74,7 @@ def test_labeling_in_chunks_and_workers_changes_no_label(monkeypatch: pytest.Mon
     whole = classify.builtin_predictions(threads, progress=False, workers=1)
     monkeypatch.setattr(classify, "LABEL_CHUNK", 3)
     chunked = classify.builtin_predictions(threads, progress=False, workers=1)
+    assert len(threads) > classify.LABEL_CHUNK  # more than one chunk: the two workers both label
     in_workers = classify.builtin_predictions(threads, progress=False, workers=2)
     assert seen(chunked) == seen(whole) and seen(in_workers) == seen(whole)
     assert whole[0]["stage"].label == "environment" and whole[4]["stage"].label == "environment"
