@@ -127,6 +127,24 @@ def iter_members(path: Path | str,
             raise ReengError(f"{path}: archive is truncated or corrupt ({type(exc).__name__})") from None
 
 
+def members_by_repo(path: Path | str, wanted: Callable[[str, str, int], bool] | None = None
+                    ) -> dict[str, list[tuple[int, bytes, str, str]]]:
+    """The wanted members of :func:`iter_members` by ``"owner/repo"``: (number, XML bytes, owner, repo), by number."""
+    members: dict[str, list[tuple[int, bytes, str, str]]] = {}
+    for _, owner, repo, number, data in iter_members(path, wanted):
+        members.setdefault(f"{owner}/{repo}", []).append((number, data, owner, repo))
+    return {key: sorted(items, key=lambda item: item[0]) for key, items in members.items()}
+
+
+def readable_issue(data: bytes, owner: str, repo: str, number: int) -> dict[str, Any] | None:
+    """The issue of :func:`parse_bug`, or None for a member that cannot be read (samplers skip it, as
+    :func:`read_archive` lists it among the unreadable)."""
+    try:
+        return parse_bug(data, owner, repo, number)[0]
+    except (ET.ParseError, ValueError):
+        return None
+
+
 def read_archive(
     path: Path | str, repos: Iterable[str] | None = None, limit: int | None = None
 ) -> tuple[Iterator[dict[str, Any]], ArchiveStats]:

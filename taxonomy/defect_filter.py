@@ -292,9 +292,7 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
     read exactly as the labeler reads a store's (roles and hygiene, then text preparation);
     non-English ones are left out, as the labeler abstains on them.
     """
-    import xml.etree.ElementTree as ET
-
-    from miner.denchmark import iter_members, parse_bug
+    from miner.denchmark import members_by_repo, readable_issue
     from taxonomy.batch import analyse_many
     from taxonomy.thread import split_roles
 
@@ -302,23 +300,17 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
         repo = f"{owner}/{name}"
         return (repo.lower(), number) not in exclude and repository_label(repo) is not None
 
-    raw: dict[str, list[tuple[int, bytes, str, str]]] = {}
-    for _, owner, name, number, blob in iter_members(archive, wanted):
-        raw.setdefault(f"{owner}/{name}", []).append((number, blob, owner, name))
+    members = members_by_repo(archive, wanted)
     rng = random.Random(seed)
     rows, meta = [], []
-    for repo in sorted(raw):
+    for repo in sorted(members):
         label = repository_label(repo)
-        items = sorted(raw[repo])
+        items = members[repo]
         cap = per_cv_repo if label == "yes" else per_repo
         chosen = {n for n, *_ in rng.sample(items, min(cap, len(items)))}
         chosen |= {n for n, *_ in items if include and (repo.lower(), n) in include}
         for number, blob, owner, name in items:
-            if number not in chosen:
-                continue
-            try:
-                issue, _ = parse_bug(blob, owner, name, number)
-            except (ET.ParseError, ValueError):  # an unreadable member is skipped, as the archive reader does
+            if number not in chosen or (issue := readable_issue(blob, owner, name, number)) is None:
                 continue
             parts = split_roles(issue["title"], issue["body"], issue["comments"], issue["author"])
             rows.append((parts.title, list(parts.opening), list(parts.discussion)))

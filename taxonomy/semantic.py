@@ -120,9 +120,7 @@ def corpus_texts(archive: Path | str, per_repo: int = PER_REPO, seed: int = 0, p
     store's (roles and hygiene, then preparation); each thread gives the text the vectorizers
     read of the whole thread and of the reporter's part.
     """
-    import xml.etree.ElementTree as ET
-
-    from miner.denchmark import iter_members, parse_bug
+    from miner.denchmark import members_by_repo, readable_issue
     from taxonomy.batch import analyse_many
     from taxonomy.defect_filter import CV_MODEL_REPOS
     from taxonomy.thread import RawThread
@@ -130,19 +128,14 @@ def corpus_texts(archive: Path | str, per_repo: int = PER_REPO, seed: int = 0, p
     def wanted(owner: str, name: str, number: int) -> bool:  # noqa: ARG001
         return f"{owner}/{name}".lower() not in CV_MODEL_REPOS
 
-    raw: dict[str, list[tuple[int, bytes, str, str]]] = {}
-    for _, owner, name, number, blob in iter_members(archive, wanted):
-        raw.setdefault(f"{owner}/{name}".lower(), []).append((number, blob, owner, name))
+    members = members_by_repo(archive, wanted)
     rng = random.Random(seed)
     rows = []
-    for repo in sorted(raw):
-        items = sorted(raw[repo], key=lambda item: item[0])
+    for repo in sorted(members, key=str.lower):
+        items = members[repo]
         for number, blob, owner, name in rng.sample(items, min(per_repo, len(items))):
-            try:
-                issue, _ = parse_bug(blob, owner, name, number)
-            except (ET.ParseError, ValueError):  # an unreadable member is skipped, as the archive reader does
-                continue
-            rows.append(RawThread(issue["title"], issue["body"], issue["comments"], issue["author"]))
+            if (issue := readable_issue(blob, owner, name, number)) is not None:
+                rows.append(RawThread(issue["title"], issue["body"], issue["comments"], issue["author"]))
     analysed = analyse_many(rows, total=len(rows), progress=progress, label="semantic space", with_evidence=False)
     return [p.model_text for a in analysed for p in (a.prepared, a.opening) if p is not None]
 
