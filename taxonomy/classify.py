@@ -22,6 +22,14 @@ from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, ru
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
 BUILTIN_VERSION = "6"
+# gold_eval's splits. The development set: gold issues whose threads are in the Denchmark archive,
+# the only gold threads readable offline, on which the built-in labeler was developed and measured
+# (docs/classifier.md). Held out: every other gold issue (``reeng gold fetch-threads``), the test set
+# of the labeler's goals.
+GOLD_SPLITS = ("development", "held_out")
+GOLD_SPLIT_NAMES = {"development": "development set (gold threads in the Denchmark archive)",
+                    "held_out": "held-out gold threads (not in the Denchmark archive: the goals' test set)"}
+SUMMARY_KEYS = ("n", "coverage", "kappa", "kappa_ci", "kappa_abstain_wrong", "kappa_abstain_wrong_ci", "macro_f1", "macro_f1_ci")
 LABEL_CHUNK = 500  # threads per step of the labeling progress bar (about 1 s each; a minute with sentence embeddings)
 
 
@@ -333,13 +341,18 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     features of both: the built-in labeler's text models and the cross-validated model.
     Every score has a bootstrap 95 % interval (issues resampled); dimensions with the study's
     ``low_frequency`` bucket are also scored without the bucket's rows.
+
+    ``splits`` scores the built-in labeler apart on the development set and on the held-out
+    gold threads (:data:`GOLD_SPLITS`), when the Denchmark archive is on this machine.
     """
+    from miner.denchmark import archived_issues
+    from taxonomy.defect_filter import local_archive
     from taxonomy.embeddings import identity
     from taxonomy.evaluation import cross_validate, scores
 
     join = join_gold(conn, gold_csv, human=False, progress=progress)
     if join.defects.empty:
-        return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {},
+        return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
                 "note": "no gold issue has its thread in this store"}
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
     unique = sorted(set(join.rows))
@@ -357,6 +370,13 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     }
     prepared = [join.analysed[i].prepared for i in join.rows]
     evidence = [rule_features(join.analysed[i].evidence) for i in join.rows]
+    archive = local_archive()
+    keys = [_key(o, r, n) for o, r, n in join.defects[["owner", "repo", "number"]].itertuples(index=False)]
+    development = archived_issues(archive, set(keys)) if archive is not None else None
+    split_of = [GOLD_SPLITS[0] if k in development else GOLD_SPLITS[1] for k in keys] if development is not None else None
+    result["splits"] = None if split_of is None else {
+        name: {"issues": len({k for k, of in zip(keys, split_of) if of == name}), "defects": split_of.count(name),
+               "dimensions": {}} for name in GOLD_SPLITS}
     for dim in LABEL_DIMENSIONS:
         have = [j for j, h in enumerate(labels[dim]) if h is not None and prepared[j] is not None]
         truth = [str(labels[dim][j]) for j in have]
@@ -381,8 +401,37 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
             except ReengError as exc:
                 systems[name] = {"n": len(truth), "skipped": str(exc)}
         main = systems["builtin"]
-        result["dimensions"][dim] = {key: main.get(key) for key in
-                                     ("n", "coverage", "kappa", "kappa_ci", "kappa_abstain_wrong", "kappa_abstain_wrong_ci",
-                                      "macro_f1", "macro_f1_ci")} | {"system": "builtin"}
+        result["dimensions"][dim] = {key: main.get(key) for key in SUMMARY_KEYS} | {"system": "builtin"}
         result["systems"][dim] = systems
+        for name in GOLD_SPLITS if split_of is not None else ():
+            part = [i for i, j in enumerate(have) if split_of[j] == name]
+            part_truth, part_groups = [truth[i] for i in part], [g[i] for i in part]
+            result["splits"][name]["dimensions"][dim] = {
+                system: {key: m.get(key) for key in SUMMARY_KEYS} for system, m in (
+                    ("builtin", scores(part_truth, [preds[i].label for i in part], groups=part_groups)),
+                    ("builtin_best_guess", scores(part_truth, [preds[i].candidate for i in part], groups=part_groups)))}
     return result
+
+
+def gold_split_lines(result: dict[str, Any]) -> list[str]:
+    """What :func:`gold_eval`'s ``splits`` say, as lines for a terminal: each split's size and, when the store
+    holds both, each split's scores per dimension (otherwise the whole comparison is the one split's)."""
+    from taxonomy.evaluation import format_score
+
+    splits = result.get("splits")
+    if splits is None:
+        return ["no local Denchmark archive: the development set and the held-out gold threads are not told apart"]
+    lines = []
+    both = all(splits[name]["defects"] for name in GOLD_SPLITS)
+    for name in GOLD_SPLITS:
+        split = splits[name]
+        lines.append(f"{GOLD_SPLIT_NAMES[name]}: {split['defects']} defects in {split['issues']} issues")
+        for dim, systems in split["dimensions"].items() if both else ():
+            best, answered = systems["builtin_best_guess"], systems["builtin"]
+            if best["n"]:
+                lines.append(f"  {dim:<14} n {best['n']:>3}  best guess k {format_score(best['kappa'], best.get('kappa_ci'))} "
+                             f"cov {best['coverage']:.2f}; answered k {format_score(answered['kappa'], answered.get('kappa_ci'))} "
+                             f"cov {answered['coverage']:.2f}")
+    if not splits[GOLD_SPLITS[1]]["defects"]:
+        lines.append("  (no held-out gold thread in this store: `reeng gold fetch-threads` fetches them with a GitHub token)")
+    return lines

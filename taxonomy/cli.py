@@ -381,7 +381,7 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
                       embedding_model: Path | None, as_json: bool) -> None:
     """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
     from reeng.datasets import locate
-    from taxonomy.classify import gold_eval
+    from taxonomy.classify import gold_eval, gold_split_lines
     from taxonomy.evaluation import format_score
 
     _threshold(threshold)
@@ -411,6 +411,9 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
             else:
                 parts.append(f"{name} k {format_score(m['kappa'], m.get('kappa_ci'))} cov {m['coverage']:.2f}")
         click.echo(f"  {dim:<14} n {systems['builtin']['n']:>3}  " + "; ".join(parts))
+    if result["systems"]:
+        for line in gold_split_lines(result):
+            click.echo(line)
 
 
 # --- reeng annotate: labeling sheets (export, import, queue) and Label Studio --------------------

@@ -108,6 +108,7 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
             lines.append(f"  {dim}: best guess kappa {format_score(best.get('kappa'), best.get('kappa_ci'))} "
                          f"(coverage {best.get('coverage', 0):.2f}); answered kappa "
                          f"{format_score(m['kappa'], m.get('kappa_ci'))}, coverage {m['coverage']:.2f}, n {m['n']}")
+        lines += classify.gold_split_lines(result)
     else:
         lines.append("no gold issue has its thread in the store: no machine-vs-human comparison")
     return {"threads": len(ids), "machine_defects": len(table), "gold_threads": result["threads"], "lines": lines}

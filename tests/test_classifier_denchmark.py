@@ -81,6 +81,8 @@ def test_predict_builtin_and_gold_eval(store: Path, capsys: pytest.CaptureFixtur
     main(["classify", "gold-eval", "--store", str(store), "--no-cv", "--json"])  # the CV path: test_classifier_train
     result = json.loads(capsys.readouterr().out)
     assert result["threads"] == 25 and result["defects"] == 28
+    # every gold thread of this store comes from the archive: the development set, none held out
+    assert result["splits"]["development"]["defects"] == 28 and result["splits"]["held_out"]["defects"] == 0
     for dim in ("stage", "manifestation", "impact", "code_error", "root_cause", "reporter"):
         assert {"kappa", "kappa_ci", "coverage", "n"} <= set(result["dimensions"][dim])
         assert result["dimensions"][dim]["n"] >= 25

@@ -99,6 +99,53 @@ def test_gold_eval_on_a_store_of_gold_threads_only(data: tuple[Path, Path], caps
     assert result["repositories"] == 3 and impact["gold_cv_by_repository"]["folds"] == 3
     assert {"kappa", "kappa_ci", "coverage", "kappa_abstain_wrong", "risk_coverage"} <= set(impact["builtin"])
     assert "builtin_best_guess_without_bucket" in result["systems"]["root_cause"]
+    from taxonomy.defect_filter import local_archive
+
+    if local_archive() is None:
+        assert result["splits"] is None
+    else:  # the test's repositories are not in the archive: every defect is held out
+        held_out = result["splits"]["held_out"]
+        assert (held_out["defects"], held_out["issues"]) == (result["defects"], result["threads"])
+        assert result["splits"]["development"]["defects"] == 0
+        assert held_out["dimensions"]["impact"]["builtin_best_guess"]["kappa"] == impact["builtin_best_guess"]["kappa"]
+
+
+def test_archived_issues_reads_member_names(tmp_path: Path) -> None:
+    from miner.denchmark import archived_issues
+    from tests.miner_helpers import denchmark_archive
+
+    archive = denchmark_archive(tmp_path / "a.tar.xz", [("Acme/Detector", 1, "t", "d"), ("lab/yolo", 21, "t", "d")])
+    keys = [("acme/detector", 1), ("ACME/detector", 2), ("lab/YOLO", 21), ("lab/yolo", 22)]
+    assert archived_issues(archive, keys) == {("acme/detector", 1), ("lab/yolo", 21)}
+    assert archived_issues(archive, []) == set()
+
+
+def test_gold_eval_scores_the_development_set_and_the_held_out_threads_apart(
+        data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With gold threads in and out of the archive in one store, each split gets its own scores, and together
+    they are the whole comparison."""
+    import miner.denchmark
+    from taxonomy.defect_filter import local_archive
+
+    if local_archive() is None:
+        pytest.skip("needs the Denchmark archive (REENG_DATA_DIR)")
+    store, gold = data
+    # as if acme/detector's issues were in the archive
+    monkeypatch.setattr(miner.denchmark, "archived_issues",
+                        lambda path, keys: {k for k in keys if k[0] == "acme/detector"})
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--no-cv", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    dev, held_out = result["splits"]["development"], result["splits"]["held_out"]
+    assert (dev["issues"], dev["defects"]) == (3, 4)  # acme/detector#1 holds two defects
+    assert (held_out["issues"], held_out["defects"]) == (6, 6)
+    for dim, whole in result["dimensions"].items():
+        assert dev["dimensions"][dim]["builtin"]["n"] + held_out["dimensions"][dim]["builtin"]["n"] == whole["n"]
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--no-cv"], capsys)
+    assert code == 0, err
+    assert "development set (gold threads in the Denchmark archive): 4 defects in 3 issues" in out
+    held = out.split("held-out gold threads")[1]
+    assert "6 defects in 6 issues" in held and "impact" in held and "best guess k" in held
 
 
 def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: Path,
