@@ -85,7 +85,11 @@ def is_bot(author: str | None, body: str | None) -> bool:
 
 _QUOTE = re.compile(r"^[ \t]*>[^\n]*\n?", re.M)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)")
+# A markdown link: its text, then its target (no spaces; balanced parentheses one deep) and an optional
+# title. The target is written as runs of plain characters between parenthesised parts, not as one
+# alternation per character (which the regex engine walked a character at a time): the same matches (a
+# test checks), and the substitution costs a third as much on long link targets.
+_LINK = re.compile(r"\[([^\]\n]*)\]\([^()\s]*(?:\([^()\s]*\)[^()\s]*)*(?:\s+\"[^\"]*\")?\)")
 # A URL: "http(s)://", "ftp://" or "www." after a non-word character (what r"\b" would say), then up to a
 # space or a closing bracket. Written in lower case, searched in the case-folded text: the first letter
 # opens the match (the regex engine skips to it) and a lookbehind checks the word boundary; r"\b(...)"

@@ -150,3 +150,16 @@ def test_fence_split_is_the_lazy_pattern_split() -> None:
 
     for text in ["no fence", "a ```code``` b", "````x``` y ```open", "```", "``````", "x```\n> q\n```\n> real quote", ""]:
         assert _fence_split(text) == re.split(r"(```.*?(?:```|\Z))", text, flags=re.S), text
+
+
+def test_link_pattern_is_the_one_alternation_per_character() -> None:
+    import re
+
+    from taxonomy.thread import _LINK
+
+    definition = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)")
+    for text in ["[a](http://x.org/p)", "[](x)", "[t](a(b)c(d)e) [u](f)", "[t](a(b(c))d)", "[t](a b)", "[t](a(b c)d)",
+                 '[t](url "title") [t](url  "ti)tle")', '[t](url "open', "[t](a(b)", "[t](", "[x\n](y)", "[t]()(z)",
+                 "[[t]](u)", "text ](no) [link"]:
+        assert _LINK.sub(lambda m: m.group(1), text) == definition.sub(lambda m: m.group(1), text), text
+        assert [m.span() for m in _LINK.finditer(text)] == [m.span() for m in definition.finditer(text)], text
