@@ -91,10 +91,14 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # test checks), and the substitution costs a third as much on long link targets.
 _LINK = re.compile(r"\[([^\]\n]*)\]\([^()\s]*(?:\([^()\s]*\)[^()\s]*)*(?:\s+\"[^\"]*\")?\)")
 # A URL: "http(s)://", "ftp://" or "www." after a non-word character (what r"\b" would say), then up to a
-# space or a closing bracket. Written in lower case, searched in the case-folded text: the first letter
-# opens the match (the regex engine skips to it) and a lookbehind checks the word boundary; r"\b(...)"
-# with re.I tried every position and cost twice as much.
-_URL = re.compile(r"(?:h(?<!\wh)ttps?://|f(?<!\wf)tp://|w(?<!\ww)ww\.)[^\s<>)\]]+")
+# space or a closing bracket. Written in lower case, searched in the case-folded text (r"\b(...)" with
+# re.I tried every position and cost twice as much). One pattern per kind, each opening with its word,
+# which the regex engine finds as fast as str.find, and a lookbehind then checks the word boundary; one
+# pattern for all three kinds opened a match at every "h", "f" and "w": the removal cost half as much again.
+_URL_TAIL = r"[^\s<>)\]]+"
+_URL_STARTS = (r"http(?<!\whttp)s?://", r"ftp(?<!\wftp)://", r"www(?<!\wwww)\.")
+_URLS = tuple(re.compile(start + _URL_TAIL) for start in _URL_STARTS)
+_URL_ANY_CASE = re.compile(f"(?:{'|'.join(_URL_STARTS)}){_URL_TAIL}", re.I)
 _HTML_TAG = re.compile(r"</?(?:img|a|details|summary|br|p|sub|sup)\b[^>]*>", re.I)
 _MENTION = re.compile(r"@(?<![\w@]@)[A-Za-z0-9-]+")  # "@" first: the regex engine jumps from "@" to "@"
 
@@ -129,19 +133,24 @@ def clean(text: str | None) -> str:
 
 
 def _drop_urls(text: str) -> str:
-    """``text`` without its URLs (:data:`_URL` matched in the case-folded text, cut from the original)."""
+    """``text`` without its URLs (:data:`_URLS` matched in the case-folded text, cut from the original)."""
     folded = fold_case(text)
     if len(folded) != len(text):  # a character whose lower case is longer: positions would shift (rare)
-        return re.sub(_URL.pattern, "", text, flags=re.I)
+        return _URL_ANY_CASE.sub("", text)
+    # What one pattern of all kinds finds, left to right: the leftmost of each kind's next URL. A kind's
+    # next URL is searched again only once the cut has passed its start.
     kept, pos = [], 0
-    for m in _URL.finditer(folded):
+    found = [m for url in _URLS if (m := url.search(folded))]
+    while found:
+        m = min(found, key=re.Match.start)
         kept.append(text[pos:m.start()])
         pos = m.end()
+        found = [n for o in found if (n := o if o.start() >= pos else o.re.search(folded, pos))]
     return "".join([*kept, text[pos:]]) if kept else text
 
 
 def _may_hold_url(text: str) -> bool:
-    """Whether :data:`_URL` can match: a scheme, or "www." in any case (lower-casing only where "w." is)."""
+    """Whether a URL (:data:`_URLS`) can match: a scheme, or "www." in any case (lower-casing only where "w." is)."""
     return "://" in text or (("w." in text or "W." in text) and "www." in text.lower())
 
 

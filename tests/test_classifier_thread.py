@@ -163,3 +163,16 @@ def test_link_pattern_is_the_one_alternation_per_character() -> None:
                  "[[t]](u)", "text ](no) [link"]:
         assert _LINK.sub(lambda m: m.group(1), text) == definition.sub(lambda m: m.group(1), text), text
         assert [m.span() for m in _LINK.finditer(text)] == [m.span() for m in definition.finditer(text)], text
+
+
+def test_url_drop_is_the_one_pattern_substitution() -> None:
+    import re
+
+    from taxonomy.thread import _drop_urls
+
+    definition = re.compile(r"(?:h(?<!\wh)ttps?://|f(?<!\wf)tp://|w(?<!\ww)ww\.)[^\s<>)\]]+", re.I)
+    for text in ["see https://x.org/a and www.y.com.", "http://www.x.org www.z ftp://f", "xhttp://no _www.no 9ftp://no",
+                 "HTTP://X.ORG Www.Y.com FTP://F", "www.http://x ftp://www.y http://ftp://z",
+                 "(http://a)b <www.c>d [ftp://e]", "http:// www. https://", "\u0130 http://x.org \u017f",
+                 "\u212a www.k.org", "plain text", "https://a\nhttps://b"]:
+        assert _drop_urls(text) == definition.sub("", text), text
