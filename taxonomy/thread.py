@@ -137,15 +137,14 @@ def _drop_urls(text: str) -> str:
     folded = fold_case(text)
     if len(folded) != len(text):  # a character whose lower case is longer: positions would shift (rare)
         return _URL_ANY_CASE.sub("", text)
-    # What one pattern of all kinds finds, left to right: the leftmost of each kind's next URL. A kind's
-    # next URL is searched again only once the cut has passed its start.
+    # What one pattern of all kinds finds, left to right. A URL of one kind that starts inside one of
+    # another kind (a "www." after "http://") ends where that one ends, at the same space or bracket: it
+    # is passed over, and the next of its kind starts after both.
     kept, pos = [], 0
-    found = [m for url in _URLS if (m := url.search(folded))]
-    while found:
-        m = min(found, key=re.Match.start)
-        kept.append(text[pos:m.start()])
-        pos = m.end()
-        found = [n for o in found if (n := o if o.start() >= pos else o.re.search(folded, pos))]
+    for start, end in sorted(m.span() for url in _URLS for m in url.finditer(folded)):
+        if start >= pos:
+            kept.append(text[pos:start])
+            pos = end
     return "".join([*kept, text[pos:]]) if kept else text
 
 
