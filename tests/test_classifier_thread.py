@@ -176,3 +176,11 @@ def test_url_drop_is_the_one_pattern_substitution() -> None:
                  "(http://a)b <www.c>d [ftp://e]", "http:// www. https://", "\u0130 http://x.org \u017f",
                  "\u212a www.k.org", "plain text", "https://a\nhttps://b"]:
         assert _drop_urls(text) == definition.sub("", text), text
+
+
+def test_quote_guard_finds_exactly_the_texts_with_a_quote() -> None:
+    from taxonomy.thread import _QUOTE, _QUOTE_FIRST, _QUOTE_LATER
+
+    for text in ["> a", "  > a", "\t>a", "a\n> b", "a\n \t> b", "a > b", "a\n b > c", "->", "", "\n>", "a\n\n>", "x\r> y"]:
+        guard = _QUOTE_FIRST.match(text) is not None or _QUOTE_LATER.search(text) is not None
+        assert guard == (_QUOTE.search(text) is not None), text
