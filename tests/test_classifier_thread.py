@@ -150,3 +150,37 @@ def test_fence_split_is_the_lazy_pattern_split() -> None:
 
     for text in ["no fence", "a ```code``` b", "````x``` y ```open", "```", "``````", "x```\n> q\n```\n> real quote", ""]:
         assert _fence_split(text) == re.split(r"(```.*?(?:```|\Z))", text, flags=re.S), text
+
+
+def test_link_pattern_is_the_one_alternation_per_character() -> None:
+    import re
+
+    from taxonomy.thread import _LINK
+
+    definition = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)")
+    for text in ["[a](http://x.org/p)", "[](x)", "[t](a(b)c(d)e) [u](f)", "[t](a(b(c))d)", "[t](a b)", "[t](a(b c)d)",
+                 '[t](url "title") [t](url  "ti)tle")', '[t](url "open', "[t](a(b)", "[t](", "[x\n](y)", "[t]()(z)",
+                 "[[t]](u)", "text ](no) [link"]:
+        assert _LINK.sub(lambda m: m.group(1), text) == definition.sub(lambda m: m.group(1), text), text
+        assert [m.span() for m in _LINK.finditer(text)] == [m.span() for m in definition.finditer(text)], text
+
+
+def test_url_drop_is_the_one_pattern_substitution() -> None:
+    import re
+
+    from taxonomy.thread import _drop_urls
+
+    definition = re.compile(r"(?:h(?<!\wh)ttps?://|f(?<!\wf)tp://|w(?<!\ww)ww\.)[^\s<>)\]]+", re.I)
+    for text in ["see https://x.org/a and www.y.com.", "http://www.x.org www.z ftp://f", "xhttp://no _www.no 9ftp://no",
+                 "HTTP://X.ORG Www.Y.com FTP://F", "www.http://x ftp://www.y http://ftp://z",
+                 "(http://a)b <www.c>d [ftp://e]", "http:// www. https://", "\u0130 http://x.org \u017f",
+                 "\u212a www.k.org", "plain text", "https://a\nhttps://b"]:
+        assert _drop_urls(text) == definition.sub("", text), text
+
+
+def test_quote_guard_finds_exactly_the_texts_with_a_quote() -> None:
+    from taxonomy.thread import _QUOTE, _QUOTE_FIRST, _QUOTE_LATER
+
+    for text in ["> a", "  > a", "\t>a", "a\n> b", "a\n \t> b", "a > b", "a\n b > c", "->", "", "\n>", "a\n\n>", "x\r> y"]:
+        guard = _QUOTE_FIRST.match(text) is not None or _QUOTE_LATER.search(text) is not None
+        assert guard == (_QUOTE.search(text) is not None), text
