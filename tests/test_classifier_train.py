@@ -125,6 +125,7 @@ def test_gold_eval_scores_the_development_set_and_the_held_out_threads_apart(
     """With gold threads in and out of the archive in one store, each split gets its own scores, and together
     they are the whole comparison."""
     import miner.denchmark
+    from reeng.errors import ReengError
     from taxonomy.defect_filter import local_archive
 
     if local_archive() is None:
@@ -146,6 +147,14 @@ def test_gold_eval_scores_the_development_set_and_the_held_out_threads_apart(
     assert "development set (gold threads in the Denchmark archive): 4 defects in 3 issues" in out
     held = out.split("held-out gold threads")[1]
     assert "6 defects in 6 issues" in held and "impact" in held and "best guess k" in held
+
+    def unreadable(path: Path, keys: object) -> set:
+        raise ReengError(f"{path}: archive is truncated or corrupt (EOFError)")
+
+    monkeypatch.setattr(miner.denchmark, "archived_issues", unreadable)  # the comparison stands, without splits
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--no-cv"], capsys)
+    assert code == 0, err
+    assert "not told apart" in out and "impact" in out
 
 
 def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: Path,
