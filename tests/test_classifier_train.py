@@ -232,6 +232,16 @@ def test_fetch_exactly_the_gold_threads_through_the_miner(data: tuple[Path, Path
     assert result["fetched"] == 9 and result["missing"] == ["acme/gone#1"] and result["gold_issues"] == 10
     threads = list(iter_threads(open_store(target, create=False)))
     assert len(threads) == 9 and all(t.comments for t in threads)
+    # the path to the goals' test set: the fetched gold threads are scored as held out
+    from taxonomy.defect_filter import local_archive
+
+    code, out, err = run(["classify", "gold-eval", "--store", str(target), "--gold", str(gold), "--no-cv", "--json"], capsys)
+    assert code == 0, err
+    splits = json.loads(out)["splits"]
+    if local_archive() is None:
+        assert splits is None
+    else:
+        assert (splits["held_out"]["defects"], splits["held_out"]["issues"], splits["development"]["defects"]) == (10, 9, 0)
 
 
 def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tmp_path: Path,
