@@ -26,9 +26,9 @@ BUILTIN_VERSION = "6"
 # the only gold threads readable offline, on which the built-in labeler was developed and measured
 # (docs/classifier.md). Held out: every other gold issue (``reeng gold fetch-threads``), the test set
 # of the labeler's goals.
-GOLD_SPLITS = ("development", "held_out")
 GOLD_SPLIT_NAMES = {"development": "development set (gold threads in the Denchmark archive)",
                     "held_out": "held-out gold threads (not in the Denchmark archive: the goals' test set)"}
+GOLD_SPLITS = tuple(GOLD_SPLIT_NAMES)
 SUMMARY_KEYS = ("n", "coverage", "kappa", "kappa_ci", "kappa_abstain_wrong", "kappa_abstain_wrong_ci", "macro_f1", "macro_f1_ci")
 LABEL_CHUNK = 500  # threads per step of the labeling progress bar (about 1 s each; a minute with sentence embeddings)
 
@@ -408,11 +408,14 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
         result["systems"][dim] = systems
         for name in GOLD_SPLITS if split_of is not None else ():
             part = [i for i, j in enumerate(have) if split_of[j] == name]
-            part_truth, part_groups = [truth[i] for i in part], [g[i] for i in part]
+            if len(part) == len(have):  # the whole comparison is this split's: its scores, not bootstrapped again
+                by_system = {system: systems[system] for system in ("builtin", "builtin_best_guess")}
+            else:
+                part_truth, part_groups = [truth[i] for i in part], [g[i] for i in part]
+                by_system = {"builtin": scores(part_truth, [preds[i].label for i in part], groups=part_groups),
+                             "builtin_best_guess": scores(part_truth, [preds[i].candidate for i in part], groups=part_groups)}
             result["splits"][name]["dimensions"][dim] = {
-                system: {key: m.get(key) for key in SUMMARY_KEYS} for system, m in (
-                    ("builtin", scores(part_truth, [preds[i].label for i in part], groups=part_groups)),
-                    ("builtin_best_guess", scores(part_truth, [preds[i].candidate for i in part], groups=part_groups)))}
+                system: {key: m.get(key) for key in SUMMARY_KEYS} for system, m in by_system.items()}
     return result
 
 
