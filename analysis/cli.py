@@ -121,19 +121,29 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
 @click.option("--salt-file", type=click.Path(path_type=Path),
               help="Private file holding the salt, created if absent (default: ~/.cache/reeng/release-salt).")
 @click.option("--keep-identities", is_flag=True, help="Keep logins, e-mails and @mentions (no pseudonyms).")
+@click.option("--gold-eval", "gold_eval", type=click.Path(path_type=Path),
+              help="The classifier's comparison with human labels (reeng classify gold-eval --json), stated in the datasheet.")
 @click.pass_context
 def release_group(ctx: click.Context, store: Path | None, defects: tuple[Path, ...], out: Path | None, title: str | None,
                   version: str, license_id: str, authors: tuple[str, ...], url: str | None, salt: str | None, salt_file: Path | None,
-                  keep_identities: bool) -> None:
+                  keep_identities: bool, gold_eval: Path | None) -> None:
     """Write a publishable dataset release; `reeng release validate DIR` checks one."""
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
         raise ReengError("--out: name the release folder")
     from analysis.release import ReleaseOptions, write_release
+    from analysis.report import classifier_evaluation, read_extra
 
+    evaluation = None
+    if gold_eval is not None:
+        extra = read_extra("gold_eval", gold_eval)
+        problem = extra.problem or (None if classifier_evaluation(extra.document) else "no scores per dimension")
+        if problem:
+            raise ReengError(f"--gold-eval {gold_eval}: {problem}")
+        evaluation = extra.document
     options = ReleaseOptions(version=version, license=license_id, url=url, keep_identities=keep_identities,
-                             salt=salt, salt_file=salt_file)
+                             salt=salt, salt_file=salt_file, machine_evaluation=evaluation)
     if title:
         options.title = title
     if authors:

@@ -74,8 +74,8 @@ class ReleaseOptions:
     keep_identities: bool = False
     salt: str | None = None
     salt_file: Path | None = None
-    # The classifier's measured agreement with human labels (the ``dimensions`` of a gold_eval
-    # JSON: per dimension macro_f1, kappa, n), stated in the datasheet when given.
+    # The classifier's measured agreement with human labels, stated in the datasheet when given:
+    # a gold_eval JSON document (``docs/schemas.md``), or only its ``dimensions``.
     machine_evaluation: dict[str, Any] | None = None
     # Input paths are shown relative to this folder (a study names files inside its own output).
     relative_to: Path | None = None
@@ -318,16 +318,18 @@ def citation_cff(options: ReleaseOptions) -> str:
 
 def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str]) -> str:
     """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers."""
-    from analysis.report import template_environment
+    from analysis.report import classifier_evaluation, template_environment
 
     env = template_environment()
+    given = options.machine_evaluation
+    evaluation = classifier_evaluation(given if given is None or "dimensions" in given else {"dimensions": given})
     labels = tables["defect_labels"]
     by_kind = labels.groupby("provenance").size().to_dict() if len(labels) else {}
     models = (labels[labels["provenance"] == "model"].groupby(["model", "model_version"], dropna=False)
               .agg(labels=("label", "size"), probability=("probability", "median")).reset_index().to_dict("records")
               if len(labels) else [])
     return env.get_template("datasheet.md.j2").render(
-        options=options, models=models, evaluation=options.machine_evaluation, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
+        options=options, models=models, evaluation=evaluation, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
         sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )

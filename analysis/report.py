@@ -44,6 +44,7 @@ class Extra:
     path: str | None
     data: Any = None
     problem: str | None = None
+    document: dict[str, Any] | None = None  # the whole JSON object ``data`` was taken from
 
 
 def read_extra(key: str, path: Path | None) -> Extra:
@@ -59,7 +60,7 @@ def read_extra(key: str, path: Path | None) -> Extra:
         return Extra(title, str(path), problem=f"not readable JSON ({type(exc).__name__})")
     if not isinstance(data, dict) or top not in data:
         return Extra(title, str(path), problem=f"no {top!r} entry")
-    return Extra(title, str(path), data=data[top])
+    return Extra(title, str(path), data=data[top], document=data)
 
 
 def provenance(inputs: dict[str, Path | None], command: str, taxonomy: str, relative_to: Path | None = None) -> dict[str, Any]:
@@ -122,6 +123,96 @@ def reproduction_rows(results: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# What each set of gold defects says about the scores measured on it (``gold_eval``'s ``splits``).
+GOLD_SETS = {
+    "development": ("Development set", "Gold issues whose threads are in the local Denchmark archive: the labeler "
+                    "was developed and measured on these threads, so its scores there are optimistic"),
+    "held_out": ("Held-out gold threads", "Gold issues outside the development set, never read while the labeler "
+                 "was developed: the scores a new corpus can expect"),
+    "all": ("All gold defects with a stored thread", "Which of them the labeler was developed on is not recorded "
+            "(no local Denchmark archive when it was measured)"),
+}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _score_row(dim: str, at_threshold: Any, best_guess: Any) -> dict[str, Any]:
+    """One dimension's scores: the labels at the threshold (what a store keeps) and the best guess."""
+    t, b = _mapping(at_threshold), _mapping(best_guess)
+    return {"dimension": dim, "n": t.get("n", b.get("n")), "coverage": t.get("coverage"), "kappa": t.get("kappa"),
+            "kappa_ci": t.get("kappa_ci"), "kappa_abstain_wrong": t.get("kappa_abstain_wrong"),
+            "kappa_abstain_wrong_ci": t.get("kappa_abstain_wrong_ci"), "macro_f1": t.get("macro_f1"),
+            "macro_f1_ci": t.get("macro_f1_ci"), "best_kappa": b.get("kappa"), "best_kappa_ci": b.get("kappa_ci"),
+            "best_coverage": b.get("coverage"), "best_macro_f1": b.get("macro_f1"), "best_macro_f1_ci": b.get("macro_f1_ci")}
+
+
+def classifier_evaluation(document: Any) -> dict[str, Any] | None:
+    """The classifier's comparison with human labels (a ``gold_eval`` JSON document, see
+    ``docs/schemas.md``) as plain data for the report and the datasheet.
+
+    Every score keeps its 95 % interval and its coverage: κ on answered rows alone overstates a
+    labeler that abstains often. The gold defects are shown by set when the document has splits:
+    the development set apart from held-out threads, and a missing held-out set is said. A
+    document with ``dimensions`` only (another tool's, or an older one) gives what it holds.
+    Returns None when there is no ``dimensions`` mapping.
+    """
+    document = _mapping(document)
+    dims = _mapping(document.get("dimensions"))
+    if not dims:
+        return None
+    systems = _mapping(document.get("systems"))
+    splits = document.get("splits")
+    sets = []
+    if isinstance(splits, dict) and splits:
+        for name, split in splits.items():
+            split = _mapping(split)
+            if not split.get("defects"):
+                continue
+            rows = [_score_row(d, _mapping(v).get("builtin"), _mapping(v).get("builtin_best_guess"))
+                    for d, v in _mapping(split.get("dimensions")).items()]
+            sets.append({"name": name, **dict(zip(("title", "about"), GOLD_SETS.get(name, (name, "")))),
+                         "defects": split.get("defects"), "issues": split.get("issues"), "rows": rows})
+    if not sets:
+        name = "all" if "splits" in document else None
+        title, about = GOLD_SETS["all"] if name else ("Gold defects with a stored thread", "")
+        sets.append({"name": name, "title": title, "about": about, "defects": document.get("defects"),
+                     "issues": document.get("threads"),
+                     "rows": [_score_row(d, v, _mapping(systems.get(d)).get("builtin_best_guess")) for d, v in dims.items()]})
+    trained = [{"dimension": d, **{k: _mapping(s.get("gold_cv_by_repository")).get(k) for k in ("kappa", "kappa_ci", "n", "folds")}}
+               for d, s in ((d, _mapping(systems.get(d))) for d in dims) if "gold_cv_by_repository" in s]
+    held_out = _mapping(splits).get("held_out") if isinstance(splits, dict) else None
+    return {
+        "label_source": document.get("label_source"), "threshold": document.get("threshold"),
+        "note": document.get("note"),
+        "defects": document.get("defects"), "threads": document.get("threads"),
+        "repositories": document.get("repositories"), "missing_threads": document.get("missing_threads"),
+        "sets": sets, "trained": trained,
+        "no_held_out": isinstance(held_out, dict) and not held_out.get("defects"),
+    }
+
+
+def machine_labels(frame: Any) -> dict[str, Any] | None:
+    """How many of the analysed defects a classifier labeled, and which models (``name@version``),
+    read from the defect table's ``provenance``; None when no row is a model's."""
+    from analysis.release import parse_provenance
+    from reeng.errors import ReengError
+
+    if "provenance" not in frame:
+        return None
+    models: dict[str, int] = {}
+    for value, count in frame["provenance"].dropna().astype(str).value_counts().items():
+        try:
+            kind, _, _, name, version = parse_provenance(value)
+        except ReengError:
+            continue
+        if kind == "model":
+            key = f"{name or 'unnamed'}@{version or 'unknown'}"
+            models[key] = models.get(key, 0) + int(count)
+    return {"defects": sum(models.values()), "models": models} if models else None
+
+
 def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str, list[Path]], out: Path,
                   prov: dict[str, Any], extras: dict[str, Extra], comparison: dict[str, Any] | None,
                   title: str, share_tables: dict[str, Any] | None = None, ppi: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -161,6 +252,7 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
         "n_defects": len(tables.defects),
         "n_issues": int(tables.defects.frame["issue_url"].nunique()) if "issue_url" in tables.defects.frame else None,
         "missing_dimensions": tables.defects.missing_dimensions,
+        "machine": machine_labels(tables.defects.frame),
         "claims": tables.claims,
         "marginals": marginals,
         "marginals_figure": figure("marginals"),
@@ -169,6 +261,7 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
         "ppi": ppi,
         "extras": extras,
         "reproduction": reproduction_rows(extras["reproduction"].data) if "reproduction" in extras else [],
+        "classifier": classifier_evaluation(extras["gold_eval"].document) if "gold_eval" in extras else None,
         "provenance": prov,
     }
 
@@ -190,6 +283,13 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _ci(value: Any, digits: int = 2) -> str:
+    """A 95 % interval as `` [low, high]`` (to follow its estimate); empty when the input holds none."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value)):
+        return f" [{value[0]:.{digits}f}, {value[1]:.{digits}f}]"
+    return ""
+
+
 @lru_cache(maxsize=1)
 def template_environment() -> Environment:
     """The Jinja2 environment of every shipped template (report, datasheet), made once per process
@@ -205,6 +305,7 @@ def template_environment() -> Environment:
     env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = _pct
+    env.filters["ci"] = _ci
     env.filters["num"] = _num
     env.filters["count_of"] = lambda v: len(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v)
     env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")

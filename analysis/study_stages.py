@@ -103,7 +103,7 @@ def release_stage(ctx: StudyContext) -> dict[str, Any]:
         options.authors = tuple(cfg["authors"])
     options.relative_to = ctx.out
     if ctx.artifacts.get("gold_eval"):
-        options.machine_evaluation = read_extra("gold_eval", ctx.artifacts["gold_eval"]).data
+        options.machine_evaluation = read_extra("gold_eval", ctx.artifacts["gold_eval"]).document
     tables: list[Path | pd.DataFrame] = [_defects(ctx, "release")]
     store = ctx.artifacts.get("store")
     include_machine = bool(cfg.get("include_machine_defects"))

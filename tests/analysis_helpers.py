@@ -42,3 +42,23 @@ def make_store(path: Path, n: int = 240, seed: int = 7, abstain_all: bool = Fals
         conn.executemany("INSERT INTO sample_issues VALUES (1, ?, ?)", keys)
     conn.close()
     return truth
+
+
+def gold_eval_document(development: int = 3, held_out: int = 0, label_source: str = "rules and text models") -> dict:
+    """A gold-eval JSON document in the classifier's schema (docs/schemas.md) with made-up scores: stage at the
+    threshold answers 60 % of rows at κ 0.91 [0.70, 1.00]; its best guess answers 95 % at κ 0.58 [0.35, 0.82]."""
+    def scores(kappa: float, ci: list[float], coverage: float) -> dict:
+        return {"n": development + held_out, "coverage": coverage, "kappa": kappa, "kappa_ci": ci,
+                "kappa_abstain_wrong": 0.52, "kappa_abstain_wrong_ci": [0.31, 0.72], "macro_f1": 0.7, "macro_f1_ci": [0.5, 0.9]}
+
+    threshold, best = scores(0.91, [0.70, 1.00], 0.6), scores(0.58, [0.35, 0.82], 0.95)
+    split = {"builtin": threshold, "builtin_best_guess": best}
+    return {
+        "threads": development + held_out, "defects": development + held_out, "repositories": 2, "missing_threads": 7,
+        "threshold": 0.5, "decision": "balanced", "label_source": label_source, "note": "few rows",
+        "dimensions": {"stage": {**threshold, "system": "builtin"}},
+        "systems": {"stage": {"builtin": threshold, "builtin_best_guess": best,
+                              "gold_cv_by_repository": {**scores(0.11, [-0.17, 0.40], 1.0), "folds": 2}}},
+        "splits": {"development": {"issues": development, "defects": development, "dimensions": {"stage": split}},
+                   "held_out": {"issues": held_out, "defects": held_out, "dimensions": {"stage": split}}},
+    }

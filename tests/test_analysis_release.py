@@ -12,6 +12,7 @@ from analysis.pseudonyms import pseudonym, scrub_text
 from analysis.release import ReleaseOptions, write_release
 from analysis.release_check import validate_release
 from analysis.synthetic import synthetic_defects
+from tests.analysis_helpers import gold_eval_document
 from reeng.errors import ReengError
 
 SALT = "test-salt-0123456789abcdef"
@@ -240,13 +241,37 @@ def test_machine_labels_release_with_model_provenance_and_datasheet(inputs):
     assert len(builtin) == 10 and (builtin["probability"] == 0.75).all() and set(builtin["provenance"]) == {"model"}
     readme = (out / "README.md").read_text()
     assert "two human raters" in readme and "`builtin` version `1`" in readme
-    assert "stage: macro-F1 0.61, Cohen's kappa 0.52 over 120 defects" in readme
+    assert "stage: at threshold, coverage n/a, kappa 0.52, macro-F1 0.61," in readme and "over 120 defects" in readme
     assert ".study1." not in readme and validate_release(out) == []
     (out / "README.md").write_text(readme + "\nbuilt from /tmp/x/.study1.abcd_123/corpus\n")
     from analysis.release import write_checksums
 
     write_checksums(out)
     assert any("staging folder" in p for p in validate_release(out))
+
+
+def test_datasheet_states_the_gold_set_coverage_and_intervals(inputs, reeng):
+    """`reeng release --gold-eval` states the classifier's agreement as measured: by gold set, with coverage and
+    95 % intervals, saying when no held-out thread was measured; the labeler's name arrives escaped. A file that
+    is not a gold-eval is one error line, and nothing is written."""
+    tmp_path, store = inputs
+    attack = "<script>alert('x')</script>"
+    (tmp_path / "gold_eval.json").write_text(json.dumps(gold_eval_document(development=3, held_out=0, label_source=attack)))
+    result = reeng("release", "--store", str(store), "--defects", str(tmp_path / "machine.csv"), "--out",
+                   str(tmp_path / "r"), "--salt", SALT, "--gold-eval", str(tmp_path / "gold_eval.json"))
+    assert result.returncode == 0, result.stderr
+    readme = (tmp_path / "r" / "README.md").read_text()
+    for part in ("Development set (3 defects in 3 issues)", "coverage 60%, kappa 0.91 [0.70, 1.00]",
+                 "with abstentions wrong 0.52 [0.31, 0.72]", "best guess kappa 0.58 [0.35, 0.82]",
+                 "No held-out human-labeled thread was measured", "&lt;script&gt;"):
+        assert part in readme, part
+    assert "<script" not in readme
+    (tmp_path / "list.json").write_text(json.dumps({"dimensions": ["stage"]}))
+    for bad, problem in (("list.json", "no scores per dimension"), ("missing.json", "file not found")):
+        failed = reeng("release", "--store", str(store), "--out", str(tmp_path / "r2"), "--salt", SALT,
+                       "--gold-eval", str(tmp_path / bad))
+        assert failed.returncode == 2 and failed.stderr.strip() == f"error: --gold-eval {tmp_path / bad}: {problem}"
+        assert not (tmp_path / "r2").exists()
 
 
 def test_release_bad_input_all_abstained_and_salt_file_device(inputs, reeng, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from analysis.analyze import analyze
 from analysis.figures import category_style
 from analysis.synthetic import synthetic_defects
+from tests.analysis_helpers import gold_eval_document
 from taxonomy.model import load_taxonomy
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -30,7 +31,7 @@ def small_run(tmp_path_factory):
     (root / "lint.json").write_text(json.dumps({"findings": [
         {"kind": "duplicate_rows", "rows": ["1", "2"], "column": None, "detail": "identical in every column"}]}))
     (root / "agreement.json").write_text(json.dumps({"dimensions": {"stage": {"kappa": 0.18, "agreement": 0.4, "n": 40, "missing": 0}}}))
-    (root / "gold_eval.json").write_text(json.dumps({"dimensions": {"stage": {"macro_f1": 0.61, "kappa": 0.52, "n": 348}}}))
+    (root / "gold_eval.json").write_text(json.dumps(gold_eval_document(development=3, held_out=2)))
     (root / "reproduction.json").write_text(json.dumps({"results": [
         {"case": "yolo-anchor", "issues": ["ultralytics/yolov5#1"], "labels": {"stage": "training"},
          "verdict": "reproduced", "figures": ["loss.png"], "seconds": 12.5, "versions": {"torch": "2.13.0"}},
@@ -69,13 +70,43 @@ def test_html_is_self_contained_and_complete(small_run):
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
     for text in ("Cramér's V", "Monte-Carlo p", "Wilson 95% interval", "Comparison: human vs machine",
-                 "duplicate_rows", "0.180", "0.610", "yolo-anchor", "reproduced", "partial-entry",
+                 "duplicate_rows", "0.180", "yolo-anchor", "reproduced", "partial-entry",
                  "3 cases. Verdicts: error 1, reproduced 1, unknown 1.", "Design: independent samples",
                  "Rao-Scott corrected p", "bias-corrected (Bergsma 2013)", "Holm p", "cluster bootstrap, by repository",
                  "no data: no code_error column", "reeng analyze --defects human.csv"):
         assert text in html, text
     from reeng.datasets import sha256_file
     assert sha256_file(root / "human.csv") in html and sha256_file(root / "machine.parquet") in html
+
+
+def test_classifier_scores_keep_coverage_intervals_and_the_gold_set(small_run):
+    """The classifier's section shows κ with its interval and coverage, at the threshold and as best guess, for
+    the development set apart from the held-out threads, and the model trained on gold by repository."""
+    _, out, _ = small_run
+    for name in ("report.html", "report.md"):
+        text = unescape((out / name).read_text())
+        section = text[text.index("Classifier vs human labels"):text.index("Reproduction results")]
+        for part in ("Labeler: rules and text models", "Development set: 3 defects in 3 issues",
+                     "Held-out gold threads: 2 defects in 2 issues", "never read while the labeler was developed",
+                     "7 gold defects have no stored thread", "60%", "0.91 [0.70, 1.00]", "0.52 [0.31, 0.72]",
+                     "95%", "0.58 [0.35, 0.82]", "stage 0.11 [-0.17, 0.40]", "Note: few rows."):
+            assert part in section, (name, part)
+        assert "No held-out gold thread" not in section, name
+
+
+def test_classifier_section_says_when_nothing_was_held_out(tmp_path):
+    """Only development threads scored: the report says nothing measures the labeler on new threads and how to;
+    a document with bare dimensions (another tool's) still shows what it holds."""
+    synthetic_defects(60, seed=5)[["stage", "manifestation"]].to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "dev.json").write_text(json.dumps(gold_eval_document(development=3, held_out=0)))
+    (tmp_path / "bare.json").write_text(json.dumps({"dimensions": {"stage": {"macro_f1": 0.61, "kappa": 0.52, "n": 348}}}))
+    for name, expected, absent in (
+            ("dev", ["Development set: 3 defects", "No held-out gold thread is in the store", "reeng gold fetch-threads"],
+             ["Held-out gold threads:"]),
+            ("bare", ["Gold defects with a stored thread", "| stage | 348 | n/a | 0.52 |"], ["No held-out", "Development set"])):
+        analyze(tmp_path / "d.csv", tmp_path / name, extras={"gold_eval": tmp_path / f"{name}.json"}, workers=1)
+        md = (tmp_path / name / "report.md").read_text()
+        assert all(e in md for e in expected) and not any(a in md for a in absent), (name, md[md.index("## Classifier"):])
 
 
 def test_markdown_links_existing_figures(small_run):
@@ -244,15 +275,19 @@ def test_no_input_can_inject_markup(tmp_path):
     (tmp_path / "reproduction.json").write_text(json.dumps({"results": [
         {"case": attack, "issues": [f"owner/repo#1 {attack}"], "labels": {"stage": attack}, "verdict": "error",
          "reason": f"RuntimeError: {attack}", "figures": [], "seconds": 1.0, "versions": {"torch": attack}}]}))
+    evaluation = gold_eval_document(label_source=attack) | {"note": attack}
+    (tmp_path / "gold_eval.json").write_text(json.dumps(evaluation))
     out = tmp_path / "out"
     analyze(tmp_path / "a.csv", out, compare=tmp_path / "b.csv", labels=(attack, "machine"), title=attack,
             command=f"reeng analyze --title {attack}", formats=("png",),
-            extras={"lint": tmp_path / "lint.json", "reproduction": tmp_path / "reproduction.json"})
+            extras={"lint": tmp_path / "lint.json", "reproduction": tmp_path / "reproduction.json",
+                    "gold_eval": tmp_path / "gold_eval.json"})
     for name in ("report.html", "report.md"):
         text = (out / name).read_text()
         assert "<script" not in text, name
-        # title (x2 in HTML), label, command, exception, issue text, case, versions: every one escaped
-        assert text.count("&lt;script&gt;") >= 7, (name, text.count("&lt;script&gt;"))
+        # title (x2 in HTML), label, command, exception, issue text, case, versions, the classifier's
+        # label source and note: every one escaped
+        assert text.count("&lt;script&gt;") >= 9, (name, text.count("&lt;script&gt;"))
     from analysis.release import ReleaseOptions, write_release
 
     write_release(tmp_path / "release", defects=[tmp_path / "a.csv"],

@@ -10,7 +10,7 @@ import pytest
 from analysis.store_defects import store_machine_defects
 from analysis.synthetic import synthetic_defects
 from miner.store import open_store
-from tests.analysis_helpers import make_store
+from tests.analysis_helpers import gold_eval_document, make_store
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,29 @@ def test_analyze_store_with_human_labels_reports_three_intervals(store, reeng, t
     assert {"machine", "human", "ppi"} <= set(row)
     html = (out / "report.html").read_text()
     assert "prediction-powered inference" in html and "machine only" in html
+    n = len(store_machine_defects(root / "s.db"))
+    assert (f"<strong>Machine labels.</strong> {n} of the {n} defects are labeled by a classifier (<code>builtin@1</code>)"
+            in html and "corrects the shares for its errors" in html)
     provenance = json.loads((out / "provenance.json").read_text())
     assert any(i["path"].endswith("s.db") for i in provenance["inputs"])
+
+
+def test_a_report_of_machine_labels_says_so_and_how_to_check_them(store, reeng, tmp_path):
+    """Machine labels are named as such above every interval, with where their measured agreement is (or that it
+    was not given) and how to correct the shares; a table of human labels gets no such notice."""
+    root, truth = store
+    (tmp_path / "gold_eval.json").write_text(json.dumps(gold_eval_document()))
+    human = truth.assign(provenance="lab:adjudicated")
+    human.to_csv(tmp_path / "human.csv", index=False)
+    for name, args, expected in (
+            ("plain", ["--store", str(root / "s.db")], ["was not given to this report (`--gold-eval F`", "(`--human`)"]),
+            ("checked", ["--store", str(root / "s.db"), "--gold-eval", str(tmp_path / "gold_eval.json")],
+             ['is under "Classifier vs human labels"', "Development set: 3 defects"]),
+            ("human", ["--defects", str(tmp_path / "human.csv")], [])):
+        run = reeng("analyze", *args, "--out", str(tmp_path / name), "--formats", "png")
+        assert run.returncode == 0, run.stderr
+        md = (tmp_path / name / "report.md").read_text()
+        assert ("**Machine labels.**" in md) == bool(expected) and all(e in md for e in expected), (name, md[:900])
 
 
 @pytest.mark.parametrize("case", ["no_predictions", "unknown_sample", "human_outside", "out_is_file", "abstained"])
