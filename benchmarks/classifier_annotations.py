@@ -7,12 +7,16 @@ Usage:
 Prints, in one run:
 
 1. the raters' own agreement: Cohen's κ per dimension on the threads two raters labeled
-   independently (labels mapped into the study's label space, as the labeler's are);
+   independently, in each annotation file (labels mapped into the study's label space, as the
+   labeler's are);
 2. the built-in labeler with the evidence rules alone (``text_models=None``, the labeler
-   before the annotations), with text models of hashed n-grams and evidence features alone
-   (builtin@5) and with the shipped text models (those features plus each thread's coordinates in
-   the archive's semantic space, :mod:`taxonomy.semantic`, learned without labels from the
-   archive's other projects, and the labeler's temperatures), each trained on the other folds (k-fold cross-validation over the
+   before the annotations), with text models trained on the CV model repositories' annotations
+   alone (builtin@6: hashed n-grams, evidence features and each thread's coordinates in the
+   archive's semantic space, :mod:`taxonomy.semantic`, learned without labels from the archive's
+   other projects; uncalibrated, which leaves its best guess as it is) and with the shipped text
+   models (the same features, trained also on the annotations of other deep-learning projects'
+   threads, every dimension but reporter, which join every fold's training and are never scored,
+   and the labeler's temperatures), each trained on the other folds (k-fold cross-validation over the
    annotated threads, so no thread is scored by a model that saw it; ``--by-repository``: folds
    of whole repositories, so every thread is scored by a model that saw no thread of its
    repository, the situation of a newly mined corpus), side by side: κ of the best guess with a
@@ -30,8 +34,9 @@ Prints, in one run:
 
 The defect-or-not decision on the same annotations is measured by ``benchmarks/defect_filter.py``.
 
-The annotations are the project's own (``taxonomy/data/cv_annotations.csv``), not the study's
-raters': they measure the labeler on unseen threads of the same kind, not agreement with the study.
+The annotations are the project's own (``taxonomy/data/cv_annotations.csv``, scored, and
+``taxonomy/data/dl_annotations.csv``, training only), not the study's raters': they measure the
+labeler on unseen threads of the same kind, not agreement with the study.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ def main() -> None:
     from reeng.datasets import locate
     from taxonomy.evaluation import calibration, paired_difference, scores
     from taxonomy.labelers import BuiltinLabeler
-    from taxonomy.annotations import fit_temperatures, primary_labels, read_annotations, shipped_threads, train_text_models
+    from taxonomy.annotations import (fit_temperatures, other_annotations, other_labels, primary_labels, read_annotations,
+                                      shipped_threads, train_text_models)
     from taxonomy.rules import LABEL_DIMENSIONS
     from taxonomy.semantic import default_space
 
@@ -71,28 +77,33 @@ def main() -> None:
     labels = primary_labels(rows)
     threads = shipped_threads(locate("denchmark-bugreports"))  # the annotated threads with English text
     keys = sorted(k for k in labels if k in threads)
+    others = other_labels()  # every dimension but reporter
+    extra = [k for k in sorted(threads) if k in others]
     space = BuiltinLabeler(filter=False, text_models=None).space
     print(f"annotations: {len(rows)} rows, {len(labels)} defect threads by the primary rater, {len(keys)} scored "
-          f"(English text), {len({k[0] for k in keys})} repositories; read in {time.perf_counter() - started:.1f} s\n")
+          f"(English text), {len({k[0] for k in keys})} repositories; plus {len(extra)} defect threads of "
+          f"{len({k[0] for k in extra})} other deep-learning projects (training only); "
+          f"read in {time.perf_counter() - started:.1f} s\n")
 
-    # 1. The raters' own agreement.
-    by_thread: dict[tuple[str, int], list[dict[str, str]]] = {}
-    for r in rows:
-        by_thread.setdefault((r["repo"].lower(), int(r["number"])), []).append(r)
-    doubles = [v for v in by_thread.values() if len(v) == 2]
-    print(f"1. raters' agreement on {len(doubles)} threads labeled twice "
-          f"(is_defect agrees on {sum(a['is_defect'] == b['is_defect'] for a, b in doubles)})")
-    for dim in LABEL_DIMENSIONS:
-        pairs = [(space.map(dim, a[dim]), space.map(dim, b[dim])) for a, b in doubles if a[dim] and b[dim]]
-        pairs = [(a, b) for a, b in pairs if a and b]
-        res = scores([a for a, _ in pairs], [b for _, b in pairs])
-        print(f"   {dim:14s} κ {fmt(res)}  agreement {res['accuracy']:.2f}  (n {len(pairs)})")
+    # 1. The raters' own agreement, in each annotation file.
+    for name, file_rows in (("CV model repositories", rows), ("other deep-learning projects", other_annotations())):
+        by_thread: dict[tuple[str, int], list[dict[str, str]]] = {}
+        for r in file_rows:
+            by_thread.setdefault((r["repo"].lower(), int(r["number"])), []).append(r)
+        doubles = [v for v in by_thread.values() if len(v) == 2]
+        print(f"1. raters' agreement on {len(doubles)} threads of {name} labeled twice "
+              f"(is_defect agrees on {sum(a['is_defect'] == b['is_defect'] for a, b in doubles)})")
+        for dim in LABEL_DIMENSIONS:
+            pairs = [(space.map(dim, a[dim]), space.map(dim, b[dim])) for a, b in doubles if a[dim] and b[dim]]
+            pairs = [(a, b) for a, b in pairs if a and b]
+            res = scores([a for a, _ in pairs], [b for _, b in pairs])
+            print(f"   {dim:14s} κ {fmt(res)}  agreement {res['accuracy']:.2f}  (n {len(pairs)})")
 
     # 2. The labeler, with and without rule counts learned on the other folds.
     analysed = [threads[k] for k in keys]
     truth = {dim: [space.map(dim, labels[k][dim]) for k in keys] for dim in LABEL_DIMENSIONS}
     variants = ("no joint decoding", "map decision", "no temperatures")  # section 3: the same fold models, other decoding
-    systems = ("rules only", "n-grams + evidence (CV)", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
+    systems = ("rules only", "CV repositories only (CV)", "text models (CV)", *(("+ embeddings (CV)",) if args.embedding_model else ()))
     out: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS}
                                        for name in (*systems, *variants)}
     probs: dict[str, dict[str, list]] = {name: {d: [0.0] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
@@ -107,10 +118,11 @@ def main() -> None:
     for train, test in splitter.split(keys, groups=[k[0] for k in keys]):
         train_rows, train_labels = [analysed[i] for i in train], [labels[keys[i]] for i in train]
         train_groups = [keys[i][0] for i in train]
-        ngrams = train_text_models(train_rows, train_labels, space)
-        models = train_text_models(train_rows, train_labels, space, semantic_space=semantic)
+        more = ([threads[k] for k in extra], [others[k] for k in extra])
+        cv_only = train_text_models(train_rows, train_labels, space, semantic_space=semantic)
+        models = train_text_models(train_rows + more[0], train_labels + more[1], space, semantic_space=semantic)
         # As shipped: temperatures fitted by cross-validation by repository inside the training folds only.
-        temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, semantic_space=semantic)
+        temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, semantic_space=semantic, extra=more)
         for model in models.values():
             model.meta["temperatures"] = temperatures
         learned = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models)
@@ -118,11 +130,13 @@ def main() -> None:
                                   calibrate=False)  # the temperatures were fitted with the joint decoding
         by_map = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, decision="map")
         uncalibrated = BuiltinLabeler(threshold=args.threshold, filter=False, text_models=models, calibrate=False)
-        labelers = [("rules only", plain), (systems[1], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=ngrams)),
+        labelers = [("rules only", plain), (systems[1], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=cv_only)),
                     ("text models (CV)", learned), (variants[0], no_joint), (variants[1], by_map), (variants[2], uncalibrated)]
         if args.embedding_model:
-            with_embeddings = train_text_models(train_rows, train_labels, space, args.embedding_model, semantic)
-            temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, args.embedding_model, semantic)
+            with_embeddings = train_text_models(train_rows + more[0], train_labels + more[1], space, args.embedding_model,
+                                                semantic)
+            temperatures = fit_temperatures(train_rows, train_labels, train_groups, space, args.embedding_model, semantic,
+                                            extra=more)
             for model in with_embeddings.values():
                 model.meta["temperatures"] = temperatures
             labelers.append((systems[3], BuiltinLabeler(threshold=args.threshold, filter=False, text_models=with_embeddings)))

@@ -1,14 +1,24 @@
 """The project's own annotated threads, and the built-in labeler's text models trained on them.
 
-``taxonomy/data/cv_annotations.csv`` holds labels, never text: 994 Denchmark bug reports of the
-17 computer-vision model repositories of :data:`taxonomy.defect_filter.CV_MODEL_REPOS` (every
-such thread that is not an issue of the study: its gold and non-reengineering issues are test
-data), labelled against the taxonomy by the project's developers -- language-model agents, not
-people -- working independently in 18 sessions from the category definitions (``taxonomy/data/jiang2024.yaml``), without seeing any
-classifier output, any study label or any study thread. 35 threads were labelled twice, by two
-batches, to measure the raters' agreement (``primary`` marks the row used for training). A row
-says whether the thread is a defect and, for defects, its six taxonomy labels in the taxonomy's
-own categories (the study's label space is applied when a model is trained).
+Two files of labels, never text, both labelled against the taxonomy by the project's developers
+-- language-model agents, not people -- working independently in batches from the category
+definitions (``taxonomy/data/jiang2024.yaml``), without seeing any classifier output, any study
+label or any study thread:
+
+* ``taxonomy/data/cv_annotations.csv``: 994 Denchmark bug reports of the 17 computer-vision model
+  repositories of :data:`taxonomy.defect_filter.CV_MODEL_REPOS` (every such thread that is not an
+  issue of the study: its gold and non-reengineering issues are test data), in 18 batches. 35
+  threads were labelled twice, by two batches, to measure the raters' agreement (``primary``
+  marks the row used for training). They train the text models and the defect filter, and they
+  are what ``benchmarks/classifier_annotations.py`` scores.
+* ``taxonomy/data/dl_annotations.csv`` (:func:`other_annotations`): bug reports of other
+  deep-learning projects of the archive (NLP and speech model toolkits, CV and medical-imaging
+  libraries, reinforcement-learning algorithms), labelled by analogy in later batches from a
+  written brief. Training data of the text models only: they widen what the models have seen
+  beyond the 17 repositories, which is what a newly mined corpus needs; they are never scored.
+
+A row says whether the thread is a defect and, for defects, its six taxonomy labels in the
+taxonomy's own categories (the study's label space is applied when a model is trained).
 
 :func:`default_text_models` trains, at run time from the local Denchmark archive
 (``REENG_DATA_DIR``), one text model (:mod:`taxonomy.supervised`: hashed word n-grams, the
@@ -41,7 +51,7 @@ if TYPE_CHECKING:
     from taxonomy.semantic import SemanticSpace
     from taxonomy.supervised import TextModel
 
-MODEL_VERSION = "3"  # bump when the annotations' use or the models change: cached models are then retrained
+MODEL_VERSION = "4"  # bump when the annotations' use or the models change: cached models are then retrained
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
 
@@ -50,7 +60,7 @@ def _data(name: str) -> Path:
 
 
 def read_annotations(path: Path | str | None = None) -> list[dict[str, str]]:
-    """Rows of an annotation file (default: the shipped one): one per thread and rater."""
+    """Rows of an annotation file (default: the shipped CV model repositories' one): one per thread and rater."""
     from reeng.errors import ReengError
 
     path = Path(path) if path is not None else _data("cv_annotations.csv")
@@ -73,6 +83,24 @@ def primary_labels(rows: Iterable[dict[str, str]]) -> dict[tuple[str, int], dict
             continue
         out[(row["repo"].lower(), int(row["number"]))] = {d: row[d] or None for d in LABEL_DIMENSIONS}
     return out
+
+
+def other_annotations() -> list[dict[str, str]]:
+    """Rows of the shipped annotations of other deep-learning projects' threads (training data only)."""
+    return read_annotations(_data("dl_annotations.csv"))
+
+
+# Reporter types are defined against a model repository (its code run on the data it was built for,
+# taken to other data, extended, reimplemented); a library's or a toolkit's user does not map onto
+# them (the other projects' raters called 78 % of their reporters re-users), so those annotations
+# train every dimension but reporter.
+OTHER_PROJECT_DIMENSIONS = tuple(d for d in LABEL_DIMENSIONS if d != "reporter")
+
+
+def other_labels() -> dict[tuple[str, int], dict[str, str | None]]:
+    """(lower-case repo, number) -> the other projects' defect labels as training reads them (reporter left out)."""
+    return {key: {d: (labels[d] if d in OTHER_PROJECT_DIMENSIONS else None) for d in LABEL_DIMENSIONS}
+            for key, labels in primary_labels(other_annotations()).items()}
 
 
 def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], progress: bool = False) -> dict[tuple[str, int], Analysed]:
@@ -117,7 +145,7 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
         prepared = [a.part(part) or a.prepared for a in analysed]
         targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
         models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
-                             params={"source": "cv_annotations", "part": part},
+                             params={"source": "the project's annotations", "part": part},
                              embedding_model=Path(embedding_model) if embedding_model is not None else None,
                              semantic_space=semantic_space)
     return models
@@ -125,7 +153,8 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
 
 def fit_temperatures(analysed: list[Analysed], labels: list[dict[str, str | None]], groups: list[str],
                      space: LabelSpace, embedding_model: Path | str | None = None,
-                     semantic_space: SemanticSpace | None = None, folds: int = 5) -> dict[str, float]:
+                     semantic_space: SemanticSpace | None = None, folds: int = 5,
+                     extra: tuple[list[Analysed], list[dict[str, str | None]]] = ([], [])) -> dict[str, float]:
     """dimension -> the temperature that makes the built-in labeler's reported probabilities calibrated.
 
     The labeler's decoded posterior is overconfident on unseen repositories (its text models,
@@ -134,8 +163,10 @@ def fit_temperatures(analysed: list[Analysed], labels: list[dict[str, str | None
     the labeler (the study's labels, as the default one) decodes the held-out threads, and per
     dimension the temperature of :func:`taxonomy.labelers.temper` that minimises the held-out
     negative log-likelihood of the annotated category is kept
-    (:func:`taxonomy.labelers.fit_temperature`, bounded to [0.25, 25]). Fewer repositories than ``folds`` give
-    as many folds as there are repositories; fewer than two, no temperatures (an empty dict).
+    (:func:`taxonomy.labelers.fit_temperature`, bounded to [0.25, 25]). ``extra`` (threads and their
+    labels) joins every fold's training and is never held out: the other projects' annotations.
+    Fewer repositories than ``folds`` give as many folds as there are repositories; fewer than
+    two, no temperatures (an empty dict).
     """
     from sklearn.model_selection import GroupKFold
 
@@ -146,8 +177,8 @@ def fit_temperatures(analysed: list[Analysed], labels: list[dict[str, str | None
         return {}
     held_out: dict[str, list[tuple[np.ndarray, int]]] = {d: [] for d in LABEL_DIMENSIONS}
     for train, test in GroupKFold(folds).split(analysed, groups=groups):
-        models = train_text_models([analysed[i] for i in train], [labels[i] for i in train], space, embedding_model,
-                                   semantic_space)
+        models = train_text_models([analysed[i] for i in train] + extra[0], [labels[i] for i in train] + extra[1],
+                                   space, embedding_model, semantic_space)
         labeler = BuiltinLabeler(filter=False, text_models=models, calibrate=False)
         posterior = labeler.predict_proba([analysed[i] for i in test])
         for dim in LABEL_DIMENSIONS:
@@ -175,13 +206,16 @@ def defect_labels(rows: Iterable[dict[str, str]]) -> dict[tuple[str, int], str]:
 
 def annotations_fingerprint() -> str:
     """What identifies the shipped annotations in a cache key: models trained on other annotations are retrained."""
-    return hashlib.sha256(_data("cv_annotations.csv").read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for name in ("cv_annotations.csv", "dl_annotations.csv"):
+        digest.update(_data(name).read_bytes())
+    return digest.hexdigest()
 
 
 @cache
 def shipped_threads(archive: Path) -> dict[tuple[str, int], Analysed]:
-    """Every thread of the shipped annotations with English text, read once per process (text models and defect filter)."""
-    threads = annotated_threads(archive, defect_labels(read_annotations()))
+    """Every thread of both shipped annotation files with English text, read once per process (text models and defect filter)."""
+    threads = annotated_threads(archive, {**defect_labels(read_annotations()), **defect_labels(other_annotations())})
     return {k: a for k, a in threads.items() if a.prepared is not None and a.prepared.english}
 
 
@@ -219,14 +253,18 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
             return models
         except ReengError:
             pass  # a damaged cache file: train again
-    labels = primary_labels(read_annotations())
+    labels, others = primary_labels(read_annotations()), other_labels()
     threads = shipped_threads(archive)
     keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
     analysed, annotated = [threads[k] for k in keys], [labels[k] for k in keys]
-    models = train_text_models(analysed, annotated, space, embedding_model, semantic)
-    temperatures = fit_temperatures(analysed, annotated, [repo for repo, _ in keys], space, embedding_model, semantic)
+    extra = [k for k in sorted(threads) if k in others]
+    more = ([threads[k] for k in extra], [others[k] for k in extra])
+    models = train_text_models(analysed + more[0], annotated + more[1], space, embedding_model, semantic)
+    # calibrated on held-out CV model repositories, the labeler's use; the other projects always train
+    temperatures = fit_temperatures(analysed, annotated, [repo for repo, _ in keys], space, embedding_model, semantic,
+                                    extra=more)
     for part, model in models.items():
         model.meta["temperatures"] = temperatures
         paths[part].parent.mkdir(parents=True, exist_ok=True)

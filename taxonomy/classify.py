@@ -21,7 +21,7 @@ from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabele
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
-BUILTIN_VERSION = "6"
+BUILTIN_VERSION = "7"
 # gold_eval's splits. The development set: gold issues whose threads are in the Denchmark archive,
 # the only gold threads readable offline, on which the built-in labeler was developed and measured
 # (docs/classifier.md). Held out: every other gold issue (``reeng gold fetch-threads``), the test set
@@ -156,7 +156,7 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
 
 def builtin_version(embedding_model: Path | None = None) -> str:
     """The built-in labeler's version as the predictions table records it: with sentence embeddings,
-    ``6+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
+    ``7+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
     if embedding_model is None:
         return BUILTIN_VERSION
     from taxonomy.embeddings import identity

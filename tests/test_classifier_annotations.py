@@ -39,6 +39,32 @@ def test_shipped_annotations_are_labels_of_non_study_threads_only(data_dir: Path
     assert 800 <= len(labels) < len(primary)  # the threads marked "not a defect" are left out
 
 
+def test_other_projects_annotations_are_labels_of_other_repositories_only(data_dir: Path) -> None:
+    """The second file: threads of deep-learning projects that are neither the 17 annotated CV model
+    repositories nor a study repository, one row each, in the taxonomy's categories; training data only."""
+    from taxonomy.annotations import other_annotations, other_labels
+    from taxonomy.defect_filter import CV_MODEL_REPOS, study_issue_keys
+    from taxonomy.model import load_taxonomy
+
+    rows = other_annotations()
+    assert set(rows[0]) == {*ANNOTATION_COLUMNS, "confidence"}
+    keys = [(r["repo"].lower(), int(r["number"])) for r in rows]
+    primary = [k for k, r in zip(keys, rows) if r["primary"] == "yes"]
+    assert len(primary) == len(set(primary)) >= 800 and set(keys) == set(primary)  # second ratings have their primary
+    repos = {k[0] for k in keys}
+    assert len(repos) >= 10 and not repos & CV_MODEL_REPOS
+    assert not repos & {repo for repo, _ in study_issue_keys()}  # no repository of the study at all
+    assert not set(keys) & {(r["repo"].lower(), int(r["number"])) for r in read_annotations()}
+    taxonomy = load_taxonomy()
+    for r in rows:
+        for dim in LABEL_DIMENSIONS:
+            assert (r[dim] == "") if r["is_defect"] == "no" else taxonomy.dimension(dim).category(r[dim]).is_label
+    # training reads every dimension but reporter from them: its types are defined against a model repository
+    labels = other_labels()
+    assert len(labels) >= 800 and all(v["reporter"] is None for v in labels.values())
+    assert all(v["stage"] for v in labels.values()) and set(labels) <= set(primary)
+
+
 def test_bad_annotation_files_are_one_clear_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("repo,number\n")
