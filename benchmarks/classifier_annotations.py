@@ -109,7 +109,7 @@ def main() -> None:
     probs: dict[str, dict[str, list]] = {name: {d: [0.0] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     answered: dict[str, dict[str, list]] = {name: {d: [None] * len(keys) for d in LABEL_DIMENSIONS} for name in out}
     fit_started = time.perf_counter()
-    semantic = default_space()  # learned from the archive's other projects: no annotated thread is in it
+    semantic = default_space()  # learned from the archive's other projects: no scored (CV) thread is in it
     print(f"semantic space: {semantic.identity['version'] if semantic else 'none (no archive)'}, "
           f"ready in {time.perf_counter() - fit_started:.1f} s")
     fit_started = time.perf_counter()

@@ -1,6 +1,6 @@
 """A latent semantic space of deep-learning bug reports (LSA), learned without labels from the local archive.
 
-Why: the built-in labeler's text models learn from 891 annotated threads of 17 CV model
+Why: the built-in labeler's text models learn from annotated threads, 891 of them of 17 CV model
 repositories. Their n-grams know the words of those repositories; a thread of a new repository
 names the same failure with other words, and its n-grams then carry little weight. A latent
 semantic space (TF-IDF, then a truncated SVD, then unit length: LSA) learned from the
@@ -14,7 +14,9 @@ What it reads: every Denchmark thread outside the annotated CV model repositorie
 (:data:`taxonomy.defect_filter.CV_MODEL_REPOS`, which hold every study issue in the archive),
 at most :data:`PER_REPO` per project, prepared exactly as the labeler prepares a thread (roles
 and hygiene, then the text the vectorizers read), both the whole thread and the reporter's
-part. No label is read, no annotated and no study thread. ``docs/classifier.md`` gives the
+part. No label is read, and no thread of the CV annotations or of the study (the other projects'
+threads the project annotated, :func:`taxonomy.annotations.other_annotations`, may be among
+them, read as text). ``docs/classifier.md`` gives the
 measurements; the space is fitted on first use in a cache folder and kept there as arrays
 (loaded without pickle).
 """
