@@ -162,18 +162,16 @@ def classifier_evaluation(document: Any) -> dict[str, Any] | None:
     dims = _mapping(document.get("dimensions"))
     if not dims:
         return None
-    systems = _mapping(document.get("systems"))
-    splits = document.get("splits")
+    systems, splits = _mapping(document.get("systems")), _mapping(document.get("splits"))
     sets = []
-    if isinstance(splits, dict) and splits:
-        for name, split in splits.items():
-            split = _mapping(split)
-            if not split.get("defects"):
-                continue
-            rows = [_score_row(d, _mapping(v).get("builtin"), _mapping(v).get("builtin_best_guess"))
-                    for d, v in _mapping(split.get("dimensions")).items()]
-            sets.append({"name": name, **dict(zip(("title", "about"), GOLD_SETS.get(name, (name, "")))),
-                         "defects": split.get("defects"), "issues": split.get("issues"), "rows": rows})
+    for name, split in splits.items():
+        split = _mapping(split)
+        if not split.get("defects"):
+            continue
+        rows = [_score_row(d, _mapping(v).get("builtin"), _mapping(v).get("builtin_best_guess"))
+                for d, v in _mapping(split.get("dimensions")).items()]
+        sets.append({"name": name, **dict(zip(("title", "about"), GOLD_SETS.get(name, (name, "")))),
+                     "defects": split.get("defects"), "issues": split.get("issues"), "rows": rows})
     if not sets:
         name = "all" if "splits" in document else None
         title, about = GOLD_SETS["all"] if name else ("Gold defects with a stored thread", "")
@@ -182,7 +180,7 @@ def classifier_evaluation(document: Any) -> dict[str, Any] | None:
                      "rows": [_score_row(d, v, _mapping(systems.get(d)).get("builtin_best_guess")) for d, v in dims.items()]})
     trained = [{"dimension": d, **{k: _mapping(s.get("gold_cv_by_repository")).get(k) for k in ("kappa", "kappa_ci", "n", "folds")}}
                for d, s in ((d, _mapping(systems.get(d))) for d in dims) if "gold_cv_by_repository" in s]
-    held_out = _mapping(splits).get("held_out") if isinstance(splits, dict) else None
+    held_out = splits.get("held_out")
     return {
         "label_source": document.get("label_source"), "threshold": document.get("threshold"),
         "note": document.get("note"),

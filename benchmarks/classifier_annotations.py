@@ -67,8 +67,8 @@ def main() -> None:
     from reeng.datasets import locate
     from taxonomy.evaluation import calibration, paired_difference, scores
     from taxonomy.labelers import BuiltinLabeler
-    from taxonomy.annotations import (fit_temperatures, other_annotations, other_labels, primary_labels, read_annotations,
-                                      shipped_threads, train_text_models)
+    from taxonomy.annotations import (fit_temperatures, other_annotations, other_training_rows, primary_labels,
+                                      read_annotations, shipped_threads, train_text_models)
     from taxonomy.rules import LABEL_DIMENSIONS
     from taxonomy.semantic import default_space
 
@@ -77,8 +77,7 @@ def main() -> None:
     labels = primary_labels(rows)
     threads = shipped_threads(locate("denchmark-bugreports"))  # the annotated threads with English text
     keys = sorted(k for k in labels if k in threads)
-    others = other_labels()  # every dimension but reporter
-    extra = [k for k in sorted(threads) if k in others]
+    extra, more = other_training_rows(threads)  # every dimension but reporter; joins every fold's training
     space = BuiltinLabeler(filter=False, text_models=None).space
     print(f"annotations: {len(rows)} rows, {len(labels)} defect threads by the primary rater, {len(keys)} scored "
           f"(English text), {len({k[0] for k in keys})} repositories; plus {len(extra)} defect threads of "
@@ -118,7 +117,6 @@ def main() -> None:
     for train, test in splitter.split(keys, groups=[k[0] for k in keys]):
         train_rows, train_labels = [analysed[i] for i in train], [labels[keys[i]] for i in train]
         train_groups = [keys[i][0] for i in train]
-        more = ([threads[k] for k in extra], [others[k] for k in extra])
         cv_only = train_text_models(train_rows, train_labels, space, semantic_space=semantic)
         models = train_text_models(train_rows + more[0], train_labels + more[1], space, semantic_space=semantic)
         # As shipped: temperatures fitted by cross-validation by repository inside the training folds only.

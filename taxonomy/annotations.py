@@ -103,6 +103,15 @@ def other_labels() -> dict[tuple[str, int], dict[str, str | None]]:
             for key, labels in primary_labels(other_annotations()).items()}
 
 
+def other_training_rows(threads: dict[tuple[str, int], Analysed]
+                        ) -> tuple[list[tuple[str, int]], tuple[list[Analysed], list[dict[str, str | None]]]]:
+    """The other projects' annotated defects among ``threads`` (:func:`shipped_threads`): their keys, and
+    the threads with their training labels (:func:`other_labels`), as ``fit_temperatures``' ``extra`` takes them."""
+    others = other_labels()
+    keys = [k for k in sorted(threads) if k in others]
+    return keys, ([threads[k] for k in keys], [others[k] for k in keys])
+
+
 def annotated_threads(archive: Path | str, keys: Iterable[tuple[str, int]], progress: bool = False) -> dict[tuple[str, int], Analysed]:
     """The annotated threads read from the Denchmark archive exactly as the labeler reads a store's."""
     from miner.denchmark import read_archive
@@ -253,14 +262,13 @@ def _default_text_models(space_json: str, embedding_model: str | None) -> dict[s
             return models
         except ReengError:
             pass  # a damaged cache file: train again
-    labels, others = primary_labels(read_annotations()), other_labels()
+    labels = primary_labels(read_annotations())
     threads = shipped_threads(archive)
     keys = sorted(k for k in threads if k in labels)
     if not keys:
         return None
     analysed, annotated = [threads[k] for k in keys], [labels[k] for k in keys]
-    extra = [k for k in sorted(threads) if k in others]
-    more = ([threads[k] for k in extra], [others[k] for k in extra])
+    _, more = other_training_rows(threads)
     models = train_text_models(analysed + more[0], annotated + more[1], space, embedding_model, semantic)
     # calibrated on held-out CV model repositories, the labeler's use; the other projects always train
     temperatures = fit_temperatures(analysed, annotated, [repo for repo, _ in keys], space, embedding_model, semantic,
