@@ -9,8 +9,15 @@ if TYPE_CHECKING:
 
 
 def progress_bar(enabled: bool = True) -> Progress:
-    """A rich progress bar on stderr that disappears when done; ``enabled=False`` shows nothing."""
+    """A rich progress bar on stderr that disappears when done; ``enabled=False`` shows nothing.
+
+    Nor does it show where stderr is neither a terminal nor a notebook (a pipe, a log file, a
+    test's capture): there rich draws no bar and would leave only an empty line behind, above a
+    command's ``error:`` line.
+    """
     from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(transient=True, disable=not enabled, console=Console(stderr=True))
+    console = Console(stderr=True)
+    shown = enabled and (console.is_terminal or console.is_jupyter)
+    return Progress(transient=True, disable=not shown, console=console)

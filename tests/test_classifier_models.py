@@ -85,6 +85,22 @@ def test_one_class_label_column_is_refused(tmp_path: Path, capsys: pytest.Captur
     assert code == 2 and "1 class" in err and "'bug'" in err
 
 
+def test_a_table_with_nothing_to_learn_names_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No English text, or no label on the English rows: one error line that says which, no empty line above it
+    (the progress bar draws nothing where stderr is not a terminal), and no model file."""
+    cases = {"no_english.csv": (["a", "c"], ["b", "d"], ["bug", "feature"],
+                                "none of the table's 2 rows has English text to learn from"),
+             "no_label.csv": (["Crash when loading the model"], ["The script raises an error when it loads the weights."],
+                              [None], "none of the table's 1 row with English text has a label")}
+    for name, (titles, bodies, kinds, why) in cases.items():
+        data = tmp_path / name
+        pd.DataFrame({"title": titles, "body": bodies, "kind": kinds}).to_csv(data, index=False)
+        code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--out",
+                              str(tmp_path / "m.skops")], capsys)
+        assert (code, out, err) == (2, "", f"error: no training rows: {why}\n")
+    assert not (tmp_path / "m.skops").exists()
+
+
 def test_not_a_model_and_other_version(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import skops.io as sio
 
