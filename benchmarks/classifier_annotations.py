@@ -11,7 +11,8 @@ Prints, in one run:
    labeler's are);
 2. the built-in labeler with the evidence rules alone (``text_models=None``, the labeler
    before the annotations), with text models trained on the CV model repositories' annotations
-   alone (builtin@6: hashed n-grams, evidence features and each thread's coordinates in the
+   alone (builtin@6's training data, the shipped features: hashed n-grams, evidence features
+   weighted per part and each thread's coordinates in the
    archive's semantic space, :mod:`taxonomy.semantic`, learned without labels from the archive's
    other projects; uncalibrated, which leaves its best guess as it is) and with the shipped text
    models (the same features, trained also on the annotations of other deep-learning projects'

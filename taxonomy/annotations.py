@@ -51,7 +51,11 @@ if TYPE_CHECKING:
     from taxonomy.semantic import SemanticSpace
     from taxonomy.supervised import TextModel
 
-MODEL_VERSION = "4"  # bump when the annotations' use or the models change: cached models are then retrained
+MODEL_VERSION = "5"  # bump when the annotations' use or the models change: cached models are then retrained
+# The evidence block's weight in each part's text model (5: the whole thread's 0.15, was 0.5). Chosen by
+# cross-validation on the annotations (docs/classifier.md, "The evidence block's weight (v8)"): at 0.5
+# the whole thread's rule counts outweighed its words on repositories the model never saw.
+EVIDENCE_SCALES = {"opening": 0.5, "whole": 0.15}
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
 
@@ -135,7 +139,8 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
     """One text model per part of the thread, each for the dimensions that part decides.
 
     Features: the fast model's hashed word 1-2-grams of the part's first 2,000 characters plus
-    the evidence and rule features; fitted by SGD with logistic loss and balanced class weights.
+    the evidence and rule features, weighted per part (:data:`EVIDENCE_SCALES`); fitted by SGD
+    with logistic loss and balanced class weights.
     Chosen by 5-fold cross-validation on the annotations (``docs/classifier.md`` gives the
     comparison): on the four dimensions compared, the full feature set (with character
     n-grams) was within 0.03 κ and lbfgs logistic regression within 0.02, and both were 5-10x
@@ -154,6 +159,7 @@ def train_text_models(analysed: list[Analysed], labels: list[dict[str, str | Non
         prepared = [a.part(part) or a.prepared for a in analysed]
         targets = {d: [space.map(d, lab.get(d)) for lab in labels] for d in dims}
         models[part] = train(prepared, evidence, targets, fast=True, evidence_features=True, sgd=True,  # type: ignore[arg-type]
+                             evidence_scale=EVIDENCE_SCALES[part],
                              params={"source": "the project's annotations", "part": part},
                              embedding_model=Path(embedding_model) if embedding_model is not None else None,
                              semantic_space=semantic_space)

@@ -35,7 +35,7 @@ from taxonomy.text import PreparedText
 
 MODEL_FORMAT = "reeng-text-classifier"
 FORMAT_VERSION = 3  # 3: evidence features stored as a JSON list of names
-EVIDENCE_SCALE = 0.5
+EVIDENCE_SCALE = 0.5  # the evidence block's weight beside the n-grams, unless a model was trained with another
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 # C is chosen by cross-validation from this many training rows on (and 3 per class); below, the default C.
 MIN_ROWS_FOR_C_SEARCH = 150
@@ -156,7 +156,7 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
     if model.evidence_vectorizer is not None:
         if evidence is None:
             raise ReengError("this model uses evidence features: extract evidence before predicting")
-        blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.transform(evidence))
+        blocks.append(model.meta.get("evidence_scale", EVIDENCE_SCALE) * model.evidence_vectorizer.transform(evidence))
     if model.meta.get("embedding_model"):
         wanted = model.meta["embedding_model"]
         if model.embedding_folder is None:
@@ -201,12 +201,14 @@ def check_labels(target: str, labels: list[str | None]) -> list[int]:
 def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
           labels: dict[str, list[str | None]], *, fast: bool = False, evidence_features: bool | None = None,
           params: dict[str, Any] | None = None,
-          embedding_model: Path | None = None, sgd: bool = False, semantic_space: Any | None = None) -> TextModel:
+          embedding_model: Path | None = None, sgd: bool = False, semantic_space: Any | None = None,
+          evidence_scale: float = EVIDENCE_SCALE) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
 
     ``evidence_features``: the evidence and rule features join the n-grams (default: in full
     models only; True also in a fast model). ``sgd`` fits by SGD with logistic loss whatever the
-    number of rows (:func:`make_classifier`).
+    number of rows (:func:`make_classifier`). ``evidence_scale`` weighs the evidence block beside
+    the n-grams (recorded in the model, which predicts with the same weight).
 
     With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
     thread's sentence embedding; the model records the folder and needs it again to predict.
@@ -228,7 +230,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
 
     blocks = [text_matrix]
     if with_evidence:
-        blocks.append(EVIDENCE_SCALE * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
+        blocks.append(evidence_scale * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
     embedding_folder, embedding_id = None, None
     if embedding_model is not None:
         from taxonomy.embeddings import check_model, identity
@@ -251,7 +253,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         model.classifiers[target] = clf
     model.meta = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "features": "fast" if fast else "full",
-        "evidence_features": with_evidence,
+        "evidence_features": with_evidence, "evidence_scale": evidence_scale,
         "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__,
                         "C": getattr(model.classifiers[t], "C", None)}
                     for t, r in rows_per_target.items()},

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from reeng.errors import ReengError
-from taxonomy.annotations import ANNOTATION_COLUMNS, primary_labels, read_annotations, text_parts, train_text_models
+from taxonomy.annotations import (ANNOTATION_COLUMNS, EVIDENCE_SCALES, primary_labels, read_annotations, text_parts,
+                                  train_text_models)
 from taxonomy.batch import analyse
 from taxonomy.labelers import BuiltinLabeler
-from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS
+from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 
 
 def test_shipped_annotations_are_labels_of_non_study_threads_only(data_dir: Path) -> None:
@@ -128,6 +129,29 @@ def test_text_models_drive_the_builtin_labeler_with_the_prior_applied() -> None:
     for dim in LABEL_DIMENSIONS:
         assert probs[dim].shape == (9, len(learned.classes(dim)))
         assert np.allclose(probs[dim].sum(axis=1), 1) and (probs[dim] > 0).all()
+
+
+def test_each_part_weighs_its_evidence_as_chosen_and_a_saved_model_keeps_the_weight(tmp_path: Path) -> None:
+    from taxonomy.supervised import features, load, predict_proba, save
+
+    threads, labels = _synthetic(60)
+    threads += [analyse("CUDA out of memory", ["RuntimeError: CUDA out of memory when I train on my own dataset."])] * 3
+    labels += labels[:3]
+    models = train_text_models(threads, labels, BuiltinLabeler(filter=False, text_models=None).space)
+    assert EVIDENCE_SCALES["whole"] != EVIDENCE_SCALES["opening"]
+    evidence = [rule_features(a.evidence) for a in threads]
+    for part, model in models.items():
+        assert model.meta["evidence_scale"] == EVIDENCE_SCALES[part]
+        prepared = [a.part(part) or a.prepared for a in threads]
+        matrix = features(model, prepared, evidence)
+        start = model.vectorizer.n_features  # the evidence block follows the hashed n-grams
+        block = matrix[:, start:start + len(model.evidence_vectorizer.feature_names_)]
+        assert block.nnz and np.allclose(block.data, EVIDENCE_SCALES[part]), part  # binary features at the part's weight
+        save(model, tmp_path / f"{part}.skops")
+        loaded = load(tmp_path / f"{part}.skops")
+        assert loaded.meta["evidence_scale"] == EVIDENCE_SCALES[part]
+        for target, p in predict_proba(model, prepared, evidence).items():
+            np.testing.assert_allclose(predict_proba(loaded, prepared, evidence)[target], p, rtol=0, atol=1e-12)
 
 
 def test_uniform_text_probabilities_leave_the_prior() -> None:
