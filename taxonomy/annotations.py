@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 MODEL_VERSION = "5"  # bump when the annotations' use or the models change: cached models are then retrained
 # The evidence block's weight in each part's text model (5: the whole thread's 0.15, was 0.5). Chosen by
 # cross-validation on the annotations (docs/classifier.md, "The evidence block's weight (v8)"): at 0.5
-# the whole thread's rule counts outweighed its words on repositories the model never saw.
+# the whole thread's binary rule features outweighed its words on repositories the model never saw.
 EVIDENCE_SCALES = {"opening": 0.5, "whole": 0.15}
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
