@@ -73,12 +73,9 @@ def train_table(data: TableData, target: str, *, fast: bool, params: dict[str, A
     rows = usable(data)
     labeled = [i for i in rows if data.labels[i] is not None]
     if not labeled:
-        def count(n: int) -> str:
-            return f"{n} row{'s' if n != 1 else ''}"
-
-        why = (f"none of the table's {count(len(data.analysed))} has English text to learn from" if not rows else
-               f"none of the table's {count(len(rows))} with English text has a label")
-        raise ReengError(f"no training rows: {why}")
+        n = len(rows) or len(data.analysed)  # the English rows, or, when there are none, every row
+        why = "with English text has a label" if rows else "has English text to learn from"
+        raise ReengError(f"no training rows: none of the table's {n} row{'s' * (n != 1)} {why}")
     model = train([data.analysed[i].prepared for i in labeled],  # type: ignore[misc]
                   None if fast else [rule_features(data.analysed[i].evidence) for i in labeled],
                   {target: [data.labels[i] for i in labeled]}, fast=fast, evidence_features=evidence_features and not fast, params=params,
