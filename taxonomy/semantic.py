@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from taxonomy.text import PREPARE_VERSION
+
 SPACE_VERSION = "1"  # bump when the corpus or the recipe changes: cached spaces and text models are then rebuilt
 COMPONENTS = 200
 PER_REPO = 300  # threads per project at most: the big frameworks (TensorFlow: 5,514) would drown the rest
@@ -157,7 +159,7 @@ def default_space() -> SemanticSpace | None:
     if archive is None:
         return None
     path = keyed_cache_file("labelers", "semantic", SPACE_VERSION,
-                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS)), ".npz")
+                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS), f"text{PREPARE_VERSION}"), ".npz")
 
     def build() -> SemanticSpace | None:
         try:

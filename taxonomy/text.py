@@ -5,6 +5,8 @@ says what they did ("on my own dataset", "lower than reported"); tracebacks and 
 failed (``RuntimeError: CUDA out of memory``); quoted replies repeat someone else's words and
 would count them twice. Everything here is plain regular expressions so it stays fast on the
 hot path and bounded on pathological input (a thread of 1 MB of logs is cut, never choked on).
+Where a log is cut, its exception lines, its start and its end are kept: the start says what was
+run, the end how it failed (the exception line a traceback closes with).
 """
 
 from __future__ import annotations
@@ -14,23 +16,42 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-# Caps that bound the work per thread; a thread longer than this is still labeled from its start.
+# Bump when what :func:`prepare` gives changes: the caches built from prepared text (the semantic space,
+# the filters, the built-in text models) hold it in their keys and are rebuilt.
+PREPARE_VERSION = "2"
+# Caps that bound the work per thread; a thread longer than these is still labeled, from its start and its end.
 MAX_PROSE_CHARS = 6_000
 MAX_LOG_CHARS = 4_000
 MAX_MODEL_CHARS = 8_000
+MAX_PART_CHARS = 20 * MAX_PROSE_CHARS  # raw text read per part: enough for every real thread's content
+TAIL_CHARS = 20_000  # of a longer part, the last this many characters are kept after its start
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
+# A Python traceback pasted without a code fence. Its frames are indented by two spaces and their source
+# lines by four, one line each, so no indented block holds them: the block runs from "Traceback" over
+# frames (each with the source line after it, whatever its indent), other indented lines and blank lines
+# between them, to the exception line that ends it ("KeyError: 'x'", "StopIteration").
+_TRACEBACK = re.compile(
+    r"^[ \t]*Traceback \(most recent call last\):[^\n]*\n"
+    r"(?:[ \t]*File \"[^\n]*\n(?:(?![ \t]*File \")(?![A-Za-z_][\w.]*:[ \t])[^\n]*\n)?"
+    r"|[ \t]+\S[^\n]*\n|[ \t]*\n(?=[ \t]*File \"|[ \t]+\S))*"
+    r"(?:[A-Za-z_][\w.]*(?::[ \t][^\n]*|:?[ \t]*)$)?",
+    re.M,
+)
 _INDENTED = re.compile(r"(?:^(?: {4}|\t)[^\n]*\n?){2,}", re.M)
-_QUOTE_LINE = re.compile(r"^\s*>[^\n]*$", re.M)
+# Line patterns open with [ \t]*, never \s*: \s* would run over blank lines into the next ones, and a
+# long run of blank lines before a line that fails the rest cost cubic time (4,000 blank lines: 71 s).
+_QUOTE_LINE = re.compile(r"^[ \t]*>[^\n]*$", re.M)
 _LOG_LINE = re.compile(
-    r"^\s*(?:Traceback \(most recent call last\)|File \"[^\"]+\", line \d+|\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d"
-    r"|[\w.]*(?:Error|Exception|Warning)\b[^\n]*:|\d+/\d+ \[|Epoch \d+|\s*at [\w.$]+\()[^\n]*$",
+    r"^[ \t]*(?:Traceback \(most recent call last\)|File \"[^\"]+\", line \d+|\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d"
+    r"|[\w.]*(?:Error|Exception|Warning)\b[^\n]*:|\d+/\d+ \[|Epoch \d+|at [\w.$]+\()[^\n]*$",
     re.M,
 )
 _SIGNAL_LINE = re.compile(
-    r"^[^\n]*(?:Error|Exception|Traceback|nan\b|inf\b|out of memory|mismatch|version|cuda|cudnn|Killed|Segmentation)[^\n]*$",
+    r"^[^\n]*(?:File \"|Error|Exception|Traceback|nan\b|inf\b|out of memory|mismatch|version|cuda|cudnn|Killed|Segmentation)[^\n]*$",
     re.I | re.M,
 )
+_BLANK_RUN = re.compile(r"\n{3,}")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 # Frequent English function words: a prose part with none of them is unlikely to be English.
 _STOPWORDS = frozenset(
@@ -72,21 +93,53 @@ def condense_log(log: str, max_chars: int = MAX_LOG_CHARS) -> str:
     """A long log reduced to its evidence: each distinct failure-signal line once, in order, capped.
 
     A 1 MB training log repeating one warning becomes that warning; a traceback becomes its
-    exception line and the frames that name an error.
+    exception line and its frames, each as file and function (``File "train.py", in main``: where
+    it failed says which stage ran), and the other lines that name an error.
+
+    When the distinct lines do not fit in ``max_chars``, the exception lines (``KeyError: 'x'``)
+    are kept first, up to half the room, and the other lines fill the rest; each kind is taken
+    from both ends inwards, since a log's start says what was run and its end how it failed.
+    Kept lines stay in their order; a line longer than an eighth of the room is cut to that.
     """
     seen: set[str] = set()
     kept: list[str] = []
-    size = 0
     for line in _signal_lines(log):
-        line = re.sub(r"\d+", "0", line.strip()) if _PROGRESS.search(line) else line.strip()
-        if line in seen:
-            continue
-        seen.add(line)
-        kept.append(line)
-        size += len(line) + 1
-        if size >= max_chars:
+        frame = _FRAME.match(line)
+        if frame:
+            line = f'File "{frame[1]}", in {frame[2]}'
+        else:
+            line = re.sub(r"\d+", "0", line.strip()) if _PROGRESS.search(line) else line.strip()
+        if line not in seen:
+            seen.add(line)
+            kept.append(line)
+    if sum(map(len, kept)) + len(kept) - 1 <= max_chars:
+        return "\n".join(kept)
+    kept = [line[:max_chars // 8] for line in kept]
+    exceptions = [i for i, line in enumerate(kept) if _EXCEPTION.search(line)]
+    chosen = _from_both_ends(exceptions, kept, max_chars // 2)
+    others = [i for i in range(len(kept)) if i not in chosen]
+    chosen |= _from_both_ends(others, kept, max_chars - sum(len(kept[i]) + 1 for i in chosen))
+    return "\n".join(kept[i] for i in sorted(chosen))
+
+
+def _from_both_ends(indices: list[int], lines: list[str], room: int) -> set[int]:
+    """Of ``indices``, taken alternately from the front and the back, those whose ``lines`` fit in ``room`` (a newline each)."""
+    chosen: set[int] = set()
+    front, back, take_front = 0, len(indices) - 1, True
+    while front <= back:
+        i = indices[front] if take_front else indices[back]
+        if len(lines[i]) + 1 > room:
             break
-    return "\n".join(kept)[:max_chars]
+        room -= len(lines[i]) + 1
+        chosen.add(i)
+        front, back = (front + 1, back) if take_front else (front, back - 1)
+        take_front = not take_front
+    return chosen
+
+
+def cap_log(log: str, max_chars: int) -> str:
+    """``log`` if it fits in ``max_chars``, else condensed to that (:func:`condense_log`): a cut log keeps its evidence."""
+    return log if len(log) <= max_chars else condense_log(log, max_chars)
 
 
 def fold_case(text: str) -> str:
@@ -104,7 +157,9 @@ def fold_case(text: str) -> str:
 _PROGRESS = re.compile(r"\d+/\d+|\d+%|Epoch \d+", re.I)
 _CASE_FOLD_CHARS = "\u0130\u0131\u017f\u212a"
 _CASE_FOLD = str.maketrans(dict(zip(_CASE_FOLD_CHARS, "iisk")))
-_SIGNAL = re.compile(r"error|exception|traceback|nan\b|inf\b|out of memory|mismatch|version|cuda|cudnn|killed|segmentation")
+_FRAME = re.compile(r'\s*File "(?:[^"]*[/\\])?([^"/\\]+)", line \d+, in (\S+)')  # a frame line: its file's name, its function
+_EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception)\b[^\n]*:")  # an exception line: "RuntimeError: CUDA ..."
+_SIGNAL = re.compile(r"file \"|error|exception|traceback|nan\b|inf\b|out of memory|mismatch|version|cuda|cudnn|killed|segmentation")
 
 
 def _signal_lines(log: str) -> Iterator[str]:
@@ -128,13 +183,13 @@ def _signal_lines(log: str) -> Iterator[str]:
 
 def combine(first: PreparedText, second: PreparedText) -> PreparedText:
     """Two prepared parts of one thread as one (the reporter's part, then the discussion)."""
-    def join(a: str, b: str, cap: int) -> str:
+    def join(a: str, b: str, cap: int | None = None) -> str:
         return (f"{a}\n\n{b}" if a and b else a or b)[:cap]
 
     english = first.english or (second.english and not first.words)
     return PreparedText(
         title=first.title or second.title, prose=join(first.prose, second.prose, 2 * MAX_PROSE_CHARS),
-        code=join(first.code, second.code, MAX_LOG_CHARS * 5), logs=join(first.logs, second.logs, MAX_LOG_CHARS * 5),
+        code=join(first.code, second.code, MAX_LOG_CHARS * 5), logs=cap_log(join(first.logs, second.logs), MAX_LOG_CHARS * 5),
         quotes=join(first.quotes, second.quotes, MAX_PROSE_CHARS), words=first.words + second.words, english=english,
         truncated=first.truncated or second.truncated, flags=[] if english else first.flags or second.flags)
 
@@ -189,23 +244,39 @@ def is_english(text: str) -> bool:
     return ascii_share >= 0.6 and (stops / len(words) >= 0.04 or stops >= 5)
 
 
+def _cut_part(raw: str) -> str:
+    """A part longer than :data:`MAX_PART_CHARS`: its start and its last :data:`TAIL_CHARS` characters.
+
+    Each side closes what it holds of a code fence cut in two, so the fences pair up as they did.
+    """
+    head, tail = raw[:MAX_PART_CHARS - TAIL_CHARS], raw[-TAIL_CHARS:]
+    tail = tail[tail.find("\n") + 1:]  # from a line's start
+    if head.count("```") % 2:
+        head += "\n```"
+    if tail.count("```") % 2:
+        tail = "```\n" + tail
+    return f"{head}\n\n{tail}"
+
+
 def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
     """Split a thread (title, then body and comments in order) into prose, code, logs and quotes."""
     title = (title or "").strip()[:500]
     raw = "\n\n".join(p for p in parts if p)
-    truncated = len(raw) > 20 * MAX_PROSE_CHARS
-    raw = raw[: 20 * MAX_PROSE_CHARS]  # bounds all regex work; enough for every real thread's content
+    truncated = len(raw) > MAX_PART_CHARS
+    if truncated:  # bounds all regex work
+        raw = _cut_part(raw)
     code_blocks, rest = _take(_FENCE, raw, 1, needs=("```",))
+    tracebacks, rest = _take(_TRACEBACK, rest, needs=("Traceback (most recent call last)",))
     indented, rest = _take(_INDENTED, rest, needs=("    ", "\t"))
     quotes, rest = _take(_QUOTE_LINE, rest, needs=(">",))
     log_lines, rest = _take(_LOG_LINE, rest)
-    numeric, rest = _numeric_lines(rest[: 2 * MAX_PROSE_CHARS])
+    numeric, rest = _numeric_lines(_BLANK_RUN.sub("\n\n", rest)[: 2 * MAX_PROSE_CHARS])
     log_lines += numeric
     blocks = code_blocks + indented
     is_log = [_LOG_LINE.search(b) is not None for b in blocks]
-    logs = [b for b, log in zip(blocks, is_log) if log] + log_lines
+    logs = [b for b, log in zip(blocks, is_log) if log] + tracebacks + log_lines
     code = [b for b, log in zip(blocks, is_log) if not log]
-    prose = re.sub(r"\n{3,}", "\n\n", rest).strip()
+    prose = _BLANK_RUN.sub("\n\n", rest).strip()
     if len(prose) > MAX_PROSE_CHARS:
         prose, truncated = prose[:MAX_PROSE_CHARS], True
     words = len(_WORD.findall(title)) + len(_WORD.findall(prose))
@@ -220,7 +291,7 @@ def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
         title=title,
         prose=prose,
         code="\n".join(code)[:MAX_LOG_CHARS * 5],
-        logs="\n".join(logs)[:MAX_LOG_CHARS * 5],
+        logs=cap_log("\n".join(logs), MAX_LOG_CHARS * 5),
         quotes="\n".join(q.lstrip(" >") for q in quotes)[:MAX_PROSE_CHARS],
         words=words,
         english=english,

@@ -5,6 +5,9 @@ before the speed work: the role split, the prepared text, the evidence, and the 
 models' probabilities. The built-in labeler's labels and probabilities are compared on the
 pinned analyses against fresh ones, so the test keeps its meaning when the labeler's rules change
 (another issue changes them) while any change in preparation or evidence shows up here.
+A deliberate change of preparation (``text.PREPARE_VERSION``) regenerates the file with
+:func:`compute`; the last one (version 2: frames in condensed logs, long logs condensed, not cut)
+changed threads 1 and 9 and the supervised probabilities.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taxonomy.batch import analyse
 from taxonomy.labelers import BuiltinLabeler
-from taxonomy.text import condense_log
+from taxonomy.text import MAX_LOG_CHARS, condense_log, prepare
 from taxonomy.thread import clean, is_bot, split_roles
 
 WELCOME = ("Hello @someone, thank you for your interest in our work! Please visit our Custom Data Training tutorial "
@@ -63,6 +63,71 @@ def test_long_log_condensed_to_its_evidence() -> None:
                                                           "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"])
     out = condense_log(log)
     assert "CUDA out of memory" in out and out.count("Epoch") == 0 and len(out) < 500
+
+
+# A traceback pasted without a code fence, as it is often pasted: frames indented by two, source lines by four.
+_BARE_TRACE = ("Traceback (most recent call last):\n  File \"train.py\", line 10, in <module>\n    main()\n"
+               "  File \"train.py\", line 5, in main\n    out = model(images)\n\n"
+               "  File \"/usr/lib/torch/module.py\", line 727, in _call_impl\n    result = self.forward(*input)\n"
+               "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB")
+
+
+def test_a_traceback_without_a_fence_is_a_log_not_prose() -> None:
+    p = prepare("OOM", [f"I get this when training:\n{_BARE_TRACE}\nI use batch size 16. What should I do?"])
+    assert p.prose == "I get this when training:\n\nI use batch size 16. What should I do?"
+    assert p.logs == _BARE_TRACE
+    assert p.evidence_logs.splitlines() == [
+        "Traceback (most recent call last):", 'File "train.py", in <module>', 'File "train.py", in main',
+        'File "module.py", in _call_impl', "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB"]
+    # flush-left frames and a source-less frame: each frame's source line is the next line unless it is a frame
+    flush = 'Traceback (most recent call last):\nFile "a.py", line 1, in <module>\nmain()\nFile "<string>", line 1\nKeyError: \'model\'\nThanks'
+    p = prepare("KeyError", [flush])
+    assert p.prose == "Thanks" and p.logs.endswith("KeyError: 'model'")
+    # a thread that is nothing but the pasted log is read from its title and the log, not abstained on
+    preds = BuiltinLabeler().label_many([analyse("CUDA out of memory in training", [_BARE_TRACE])])[0]
+    assert all(x.reason not in ("non_english", "no_prose") for x in preds.values())
+
+
+def test_past_the_cap_a_part_keeps_its_start_and_its_end() -> None:
+    # a 1.3 MB log in a fence, with many distinct warnings, that ends in the one exception that says what failed
+    warnings = "\n".join(f"UserWarning: layer{i} weight version mismatch, using default init" for i in range(20_000))
+    body = f"Full log:\n```\n{warnings}\n{_BARE_TRACE}\n```\nIt dies at the end."
+    assert len(body) > 1_000_000
+    p = prepare("Training dies", [body])
+    assert p.truncated and p.prose == "Full log:\n\nIt dies at the end."
+    assert "layer0 weight" in p.evidence_logs and "RuntimeError: CUDA out of memory" in p.evidence_logs
+    assert len(p.evidence_logs) <= MAX_LOG_CHARS and "layer19999 weight" in p.evidence_logs
+    # the cut falls inside the fence: each side closes its piece, so no log line leaks into the prose
+    assert "Warning" not in p.prose
+
+
+def test_a_log_past_its_room_keeps_exception_lines_first_then_both_ends() -> None:
+    lines = [f"step {i:04d} cuda sync" for i in range(1000)]
+    lines[500] = "RuntimeError: CUDA error: device-side assert triggered"
+    lines[700] = "(pid=12) ValueError: not enough values to unpack"
+    log = "\n".join(lines)
+    assert condense_log(log, len(log)) == log  # fits: every distinct line, in order
+    out = condense_log(log, 1000).splitlines()
+    assert len("\n".join(out)) <= 1000 and out == sorted(out, key=lines.index)
+    assert lines[500] in out and lines[700] in out  # from the middle, ahead of any other line
+    assert out[0] == "step 0000 cuda sync" and out[-1] == "step 0999 cuda sync"
+    assert len(out) >= 40 and {"step 0001 cuda sync", "step 0998 cuda sync"} <= set(out)
+    assert "step 0300 cuda sync" not in out
+    # a single line longer than the room is cut, never allowed to crowd out the rest
+    assert condense_log("x" * 5000 + " cuda\n" + "KeyError: 'model'", 1000).endswith("KeyError: 'model'")
+
+
+def test_line_patterns_never_run_over_blank_lines() -> None:
+    # A match that opens on a blank line and runs over the following ones is what made a long run of
+    # blank lines cost cubic time; a line pattern's match holds one line.
+    from taxonomy.text import _LOG_LINE, _QUOTE_LINE
+
+    text = "Crash\n\n\n  \n\t\nTraceback (most recent call last):\n\n\n> quoted\n\n\n   at org.Foo.bar(Foo.java:3)\nhello\n"
+    for pattern, wanted in ((_LOG_LINE, ["Traceback (most recent call last):", "   at org.Foo.bar(Foo.java:3)"]),
+                            (_QUOTE_LINE, ["> quoted"])):
+        assert [m.group(0) for m in pattern.finditer(text)] == wanted
+    p = prepare("Crash", ["It fails.\n" + "\n" * 100_000 + "Then nothing else happens here."])
+    assert p.prose == "It fails.\n\nThen nothing else happens here." and p.english
 
 
 def test_each_dimension_reads_its_part() -> None:
@@ -132,15 +197,21 @@ def test_condensed_log_equals_the_line_by_line_definition() -> None:
     from taxonomy.text import _SIGNAL_LINE, condense_log
 
     log = ("epoch 1/10 loss nan\nplain line\nRuntimeError: CUDA error: device-side assert\n\u0130nfo: version 1.7 "
-           "mismatch\nKilled\n" + "x" * 3000 + " Segmentation fault\nnaninf\ninf\n")
+           "mismatch\nKilled\n" + "x" * 3000 + " Segmentation fault\nnaninf\ninf\n"
+           '  File "/opt/lib/torch/nn/module.py", line 727, in _call_impl\n  file "C:\\w\\train.py", line 3, in main\n')
     expected, seen = [], set()
     for line in _SIGNAL_LINE.findall(log):
-        line = re.sub(r"\d+", "0", line.strip()) if re.search(r"\d+/\d+|\d+%|Epoch \d+", line, re.I) else line.strip()
+        frame = re.search(r'File "(?:.*[/\\])?([^"/\\]+)", line [0-9]+, in (\S+)', line)
+        if frame:
+            line = f'File "{frame[1]}", in {frame[2]}'
+        else:
+            line = re.sub(r"\d+", "0", line.strip()) if re.search(r"\d+/\d+|\d+%|Epoch \d+", line, re.I) else line.strip()
         if line not in seen:
             seen.add(line)
             expected.append(line)
-    assert condense_log(log) == "\n".join(expected)[:4000]
-    assert condense_log(log.replace("\u0130", "I")) == "\n".join(expected).replace("\u0130", "I")[:4000]
+    assert len("\n".join(expected)) < 4000  # below the cap: every distinct line, in order
+    assert condense_log(log) == "\n".join(expected)
+    assert condense_log(log.replace("\u0130", "I")) == "\n".join(expected).replace("\u0130", "I")
 
 
 def test_fence_split_is_the_lazy_pattern_split() -> None:
