@@ -371,8 +371,8 @@ def default_reengineering_filter() -> ThreadFilter | None:
         return ThreadFilter().fit(data.texts, data.labels, data.groups)
 
     held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))  # the study issues kept out of training
-    return cached_arrays(_cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out, f"text{PREPARE_VERSION}"), build,
-                         ThreadFilter.from_arrays)
+    path = _cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out, f"text{PREPARE_VERSION}")
+    return cached_arrays(path, build, ThreadFilter.from_arrays)
 
 
 def defect_filter_data(threads: dict[tuple[str, int], Analysed], labels: dict[tuple[str, int], str]) -> FilterData:

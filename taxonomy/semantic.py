@@ -159,7 +159,8 @@ def default_space() -> SemanticSpace | None:
     if archive is None:
         return None
     path = keyed_cache_file("labelers", "semantic", SPACE_VERSION,
-                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS), f"text{PREPARE_VERSION}"), ".npz")
+                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS),
+                             f"text{PREPARE_VERSION}"), ".npz")
 
     def build() -> SemanticSpace | None:
         try:

@@ -80,7 +80,8 @@ def test_a_traceback_without_a_fence_is_a_log_not_prose() -> None:
         "Traceback (most recent call last):", 'File "train.py", in <module>', 'File "train.py", in main',
         'File "module.py", in _call_impl', "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB"]
     # flush-left frames and a source-less frame: each frame's source line is the next line unless it is a frame
-    flush = 'Traceback (most recent call last):\nFile "a.py", line 1, in <module>\nmain()\nFile "<string>", line 1\nKeyError: \'model\'\nThanks'
+    flush = ('Traceback (most recent call last):\nFile "a.py", line 1, in <module>\nmain()\nFile "<string>", line 1\n'
+             "KeyError: 'model'\nThanks")
     p = prepare("KeyError", [flush])
     assert p.prose == "Thanks" and p.logs.endswith("KeyError: 'model'")
     # a thread that is nothing but the pasted log is read from its title and the log, not abstained on
