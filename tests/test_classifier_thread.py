@@ -199,10 +199,11 @@ def test_condensed_log_equals_the_line_by_line_definition() -> None:
 
     log = ("epoch 1/10 loss nan\nplain line\nRuntimeError: CUDA error: device-side assert\n\u0130nfo: version 1.7 "
            "mismatch\nKilled\n" + "x" * 3000 + " Segmentation fault\nnaninf\ninf\n"
-           '  File "/opt/lib/torch/nn/module.py", line 727, in _call_impl\n  file "C:\\w\\train.py", line 3, in main\n')
+           '  File "/opt/lib/torch/nn/module.py", line 727, in _call_impl\n  file "C:\\w\\train.py", line 3, in main\n'
+           'worker died: File "/a/b.py", line 9, in run\n')
     expected, seen = [], set()
     for line in _SIGNAL_LINE.findall(log):
-        frame = re.search(r'File "(?:.*[/\\])?([^"/\\]+)", line [0-9]+, in (\S+)', line)
+        frame = re.match(r'\s*File "(?:.*[/\\])?([^"/\\]+)", line [0-9]+, in (\S+)', line)
         if frame:
             line = f'File "{frame[1]}", in {frame[2]}'
         else:
