@@ -7,7 +7,7 @@ pinned analyses against fresh ones, so the test keeps its meaning when the label
 (another issue changes them) while any change in preparation or evidence shows up here.
 A deliberate change of preparation (``text.PREPARE_VERSION``) regenerates the file with
 :func:`compute`; the last one (version 2: frames in condensed logs, long logs condensed, not cut)
-changed threads 1 and 9 and the supervised probabilities.
+changed threads 1, 9 and 11 and the supervised probabilities.
 """
 
 from __future__ import annotations
