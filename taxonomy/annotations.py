@@ -45,7 +45,7 @@ import numpy as np
 
 from taxonomy.label_space import LabelSpace
 from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
-from taxonomy.text import PREPARE_VERSION
+from taxonomy.text import PREPARE_KEY
 
 if TYPE_CHECKING:
     from taxonomy.batch import Analysed
@@ -242,7 +242,7 @@ def _cache_paths(archive: Path, space: LabelSpace, semantic: dict[str, str] | No
     from taxonomy.defect_filter import archive_fingerprint
 
     key = (archive_fingerprint(archive), annotations_fingerprint(), json.dumps(space.to_dict(), sort_keys=True),
-           json.dumps(semantic, sort_keys=True), f"text{PREPARE_VERSION}",
+           json.dumps(semantic, sort_keys=True), PREPARE_KEY,
            *([json.dumps(encoder, sort_keys=True)] if encoder else []))
     return {part: keyed_cache_file("labelers", f"annotations-{part}", MODEL_VERSION, key, ".skops") for part in text_parts()}
 

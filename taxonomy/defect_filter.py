@@ -42,7 +42,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from reeng.settings import cached_arrays
-from taxonomy.text import PREPARE_VERSION
+from taxonomy.text import PREPARE_KEY
 
 if TYPE_CHECKING:
     from taxonomy.batch import Analysed
@@ -371,7 +371,7 @@ def default_reengineering_filter() -> ThreadFilter | None:
         return ThreadFilter().fit(data.texts, data.labels, data.groups)
 
     held_out = ",".join(f"{r}#{n}" for r, n in sorted(exclude))  # the study issues kept out of training
-    path = _cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out, f"text{PREPARE_VERSION}")
+    path = _cache_path("reengineering", FILTER_VERSION, archive_fingerprint(archive), held_out, PREPARE_KEY)
     return cached_arrays(path, build, ThreadFilter.from_arrays)
 
 
@@ -390,8 +390,7 @@ def default_defect_filter() -> ThreadFilter | None:
     archive = local_archive()
     if archive is None:
         return None
-    path = _cache_path("defect", DEFECT_FILTER_VERSION, archive_fingerprint(archive), annotations_fingerprint(),
-                       f"text{PREPARE_VERSION}")
+    path = _cache_path("defect", DEFECT_FILTER_VERSION, archive_fingerprint(archive), annotations_fingerprint(), PREPARE_KEY)
 
     def build() -> ThreadFilter | None:
         data = defect_filter_data(shipped_threads(archive), defect_labels(read_annotations()))

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from taxonomy.text import PREPARE_VERSION
+from taxonomy.text import PREPARE_KEY
 
 SPACE_VERSION = "1"  # bump when the corpus or the recipe changes: cached spaces and text models are then rebuilt
 COMPONENTS = 200
@@ -159,8 +159,8 @@ def default_space() -> SemanticSpace | None:
     if archive is None:
         return None
     path = keyed_cache_file("labelers", "semantic", SPACE_VERSION,
-                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS),
-                             f"text{PREPARE_VERSION}"), ".npz")
+                            (archive_fingerprint(archive), str(PER_REPO), str(COMPONENTS), str(TEXT_CHARS), PREPARE_KEY),
+                            ".npz")
 
     def build() -> SemanticSpace | None:
         try:

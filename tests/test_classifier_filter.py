@@ -244,8 +244,8 @@ def test_floor_on_unseen_denchmark_repositories(denchmark_sample) -> None:
     # The study's gold threads (never trained on) are kept by the filter trained on everything else.
     model = ThreadFilter(folds=2).fit(texts, y, g)
     gold = [data.texts[i] for i, k in enumerate(data.keys) if k in study]
-    # 25 gold issues have a thread, each with English text (one, a traceback pasted without a fence, only
-    # since the traceback leaves the prose whole: its source lines had read as non-English)
+    # 25 gold issues have a thread, each with English text. One is a traceback pasted without a fence,
+    # whose source lines, left in the prose before text preparation v2, read as non-English.
     assert len(gold) == 25
     assert (model.predict(gold) == "yes").mean() >= 0.6
 
