@@ -18,14 +18,14 @@ from functools import cached_property
 
 # Bump when what :func:`prepare` gives changes: the caches built from prepared text (the semantic space,
 # the filters, the built-in text models) hold it in their keys and are rebuilt.
-PREPARE_VERSION = "2"
+PREPARE_VERSION = "3"
 PREPARE_KEY = f"text{PREPARE_VERSION}"  # the part of those cache keys that names it
 # Caps that bound the work per thread; a thread longer than these is still labeled, from its start and its end.
 MAX_PROSE_CHARS = 6_000
 MAX_LOG_CHARS = 4_000
 MAX_MODEL_CHARS = 8_000
 MAX_PART_CHARS = 20 * MAX_PROSE_CHARS  # raw text read per part: enough for every real thread's content
-TAIL_CHARS = 20_000  # of a longer part, the last this many characters are kept after its start
+TAIL_CHARS = 20_000  # of every MAX_PART_CHARS kept of longer posts, this many are from their ends
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 # A Python traceback pasted without a code fence. Its frames are indented by two spaces and their source
@@ -245,12 +245,13 @@ def is_english(text: str) -> bool:
     return ascii_share >= 0.6 and (stops / len(words) >= 0.04 or stops >= 5)
 
 
-def _cut_part(raw: str) -> str:
-    """A part longer than :data:`MAX_PART_CHARS`: its start and its last :data:`TAIL_CHARS` characters.
+def _cut_post(raw: str, room: int) -> str:
+    """A post longer than ``room``: its start and its end, the end's share that of :data:`TAIL_CHARS` in :data:`MAX_PART_CHARS`.
 
     Each side closes what it holds of a code fence cut in two, so the fences pair up as they did.
     """
-    head, tail = raw[:MAX_PART_CHARS - TAIL_CHARS], raw[-TAIL_CHARS:]
+    tail_chars = room * TAIL_CHARS // MAX_PART_CHARS
+    head, tail = raw[:room - tail_chars], raw[len(raw) - tail_chars:]
     tail = tail[tail.find("\n") + 1:]  # from a line's start
     if head.count("```") % 2:
         head += "\n```"
@@ -259,13 +260,28 @@ def _cut_part(raw: str) -> str:
     return f"{head}\n\n{tail}"
 
 
+def _fit_posts(posts: list[str]) -> tuple[str, bool]:
+    """The posts of a part joined, and whether any was cut to fit :data:`MAX_PART_CHARS` in all.
+
+    Each post keeps its start and its end: the room is shared out equally, a post shorter than its
+    share keeps all of it and leaves the rest to the longer ones. Cutting the joined part instead
+    kept the first post's start and the last post's end, so a long opening post lost its own end
+    (the exception line of its log) to the reporter's follow-ups.
+    """
+    room = MAX_PART_CHARS - 2 * (len(posts) - 1)  # less the blank lines between them
+    if sum(map(len, posts)) <= room:
+        return "\n\n".join(posts), False
+    shares = {}
+    for k, i in enumerate(sorted(range(len(posts)), key=lambda i: len(posts[i]))):
+        shares[i] = min(len(posts[i]), room // (len(posts) - k))
+        room -= shares[i]
+    return "\n\n".join(p if len(p) <= shares[i] else _cut_post(p, shares[i]) for i, p in enumerate(posts)), True
+
+
 def prepare(title: str | None, parts: list[str | None]) -> PreparedText:
     """Split a thread (title, then body and comments in order) into prose, code, logs and quotes."""
     title = (title or "").strip()[:500]
-    raw = "\n\n".join(p for p in parts if p)
-    truncated = len(raw) > MAX_PART_CHARS
-    if truncated:  # bounds all regex work
-        raw = _cut_part(raw)
+    raw, truncated = _fit_posts([p for p in parts if p])  # bounds all regex work
     code_blocks, rest = _take(_FENCE, raw, 1, needs=("```",))
     tracebacks, rest = _take(_TRACEBACK, rest, needs=("Traceback (most recent call last)",))
     indented, rest = _take(_INDENTED, rest, needs=("    ", "\t"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taxonomy.batch import analyse
 from taxonomy.labelers import BuiltinLabeler
-from taxonomy.text import MAX_LOG_CHARS, condense_log, prepare
+from taxonomy.text import MAX_LOG_CHARS, MAX_PART_CHARS, condense_log, prepare
 from taxonomy.thread import clean, is_bot, split_roles
 
 WELCOME = ("Hello @someone, thank you for your interest in our work! Please visit our Custom Data Training tutorial "
@@ -100,6 +100,24 @@ def test_past_the_cap_a_part_keeps_its_start_and_its_end() -> None:
     assert len(p.evidence_logs) <= MAX_LOG_CHARS and "layer19999 weight" in p.evidence_logs
     # the cut falls inside the fence: each side closes its piece, so no log line leaks into the prose
     assert "Warning" not in p.prose
+
+
+def test_past_the_cap_each_post_keeps_its_start_and_its_end() -> None:
+    # the opening post's log ends in its exception; the reporter's follow-up pastes another long log
+    noise = "\n".join(f"UserWarning: layer{i} weight version mismatch, using default init" for i in range(1_750))
+    opening = f"Training dies:\n```\n{noise}\nValueError: anchors do not match the head\n```"
+    follow_up = f"Same after the update:\n```\n{noise}\nRuntimeError: CUDA out of memory\n```"
+    assert len(opening) + len(follow_up) > MAX_PART_CHARS > len(opening)
+    short = "Tried batch size 1 too."
+    p = prepare("Training dies", [opening, short, follow_up])
+    # before, the joined part was cut: the follow-up's end was kept and the opening post's own exception lost
+    assert p.truncated and "ValueError: anchors do not match the head" in p.logs and "RuntimeError: CUDA out of memory" in p.logs
+    assert "ValueError: anchors" in p.evidence_logs and "RuntimeError: CUDA" in p.evidence_logs
+    # a short post is kept whole; each long post's start too; no log line leaks into the prose
+    assert p.prose == "Training dies:\n\nTried batch size 1 too.\n\nSame after the update:"
+    assert "layer0 weight" in p.logs
+    fits = prepare("Training dies", [opening, short])
+    assert not fits.truncated and "layer1749 weight" in fits.logs
 
 
 def test_a_log_past_its_room_keeps_exception_lines_first_then_both_ends() -> None:
