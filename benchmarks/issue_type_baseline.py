@@ -79,7 +79,7 @@ def main() -> None:
 
     from taxonomy import supervised
     from taxonomy.classify import read_labeled_table, usable
-    from taxonomy.evaluation import bootstrap_ci, scores
+    from taxonomy.evaluation import bootstrap_ci, paired_difference, scores
     from taxonomy.rules import rule_features
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,15 +113,17 @@ def main() -> None:
             splits = list(GroupKFold(n_splits=args.folds).split(rows, y, groups))
         else:
             splits = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(rows, y))
-        systems = {"baseline (TF-IDF + LR)": None, "reeng": dict(fast=False), "reeng --no-evidence":
-                   dict(fast=False, evidence_features=False), "reeng --fast": dict(fast=True)}
+        systems = {"baseline (TF-IDF + LR)": None, "reeng": dict(fast=False),
+                   "reeng, evidence weight 0.5": dict(fast=False, evidence_scale=supervised.EVIDENCE_SCALE),
+                   "reeng --no-evidence": dict(fast=False, evidence_features=False), "reeng --fast": dict(fast=True)}
         if args.embedding_model:
             systems |= {"reeng + embeddings": dict(fast=False, embedding_model=args.embedding_model),
                         "reeng --fast + embeddings": dict(fast=True, embedding_model=args.embedding_model)}
         print(f"{'system':26} {'macro-F1 pooled [95% CI]':30} {'per-fold mean':>14} {'fit+predict s':>14}")
+        predictions = {}
         for name, opts in systems.items():
             pred = np.empty(len(rows), dtype=object)
-            per_fold = []
+            per_fold, weights = [], []
             t = time.perf_counter()
             for train_idx, test_idx in splits:
                 if opts is None:
@@ -133,12 +135,22 @@ def main() -> None:
                     probs = supervised.predict_proba(model, [prepared[i] for i in test_idx],
                                                      [evidence[i] for i in test_idx])["y"]
                     out = np.array(model.classes("y"))[probs.argmax(axis=1)]
+                    weights.append(model.meta["evidence_scale"])
                 pred[test_idx] = out
                 per_fold.append(scores(list(y[test_idx]), list(out), ci=False)["macro_f1"])
             seconds = time.perf_counter() - t
             pooled = scores(list(y), list(pred), ci=False)["macro_f1"]
             ci = bootstrap_ci(list(y), list(pred), "macro_f1")
             print(f"{name:26} {pooled:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]{'':9} {np.mean(per_fold):>14.3f} {seconds:>14.1f}")
+            if name == "reeng":
+                print(f"{'':26} evidence weight chosen by CV in each fold: {', '.join(f'{w:g}' for w in weights)}")
+            predictions[name] = list(pred)
+        for other in ("reeng, evidence weight 0.5", "reeng --no-evidence", "baseline (TF-IDF + LR)"):
+            paired = paired_difference(list(y), predictions["reeng"], predictions[other], "macro_f1",
+                                       groups=list(groups) if args.group_col else None)
+            low, high = paired["difference_ci"] or (float("nan"), float("nan"))
+            print(f"reeng minus {other}: macro-F1 {paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+                  f" (paired, {'groups' if args.group_col else 'rows'} resampled)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ taxonomy dimension trained on gold defects, or weak labels). Two feature sets:
 
 The n-gram spaces are hashed, never a vocabulary: a model trained on 1,500 issues stays about
 3 MB and saves in about 0.3 s and loads in about 0.1 s once skops is imported (a 300,000-term
-vocabulary made files of 21-97 MB that took 10 s to load; see benchmarks/classifier_speed.py). The regularisation of the logistic regression is chosen by
+vocabulary made files of 21-97 MB that took 10 s to load; see benchmarks/classifier_speed.py). The regularisation of the logistic regression, and
+in a full model the evidence block's weight (off among the choices), are chosen by
 cross-validation on the training data.
 
 Models are saved with skops, never pickle: loading checks every type in the file against the
@@ -36,6 +37,8 @@ from taxonomy.text import PreparedText
 MODEL_FORMAT = "reeng-text-classifier"
 FORMAT_VERSION = 3  # 3: evidence features stored as a JSON list of names
 EVIDENCE_SCALE = 0.5  # the evidence block's weight beside the n-grams, unless a model was trained with another
+# The weights a full model chooses from by cross-validation (0: no evidence features); the first wins a tie.
+EVIDENCE_SCALE_GRID = (EVIDENCE_SCALE, 0.0)
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 # C is chosen by cross-validation from this many training rows on (and 3 per class); below, the default C.
 MIN_ROWS_FOR_C_SEARCH = 150
@@ -114,33 +117,44 @@ def build_vectorizer(fast: bool) -> Any:
     return make_pipeline(hashed, TfidfTransformer(sublinear_tf=True))
 
 
-def make_classifier(labels: list[str], matrix: Any = None, search: bool = True, sgd: bool = False) -> Any:
-    """Logistic regression, its C chosen by 3-fold cross-validation on the training rows when every class allows it.
+def searchable(labels: list[str]) -> bool:
+    """Whether rows this many, with every class this frequent, are enough to choose C (and the evidence weight) by CV."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return MIN_ROWS_FOR_C_SEARCH <= len(labels) <= MAX_ROWS_FOR_LBFGS and counts.min() >= MIN_PER_CLASS_FOR_CV
+
+
+def choose_c(matrix: Any, labels: list[str]) -> tuple[float, float]:
+    """The C of :data:`C_GRID` with the best 3-fold cross-validated macro-F1 on these rows, and that score."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        cv = {c: cross_val_score(LogisticRegression(C=c, class_weight="balanced", max_iter=300), matrix, labels,
+                                 cv=3, scoring="f1_macro").mean() for c in C_GRID}
+    best = max(cv, key=cv.__getitem__)
+    return best, float(cv[best])
+
+
+def make_classifier(labels: list[str], matrix: Any = None, search: bool = True, sgd: bool = False,
+                    c: float | None = None) -> Any:
+    """Logistic regression, its C given or chosen by 3-fold cross-validation on the training rows when every class allows it.
 
     Large (weakly labeled) sets, and any set when ``sgd`` is asked for, are fitted by SGD with
     logistic loss, whose cost follows the non-zero features rather than the hashed columns
     times the classes (lbfgs took 20-90 s for one 14-class target of 900 threads, SGD about a
     second); a few thousand rows get more passes and a stronger penalty than a corpus.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, SGDClassifier
-    from sklearn.model_selection import cross_val_score
 
     if sgd or len(labels) > MAX_ROWS_FOR_LBFGS:
         few = len(labels) <= MAX_ROWS_FOR_LBFGS
         return SGDClassifier(loss="log_loss", alpha=1e-4 if few else 1e-5, max_iter=50 if few else 5, tol=None,
                              class_weight="balanced", random_state=0, n_jobs=2)
-    counts = np.unique(labels, return_counts=True)[1]
-    best = 2.0
-    if search and matrix is not None and counts.min() >= MIN_PER_CLASS_FOR_CV and len(labels) >= MIN_ROWS_FOR_C_SEARCH:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=ConvergenceWarning)
-            cv = {c: cross_val_score(LogisticRegression(C=c, class_weight="balanced", max_iter=300), matrix, labels,
-                                     cv=3, scoring="f1_macro").mean() for c in C_GRID}
-        best = max(cv, key=cv.__getitem__)
-    return LogisticRegression(C=best, class_weight="balanced", max_iter=300)
+    if c is None:
+        c = choose_c(matrix, labels)[0] if search and matrix is not None and searchable(labels) else 2.0
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=300)
 
 
 def model_texts(prepared: list[PreparedText], fast: bool) -> list[str]:
@@ -202,13 +216,18 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
           labels: dict[str, list[str | None]], *, fast: bool = False, evidence_features: bool | None = None,
           params: dict[str, Any] | None = None,
           embedding_model: Path | None = None, sgd: bool = False, semantic_space: Any | None = None,
-          evidence_scale: float = EVIDENCE_SCALE) -> TextModel:
+          evidence_scale: float | None = None) -> TextModel:
     """Fit the vectorizer on all given threads and one classifier per target on its labeled rows.
 
     ``evidence_features``: the evidence and rule features join the n-grams (default: in full
     models only; True also in a fast model). ``sgd`` fits by SGD with logistic loss whatever the
     number of rows (:func:`make_classifier`). ``evidence_scale`` weighs the evidence block beside
-    the n-grams (recorded in the model, which predicts with the same weight).
+    the n-grams (recorded in the model, which predicts with the same weight). Left ``None``, a
+    full model chooses it from :data:`EVIDENCE_SCALE_GRID`, together with each target's C, by the
+    mean over targets of the best 3-fold cross-validated macro-F1 (where 0 wins, the model has no
+    evidence features);
+    where the rows are too few to cross-validate (:func:`searchable`), or for a fast or SGD
+    model, it is :data:`EVIDENCE_SCALE`.
 
     With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
     thread's sentence embedding; the model records the folder and needs it again to predict.
@@ -228,23 +247,44 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     text_matrix = model.vectorizer.fit_transform(texts) if not fast else model.vectorizer.transform(texts)
     from scipy.sparse import hstack
 
-    blocks = [text_matrix]
-    if with_evidence:
-        blocks.append(evidence_scale * model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]))
+    evidence_matrix = model.evidence_vectorizer.fit_transform(evidence or [{} for _ in prepared]) if with_evidence else None
+    other_blocks = []
     embedding_folder, embedding_id = None, None
     if embedding_model is not None:
         from taxonomy.embeddings import check_model, identity
 
         embedding_folder, embedding_id = str(check_model(embedding_model)), identity(embedding_model)
-        blocks.append(_embedding_block(embedding_folder, prepared))
+        other_blocks.append(_embedding_block(embedding_folder, prepared))
     model.embedding_folder = embedding_folder
     if semantic_space is not None:
-        blocks.append(_semantic_block(semantic_space, prepared))
+        other_blocks.append(_semantic_block(semantic_space, prepared))
     model.semantic_space = semantic_space
-    matrix = hstack(blocks).tocsr()
+
+    def assemble(scale: float) -> Any:
+        weighted = [scale * evidence_matrix] if evidence_matrix is not None and scale else []
+        return hstack([text_matrix, *weighted, *other_blocks]).tocsr()
+
+    targets_y = {t: [str(labels[t][i]) for i in rows] for t, rows in rows_per_target.items()}
+    chosen_c: dict[str, float] = {}
+    search: dict[str, float] | None = None
+    if evidence_scale is None:
+        evidence_scale = EVIDENCE_SCALE
+        if with_evidence and not fast and not sgd and all(map(searchable, targets_y.values())):
+            search, choices = {}, {}
+            for scale in EVIDENCE_SCALE_GRID:
+                matrix = assemble(scale)
+                best = {t: choose_c(matrix[rows_per_target[t]], y) for t, y in targets_y.items()}
+                search[str(scale)] = round(float(np.mean([score for _, score in best.values()])), 4)
+                choices[scale] = {t: c for t, (c, _) in best.items()}
+            evidence_scale = max(EVIDENCE_SCALE_GRID, key=lambda s: search[str(s)])  # type: ignore[index]
+            chosen_c = choices[evidence_scale]
+    if not evidence_scale:
+        with_evidence, model.evidence_vectorizer = False, None
+    matrix = assemble(evidence_scale)
     for target, rows in rows_per_target.items():
-        y = [str(labels[target][i]) for i in rows]
-        clf = make_classifier(y, matrix[rows], search=not fast, sgd=sgd)  # the fast model keeps the default C: speed first
+        y = targets_y[target]
+        # The fast model keeps the default C: speed first.
+        clf = make_classifier(y, matrix[rows], search=not fast, sgd=sgd, c=chosen_c.get(target))
         with warnings.catch_warnings():
             # Few iterations on purpose (speed); a not-quite-converged linear model predicts fine.
             warnings.simplefilter("ignore", category=ConvergenceWarning)
@@ -253,7 +293,8 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
         model.classifiers[target] = clf
     model.meta = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "features": "fast" if fast else "full",
-        "evidence_features": with_evidence, "evidence_scale": evidence_scale,
+        "evidence_features": with_evidence, "evidence_scale": evidence_scale if with_evidence else 0.0,
+        "evidence_search": search,  # mean CV macro-F1 per evidence weight tried, when chosen by CV
         "targets": {t: {"classes": model.classes(t), "n_train": len(r), "classifier": type(model.classifiers[t]).__name__,
                         "C": getattr(model.classifiers[t], "C", None)}
                     for t, r in rows_per_target.items()},

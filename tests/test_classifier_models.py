@@ -186,3 +186,52 @@ def test_skops_imported_without_a_leftover_placeholder() -> None:
     assert hasattr(skops_io(), "load")
     leftover = sys.modules.get("sklearn.externals.array_api_compat.torch")
     assert leftover is None or getattr(leftover, "__file__", None)  # never the empty placeholder
+
+
+def _evidence_table(n: int, evidence_carries_label: bool, seed: int = 0) -> tuple[list, list, list[str]]:
+    """Threads whose label is in their words (a quarter of them misleading), or only in their evidence."""
+    from taxonomy.text import prepare
+
+    rng = random.Random(seed)
+    labels = ["crash" if i % 2 else "slow" for i in range(n)]
+    prepared, evidence = [], []
+    for y in labels:
+        if evidence_carries_label:  # the words say nothing, one evidence feature says the label
+            words = " ".join(rng.choice(THINGS) for _ in range(6))
+            features = {f"ev:{y}": 1.0, f"ev:noise{rng.randrange(50)}": 1.0}
+        else:  # the words say the label (75 % of the time); the evidence is 20 random keys of 100
+            said = y if rng.random() < 0.75 else {"crash": "slow", "slow": "crash"}[y]
+            words = f"The model is {'crashing' if said == 'crash' else 'slow'} when I train on {rng.choice(THINGS)}"
+            features = {f"ev:k{rng.randrange(100)}": 1.0 for _ in range(20)}
+        prepared.append(prepare(words, [f"{words}. Details follow in the log."]))
+        evidence.append(features)
+    return prepared, evidence, labels
+
+
+@pytest.mark.parametrize("carries", [True, False])
+def test_evidence_weight_is_chosen_by_cross_validation(carries: bool, tmp_path: Path) -> None:
+    from taxonomy.supervised import EVIDENCE_SCALE, load, predict_proba, save, train
+
+    prepared, evidence, labels = _evidence_table(200, carries)
+    model = train(prepared, evidence, {"y": labels})
+    search = model.meta["evidence_search"]
+    assert set(search) == {"0.5", "0.0"}
+    if carries:  # the evidence holds the label: kept, at the default weight
+        assert search["0.5"] > search["0.0"] + 0.2 and model.meta["evidence_scale"] == EVIDENCE_SCALE and model.uses_evidence
+    else:  # noise beside informative words: switched off, and the model needs no evidence pass to predict
+        assert search["0.0"] > search["0.5"] and model.meta["evidence_scale"] == 0.0 and not model.uses_evidence
+        assert model.meta["evidence_features"] is False
+    save(model, tmp_path / "m.skops")
+    loaded = load(tmp_path / "m.skops")
+    fresh, fresh_evidence, truth = _evidence_table(60, carries, seed=1)
+    probs = predict_proba(loaded, fresh, fresh_evidence if loaded.uses_evidence else None)["y"]
+    accuracy = sum(loaded.classes("y")[int(p.argmax())] == t for p, t in zip(probs, truth)) / len(truth)
+    assert accuracy >= (0.95 if carries else 0.65)  # a constant answer gets 0.5
+
+
+def test_too_few_rows_keep_the_default_evidence_weight() -> None:
+    from taxonomy.supervised import EVIDENCE_SCALE, train
+
+    prepared, evidence, labels = _evidence_table(60, False)
+    model = train(prepared, evidence, {"y": labels})
+    assert model.meta["evidence_search"] is None and model.meta["evidence_scale"] == EVIDENCE_SCALE and model.uses_evidence
