@@ -45,7 +45,6 @@ import numpy as np
 
 from taxonomy.label_space import LabelSpace
 from taxonomy.rules import DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
-from taxonomy.supervised import EVIDENCE_SCALE
 from taxonomy.text import PREPARE_KEY
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ MODEL_VERSION = "5"  # bump when the annotations' use or the models change: cach
 # The evidence block's weight in each part's text model (5: the whole thread's 0.15, was 0.5). Chosen by
 # cross-validation on the annotations (docs/classifier.md, "The evidence block's weight (v8)"): at 0.5
 # the whole thread's binary rule features outweighed its words on repositories the model never saw.
-EVIDENCE_SCALES = {"opening": EVIDENCE_SCALE, "whole": 0.15}
+EVIDENCE_SCALES = {"opening": 0.5, "whole": 0.15}
 ANNOTATION_COLUMNS = ("repo", "number", "rater", "primary", "is_defect", *LABEL_DIMENSIONS)
 
 
