@@ -199,10 +199,10 @@ def _evidence_table(n: int, evidence_carries_label: bool, seed: int = 0) -> tupl
         if evidence_carries_label:  # the words say nothing, one evidence feature says the label
             words = " ".join(rng.choice(THINGS) for _ in range(6))
             features = {f"ev:{y}": 1.0, f"ev:noise{rng.randrange(50)}": 1.0}
-        else:  # the words say the label (75 % of the time); the evidence is 20 random keys of 100
+        else:  # the words say the label (75 % of the time); the evidence is 20 random keys of 100, loud ones
             said = y if rng.random() < 0.75 else {"crash": "slow", "slow": "crash"}[y]
             words = f"The model is {'crashing' if said == 'crash' else 'slow'} when I train on {rng.choice(THINGS)}"
-            features = {f"ev:k{rng.randrange(100)}": 1.0 for _ in range(20)}
+            features = {f"ev:k{rng.randrange(100)}": 4.0 for _ in range(20)}
         prepared.append(prepare(words, [f"{words}. Details follow in the log."]))
         evidence.append(features)
     return prepared, evidence, labels
@@ -215,11 +215,12 @@ def test_evidence_weight_is_chosen_by_cross_validation(carries: bool, tmp_path: 
     prepared, evidence, labels = _evidence_table(200, carries)
     model = train(prepared, evidence, {"y": labels})
     search = model.meta["evidence_search"]
-    assert set(search) == {"0.5", "0.0"}
+    assert set(search) == {str(EVIDENCE_SCALE), "0.0"}
     if carries:  # the evidence holds the label: kept, at the default weight
-        assert search["0.5"] > search["0.0"] + 0.2 and model.meta["evidence_scale"] == EVIDENCE_SCALE and model.uses_evidence
+        assert search[str(EVIDENCE_SCALE)] > search["0.0"] + 0.2 and model.meta["evidence_scale"] == EVIDENCE_SCALE
+        assert model.uses_evidence
     else:  # noise beside informative words: switched off, and the model needs no evidence pass to predict
-        assert search["0.0"] > search["0.5"] and model.meta["evidence_scale"] == 0.0 and not model.uses_evidence
+        assert search["0.0"] > search[str(EVIDENCE_SCALE)] and model.meta["evidence_scale"] == 0.0 and not model.uses_evidence
         assert model.meta["evidence_features"] is False
     save(model, tmp_path / "m.skops")
     loaded = load(tmp_path / "m.skops")
