@@ -73,6 +73,11 @@ def baseline() -> object:
                          LogisticRegression(max_iter=1000))
 
 
+def raw_text(table, cols: list[str], i: int) -> str:
+    """Row ``i``'s text columns as the baseline reads them: joined, missing cells left out."""
+    return " \n".join(str(table.frame[c].iloc[i]) for c in cols if pd.notna(table.frame[c].iloc[i]))
+
+
 def systems(embedding_model: Path | None, fast_embeddings: bool = True) -> dict[str, dict | None]:
     """The systems compared: the baseline, reeng as `classify train` trains it, and its variants."""
     from taxonomy.supervised import EVIDENCE_SCALE
@@ -103,9 +108,6 @@ def train_test(args: argparse.Namespace, cols: list[str], compared: dict[str, di
         keys = table.frame[args.group_col].astype(str).tolist() if args.group_col else ["all"] * len(table.labels)
         return {g: [i for i, k in enumerate(keys) if k == g and table.labels[i] is not None] for g in sorted(set(keys))}
 
-    def text(table, i: int) -> str:
-        return " \n".join(str(table.frame[c].iloc[i]) for c in cols if pd.notna(table.frame[c].iloc[i]))
-
     train_groups, test_groups = group_rows(train), group_rows(test)
     usable_train, usable_test = set(usable(train)), set(usable(test))
     names = [g for g in train_groups if test_groups.get(g)]
@@ -118,8 +120,8 @@ def train_test(args: argparse.Namespace, cols: list[str], compared: dict[str, di
         for g in names:
             truth = [test.labels[i] for i in test_groups[g]]
             if opts is None:
-                model = baseline().fit([text(train, i) for i in train_groups[g]], [train.labels[i] for i in train_groups[g]])
-                pred = list(model.predict([text(test, i) for i in test_groups[g]]))
+                model = baseline().fit([raw_text(train, cols, i) for i in train_groups[g]], [train.labels[i] for i in train_groups[g]])
+                pred = list(model.predict([raw_text(test, cols, i) for i in test_groups[g]]))
             else:
                 fit = [i for i in train_groups[g] if i in usable_train]
                 model = supervised.train([train.analysed[i].prepared for i in fit],
@@ -183,7 +185,7 @@ def main() -> None:
             kept = np.array([all(p[dim].label not in drops for dim, drops in FILTER_DROPS.items()) for p in preds])
             for label in sorted(set(y)):
                 print(f"built-in filter keeps {kept[y == label].mean():.1%} of the {int((y == label).sum())} '{label}' threads")
-        texts = [" \n".join(str(table.frame[c].iloc[i]) for c in cols if pd.notna(table.frame[c].iloc[i])) for i in rows]
+        texts = [raw_text(table, cols, i) for i in rows]
         prepared = [table.analysed[i].prepared for i in rows]
         evidence = [rule_features(table.analysed[i].evidence) for i in rows]
         if args.group_col:
