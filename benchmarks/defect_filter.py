@@ -191,9 +191,8 @@ def defect_filter_on_annotations(archive, gold_openings: list[tuple[str, str, st
             f"top {k}: {int(neg[order[:k]].sum())} non-defects" for k in (10, 20, 40))
               + f" (a random queue: {neg.mean() * 10:.1f} per 10)")
         if name == "by repository":
-            # The pooled queue above ranks scores of five fold models side by side: one model's scores can all be lower
-            # (yolov5's bug template unseen), crowding the top with its defects. A user ranks one corpus by one model:
-            # each fold's unseen repositories are such a corpus.
+            # The pooled queue above ranks scores of five fold models side by side, whose low tails differ: one fold's
+            # threads can crowd its top. A user ranks one corpus by one model: each fold's unseen repositories are one.
             tops = [idx[np.argsort(proba[idx])[:max(1, len(idx) // 10)]] for k in sorted(set(fold_of))
                     for idx in [np.where(fold_of == k)[0]]]
             print("    review queue within each new corpus (a fold's unseen repositories, ranked by its own model), its top"
