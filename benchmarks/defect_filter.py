@@ -164,21 +164,20 @@ def defect_filter_on_annotations(archive, gold_openings: list[tuple[str, str, st
     print("  rules alone: " + rate("non-defects dropped", rules[neg], groups[neg]) + "; "
           + rate("defects dropped", rules[pos], groups[pos]))
 
-    fold_of = np.zeros(len(y), dtype=int)
-
-    def oof(split, params: dict) -> tuple[np.ndarray, np.ndarray]:
-        proba, kept = np.zeros(len(y)), np.zeros(len(y), dtype=bool)
+    def oof(split, params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Out-of-fold P(defect), whether the fold's model keeps each thread, and each thread's fold."""
+        proba, kept, fold_of = np.zeros(len(y)), np.zeros(len(y), dtype=bool), np.zeros(len(y), dtype=int)
         for k, (train, test) in enumerate(split):
             model = ThreadFilter(**params).fit([texts[i] for i in train], y[train], groups[train])
             proba[test] = model.predict_proba([texts[i] for i in test])[:, 1]
             kept[test] = proba[test] >= model.threshold_
             fold_of[test] = k
-        return proba, kept
+        return proba, kept, fold_of
 
     splits = {"by thread": lambda: StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, y),
               "by repository": lambda: StratifiedGroupKFold(folds).split(texts, y, groups)}
     for name, split in splits.items():
-        proba, kept = oof(split(), DEFECT_FILTER_PARAMS)
+        proba, kept, fold_of = oof(split(), DEFECT_FILTER_PARAMS)
         dropped = rules | ~kept
         print(f"  CV {name}: ROC AUC of P(defect) {roc_auc_score(pos, proba):.3f}")
         print("    rules + filter as shipped (drop where a non-defect is likelier at the annotations' shares): "

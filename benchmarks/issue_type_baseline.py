@@ -110,6 +110,9 @@ def train_test(args: argparse.Namespace, cols: list[str], compared: dict[str, di
 
     train_groups, test_groups = group_rows(train), group_rows(test)
     usable_train, usable_test = set(usable(train)), set(usable(test))
+    # The rule features of every usable row, once: each reeng system and group reads them.
+    features = {(side, i): rule_features(table.analysed[i].evidence)
+                for side, table, rows in (("train", train, usable_train), ("test", test, usable_test)) for i in rows}
     names = [g for g in train_groups if test_groups.get(g)]
     english = {g: [i for i in test_groups[g] if i in usable_test] for g in names}
     print("test rows with English text (reeng answers these): " + ", ".join(
@@ -125,11 +128,11 @@ def train_test(args: argparse.Namespace, cols: list[str], compared: dict[str, di
             else:
                 fit = [i for i in train_groups[g] if i in usable_train]
                 model = supervised.train([train.analysed[i].prepared for i in fit],
-                                         [rule_features(train.analysed[i].evidence) for i in fit],
+                                         [features["train", i] for i in fit],
                                          {"y": [train.labels[i] for i in fit]}, **opts)
                 answered = english[g]
                 probs = supervised.predict_proba(model, [test.analysed[i].prepared for i in answered],
-                                                 [rule_features(test.analysed[i].evidence) for i in answered])["y"]
+                                                 [features["test", i] for i in answered])["y"]
                 found = dict(zip(answered, np.array(model.classes("y"))[probs.argmax(axis=1)]))
                 pred = [found.get(i) for i in test_groups[g]]
                 weights.append(model.meta["evidence_scale"])

@@ -5,9 +5,11 @@ before the speed work: the role split, the prepared text, the evidence, and the 
 models' probabilities. The built-in labeler's labels and probabilities are compared on the
 pinned analyses against fresh ones, so the test keeps its meaning when the labeler's rules change
 (another issue changes them) while any change in preparation or evidence shows up here.
-A deliberate change of preparation (``text.PREPARE_VERSION``) regenerates the file with
-:func:`compute`; the last one (version 2: frames in condensed logs, long logs condensed, not cut)
-changed threads 1, 9 and 11 and the supervised probabilities.
+A deliberate change of preparation (``text.PREPARE_VERSION``) or of the supervised models'
+defaults regenerates the file with :func:`compute`. Version 2 (frames in condensed logs, long logs
+condensed, not cut) changed threads 1, 9 and 11 and the supervised probabilities; version 3 (each
+post keeps its ends) thread 9 and the supervised probabilities; the evidence weight 0.15
+(builtin@10) the full models' probabilities only.
 """
 
 from __future__ import annotations
