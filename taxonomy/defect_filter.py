@@ -78,26 +78,40 @@ UNCLEAR_REPOS = frozenset({
 # --- defect or not: precise rules on the title and the reporter's prose ------------------------
 
 _TAG = r"^\W*(?:{})\W*[:\]\-|]"
-_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+# (label, where, pattern, explicit): an explicit rule (a feature tag in the title) decides even where a failure is reported.
+_RULES: tuple[tuple[str, str, re.Pattern[str], bool], ...] = (
     ("feature", "title", re.compile(_TAG.format(r"feature(?:[ _-]?request)?|enhancement|proposal|rfc|"
-                                                r"feature suggestion|new feature"), re.I)),
-    ("feature", "title", re.compile(r"\bfeature request\b", re.I)),
+                                                r"feature suggestion|new feature"), re.I), True),
+    ("feature", "title", re.compile(r"\bfeature request\b", re.I), True),
+    # A title that asks for something new: "Add support for ...", "Allow ...", "Option to ...".
+    ("feature", "title", re.compile(r"^\W*(?:add|allow|support|provide|enable|expose|implement|introduce|make it possible"
+                                    r"|option to|ability to)\b", re.I), False),
+    # The headings of common feature-request templates (GitHub's default, PyTorch-style "🚀 Feature" / "Pitch").
+    ("feature", "prose", re.compile(r"is your feature request related to a problem|describe the solution you'?d like"
+                                    r"|describe alternatives you'?ve considered|who will benefit (?:with|from) this feature"
+                                    r"|^\W*(?:🚀\s*)?feature\W*$|^\W*pitch\W*$|^\W*describe the feature\b", re.I | re.M), False),
     ("feature", "prose", re.compile(r"\b(?:it|this) would be (?:nice|great|useful|helpful|cool) (?:to have|if (?:you|we|there)"
                                     r"|to (?:add|support))\b|\b(?:i'?d|i would|we would) like to (?:request|propose|suggest)"
                                     r" (?:a |an |the )?(?:feature|support|option)\b|\bis there (?:any )?plans? to "
-                                    r"(?:support|add|implement|release)\b|\bplease add (?:support|an option)\b", re.I)),
-    ("question", "title", re.compile(_TAG.format(r"question|questions|q|help|discussion|how ?to"), re.I)),
+                                    r"(?:support|add|implement|release)\b|\bplease add (?:support|an option)\b", re.I), False),
+    ("question", "title", re.compile(_TAG.format(r"question|questions|q|help|discussion|how ?to"), re.I), False),
     ("question", "title", re.compile(r"^\W*(?:how (?:to|can|do|should|could)|is it possible|is there (?:a|any) way"
                                      r"|what (?:is|are|does) the (?:meaning|difference|purpose)|which (?:one|version) should)\b",
-                                     re.I)),
-    ("documentation", "title", re.compile(_TAG.format(r"docs?|documentation|readme"), re.I)),
+                                     re.I), False),
+    ("question", "prose", re.compile(r"\b(?:i have (?:a|some|a few|few) questions?|my questions? (?:is|are)\b"
+                                     r"|i(?:'m| am| was) wondering|could (?:you|someone|anyone) (?:please )?(?:explain|tell me|clarify)"
+                                     r"|i(?:'d| would) like to know)\b", re.I), False),
+    ("documentation", "title", re.compile(_TAG.format(r"docs?|documentation|readme"), re.I), False),
     ("documentation", "title", re.compile(r"\b(?:typos?|broken links?|dead links?) in (?:the )?(?:readme|docs?|documentation|"
-                                          r"tutorial|docstrings?)\b", re.I)),
+                                          r"tutorial|docstrings?)\b", re.I), False),
 )
 # A failure signal in the reporter's part makes a thread a defect report whatever its title says
-# ("[Question] why does training crash with ..."): an explicit feature tag alone overrides it.
+# ("[Question] why does training crash with ..."): an explicit feature tag alone overrides it. So does a heading of a
+# bug-report template ("Describe the bug", "To Reproduce", "🐛 Bug"): the reporter chose to report a bug.
+_BUG_TEMPLATE = re.compile(r"^\W*(?:🐛\s*)?(?:bug report|describe the bug|bug|to reproduce|steps to reproduce|reproduction steps"
+                           r"|expected behaviou?r)\W*$", re.I | re.M)
 _FAILURE = re.compile(r"\b(?:error|errors|exception|traceback|crash(?:es|ed|ing)?|segfault|segmentation fault"
-                      r"|fail(?:s|ed|ing|ure)?|bug|broken|wrong|incorrect|nan|not work(?:ing)?|doesn'?t work|does not work"
+                      r"|fail(?:s|ed|ing|ure)?|bug|broken|break(?:s|ing)?|wrong|incorrect|nan|not work(?:ing)?|doesn'?t work|does not work"
                       r"|cannot|can'?t|unable)\b", re.I)
 
 
@@ -115,13 +129,12 @@ def issue_type_of(title: str, prose: str, logs: str = "") -> IssueType:
     ``logs`` (tracebacks, error output in the reporter's part) count as a failure signal.
     """
     title, prose = title or "", prose or ""
-    failure = _FAILURE.search(f"{title}\n{prose}") or (logs or "").strip()
-    for label, where, pattern in _RULES:
+    failure = _FAILURE.search(f"{title}\n{prose}") or (logs or "").strip() or _BUG_TEMPLATE.search(prose)
+    for label, where, pattern, explicit in _RULES:
         m = pattern.search(title if where == "title" else prose)
         if not m:
             continue
-        explicit_feature = label == "feature" and where == "title"
-        if failure and not explicit_feature:
+        if failure and not explicit:
             break
         return IssueType(label, [{"kind": "issue_type", "label": label, "text": m.group(0).strip()[:120],
                                   "section": f"opening {where}"}])

@@ -18,7 +18,7 @@ from functools import cached_property
 
 # Bump when what :func:`prepare` gives changes: the caches built from prepared text (the semantic space,
 # the filters, the built-in text models) hold it in their keys and are rebuilt.
-PREPARE_VERSION = "3"
+PREPARE_VERSION = "4"
 PREPARE_KEY = f"text{PREPARE_VERSION}"  # the part of those cache keys that names it
 # Caps that bound the work per thread; a thread longer than these is still labeled, from its start and its end.
 MAX_PROSE_CHARS = 6_000

@@ -24,6 +24,16 @@ SNIPPETS = {
     ("How to fix this", "Loading the weights gives the output below.", "RuntimeError: size mismatch for head.weight"): "defect",
     ("mAP is 0.2 lower than the README says", "I trained with the default config and got 35.1 instead of 37.4.", ""): "defect",
     ("Loss becomes NaN after warmup", "The loss is nan from iteration 500.", ""): "defect",
+    ("Add an option to freeze the backbone", "Fine-tuning small datasets would be easier with it.", ""): "feature",
+    ("Allow a custom anchor file", "Anchors are read from the config only.", ""): "feature",
+    ("Add a flag to skip the eval", "Training fails at the end because the eval OOMs.", ""): "defect",  # a failure: kept
+    ("Rotated boxes", "**Is your feature request related to a problem? Please describe.**\nAerial images need them.\n"
+     "**Describe the solution you'd like**\nA rotated head.", ""): "feature",
+    ("Anchor sizes", "Hi, I have a question about the anchors: why 9 of them and not 5?", ""): "question",
+    ("Anchor sizes", "I was wondering why the strides are 8, 16 and 32.", ""): "question",
+    ("Exporting the detector", "## Describe the bug\nI was wondering why the export differs.\n## To Reproduce\nRun export.py",
+     ""): "defect",  # a bug template's headings: the reporter reports a bug
+    ("Update to the new loader", "The new loader breaks the old configs, it would be nice to have both.", ""): "defect",
 }
 
 

@@ -30,6 +30,18 @@ def test_clean_drops_quotes_urls_link_targets_images_mentions_but_keeps_code() -
     assert "@bob" not in out and "> not a quote inside code" in out
 
 
+def test_clean_drops_html_comments_a_template_leaves_but_not_inside_code() -> None:
+    # GitHub never shows an HTML comment: a template's instructions, which the REST API's raw markdown keeps.
+    text = ("<!-- Please describe the error you get and attach the traceback -->\n"
+            "The anchors look off for small birds.\n<!--\nmulti-line\nhint: crash? -->Thanks.\n"
+            "```\n<!-- kept inside code -->\n```\n"
+            "<!-- a comment left open hides the rest, as on GitHub: error")
+    out = clean(text)
+    assert "error" not in out and "traceback" not in out and "crash" not in out and "hint" not in out
+    assert "The anchors look off for small birds." in out and "Thanks." in out
+    assert "<!-- kept inside code -->" in out
+
+
 def test_roles_split_reporter_and_discussion_and_drop_bots() -> None:
     comments = [{"author": "alice", "body": "Forgot to say: I fine-tune on my own dataset."},
                 {"author": "github-actions[bot]", "body": WELCOME},
