@@ -2,6 +2,8 @@
 
 Usage:
   REENG_DATA_DIR=... python benchmarks/defect_filter.py [--per-repo 25] [--per-cv-repo 150] [--folds 5]
+  REENG_DATA_DIR=... python benchmarks/defect_filter.py --issue-types TABLE [--test TEST] [--group-col repo]
+                     [--label-col label] [--text-cols title,body]
 
 Prints, in one run:
 
@@ -25,6 +27,13 @@ Prints, in one run:
    AUC), what keep targets would drop instead, the review queue's yield, which defects a 95 %
    keep target would drop (by manifestation and stage), the regularisation C compared by
    repository, and the gold threads the shipped filter keeps.
+
+With ``--issue-types TABLE`` it prints only (e), the defect decision on a corpus of *all* issues: a table of issues
+labeled by type (bug / feature / question, any names :func:`taxonomy.defect_filter.issue_type_name` knows), read
+as ``reeng classify train --data`` reads a table (cleaned as a store's posts: HTML comments and quotes dropped). The rules + the shipped defect filter: defects kept,
+each non-defect kind dropped (95 % CIs resample ``--group-col`` groups), ROC AUC of P(defect), the share of
+non-defects among the threads kept, per group. With ``--test TEST`` also a user's issue-type model in the defect
+filter's place: trained (``reeng classify train --data``, full model) on TABLE, everything scored on TEST.
 """
 
 from __future__ import annotations
@@ -49,7 +58,15 @@ def main() -> None:
     parser.add_argument("--per-repo", type=int, default=25)
     parser.add_argument("--per-cv-repo", type=int, default=150)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--issue-types", help="a table of issues labeled by type: measure (e) only")
+    parser.add_argument("--test", help="with --issue-types: train an issue-type model on that table, score on this one")
+    parser.add_argument("--group-col", default="repo")
+    parser.add_argument("--label-col", default="label")
+    parser.add_argument("--text-cols", default="title,body")
     args = parser.parse_args()
+    if args.issue_types:
+        all_issues(args)
+        return
     from sklearn.model_selection import StratifiedGroupKFold
 
     from reeng.datasets import locate
@@ -212,6 +229,68 @@ def defect_filter_on_annotations(archive, gold_openings: list[tuple[str, str, st
         shipped.predict([filter_text(*o) for o in gold_openings]) == "yes")
     print(f"  shipped (trained on all annotations; drops below P(defect) {shipped.threshold_:.3f} under balanced weights): "
           + rate("gold threads kept (all defects)", gold_kept))
+
+
+def read_issues(path: str, args: argparse.Namespace):
+    """A labeled table's rows, read as ``reeng classify train --data`` reads them (cleaned as a store's posts)."""
+    from taxonomy.classify import read_labeled_table
+
+    data = read_labeled_table(path, args.text_cols.split(","), args.label_col)
+    if args.group_col not in data.frame:
+        raise SystemExit(f"error: {path}: no column {args.group_col!r} (--group-col)")
+    return data
+
+
+def all_issues(args: argparse.Namespace) -> None:
+    """(e) The defect decision on a corpus of all issues, by the rules and the shipped filter, or a user's model."""
+    from sklearn.metrics import roc_auc_score
+
+    from taxonomy.classify import train_table
+    from taxonomy.defect_filter import filter_predictions, issue_type_name, model_issue_types
+
+    train = read_issues(args.issue_types, args)
+    test = read_issues(args.test, args) if args.test else train
+    ok = [i for i, a in enumerate(test.analysed) if a.prepared is not None and a.prepared.english]
+    analysed = [test.analysed[i] for i in ok]
+    kinds = np.array([issue_type_name(test.labels[i]) for i in ok])
+    groups = np.array([str(g) for g in test.frame[args.group_col].to_numpy()[ok]])
+    print(f"load average {open('/proc/loadavg').read().split()[:3]}")
+    print(f"(e) defect or not on a corpus of all issues: {args.test or args.issue_types}, {len(ok)} of {len(test.analysed)} "
+          f"rows with English text, {len(set(groups))} groups; " + ", ".join(f"{k} {int((kinds == k).sum())}"
+                                                                          for k in sorted(set(kinds))))
+    settings = [("rules + the shipped defect filter", None)]
+    if args.test:
+        t = time.perf_counter()
+        rows = [i for i, a in enumerate(train.analysed) if a.prepared is not None and a.prepared.english]
+        model, _ = train_table(train, args.label_col, fast=False, params={"source": args.issue_types})
+        print(f"issue-type model trained on {args.issue_types} ({len(rows)} rows) in {time.perf_counter() - t:.0f} s; "
+              f"evidence weights tried {model.meta.get('evidence_search')}")
+        settings.append(("rules + the issue-type model", model))
+    defect = kinds == "defect"
+    for name, model in settings:
+        preds = [p["issue_type"] for p in filter_predictions(analysed, issue_types=model)]
+        kept = np.array([p.label == "defect" for p in preds])
+        by_rule = np.array([bool(p.evidence) and p.evidence[0]["kind"] == "issue_type" for p in preds])
+        if model is None:
+            p_defect = np.array([0.0 if r else (p.probability if k else 1 - p.probability)
+                                 for p, k, r in zip(preds, kept, by_rule)])
+        else:
+            p_defect = np.where(by_rule, 0.0, [t[2] for t in model_issue_types(model, analysed)])
+        print(f"\n  {name}:")
+        print("    " + rate("defects kept", kept[defect], groups[defect]))
+        for kind in sorted(set(kinds) - {"defect"}):
+            sel = kinds == kind
+            print("    " + rate(f"{kind} dropped", ~kept[sel], groups[sel])
+                  + f"; by the rules {by_rule[sel].mean():.3f}")
+        print("    " + rate("all non-defects dropped", ~kept[~defect], groups[~defect]))
+        print(f"    ROC AUC of P(defect) {roc_auc_score(defect, p_defect):.3f}; non-defects among the threads kept: "
+              f"{int((kept & ~defect).sum())} of {int(kept.sum())} ({(kept & ~defect).sum() / max(kept.sum(), 1):.1%}; "
+              f"{(~defect).mean():.1%} before the filter)")
+        for g in sorted(set(groups)):
+            sel = groups == g
+            print(f"    {g:30} defects kept {int(kept[sel & defect].sum())}/{int((sel & defect).sum())}, non-defects dropped "
+                  f"{int((~kept[sel & ~defect]).sum())}/{int((sel & ~defect).sum())}, AUC "
+                  f"{roc_auc_score(defect[sel], p_defect[sel]) if len(set(defect[sel])) == 2 else float('nan'):.3f}")
 
 
 if __name__ == "__main__":

@@ -137,20 +137,29 @@ class Corpus:
 
     # --- labeling and findings --------------------------------------------------------------
 
-    def label(self, threshold: float = 0.5, embedding_model: Path | str | None = None) -> pd.DataFrame:
+    def label(self, threshold: float = 0.5, embedding_model: Path | str | None = None,
+              issue_type_model: Path | str | None = None) -> pd.DataFrame:
         """Label every thread with the built-in classifier; the predictions go into the store and are returned.
 
         ``embedding_model``: a local sentence-transformers folder; the built-in text models then
         also read sentence embeddings (optional; slower, measured in ``docs/classifier.md``).
+        ``issue_type_model``: a model file trained (``reeng classify train --data``) on issues
+        labeled bug / feature / question; it decides defect or not after the rules, in the defect
+        filter's place (for a corpus mined from all issues, not only bug reports).
         """
         from taxonomy import classify
         from taxonomy.predictions import read_predictions, write_predictions
 
         folder = Path(embedding_model) if embedding_model is not None else None
-        version = classify.builtin_version(folder)  # a bad folder fails here, before the long pass
+        types = None
+        if issue_type_model is not None:
+            from taxonomy.defect_filter import load_issue_type_model
+
+            types = load_issue_type_model(issue_type_model, folder)
+        version = classify.builtin_version(folder, types)  # a bad folder or model fails here, before the long pass
         with self._open() as conn:
             ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
-            preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder)
+            preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder, issue_type_model=types)
             write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
             return pd.DataFrame(read_predictions(conn, "builtin"))
 

@@ -67,6 +67,7 @@ class CorpusConfig(Section):
 class ClassifyConfig(Section):
     threshold: float = Field(0.5, ge=0, le=1)
     embedding_model: str | None = None  # a local sentence-transformers folder (optional): the text models also read embeddings
+    issue_type_model: str | None = None  # a model trained on issues labeled bug / feature / question (optional): defect or not
 
 
 class ReproduceConfig(Section):

@@ -44,8 +44,14 @@ class TableData:
 
 def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | None, *, with_evidence: bool = True,
                        progress: bool = True) -> TableData:
-    """Read a CSV/Parquet; the first text column is the title, the others the body, in order."""
+    """Read a CSV/Parquet; the first text column is the title, the others the body, in order.
+
+    The body is cleaned as a store's posts are (:func:`taxonomy.thread.clean`: HTML comments, quoted
+    replies, URLs, link targets, images go), so that a model trained on a table of issues reads them
+    as it will read a mined store's threads.
+    """
     from reeng.tables import read_table
+    from taxonomy.thread import clean
 
     if not text_cols:
         raise ReengError("--text-cols: name at least one text column")
@@ -56,7 +62,10 @@ def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | 
     def cell(value: object) -> object:
         return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
-    rows = [(cell(r[0]), [cell(v) for v in r[1:]]) for r in frame[text_cols].itertuples(index=False)]
+    def body(value: object) -> object:
+        return clean(value) if isinstance(value, str) else cell(value)  # a cell that is not text stays, and is refused
+
+    rows = [(cell(r[0]), [body(v) for v in r[1:]]) for r in frame[text_cols].itertuples(index=False)]
     analysed = analyse_many(rows, total=len(rows), progress=progress, with_evidence=with_evidence)
     labels = [None if cell(v) is None or not str(v).strip() else str(v).strip() for v in frame[label_col]] if label_col else []
     return TableData(analysed, labels, frame)
@@ -134,9 +143,11 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
                         embedding_model: Path | None = None, progress: bool = True,
-                        workers: int | None = None) -> list[dict[str, Prediction]]:
+                        workers: int | None = None, issue_type_model: TextModel | None = None) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
-    also read sentence embeddings from that local folder), in chunks behind a progress bar on stderr.
+    also read sentence embeddings from that local folder; ``issue_type_model``: a user's issue-type model,
+    :func:`taxonomy.defect_filter.load_issue_type_model`, decides defect or not where the rules leave a
+    defect), in chunks behind a progress bar on stderr.
 
     The chunks are labeled in ``workers`` processes (default: as many as the evidence pass uses),
     thread by thread, so neither the chunks nor the workers change a label. With sentence
@@ -146,7 +157,8 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     from reeng.progress import progress_bar
     from taxonomy.batch import chunked, default_workers, map_chunks
 
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model,
+                             issue_type_model=issue_type_model).ready()
     if embedding_model is not None or len(analysed) <= LABEL_CHUNK:
         workers = 1
     preds: list[dict[str, Prediction]] = []
@@ -158,15 +170,21 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     return with_framework(analysed, preds)
 
 
-def builtin_version(embedding_model: Path | None = None) -> str:
+def builtin_version(embedding_model: Path | None = None, issue_type_model: TextModel | None = None) -> str:
     """The built-in labeler's version as the predictions table records it: with sentence embeddings,
-    ``7+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path)."""
-    if embedding_model is None:
-        return BUILTIN_VERSION
-    from taxonomy.embeddings import identity
+    ``11+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path); with an
+    issue-type model, ``+issue-types-<its training data's digest>``."""
+    version = BUILTIN_VERSION
+    if embedding_model is not None:
+        from taxonomy.embeddings import identity
 
-    encoder = identity(embedding_model)
-    return f"{BUILTIN_VERSION}+{encoder['name']}-{encoder['version']}"
+        encoder = identity(embedding_model)
+        version += f"+{encoder['name']}-{encoder['version']}"
+    if issue_type_model is not None:
+        from taxonomy.defect_filter import issue_type_model_id
+
+        version += f"+{issue_type_model_id(issue_type_model)}"
+    return version
 
 
 def weak_model(analysed: list[Analysed], *, fast: bool = True, exclude: set[int] | None = None,

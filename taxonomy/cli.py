@@ -320,9 +320,13 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
                    "also read sentence embeddings from this folder (optional, slower).")
 @click.option("--decision", type=click.Choice(DECISIONS), default=DEFAULT_DECISION, show_default=True,
               help=DECISION_HELP)
+@click.option("--issue-type-model", type=click.Path(path_type=Path),
+              help="With --builtin: a model trained (`reeng classify train --data`) on issues labeled bug / feature / "
+                   "question decides defect or not after the rules, in the defect filter's place. For a store mined "
+                   "from all issues, not only bug reports: train it on a labeled sample of that corpus.")
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
-                    embedding_model: Path | None, decision: str, as_json: bool) -> None:
+                    embedding_model: Path | None, decision: str, issue_type_model: Path | None, as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
     from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
@@ -330,13 +334,21 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     _threshold(threshold)
     if builtin == (model_path is not None):
         raise ReengError("predict needs exactly one of --model MODEL or --builtin")
+    if issue_type_model is not None and not builtin:
+        raise ReengError("--issue-type-model goes with --builtin (a trained --model predicts its own label columns)")
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
-    version = classify.builtin_version(embedding_model) if model is None else None  # checks the encoder's folder: fail fast
+    types = None
+    if issue_type_model is not None:
+        from taxonomy.defect_filter import load_issue_type_model
+
+        types = load_issue_type_model(issue_type_model, embedding_model)
+    version = classify.builtin_version(embedding_model, types) if model is None else None  # checks the encoder's folder: fail fast
     conn = _open_nonempty(store)
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
     if model is None:
-        preds, name = classify.builtin_predictions(analysed, threshold, decision, embedding_model), "builtin"
+        preds = classify.builtin_predictions(analysed, threshold, decision, embedding_model, issue_type_model=types)
+        name = "builtin"
     else:
         preds = classify.model_predictions(model, analysed, threshold)
         name, version = Path(model_path).stem, model.meta["training_data_sha256"][:12]  # type: ignore[arg-type]

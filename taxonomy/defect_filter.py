@@ -9,7 +9,12 @@
   probability (a ranking for review: the least likely defects first); the thread becomes
   ``not_defect`` only where a non-defect is likelier than a defect at the annotations' class
   shares. ``benchmarks/defect_filter.py`` measures both and shows why no keep target is used:
-  on unseen repositories every threshold drops more defects than non-defects.
+  on unseen repositories every threshold drops more defects than non-defects. Those non-defects
+  are bug reports that turned out not to be defects: on a corpus mined from *all* issues, where
+  feature requests and questions are common, the filter keeps nearly all of them (measured in
+  ``docs/classifier.md``). There a user's own **issue-type model** (``reeng classify train
+  --data`` on issues labeled bug / feature / question, :func:`load_issue_type_model`) takes the
+  defect filter's place after the rules.
 * **reengineering or not** (``reengineering``: yes / no) — a trained text classifier
   (:class:`ThreadFilter`, scikit-learn conventions) on Denchmark threads (title, prose
   and condensed logs of the whole thread, read as the labeler reads a store), labeled *by
@@ -41,12 +46,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from reeng.errors import ReengError
 from reeng.settings import cached_arrays
 from taxonomy.text import PREPARE_KEY
 
 if TYPE_CHECKING:
     from taxonomy.batch import Analysed
     from taxonomy.labelers import Prediction
+    from taxonomy.supervised import TextModel
     from taxonomy.text import PreparedText
 
 FILTER_VERSION = "1"  # bump when the training data or the model change: cached filters are then rebuilt
@@ -139,6 +146,85 @@ def issue_type_of(title: str, prose: str, logs: str = "") -> IssueType:
         return IssueType(label, [{"kind": "issue_type", "label": label, "text": m.group(0).strip()[:120],
                                   "section": f"opening {where}"}])
     return IssueType("defect")
+
+
+# --- defect or not by a user's issue-type model -----------------------------------------------
+
+# What an issue-type model's classes (its labels, in any case) mean; any other class is a non-defect of no listed kind.
+ISSUE_TYPE_NAMES = {
+    "defect": ("bug", "bugs", "defect", "bug report", "bug_report", "type: bug", "kind/bug"),
+    "feature": ("feature", "feature request", "feature_request", "enhancement", "proposal", "type: feature", "kind/feature"),
+    "question": ("question", "questions", "support", "help", "usage", "how-to", "type: question", "kind/question"),
+    "documentation": ("documentation", "docs", "doc", "type: docs", "kind/documentation"),
+}
+
+
+def issue_type_name(label: str) -> str:
+    """The filter's issue type (:data:`ISSUE_TYPES`) of an issue-type model's class: ``bug`` is a defect, and so on."""
+    key = str(label).strip().lower()
+    return next((kind for kind, names in ISSUE_TYPE_NAMES.items() if key in names), "not_defect")
+
+
+def issue_type_target(model: TextModel) -> str:
+    """The one target of an issue-type model, checked: its classes hold a defect class and another one."""
+    if len(model.targets) != 1:
+        raise ReengError(f"an issue-type model predicts one label column; this one predicts {len(model.targets)} "
+                         f"({', '.join(model.targets)})")
+    target = model.targets[0]
+    classes = model.classes(target)
+    kinds = {issue_type_name(c) for c in classes}
+    if "defect" not in kinds or kinds == {"defect"}:
+        raise ReengError(f"an issue-type model needs a defect class (one of: {', '.join(ISSUE_TYPE_NAMES['defect'])}) and "
+                         f"another class; this one's classes are: {', '.join(classes)}")
+    return target
+
+
+def load_issue_type_model(path: Path | str, embedding_model: Path | str | None = None) -> TextModel:
+    """A model trained by ``reeng classify train --data`` on issues labeled by type, checked to be one."""
+    from taxonomy.supervised import load, use_encoder
+
+    model = load(path)
+    encoder = model.meta.get("embedding_model")
+    if encoder and embedding_model is None:
+        raise ReengError(f"{path}: this issue-type model reads the sentence encoder {encoder['name']}: pass its local "
+                         "folder with --embedding-model")
+    if encoder:  # a model without sentence embeddings ignores the folder the built-in text models read
+        use_encoder(model, embedding_model)  # type: ignore[arg-type]
+    try:
+        issue_type_target(model)
+    except ReengError as exc:
+        raise ReengError(f"{path}: {exc}") from None
+    return model
+
+
+def issue_type_model_id(model: TextModel) -> str:
+    """How predictions name an issue-type model: its training data's digest (never a path)."""
+    return f"issue-types-{model.meta['training_data_sha256'][:12]}"
+
+
+def model_issue_types(model: TextModel, analysed: list[Analysed]) -> list[tuple[str, float, float]]:
+    """(issue type, its probability, P(defect)) of each thread by an issue-type model, read on the reporter's part.
+
+    A model trained on table rows (title and body) saw no discussion: it reads the opening post and
+    the reporter's follow-ups, with their evidence only. Several classes of one kind add up.
+    """
+    from taxonomy.rules import rule_features
+    from taxonomy.supervised import predict_proba
+
+    target = issue_type_target(model)
+    prepared = [a.opening or a.prepared for a in analysed]
+    evidence = ([rule_features([e for e in a.evidence if e.section.startswith("opening")]) for a in analysed]
+                if model.uses_evidence else None)
+    proba = predict_proba(model, prepared, evidence)[target]  # type: ignore[arg-type]
+    kinds = [issue_type_name(c) for c in model.classes(target)]
+    out = []
+    for row in proba:
+        by_kind: dict[str, float] = {}
+        for kind, p in zip(kinds, row):
+            by_kind[kind] = by_kind.get(kind, 0.0) + float(p)
+        best = max(by_kind, key=by_kind.__getitem__)
+        out.append((best, by_kind[best], by_kind.get("defect", 0.0)))
+    return out
 
 
 # --- the filters' classifier; reengineering or not: trained on Denchmark, labeled by repository ---
@@ -345,7 +431,6 @@ def denchmark_filter_data(archive: Path | str, exclude: set[tuple[str, int]], *,
 def local_archive() -> Path | None:
     """The Denchmark archive if it is on this machine (REENG_DATA_DIR or the cache); never downloads."""
     from reeng.datasets import locate
-    from reeng.errors import ReengError
 
     try:
         return locate("denchmark-bugreports")
@@ -418,26 +503,34 @@ FALLBACK_REASON = "rules only: no local Denchmark archive to train the reenginee
 DEFECT_FALLBACK_REASON = "rules only: no local Denchmark archive to train the defect filter (set REENG_DATA_DIR)"
 
 
-def filter_predictions(analysed: list[Analysed],
-                       fallback: list[Prediction] | None = None) -> list[dict[str, Prediction]]:
+def filter_predictions(analysed: list[Analysed], fallback: list[Prediction] | None = None,
+                       issue_types: TextModel | None = None) -> list[dict[str, Prediction]]:
     """The two filter dimensions of readable threads: ``issue_type`` by the defect rules, ``reengineering`` by the filter.
 
-    A filter always answers (a thread is kept or dropped). Without the trained filter the
-    ``fallback`` reengineering predictions (the evidence rules') are kept, a ``fallback`` note
-    among their evidence saying so. The issue-type rules' probability is 1: a rule decided, it
-    is not a calibrated estimate.
+    A filter always answers (a thread is kept or dropped). Where the rules leave a defect, the
+    defect filter, or the user's ``issue_types`` model in its place, decides. Without the trained
+    filter the ``fallback`` reengineering predictions (the evidence rules') are kept, a ``fallback``
+    note among their evidence saying so. The issue-type rules' probability is 1: a rule decided,
+    it is not a calibrated estimate.
     """
     from taxonomy.labelers import Prediction
 
-    model, defects = default_reengineering_filter(), default_defect_filter()
+    model = default_reengineering_filter()
+    defects = default_defect_filter() if issue_types is None else None
     yes = model.predict_proba([filter_text(*thread_text_parts(a.prepared)) for a in analysed])[:, 1] if model and analysed else []
     openings = [thread_text_parts(a.opening or a.prepared) for a in analysed]
     defect = defects.predict_proba([filter_text(*o) for o in openings])[:, 1] if defects and analysed else []
+    typed = model_issue_types(issue_types, analysed) if issue_types is not None and analysed else []
     out = []
     for i, a in enumerate(analysed):
         kind = issue_type_of(*openings[i])
         preds = {"issue_type": Prediction("issue_type", kind.label, 1.0, kind.label, kind.spans)}
-        if kind.label == "defect" and defects is None:
+        if kind.label == "defect" and issue_types is not None:
+            label, prob, p_defect = typed[i]
+            span = {"kind": "model", "label": "issue_type_model", "section": "opening",
+                    "text": f"P(defect) {p_defect:.3f} by the issue-type model {issue_type_model_id(issue_types)}"}
+            preds["issue_type"] = Prediction("issue_type", label, round(prob, 4), label, [span])
+        elif kind.label == "defect" and defects is None:
             note = {"kind": "note", "label": "fallback", "text": DEFECT_FALLBACK_REASON, "section": "opening"}
             preds["issue_type"].evidence.append(note)
         elif kind.label == "defect":

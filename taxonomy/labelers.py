@@ -244,7 +244,10 @@ class BuiltinLabeler(BaseEstimator):
     thread) and ``embedding_model`` (a local sentence-transformers folder: the default text
     models then also read each part's sentence embedding; optional, measured in
     ``docs/classifier.md``) and ``calibrate`` (report the posterior through the temperatures
-    fitted with the text models, :func:`temper`; the best guess is the same either way). It needs no ``fit``: prior, label space and joint tables come from
+    fitted with the text models, :func:`temper`; the best guess is the same either way) and
+    ``issue_type_model`` (a model trained on issues labeled bug / feature / question, which decides
+    defect or not where the rules leave a defect, in the defect filter's place; None: the defect
+    filter). It needs no ``fit``: prior, label space and joint tables come from
     the published labels (labels, never text), the text models from annotations that hold no
     study thread.
 
@@ -260,7 +263,7 @@ class BuiltinLabeler(BaseEstimator):
                  joint: bool = True, precision: float = DEFAULT_PRECISION, min_count: int = 1,
                  decision: str = DEFAULT_DECISION, filter: bool = True,
                  text_models: str | dict[str, Any] | None = "annotations", embedding_model: Path | str | None = None,
-                 calibrate: bool = True) -> None:
+                 calibrate: bool = True, issue_type_model: Any | None = None) -> None:
         from taxonomy.joint import JointDecoder
 
         self.threshold = threshold
@@ -270,6 +273,7 @@ class BuiltinLabeler(BaseEstimator):
         self.min_count = min_count
         self.decision = decision
         self.filter = filter  # the defect rules and the trained reengineering filter decide the two filter dimensions
+        self.issue_type_model = issue_type_model  # a user's issue-type model in the defect filter's place (taxonomy.defect_filter)
         decide(np.ones((1, 1)), np.ones(1), decision)  # an unknown decision is refused here, not at the first thread
         labels = labels if labels is not None else study_labels()
         self.prior_source = "study labels" if labels is not None else "no labels (uniform prior, taxonomy categories)"
@@ -372,7 +376,8 @@ class BuiltinLabeler(BaseEstimator):
             from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
 
             default_reengineering_filter()
-            default_defect_filter()
+            if self.issue_type_model is None:
+                default_defect_filter()
         return self
 
     def _with_prior(self, dim: str, classes: list[str], p: np.ndarray) -> np.ndarray:
@@ -421,7 +426,7 @@ class BuiltinLabeler(BaseEstimator):
         if self.filter:
             from taxonomy.defect_filter import filter_predictions
 
-            decided = filter_predictions([analysed[i] for i in ok], [out[i]["reengineering"] for i in ok])
+            decided = filter_predictions([analysed[i] for i in ok], [out[i]["reengineering"] for i in ok], self.issue_type_model)
             for i, preds in zip(ok, decided):
                 out[i].update(preds)
         return out

@@ -85,12 +85,17 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     threshold = float(cfg.get("threshold", 0.5))
     local = ctx.path(cfg.get("embedding_model"))  # optional: sentence embeddings for the built-in text models
     encoder = local if local is None or local.exists() else Path(cfg["embedding_model"])  # or an installed package's name
-    version = classify.builtin_version(encoder)  # a bad folder fails here, before the long pass
+    types = None  # optional: a user's issue-type model decides defect or not (a corpus mined from all issues)
+    if cfg.get("issue_type_model"):
+        from taxonomy.defect_filter import load_issue_type_model
+
+        types = load_issue_type_model(ctx.path(cfg["issue_type_model"]), encoder)  # type: ignore[arg-type]
+    version = classify.builtin_version(encoder, types)  # a bad folder or model fails here, before the long pass
     out = ctx.out / "classify"
     out.mkdir()
     conn = open_store(store, create=False)
     ids, analysed, _ = classify.analyse_store(conn)
-    preds = classify.builtin_predictions(analysed, threshold, embedding_model=encoder)
+    preds = classify.builtin_predictions(analysed, threshold, embedding_model=encoder, issue_type_model=types)
     write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
     table = machine_defects(conn, "builtin")
     write_table(table, out, "machine_defects")

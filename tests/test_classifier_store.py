@@ -202,3 +202,95 @@ def write_gold(path: Path) -> None:
          "Training", "Major replication", "Re-user", "Memory exhaustion", "GPU Usage Bug", "Basic defects"],
     ]
     pd.DataFrame(rows, columns=header).to_csv(path, index=False)
+
+
+# A labeled sample of issues by type (written for this test): bug reports fail, feature requests ask for something new,
+# questions ask how something works. The store's new threads use none of the defect rules' phrases: the model decides.
+_BUG = ["{x} crashes with a segfault", "{x} raises an exception on empty input", "{x} gives wrong boxes after resize",
+        "{x} fails when the batch holds one image", "{x} returns NaN in the loss"]
+_FEATURE = ["{x} for rotated objects would be a welcome addition", "{x} export to the mobile runtime as a new option",
+            "{x} with a second backbone choice, as a proposal", "{x} for video input, a new capability",
+            "{x} with mixed precision as an extra mode"]
+_QUESTION = ["{x}: which setting do people use for tiny objects", "{x}: what does the stride parameter mean",
+             "{x}: where are the pretrained weights described", "{x}: why are there three scales and not two",
+             "{x}: which learning rate suits a small dataset"]
+_PARTS = ["the detector", "the data loader", "the anchor head", "the exporter", "the evaluator", "the tracker",
+          "the trainer", "the augmenter"]
+
+
+def issue_type_table(path: Path) -> Path:
+    rows = [{"title": t.format(x=x), "body": t.format(x=x) + ".", "type": kind}
+            for kind, templates in (("bug", _BUG), ("feature", _FEATURE), ("question", _QUESTION))
+            for t in templates for x in _PARTS]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_issue_type_model_decides_defect_or_not_after_the_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A corpus mined from all issues: a model trained on issues labeled by type keeps the bug reports and drops the
+    feature requests and questions the rules do not catch; predictions name the model by its data, never its path."""
+    model = tmp_path / "types.skops"
+    code, _, err = run(["classify", "train", "--data", str(issue_type_table(tmp_path / "types.csv")), "--label-col", "type",
+                        "--fast", "--out", str(model)], capsys)
+    assert code == 0, err
+    path = make_store(tmp_path / "s.sqlite")
+    conn = open_store(path)
+    for number, title in ((10, "The tracker for rotated objects would be a welcome addition"),
+                          (11, "The evaluator: which setting do people use for tiny objects")):
+        save_thread(conn, {"repo": "acme/detector", "number": number, "title": title, "body": title + ".", "comments": []},
+                    source="test")
+    conn.close()
+    code, out, err = run(["classify", "predict", "--builtin", "--store", str(path), "--issue-type-model", str(model),
+                          "--json"], capsys)
+    assert code == 0, err
+    db = sqlite3.connect(path)
+    rows = {n: (label, version, json.loads(ev)) for n, label, version, ev in db.execute(
+        "SELECT number, label, model_version, evidence FROM predictions WHERE model='builtin' AND dimension='issue_type'")}
+    assert rows[10][0] == "feature" and rows[11][0] == "question"
+    assert rows[1][0] == rows[2][0] == rows[3][0] == "defect"  # the bug reports stay (a constant answer fails one side)
+    assert all(v[1].startswith("11+issue-types-") and str(tmp_path) not in v[1] for v in rows.values() if v[0])
+    assert any(s["label"] == "issue_type_model" for s in rows[10][2]["spans"])
+    from taxonomy.predictions import machine_defects
+
+    kept = set(machine_defects(path, "builtin")["issue_url"].str.extract(r"/(\d+)$")[0].astype(int))
+    assert {10, 11}.isdisjoint(kept) and {1, 2, 3} <= kept
+
+    # The same in `reeng study`: the classify section names the model, relative to the config's folder.
+    from reeng.study import StudyContext
+    from taxonomy.study_stages import classify_stage
+
+    write_gold(tmp_path / "gold.csv")
+    ctx = StudyContext(config={"classify": {"issue_type_model": "types.skops"}}, out=tmp_path / "out", config_dir=tmp_path)
+    (tmp_path / "out").mkdir()
+    ctx.artifacts.update(store=path, gold_csv=tmp_path / "gold.csv")
+    classify_stage(ctx)
+    table = pd.read_parquet(ctx.artifacts["machine_defects"])
+    assert {10, 11}.isdisjoint(set(table["issue_url"].str.extract(r"/(\d+)$")[0].astype(int)))
+    ctx = StudyContext(config={"classify": {"issue_type_model": "none.skops"}}, out=tmp_path / "out2", config_dir=tmp_path)
+    (tmp_path / "out2").mkdir()
+    ctx.artifacts.update(store=path, gold_csv=tmp_path / "gold.csv")
+    from reeng.errors import ReengError
+
+    with pytest.raises(ReengError, match="none.skops: no such model file"):
+        classify_stage(ctx)
+    assert not any((tmp_path / "out2").iterdir())  # refused before any output
+
+
+def test_issue_type_model_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = issue_type_table(tmp_path / "types.csv")
+    frame = pd.read_csv(table)
+    frame["type"] = frame["type"].map({"bug": "cat", "feature": "dog", "question": "dog"})
+    frame.to_csv(tmp_path / "pets.csv", index=False)
+    pets = tmp_path / "pets.skops"
+    assert run(["classify", "train", "--data", str(tmp_path / "pets.csv"), "--label-col", "type", "--fast",
+                "--out", str(pets)], capsys)[0] == 0
+    store = make_store(tmp_path / "s.sqlite")
+    not_a_model = tmp_path / "notes.skops"
+    not_a_model.write_text("not a model")
+    for args, says in ((["--builtin", "--issue-type-model", str(pets)], "needs a defect class"),
+                       (["--builtin", "--issue-type-model", str(not_a_model)], "not a reeng model"),
+                       (["--model", str(pets), "--issue-type-model", str(pets)], "goes with --builtin")):
+        code, out, err = run(["classify", "predict", "--store", str(store), *args], capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], err
+    assert sqlite3.connect(store).execute("SELECT name FROM sqlite_master WHERE name='predictions'").fetchone() is None
