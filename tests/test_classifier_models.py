@@ -132,6 +132,20 @@ def test_bad_rows_abstain_and_others_are_labeled(trained: tuple[Path, Path], tmp
     assert preds[1]["kind"].label is None and preds[1]["kind"].reason == "empty"
 
 
+def test_a_tables_text_is_read_as_a_stores_posts(tmp_path: Path) -> None:
+    """A table of issues exported from GitHub holds raw markdown: a template's HTML comments, quotes and URLs go, as in
+    a store, so that an issue-type model trained on the table reads the store's threads as it read its rows."""
+    from taxonomy.classify import read_labeled_table
+
+    data = tmp_path / "raw.csv"
+    body = ("<!-- Describe the error and paste the traceback below -->\nThe anchors suit large objects only.\n"
+            "> quoted: it crashes\nSee https://example.org/crash-report")
+    pd.DataFrame({"title": ["Anchor sizes"], "body": [body], "type": ["question"]}).to_csv(data, index=False)
+    prose = read_labeled_table(data, ["title", "body"], "type", progress=False).analysed[0].prepared.prose
+    assert "anchors suit large objects" in prose
+    assert not any(w in prose for w in ("error", "traceback", "crash", "example.org"))
+
+
 def test_embedding_model_option_fails_clearly(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["classify", "train", "--data", str(trained[0]), "--label-col", "kind", "--out", str(tmp_path / "m.skops"),
                         "--embedding-model", str(tmp_path / "nowhere")], capsys)
