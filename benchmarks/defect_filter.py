@@ -30,9 +30,9 @@ Prints, in one run:
 
 With ``--issue-types TABLE`` it prints only (e), the defect decision on a corpus of *all* issues: a table of issues
 labeled by type (bug / feature / question, any names :func:`taxonomy.defect_filter.issue_type_name` knows), read
-as ``reeng classify train --data`` reads a table (cleaned as a store's posts: HTML comments and quotes dropped). The rules + the shipped defect filter: defects kept,
-each non-defect kind dropped (95 % CIs resample ``--group-col`` groups), ROC AUC of P(defect), the share of
-non-defects among the threads kept, per group. With ``--test TEST`` also a user's issue-type model in the defect
+as ``reeng classify train --data`` reads a table (cleaned as a store's posts: HTML comments and quotes dropped).
+The rules + the shipped defect filter: defects kept, each non-defect kind dropped (95 % CIs resample
+``--group-col`` groups), ROC AUC of P(defect), the share of non-defects among the threads kept, per group. With ``--test TEST`` also a user's issue-type model in the defect
 filter's place: trained (``reeng classify train --data``, full model) on TABLE, everything scored on TEST.
 """
 
@@ -250,7 +250,7 @@ def all_issues(args: argparse.Namespace) -> None:
 
     train = read_issues(args.issue_types, args)
     test = read_issues(args.test, args) if args.test else train
-    ok = [i for i, a in enumerate(test.analysed) if a.prepared is not None and a.prepared.english]
+    ok = [i for i, a in enumerate(test.analysed) if a.prepared is not None and a.prepared.english and test.labels[i]]
     analysed = [test.analysed[i] for i in ok]
     kinds = np.array([issue_type_name(test.labels[i]) for i in ok])
     groups = np.array([str(g) for g in test.frame[args.group_col].to_numpy()[ok]])
