@@ -294,3 +294,20 @@ def test_issue_type_model_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], err
     assert sqlite3.connect(store).execute("SELECT name FROM sqlite_master WHERE name='predictions'").fetchone() is None
+
+
+def test_issue_type_model_with_sentence_embeddings_needs_its_encoder(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_classifier_models import local_embedding_model
+
+    folder = local_embedding_model()
+    model = tmp_path / "types.skops"
+    assert run(["classify", "train", "--data", str(issue_type_table(tmp_path / "types.csv")), "--label-col", "type", "--fast",
+                "--embedding-model", str(folder), "--out", str(model)], capsys)[0] == 0
+    from taxonomy.defect_filter import load_issue_type_model
+
+    assert load_issue_type_model(model, folder).embedding_folder is not None
+    store = make_store(tmp_path / "s.sqlite")
+    code, _, err = run(["classify", "predict", "--builtin", "--store", str(store), "--issue-type-model", str(model)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "--embedding-model" in lines[0], err
