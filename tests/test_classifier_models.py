@@ -226,15 +226,17 @@ def _evidence_table(n: int, evidence_carries_label: bool, seed: int = 0) -> tupl
 def test_evidence_weight_is_chosen_by_cross_validation(carries: bool, tmp_path: Path) -> None:
     from taxonomy.supervised import EVIDENCE_SCALE, load, predict_proba, save, train
 
-    prepared, evidence, labels = _evidence_table(200, carries)
+    # 300 rows: at 200, off scored 0.07 higher on the mean but lost one of the 3 folds, and the default stood
+    prepared, evidence, labels = _evidence_table(300, carries)
     model = train(prepared, evidence, {"y": labels})
     search = model.meta["evidence_search"]
-    assert set(search) == {str(EVIDENCE_SCALE), "0.0"}
+    assert set(search) == {str(EVIDENCE_SCALE), "0.0", "folds_won_by_0.0"}
     if carries:  # the evidence holds the label: kept, at the default weight
         assert search[str(EVIDENCE_SCALE)] > search["0.0"] + 0.2 and model.meta["evidence_scale"] == EVIDENCE_SCALE
-        assert model.uses_evidence
+        assert model.uses_evidence and search["folds_won_by_0.0"] == 0
     else:  # noise beside informative words: switched off, and the model needs no evidence pass to predict
         assert search["0.0"] > search[str(EVIDENCE_SCALE)] and model.meta["evidence_scale"] == 0.0 and not model.uses_evidence
+        assert search["folds_won_by_0.0"] == 3
         assert model.meta["evidence_features"] is False
     save(model, tmp_path / "m.skops")
     loaded = load(tmp_path / "m.skops")
@@ -242,6 +244,29 @@ def test_evidence_weight_is_chosen_by_cross_validation(carries: bool, tmp_path: 
     probs = predict_proba(loaded, fresh, fresh_evidence if loaded.uses_evidence else None)["y"]
     accuracy = sum(loaded.classes("y")[int(p.argmax())] == t for p, t in zip(probs, truth)) / len(truth)
     assert accuracy >= (0.95 if carries else 0.65)  # a constant answer gets 0.5
+
+
+@pytest.mark.parametrize(("off_folds", "switched"), [((0.70, 0.71, 0.73), True), ((0.80, 0.70, 0.71), False)])
+def test_evidence_is_switched_off_only_when_it_loses_every_fold(off_folds: tuple[float, ...], switched: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A higher mean is not enough: the default weight stands unless 0 scores higher in each of the 3 folds."""
+    import numpy as np
+
+    import taxonomy.supervised as supervised
+
+    prepared, evidence, labels = _evidence_table(200, False)
+    text_columns = supervised.WORD_FEATURES + supervised.CHAR_FEATURES
+
+    def scores(matrix, labels):  # the text-only matrix is the one without evidence
+        return 2.0, np.array(off_folds if matrix.shape[1] == text_columns else (0.69, 0.69, 0.72))
+
+    monkeypatch.setattr(supervised, "choose_c", scores)
+    model = supervised.train(prepared, evidence, {"y": labels})
+    search = model.meta["evidence_search"]
+    assert search["0.0"] > search[str(supervised.EVIDENCE_SCALE)]  # off has the higher mean in both cases
+    assert search["folds_won_by_0.0"] == (3 if switched else 2)
+    assert model.meta["evidence_scale"] == (0.0 if switched else supervised.EVIDENCE_SCALE)
+    assert model.uses_evidence is not switched
 
 
 def test_too_few_rows_keep_the_default_evidence_weight() -> None:
