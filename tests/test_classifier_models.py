@@ -64,6 +64,25 @@ def test_five_fold_cross_validation(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert result["folds"] == 5 and result["n"] == 90 and result["macro_f1"] > 0.6
 
 
+def test_training_reports_what_became_of_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_table(tmp_path / "issues.csv", n=180)  # 150 rows or more: the weight is decided by CV
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--out", str(tmp_path / "a.skops"),
+                          "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert set(summary["evidence_search"]) == {"0.15", "0.0", "folds_won_by_0.0"}
+    assert summary["evidence_scale"] == (0.0 if summary["evidence_search"]["folds_won_by_0.0"] == 3 else 0.15)
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--out", str(tmp_path / "b.skops")],
+                         capsys)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("evidence features:"))
+    assert "3-fold CV macro-F1 0.15 " in line and f"in {summary['evidence_search']['folds_won_by_0.0']} of 3 folds" in line
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--out", str(tmp_path / "c.skops"),
+                          "--no-evidence"], capsys)
+    assert code == 0, err
+    assert "evidence features: off\n" in out
+
+
 def test_model_records_provenance(trained: tuple[Path, Path]) -> None:
     from taxonomy.supervised import load
 
