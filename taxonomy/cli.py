@@ -308,6 +308,8 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         target = label_col if label_col in model.targets else model.targets[0]
         preds = classify.model_predictions(model, table.analysed, threshold=threshold)
         rows = [i for i, y in enumerate(table.labels) if y is not None]
+        if not rows:
+            raise ReengError(f"{data}: no row has a label in column {label_col!r}: nothing to score")
         result = scores([table.labels[i] for i in rows], [preds[i][target].label for i in rows],  # type: ignore[misc]
                         probability=[preds[i][target].probability for i in rows])
         result["target"] = target

@@ -97,6 +97,15 @@ def test_missing_column_is_a_clear_error(trained: tuple[Path, Path], tmp_path: P
     assert code == 2 and "missing column(s) 'text'" in err and not (tmp_path / "m.skops").exists()
 
 
+def test_evaluating_a_table_without_labels_is_a_clear_error(trained: tuple[Path, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    unlabeled = tmp_path / "unlabeled.csv"
+    pd.read_csv(trained[0]).assign(kind=None).to_csv(unlabeled, index=False)
+    code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(unlabeled)], capsys)
+    assert code == 2 and err.strip() == f"error: {unlabeled}: no row has a label in column 'kind': nothing to score"
+    assert not out
+
+
 def test_one_class_label_column_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "one.csv"
     pd.DataFrame({"title": ["crash on start", "crash at the end"], "body": ["a", "b"], "kind": ["bug", "bug"]}).to_csv(data, index=False)
