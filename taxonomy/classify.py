@@ -55,6 +55,8 @@ def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | 
 
     if not text_cols:
         raise ReengError("--text-cols: name at least one text column")
+    if label_col in text_cols:
+        raise ReengError(f"--label-col {label_col!r} is also a text column: a model would read the label it is scored on")
     frame = read_table(path, required=[*text_cols, *([label_col] if label_col else [])])
     if frame.empty:
         raise ReengError(f"{path}: the table has no rows")

@@ -106,6 +106,17 @@ def test_evaluating_a_table_without_labels_is_a_clear_error(trained: tuple[Path,
     assert not out
 
 
+@pytest.mark.parametrize(("text_cols", "label_col"), [("title,body", "title"), ("title,kind", "kind")])
+def test_a_label_column_among_the_text_columns_is_refused(trained: tuple[Path, Path], tmp_path: Path, text_cols: str,
+                                                          label_col: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["train", "--out", str(tmp_path / "m.skops")], ["evaluate", "--cv", "3"]):
+        code, out, err = run(["classify", *command, "--data", str(trained[0]), "--text-cols", text_cols,
+                              "--label-col", label_col], capsys)
+        assert code == 2 and err.strip() == (f"error: --label-col {label_col!r} is also a text column: a model would "
+                                             "read the label it is scored on")
+    assert not (tmp_path / "m.skops").exists()
+
+
 def test_one_class_label_column_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "one.csv"
     pd.DataFrame({"title": ["crash on start", "crash at the end"], "body": ["a", "b"], "kind": ["bug", "bug"]}).to_csv(data, index=False)
