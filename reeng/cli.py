@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
 from reeng import __version__
-from reeng.errors import ReengError, describe, scrub, write_error_log
+from reeng.errors import ReengError, ReengWarning, describe, scrub, write_error_log
 
 # name -> (import path "module:attribute", one-line summary shown by --help), in help order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         try:
-            cli.main(args=args, prog_name="reeng", standalone_mode=False)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                cli.main(args=args, prog_name="reeng", standalone_mode=False)
         finally:
             sys.stdout.flush()
     except click.exceptions.Abort:
@@ -124,6 +127,15 @@ def main(argv: list[str] | None = None) -> None:
         summary = _one_line(scrub(f"{type(exc).__name__}: {exc}"))[:300]
         click.echo(f"error: unexpected failure ({summary}){where}; please report it", err=True)
         sys.exit(1)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
+                  line=None) -> None:  # noqa: ANN001 - warnings.showwarning's signature
+    """Our own warnings as one ``warning:`` line on stderr; any other warning as Python shows it."""
+    if issubclass(category, ReengWarning):
+        click.echo(f"warning: {_one_line(scrub(str(message)))}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _one_line(text: str) -> str:

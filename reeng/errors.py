@@ -28,6 +28,11 @@ class ReengError(Exception):
     """
 
 
+class ReengWarning(UserWarning):
+    """Work went on, with less than it should have (a missing local file, a fallback): the CLI prints
+    ``warning: <message>`` on stderr, once; a notebook shows it as any other warning."""
+
+
 REDACTED = "[redacted]"
 # Environment variables whose values are secrets wherever they appear.
 SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|^LABEL_STUDIO_.*KEY", re.I)

@@ -378,7 +378,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     if join.defects.empty:
         return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
                 "note": "no gold issue has its thread in this store"}
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model)
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
     unique = sorted(set(join.rows))
     builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
     labels = gold_training_labels(join)

@@ -543,8 +543,11 @@ def filter_predictions(analysed: list[Analysed], fallback: list[Prediction] | No
         if model is None:
             fb = fallback[i] if fallback is not None else Prediction("reengineering", "yes", 1.0, "yes")
             note = {"kind": "note", "label": "fallback", "text": FALLBACK_REASON, "section": "whole"}
-            preds["reengineering"] = Prediction("reengineering", fb.label or fb.candidate, fb.probability, fb.candidate,
-                                                [*fb.evidence, note])
+            label, prob = fb.label or fb.candidate, fb.probability
+            if label == "no" and not [s for s in fb.evidence if s.get("kind") != "note"]:
+                # No rule said "no": a tie of uniform priors (no study labels either) must not drop a thread.
+                label, prob = "yes", round(1 - prob, 4)
+            preds["reengineering"] = Prediction("reengineering", label, prob, label, [*fb.evidence, note])
         else:
             label = "yes" if yes[i] >= model.threshold_ else "no"
             span = {"kind": "model", "label": "reengineering_filter", "section": "whole",

@@ -370,14 +370,33 @@ class BuiltinLabeler(BaseEstimator):
 
     def ready(self) -> BuiltinLabeler:
         """Load everything labeling reads (the text models and, with ``filter``, the two filters), or learn
-        it at first use in a cache folder; returns self. Worker processes forked after this share it."""
-        self.text_models_()
+        it at first use in a cache folder; returns self. Worker processes forked after this share it.
+
+        What it could not load is said once, as a :class:`reeng.errors.ReengWarning`: labels made
+        without the study's labels or without the local archive agree far less with the study's raters.
+        """
+        import warnings
+
+        from reeng.errors import ReengWarning
+
+        missing = []
+        if self.labels is None and self.prior_source.startswith("no labels"):
+            missing.append("the study's labels (its defect CSV is neither under REENG_DATA_DIR nor downloadable): "
+                           "uniform priors over the taxonomy's categories, no joint decoding")
+        if not self.text_models_() and self.text_models == "annotations":
+            missing.append("the local Denchmark archive (REENG_DATA_DIR) to train its text models"
+                           + (" and its two filters" if self.filter else ""))
         if self.filter:
             from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
 
             default_reengineering_filter()
             if self.issue_type_model is None:
                 default_defect_filter()
+        if missing:
+            rules_alone = not self.text_models_()
+            warnings.warn(f"the built-in labeler runs without {'; and without '.join(missing)}. Its labels "
+                          + ("come from the evidence rules alone and agree far less" if rules_alone else "agree less")
+                          + " with the study's raters (docs/classifier.md)", ReengWarning, stacklevel=2)
         return self
 
     def _with_prior(self, dim: str, classes: list[str], p: np.ndarray) -> np.ndarray:
