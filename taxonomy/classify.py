@@ -175,7 +175,12 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
 def builtin_version(embedding_model: Path | None = None, issue_type_model: TextModel | None = None) -> str:
     """The built-in labeler's version as the predictions table records it: with sentence embeddings,
     ``11+<encoder>-<encoder version>`` (the encoder's name and config digest, never its path); with an
-    issue-type model, ``+issue-types-<its training data's digest>``."""
+    issue-type model, ``+issue-types-<its training data's digest>``. Labels made with less than the
+    labeler needs say so: ``+rules-only`` without the local Denchmark archive (no text models, no
+    trained filters), ``+no-study-labels`` without the study's labels (uniform priors)."""
+    from taxonomy.defect_filter import local_archive
+    from taxonomy.labelers import study_labels
+
     version = BUILTIN_VERSION
     if embedding_model is not None:
         from taxonomy.embeddings import identity
@@ -186,6 +191,10 @@ def builtin_version(embedding_model: Path | None = None, issue_type_model: TextM
         from taxonomy.defect_filter import issue_type_model_id
 
         version += f"+{issue_type_model_id(issue_type_model)}"
+    if local_archive() is None:
+        version += "+rules-only"
+    if study_labels() is None:
+        version += "+no-study-labels"
     return version
 
 

@@ -66,6 +66,7 @@ def test_without_study_labels_and_archive_the_labeler_warns_and_keeps_threads(
     """A user without the local data: one warning line says what the labels lack, and a thread no rule calls
     non-reengineering is kept (the rules' tie of uniform priors dropped 461 of 590 yolov5/yolov3 threads)."""
     from taxonomy import annotations, defect_filter, labelers
+    from taxonomy.classify import BUILTIN_VERSION
 
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -89,6 +90,8 @@ def test_without_study_labels_and_archive_the_labeler_warns_and_keeps_threads(
     assert json.loads(out)["dimensions"]["reengineering"] == {"yes": 3, "(needs review)": 1}  # the empty thread abstains
     rows = sqlite3.connect(path).execute("SELECT evidence FROM predictions WHERE dimension='reengineering' AND label='yes'")
     assert all(json.loads(e)["spans"][-1]["label"] == "fallback" for (e,) in rows)
+    versions = sqlite3.connect(path).execute("SELECT DISTINCT model_version FROM predictions").fetchall()
+    assert versions == [(f"{BUILTIN_VERSION}+rules-only+no-study-labels",)]  # told apart from the full labeler's
 
 
 def test_labeling_in_chunks_and_workers_changes_no_label(monkeypatch: pytest.MonkeyPatch) -> None:

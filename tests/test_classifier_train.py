@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from miner.store import open_store, save_thread
-from taxonomy.classify import BUILTIN_VERSION
+from taxonomy.classify import BUILTIN_VERSION, builtin_version
 from tests.conftest import run_main as run
 
 HEADER = ["", "URL", "Repo owner", "Repo name", "Issue #", "Repo type", "Research Prototype", "Framework", "Same Code?",
@@ -175,7 +175,7 @@ def test_gold_eval_with_sentence_embeddings(data: tuple[Path, Path], tmp_path: P
                           "--embedding-model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and err.startswith("error:") and "--embedding-model" in err and not (tmp_path / "out").exists()
     conn = open_store(store, create=False)
-    assert not any(r["model_version"] != BUILTIN_VERSION for r in read_predictions(conn, "builtin"))
+    assert not any(r["model_version"] != builtin_version() for r in read_predictions(conn, "builtin"))
     conn.close()
     folder = local_embedding_model()
     code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold),
