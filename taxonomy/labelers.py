@@ -380,7 +380,7 @@ class BuiltinLabeler(BaseEstimator):
         from reeng.errors import ReengWarning
 
         missing = []
-        if self.labels is None and self.prior_source.startswith("no labels"):
+        if self.prior_source.startswith("no labels"):
             missing.append("the study's labels (its defect CSV is neither under REENG_DATA_DIR nor downloadable): "
                            "uniform priors over the taxonomy's categories, no joint decoding")
         if not self.text_models_() and self.text_models == "annotations":
