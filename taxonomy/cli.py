@@ -377,7 +377,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 
         with staged_dir(out_dir) as staging:
             write_table(machine_defects(conn, name), staging, "defects")
-    summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name,
+    summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name, "version": version,
                                "seconds": round(time.perf_counter() - started, 1), "dimensions": {}}
     for dim in (preds[0] if preds else {}):
         labels = [p[dim].label for p in preds]
@@ -388,7 +388,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     if as_json:
         _echo_json(summary)
         return
-    click.echo(f"{len(ids)} threads labeled by {name} in {summary['seconds']} s ({written} prediction rows)")
+    click.echo(f"{len(ids)} threads labeled by {name}@{version} in {summary['seconds']} s ({written} prediction rows)")
     for dim, counts in summary["dimensions"].items():
         click.echo(f"  {dim}: " + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6]))
 

@@ -87,7 +87,9 @@ def test_without_study_labels_and_archive_the_labeler_warns_and_keeps_threads(
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "without the study's labels" in warnings[0]
     assert "without the local Denchmark archive (REENG_DATA_DIR)" in warnings[0] and "evidence rules alone" in warnings[0]
-    assert json.loads(out)["dimensions"]["reengineering"] == {"yes": 3, "(needs review)": 1}  # the empty thread abstains
+    summary = json.loads(out)
+    assert summary["dimensions"]["reengineering"] == {"yes": 3, "(needs review)": 1}  # the empty thread abstains
+    assert summary["version"] == f"{BUILTIN_VERSION}+rules-only+no-study-labels"
     rows = sqlite3.connect(path).execute("SELECT evidence FROM predictions WHERE dimension='reengineering' AND label='yes'")
     assert all(json.loads(e)["spans"][-1]["label"] == "fallback" for (e,) in rows)
     versions = sqlite3.connect(path).execute("SELECT DISTINCT model_version FROM predictions").fetchall()
