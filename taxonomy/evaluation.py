@@ -27,6 +27,14 @@ def _confusion(t: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(float)
 
 
+def _confusion_table(y_true: list[str], y_pred: list[str], labels: list[str]) -> list[list[int]]:
+    """Counts of (truth, prediction) in ``labels``' order, rows the truth; one class gives a 1x1 table, no warning."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    t = np.fromiter((index[x] for x in y_true), dtype=np.int64, count=len(y_true))
+    p = np.fromiter((index[x] for x in y_pred), dtype=np.int64, count=len(y_pred))
+    return _confusion(t, p, len(labels)).astype(int).tolist()
+
+
 def _kappa_cm(cm: np.ndarray) -> float | None:
     n = cm.sum()
     if n == 0:
@@ -132,7 +140,7 @@ def scores(y_true: list[str], y_pred: list[str | None], *, probability: list[flo
       such as issues, resampled); with ``probability`` also a risk-coverage curve and the
       expected calibration error of the answered rows.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
     if not y_true:
         return {"n": 0, "answered": 0, "macro_f1": None, "accuracy": None, "kappa": None, "coverage": None}
@@ -155,7 +163,7 @@ def scores(y_true: list[str], y_pred: list[str | None], *, probability: list[flo
         "macro_f1_abstain_wrong": _macro_f1(y_true, wrong),
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
                       for i, lab in enumerate(labels)},
-        "confusion": {"labels": shown, "matrix": confusion_matrix(y_true, wrong, labels=shown).tolist()},
+        "confusion": {"labels": shown, "matrix": _confusion_table(y_true, wrong, shown)},
     }
     if ci and t_ans:
         result["kappa_ci"] = bootstrap_ci(t_ans, p_ans, "kappa", groups=g_ans)

@@ -129,6 +129,16 @@ def test_scores_keep_abstentions_apart_with_intervals() -> None:
     assert s["kappa"] > s["kappa_abstain_wrong"]
     assert s["kappa_ci"][0] <= s["kappa"] <= s["kappa_ci"][1]
     assert s["risk_coverage"][-1]["coverage"] == 0.75 and s["calibration"]["ece"] is not None
+    assert s["confusion"] == {"labels": ["a", "b", "(abstain)"], "matrix": [[3, 0, 1], [1, 2, 1], [0, 0, 0]]}
+
+
+def test_scores_of_one_class_warn_of_nothing() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's confusion_matrix warned here, once per dimension of a small store
+        s = scores(["a", "a"], ["a", "a"])
+    assert s["confusion"] == {"labels": ["a"], "matrix": [[2]]} and s["kappa"] is None
 
 
 def test_bootstrap_ci_narrows_with_more_rows_and_calibration_error_is_measured() -> None:
