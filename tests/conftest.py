@@ -58,3 +58,23 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def reeng():
     """The CLI runner as a fixture."""
     return run_reeng
+
+
+@pytest.fixture
+def without_local_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A user's machine without the local data: no archive, no study labels (as offline, where the CSV cannot be
+    downloaded), an empty cache; the per-process memos of the archive's models are cleared before and after."""
+    from taxonomy import annotations, defect_filter, labelers
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("REENG_DATA_DIR", str(empty))
+    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "no-data-cache"))
+    monkeypatch.setattr(labelers, "study_labels", lambda: None)
+    memoised = (annotations._default_text_models, defect_filter.default_reengineering_filter,
+                defect_filter.default_defect_filter)  # what other tests of this process loaded with the archive
+    for memo in memoised:
+        memo.cache_clear()
+    yield
+    for memo in memoised:
+        memo.cache_clear()  # and nothing of the archive-less run reaches the tests after it

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import reeng
 from tests.analysis_helpers import make_store
@@ -41,3 +42,15 @@ def test_corpus_reads_labels_analyses_and_releases(tmp_path):
     assert summary.rows["issues"] == len(truth) and reeng.validate_release(tmp_path / "release") == []
     labels = pd.read_parquet(tmp_path / "release" / "data" / "defect_labels.parquet")
     assert set(labels["provenance"]) == {"model"} and labels["probability"].notna().all()
+
+
+@pytest.mark.usefixtures("without_local_data")
+def test_corpus_label_warns_in_a_notebook_when_it_runs_on_the_rules_alone(tmp_path):
+    from tests.test_classifier_store import make_store as thread_store
+
+    corpus = reeng.Corpus(thread_store(tmp_path / "threads.sqlite"))
+    with pytest.warns(reeng.ReengWarning, match="evidence rules alone"):
+        labels = corpus.label()
+    assert set(labels["model_version"]) == {"11+rules-only+no-study-labels"}
+    kept = labels[labels["dimension"] == "reengineering"]
+    assert set(kept["label"].dropna()) == {"yes"}

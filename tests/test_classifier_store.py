@@ -61,28 +61,15 @@ def test_predict_builtin_writes_labels_probabilities_evidence(store: Path) -> No
     assert empty["label"] is None and empty["needs_review"] == 1 and json.loads(empty["evidence"])["reason"] == "empty"
 
 
+@pytest.mark.usefixtures("without_local_data")
 def test_without_study_labels_and_archive_the_labeler_warns_and_keeps_threads(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A user without the local data: one warning line says what the labels lack, and a thread no rule calls
     non-reengineering is kept (the rules' tie of uniform priors dropped 461 of 590 yolov5/yolov3 threads)."""
-    from taxonomy import annotations, defect_filter, labelers
     from taxonomy.classify import BUILTIN_VERSION
 
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    monkeypatch.setenv("REENG_DATA_DIR", str(empty))
-    monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(labelers, "study_labels", lambda: None)  # as offline, where the CSV cannot be downloaded
     path = make_store(tmp_path / "s.sqlite")
-    memoised = (annotations._default_text_models, defect_filter.default_reengineering_filter,
-                defect_filter.default_defect_filter)  # per process: what other tests loaded with the archive
-    for memo in memoised:
-        memo.cache_clear()
-    try:
-        code, out, err = run(["classify", "predict", "--builtin", "--store", str(path), "--json"], capsys)
-    finally:
-        for memo in memoised:
-            memo.cache_clear()  # and nothing of this archive-less run reaches the tests after it
+    code, out, err = run(["classify", "predict", "--builtin", "--store", str(path), "--json"], capsys)
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "without the study's labels" in warnings[0]
