@@ -46,11 +46,12 @@ def test_corpus_reads_labels_analyses_and_releases(tmp_path):
 
 @pytest.mark.usefixtures("without_local_data")
 def test_corpus_label_warns_in_a_notebook_when_it_runs_on_the_rules_alone(tmp_path):
+    from taxonomy.classify import BUILTIN_VERSION
     from tests.test_classifier_store import make_store as thread_store
 
     corpus = reeng.Corpus(thread_store(tmp_path / "threads.sqlite"))
     with pytest.warns(reeng.ReengWarning, match="evidence rules alone"):
         labels = corpus.label()
-    assert set(labels["model_version"]) == {"11+rules-only+no-study-labels"}
+    assert set(labels["model_version"]) == {f"{BUILTIN_VERSION}+rules-only+no-study-labels"}
     kept = labels[labels["dimension"] == "reengineering"]
     assert set(kept["label"].dropna()) == {"yes"}
