@@ -250,11 +250,14 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
 
 def _evidence_line(meta: dict) -> str:
     """What became of the evidence features, and the cross-validation that decided it."""
+    from taxonomy.supervised import EVIDENCE_SCALE_GRID, FOLDS_WON_KEY
+
     line = f"evidence features: weight {meta['evidence_scale']:g}" if meta["evidence_features"] else "evidence features: off"
     search = meta["evidence_search"]
     if search:
-        means = ", ".join(f"{'off' if k == '0.0' else k} {v:.3f}" for k, v in search.items() if not k.startswith("folds_won"))
-        line += (f" (3-fold CV macro-F1 {means}; off scored higher in {search['folds_won_by_0.0']} of 3 folds, "
+        names = {str(EVIDENCE_SCALE_GRID[0]): str(EVIDENCE_SCALE_GRID[0]), str(EVIDENCE_SCALE_GRID[1]): "off"}
+        means = ", ".join(f"{names[k]} {v:.3f}" for k, v in search.items() if k in names)
+        line += (f" (3-fold CV macro-F1 {means}; off scored higher in {search[FOLDS_WON_KEY]} of 3 folds, "
                  "and is chosen only in all 3)")
     return line
 

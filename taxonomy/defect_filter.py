@@ -544,7 +544,7 @@ def filter_predictions(analysed: list[Analysed], fallback: list[Prediction] | No
             fb = fallback[i] if fallback is not None else Prediction("reengineering", "yes", 1.0, "yes")
             note = {"kind": "note", "label": "fallback", "text": FALLBACK_REASON, "section": "whole"}
             label, prob = fb.label or fb.candidate, fb.probability
-            if label == "no" and not [s for s in fb.evidence if s.get("kind") != "note"]:
+            if label == "no" and not any(s.get("kind") != "note" for s in fb.evidence):
                 # No rule said "no": a tie of uniform priors (no study labels either) must not drop a thread.
                 label, prob = "yes", round(1 - prob, 4)
             preds["reengineering"] = Prediction("reengineering", label, prob, label, [*fb.evidence, note])

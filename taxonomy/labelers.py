@@ -379,11 +379,12 @@ class BuiltinLabeler(BaseEstimator):
 
         from reeng.errors import ReengWarning
 
+        rules_alone = not self.text_models_()
         missing = []
         if self.prior_source.startswith("no labels"):
             missing.append("the study's labels (its defect CSV is neither under REENG_DATA_DIR nor downloadable): "
                            "uniform priors over the taxonomy's categories, no joint decoding")
-        if not self.text_models_() and self.text_models == "annotations":
+        if rules_alone and self.text_models == "annotations":
             missing.append("the local Denchmark archive (REENG_DATA_DIR) to train its text models"
                            + (" and its two filters" if self.filter else ""))
         if self.filter:
@@ -393,7 +394,6 @@ class BuiltinLabeler(BaseEstimator):
             if self.issue_type_model is None:
                 default_defect_filter()
         if missing:
-            rules_alone = not self.text_models_()
             warnings.warn(f"the built-in labeler runs without {'; and without '.join(missing)}. Its labels "
                           + ("come from the evidence rules alone and agree far less" if rules_alone else "agree less")
                           + " with the study's raters (docs/classifier.md)", ReengWarning, stacklevel=2)

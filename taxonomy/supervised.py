@@ -46,6 +46,7 @@ UNRECORDED_EVIDENCE_SCALE = 0.5  # the weight of model files that record none (w
 # choice switched the evidence off in 6 of 25 nested folds of the NLBSE training split and scored 0.006
 # below the fixed 0.15 (0.747 vs 0.754); on those folds "higher in every fold" never switched (docs/classifier.md).
 EVIDENCE_SCALE_GRID = (EVIDENCE_SCALE, 0.0)
+FOLDS_WON_KEY = f"folds_won_by_{EVIDENCE_SCALE_GRID[1]}"  # in a model's evidence_search: the CV folds the other weight won
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 # C is chosen by cross-validation from this many training rows on (and 3 per class); below, the default C.
 MIN_ROWS_FOR_C_SEARCH = 150
@@ -286,7 +287,7 @@ def train(prepared: list[PreparedText], evidence: list[dict[str, float]] | None,
                 choices[scale] = {t: c for t, (c, _) in best.items()}
             default, other = EVIDENCE_SCALE_GRID
             wins = int((folds[other] > folds[default]).sum())
-            search["folds_won_by_" + str(other)] = wins
+            search[FOLDS_WON_KEY] = wins
             evidence_scale = other if wins == len(folds[default]) else default
             chosen_c = choices[evidence_scale]
     if not evidence_scale:
