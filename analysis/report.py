@@ -131,7 +131,14 @@ GOLD_SETS = {
                  "was developed: the scores a new corpus can expect"),
     "all": ("All gold defects with a stored thread", "Which of them the labeler was developed on is not recorded "
             "(no local Denchmark archive when it was measured)"),
+    # against the store's adjudicated labels (``reeng classify gold-eval --labels human``)
+    "annotated": ("Threads the labeler was trained on", "Human-labeled threads among the project's own annotations, "
+                  "which trained the built-in labeler's text models: its scores there are optimistic"),
+    "unannotated": ("Threads new to the labeler", "Human-labeled threads the built-in labeler never trained on: "
+                    "the scores a new corpus can expect"),
 }
+# What a gold_eval document scored against (its ``reference``), as the report names those labels.
+REFERENCE_NAMES = {"gold": "gold defects", "human_labels": "adjudicated defects (the store's human labels)"}
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -180,14 +187,16 @@ def classifier_evaluation(document: Any) -> dict[str, Any] | None:
                      "rows": [_score_row(d, v, _mapping(systems.get(d)).get("builtin_best_guess")) for d, v in dims.items()]})
     trained = [{"dimension": d, **{k: _mapping(s.get("gold_cv_by_repository")).get(k) for k in ("kappa", "kappa_ci", "n", "folds")}}
                for d, s in ((d, _mapping(systems.get(d))) for d in dims) if "gold_cv_by_repository" in s]
-    held_out = splits.get("held_out")
+    reference = document.get("reference") if document.get("reference") in REFERENCE_NAMES else "gold"
+    unseen = _mapping(splits.get("unannotated" if reference == "human_labels" else "held_out"))
     return {
+        "reference": REFERENCE_NAMES[reference], "reference_kind": reference,
         "label_source": document.get("label_source"), "threshold": document.get("threshold"),
         "note": document.get("note"),
         "defects": document.get("defects"), "threads": document.get("threads"),
         "repositories": document.get("repositories"), "missing_threads": document.get("missing_threads"),
         "sets": sets, "trained": trained,
-        "no_held_out": isinstance(held_out, dict) and not held_out.get("defects"),
+        "no_held_out": bool(unseen) and not unseen.get("defects"),
     }
 
 

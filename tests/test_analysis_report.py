@@ -109,6 +109,23 @@ def test_classifier_section_says_when_nothing_was_held_out(tmp_path):
         assert all(e in md for e in expected) and not any(a in md for a in absent), (name, md[md.index("## Classifier"):])
 
 
+def test_classifier_section_against_a_stores_own_human_labels(tmp_path):
+    """A gold-eval document scored against the store's adjudicated labels names them, titles its sets by whether
+    the built-in labeler trained on the threads, and says when no thread new to it was scored."""
+    synthetic_defects(60, seed=5)[["stage", "manifestation"]].to_csv(tmp_path / "d.csv", index=False)
+    document = gold_eval_document(development=3, held_out=0)
+    document |= {"reference": "human_labels",
+                 "splits": {"annotated": document["splits"]["development"], "unannotated": document["splits"]["held_out"]}}
+    (tmp_path / "human.json").write_text(json.dumps(document))
+    analyze(tmp_path / "d.csv", tmp_path / "out", extras={"gold_eval": tmp_path / "human.json"}, workers=1)
+    md = (tmp_path / "out" / "report.md").read_text()
+    start = md.index("## Classifier")
+    section = md[start:md.index("\n## ", start)]
+    assert "3 adjudicated defects (the store" in section and "Threads the labeler was trained on: 3 defects" in section
+    assert "nothing here measures it on threads it never saw" in section
+    assert "gold" not in section.lower()  # neither the gold wording nor the GitHub hint for gold threads
+
+
 def test_markdown_links_existing_figures(small_run):
     _, out, _ = small_run
     md = (out / "report.md").read_text()

@@ -90,6 +90,75 @@ def test_adjudicated_human_labels_feed_training(tmp_path: Path, capsys: pytest.C
     assert len(only_human.defects) == 1
 
 
+def store_with_adjudicated_labels(folder: Path) -> Path:
+    """The test store with every thread's impact and stage adjudicated (as `reeng annotate import --store` stores them)."""
+    from taxonomy.annotate import store_labels
+    from taxonomy.model import load_taxonomy
+
+    store, _ = write_store_and_gold(folder)
+    taxonomy = load_taxonomy()
+    rows = [{"issue": f"https://github.com/{repo}/issues/{10 * r + k + 1}", "defect_index": 1, "dimension": dim,
+             "label": taxonomy.dimension(dim).normalize(raw), "provenance": "adjudicated:a.csv|b.csv"}
+            for r, repo in enumerate(REPOS) for k, (_, _, impact, stage, _, _) in enumerate(KINDS)
+            for dim, raw in (("impact", impact), ("stage", stage))]
+    store_labels(open_store(store, create=False), pd.DataFrame(rows))
+    return store
+
+
+def test_train_on_a_stores_adjudicated_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --store` learns from the store's human_labels when it holds any (--labels auto), and says so;
+    --labels human on a store without them, or --labels beside --gold, is one error line."""
+    store = store_with_adjudicated_labels(tmp_path)
+    model = tmp_path / "human.skops"
+    code, out, err = run(["classify", "train", "--store", str(store), "--out", str(model), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["labels"], summary["defects"], summary["from_human_labels"]) == ("human_labels", 9, 9)
+    assert set(summary["targets"]) == {"impact", "stage"}  # what the raters labeled, not the weak labels' dimensions
+    code, out, err = run(["classify", "predict", "--model", str(model), "--store", str(store), "--threshold", "0", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["dimensions"]["impact"].get("lower_speed", 0) >= 2
+    code, out, err = run(["classify", "train", "--store", str(store), "--labels", "human", "--out", str(model)], capsys)
+    assert code == 0 and "trained on 9 labeled defects in 9 threads (9 adjudicated in human_labels)" in out, err
+
+    bare, gold = write_store_and_gold(tmp_path / "bare")
+    for args, message in ((["--store", str(bare), "--labels", "human"], "no adjudicated label"),
+                          (["--store", str(bare), "--gold", str(gold), "--labels", "weak"], "--labels chooses")):
+        code, out, err = run(["classify", "train", *args, "--out", str(tmp_path / "x.skops")], capsys)
+        assert code == 2 and message in err and err.count("error:") == 1, err
+        assert not (tmp_path / "x.skops").exists()
+
+
+def test_gold_eval_against_a_stores_adjudicated_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gold-eval --labels human` scores the built-in labeler on the store's own adjudicated labels, apart on the
+    threads among the project's annotations (its training data) and the others."""
+    store = store_with_adjudicated_labels(tmp_path)
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--labels", "human", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["reference"], result["defects"], result["missing_threads"]) == ("human_labels", 9, 0)
+    assert set(result["systems"]) == {"impact", "stage"} and result["systems"]["impact"]["builtin"]["n"] == 9
+    assert result["systems"]["impact"]["gold_cv_by_repository"]["folds"] == 3
+    splits = result["splits"]
+    assert list(splits) == ["annotated", "unannotated"]  # the test's repositories are in no annotation file
+    assert (splits["annotated"]["defects"], splits["unannotated"]["defects"]) == (0, 9)
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--labels", "human", "--no-cv"], capsys)
+    assert code == 0 and out.startswith("9 adjudicated defects in 9 threads"), err
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--labels", "human", "--gold", "g.csv"], capsys)
+    assert code == 2 and "leave out --gold" in err
+
+
+def test_gold_eval_splits_human_labels_by_the_labelers_training_threads(tmp_path: Path) -> None:
+    """A human-labeled thread among the project's shipped annotations is scored in the 'annotated' split."""
+    from taxonomy.annotations import read_annotations
+    from taxonomy.classify import _reference_splits
+
+    row = read_annotations()[0]
+    annotated = (row["repo"].lower(), int(row["number"]))
+    split_of, names = _reference_splits([annotated, ("lab/yolo", 1)], human=True)
+    assert names == ("annotated", "unannotated") and split_of == ["annotated", "unannotated"]
+
+
 def test_gold_eval_on_a_store_of_gold_threads_only(data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     store, gold = data
     code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--json"], capsys)
