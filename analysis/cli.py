@@ -104,6 +104,8 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
                 low, high = claim["ppi"]["ci"]
                 click.echo(f"{claim['statement']} (PPI): {100 * claim['ppi']['share']:.1f}% "
                            f"(95% CI {100 * low:.1f}-{100 * high:.1f}%)")
+            elif claim.get("available") and "reason" in claim["ppi"]:
+                click.echo(f"{claim['statement']} (PPI): not estimated ({claim['ppi']['reason']})")
     click.echo(f"report: {out / 'report.html'}")
 
 

@@ -188,6 +188,11 @@ def _claim(machine: Defects, human: Defects, claim: Claim, layout: _Layout) -> d
         out[side] = {"share": k / n if n else None, "ci": [float(lo), float(hi)], "numerator": k, "denominator": n}
     out["ppi"] = {"share": est, "ci": [max(low, 0.0), min(high, 1.0)], "n_human_threads": int(labeled.sum()),
                   "n_corpus_threads": layout.n_corpus}
+    if not out["human"]["denominator"]:
+        # No human-labeled defect in the claim's denominator: the classifier's error there is unmeasured, and
+        # the rectifier's variance, estimated from nothing, is zero (an 8-of-8 machine share read 100 % [100, 100]).
+        out["ppi"] |= {"share": float("nan"), "ci": [float("nan"), float("nan")],
+                       "reason": "no human-labeled defect in the denominator: the classifier's error there is unmeasured"}
     return out
 
 

@@ -86,3 +86,18 @@ def test_report_rows_and_threads_outside_the_corpus():
     with pytest.raises(ReengError, match="not in the machine-labeled corpus"):
         prediction_powered(prepare_defects(machine, "machine"), prepare_defects(stranger, "human.csv"))
     assert isinstance(pd.DataFrame(result["marginals"]["stage"]), pd.DataFrame)
+
+
+def test_a_claim_without_human_labeled_defects_in_its_denominator_is_not_estimated():
+    """No human-labeled reproducibility defect: the classifier's error among them is unmeasured, so the claim's
+    PPI share is not estimated (it read 100 % [100 %, 100 %] from a zero variance), while the others are."""
+    machine = synthetic_defects(2000, seed=5, provenance="model:builtin@1")
+    human = machine.sample(150, random_state=0).copy()
+    human.loc[human["manifestation"] == "reproducibility", "manifestation"] = "basic"
+    human["provenance"] = "lab:adjudicated"
+    result = prediction_powered(prepare_defects(machine, "machine"), prepare_defects(human, "human"))
+    claim = result["claims"]["reproducibility_in_training"]
+    assert claim["human"]["denominator"] == 0 and claim["machine"]["denominator"] > 0
+    assert np.isnan(claim["ppi"]["share"]) and "unmeasured" in claim["ppi"]["reason"]
+    other = result["claims"]["reported_by_re_users"]["ppi"]
+    assert "reason" not in other and other["ci"][0] < other["share"] < other["ci"][1]
