@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS human_labels (
 # Provenance columns added later (additively, so stores written before keep working): who decided the
 # label, the Label Studio task it came from, and when it was annotated. Sheets leave them NULL.
 HUMAN_PROVENANCE_COLUMNS = {"raters": "TEXT", "task": "TEXT", "annotated_at": "TEXT"}
+# What an adjudicator writes when a dimension gets no label (the thread does not tell); no category is spelled so.
+NO_LABEL = "none"
 
 
 def ensure_human_labels(conn: sqlite3.Connection) -> None:
@@ -176,20 +178,24 @@ def compare_sheets(path_a: Path, path_b: Path) -> tuple[dict[str, Any], pd.DataF
 
 
 def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.DataFrame:
-    """Agreed labels plus adjudicated ones, each with its provenance; unresolved disagreements are an error."""
+    """Agreed labels plus adjudicated ones, each with its provenance; unresolved disagreements are an error.
+
+    An adjudicated :data:`NO_LABEL` decides that the dimension gets no label (one rater left it empty
+    and the other's label does not hold, say); nothing is stored for it.
+    """
     from reeng.tables import read_table
     from taxonomy.agreement import read_sheet
 
     taxonomy = load_taxonomy()
     a, b = read_sheet(path_a, taxonomy), read_sheet(path_b, taxonomy)
     merged = a.merge(b, on=["issue", "position"], suffixes=("_a", "_b"))
-    decided: dict[tuple[str, int, str], str] = {}
+    decided: dict[tuple[str, int, str], str | None] = {}
     if adjudicated is not None:
         table = read_table(adjudicated, required=["issue", "defect_index", "dimension", "adjudicated"])
         for r in table.itertuples(index=False):
             if isinstance(r.adjudicated, str) and r.adjudicated.strip():
-                dim = taxonomy.dimension(str(r.dimension))
-                decided[(str(r.issue), int(r.defect_index), dim.id)] = dim.normalize(r.adjudicated)
+                dim, value = taxonomy.dimension(str(r.dimension)), r.adjudicated.strip()
+                decided[(str(r.issue), int(r.defect_index), dim.id)] = None if value.casefold() == NO_LABEL else dim.normalize(value)
     records, open_items = [], []
     for r in merged.itertuples(index=False):
         for dim in LABEL_DIMENSIONS:
@@ -198,14 +204,16 @@ def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.Dat
             va, vb = getattr(r, f"{dim}_a"), getattr(r, f"{dim}_b")
             key = (r.issue, r.position + 1, dim)
             if key in decided:
-                records.append((*key, decided[key], f"adjudicated:{path_a.name}|{path_b.name}"))
+                if decided[key] is not None:
+                    records.append((*key, decided[key], f"adjudicated:{path_a.name}|{path_b.name}"))
             elif va == vb and va is not None and not pd.isna(va):
                 records.append((*key, va, f"agreed:{path_a.name}|{path_b.name}"))
             elif not ((va is None or pd.isna(va)) and (vb is None or pd.isna(vb))):
                 open_items.append(f"{r.issue}#{r.position + 1} {dim}")
     if open_items:
         raise ReengError(f"{len(open_items)} disagreement(s) not adjudicated, e.g. {', '.join(open_items[:3])}: "
-                         "fill the 'adjudicated' column of the disagreements file and pass it with --adjudicated")
+                         "fill the 'adjudicated' column of the disagreements file (a category, or 'none' for no label) and pass it "
+                         "with --adjudicated")
     return pd.DataFrame(records, columns=["issue", "defect_index", "dimension", "label", "provenance"])
 
 

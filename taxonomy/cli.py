@@ -528,7 +528,7 @@ def export_command(store: Path, out: Path, sample: int, seed: int, model: str) -
 @click.argument("sheet_b", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("adjudication"), show_default=True,
               help="Folder for agreement.json and disagreements.csv.")
-@click.option("--adjudicated", type=click.Path(path_type=Path), help="The disagreements file with 'adjudicated' filled in.")
+@click.option("--adjudicated", type=click.Path(path_type=Path), help="The disagreements file with 'adjudicated' filled in: a category, or 'none' for no label.")
 @click.option("--store", type=click.Path(path_type=Path), help="Store the final labels (with provenance) in this store.")
 @click.option("--json", "as_json", is_flag=True)
 def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | None, store: Path | None, as_json: bool) -> None:

@@ -144,6 +144,25 @@ def test_annotation_round_trip(store: Path, tmp_path: Path, capsys: pytest.Captu
     assert [q["confidence"] for q in queued] == sorted(q["confidence"] for q in queued)
 
 
+def test_an_adjudicator_can_decide_no_label(tmp_path: Path) -> None:
+    """'none' in the adjudicated column settles a disagreement without a label; a blank one stays open."""
+    from reeng.errors import ReengError
+    from taxonomy.annotate import final_labels
+
+    urls = [f"https://github.com/lab/yolo/issues/{n}" for n in (1, 2)]
+    a = pd.DataFrame({"URL": urls, "Impact": ["Crash", None], "DL stage": ["Training", "Training"]})
+    b = pd.DataFrame({"URL": urls, "Impact": ["Crash", "Hang"], "DL stage": ["Training", "Training"]})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    decided = pd.DataFrame({"issue": [urls[1]], "defect_index": [1], "dimension": ["impact"], "adjudicated": [""]})
+    decided.to_csv(tmp_path / "open.csv", index=False)
+    with pytest.raises(ReengError, match="1 disagreement"):
+        final_labels(tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "open.csv")
+    decided.assign(adjudicated=" None ").to_csv(tmp_path / "none.csv", index=False)
+    labels = final_labels(tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "none.csv")
+    assert sorted(zip(labels["issue"], labels["dimension"])) == [(urls[0], "impact"), (urls[0], "stage"), (urls[1], "stage")]
+
+
 def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run(["annotate", "queue", "--store", str(store), "-n", "10", "--json"], capsys)
     items = json.loads(stdout)
