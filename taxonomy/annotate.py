@@ -240,6 +240,11 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
     taxonomy dimensions): one unsure dimension is enough for a human to be worth asking. With
     ``("issue_type",)`` it is the review queue of the defect-or-not decision: the threads the
     defect filter finds least likely defects (or least surely not) come first.
+
+    Threads whose text the model could not read (empty, not English, an unreadable row: every
+    ranked dimension abstained with no best guess) come last, with ``unreadable`` saying why: their
+    probability of 0 is no uncertainty, and training skips them, so labeling them first (as the
+    queue did) taught a model nothing.
     """
     ranked = tuple(dimensions or LABEL_DIMENSIONS)
     ensure_human_labels(conn)
@@ -256,9 +261,20 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
             continue
         weakest = min(probs, key=probs.__getitem__)
         items.append({"repo": repo, "number": number, "confidence": probs[weakest], "weakest_dimension": weakest,
-                      "needs_review": sum(1 for d in probs if dims[d]["needs_review"])})
-    items.sort(key=lambda x: (x["confidence"], -x["needs_review"], x["repo"], x["number"]))
+                      "needs_review": sum(1 for d in probs if dims[d]["needs_review"]),
+                      "unreadable": _unreadable([dims[d].get("evidence") for d in probs])})
+    items.sort(key=lambda x: (x["unreadable"] is not None, x["confidence"], -x["needs_review"], x["repo"], x["number"]))
     return items[:limit]
+
+
+def _unreadable(evidence: list[Any]) -> str | None:
+    """Why no dimension of a thread has a best guess (its text's flag or error), or None when one has.
+
+    A readable thread's abstention keeps its best guess (``candidate``); only a thread the model
+    could not read abstains with none, for the text's reason (:func:`taxonomy.labelers.abstain_all`).
+    """
+    reasons = [e.get("reason") if isinstance(e, dict) and e.get("candidate") is None else None for e in evidence]
+    return reasons[0] if reasons and all(reasons) and len(set(reasons)) == 1 else None
 
 
 def dumps(value: Any) -> str:

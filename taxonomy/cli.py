@@ -578,7 +578,8 @@ def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ..
         return
     for item in items:
         click.echo(f"{item['repo']}#{item['number']}  confidence {item['confidence']:.2f}  "
-                   f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)")
+                   f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)"
+                   + (f"  (text not read: {item['unreadable']})" if item["unreadable"] else ""))
 
 
 _URL_OPTION = click.option("--url", required=True, help="The Label Studio server, e.g. http://127.0.0.1:8080.")

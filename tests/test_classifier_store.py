@@ -166,8 +166,14 @@ def test_an_adjudicator_can_decide_no_label(tmp_path: Path) -> None:
 def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run(["annotate", "queue", "--store", str(store), "-n", "10", "--json"], capsys)
     items = json.loads(stdout)
-    assert code == 0 and len(items) == 4 and items[0]["number"] == 4
-    assert [i["confidence"] for i in items] == sorted(i["confidence"] for i in items)
+    assert code == 0 and len(items) == 4
+    # the empty thread's probability of 0 is no uncertainty: it comes last, saying why
+    assert (items[-1]["number"], items[-1]["unreadable"]) == (4, "empty")
+    readable = items[:-1]
+    assert all(i["unreadable"] is None for i in readable)
+    assert [i["confidence"] for i in readable] == sorted(i["confidence"] for i in readable)
+    code, stdout, _ = run(["annotate", "queue", "--store", str(store)], capsys)
+    assert stdout.splitlines()[-1].endswith("(text not read: empty)")
 
 
 def test_queue_by_issue_type_is_the_defect_or_not_review_queue(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,7 +187,9 @@ def test_queue_by_issue_type_is_the_defect_or_not_review_queue(store: Path, caps
     conn = sqlite3.connect(store)
     stored = dict(conn.execute("SELECT number, probability FROM predictions WHERE model='builtin' AND dimension='issue_type'"))
     assert code == 0 and len(items) == 4 and {i["weakest_dimension"] for i in items} == {"issue_type"}
-    assert [i["confidence"] for i in items] == sorted(stored[i["number"]] for i in items)  # least sure decision first
+    readable = [i for i in items if i["unreadable"] is None]
+    assert [i["number"] for i in items if i["unreadable"]] == [4] and items[-1]["number"] == 4
+    assert [i["confidence"] for i in readable] == sorted(stored[i["number"]] for i in readable)  # least sure decision first
     code, _, err = run(["annotate", "queue", "--store", str(store), "--dimension", "colour"], capsys)
     assert code == 2 and "colour" in err
 
