@@ -178,6 +178,22 @@ class Corpus:
 
         return store_human_defects(self.path)
 
+    def evaluate_labeler(self, *, gold: Path | str | None = None, threshold: float = 0.5, cv: bool = True) -> dict[str, Any]:
+        """The built-in labeler against human labels of this corpus's threads, as ``reeng classify gold-eval --json``.
+
+        The reference is the store's adjudicated labels (:meth:`human_labels`), or with ``gold`` a
+        defects CSV in the study's format (:func:`reeng.datasets.locate` ``("jiang2024-defects")``
+        is the study's own). Per dimension: κ and macro-F1 with 95 % bootstrap intervals, coverage at
+        ``threshold``, the best guess's scores, and with ``cv`` a model trained on the reference
+        labels, cross-validated by repository and by issue. ``splits`` scores apart the threads the
+        labeler was developed or trained on and the others: read the latter.
+        """
+        from taxonomy.classify import gold_eval
+
+        with self._open() as conn:
+            return gold_eval(conn, gold, threshold=threshold, cv=cv, progress=False,
+                             reference="gold" if gold is not None else "human_labels")
+
     def analyse(self, out: Path | str, *, sample: int | None = None, min_probability: float | None = None,
                 human: pd.DataFrame | Path | str | None = None, **options: Any):
         """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares."""

@@ -146,6 +146,11 @@ def test_gold_eval_against_a_stores_adjudicated_labels(tmp_path: Path, capsys: p
     assert code == 0 and out.startswith("9 adjudicated defects in 9 threads"), err
     code, out, err = run(["classify", "gold-eval", "--store", str(store), "--labels", "human", "--gold", "g.csv"], capsys)
     assert code == 2 and "leave out --gold" in err
+    from reeng import Corpus  # the notebook API: the same comparison, as a dict
+
+    in_notebook = Corpus(store).evaluate_labeler(cv=False)
+    assert (in_notebook["reference"], in_notebook["defects"]) == ("human_labels", 9)
+    assert in_notebook["systems"]["impact"]["builtin"]["kappa"] == result["systems"]["impact"]["builtin"]["kappa"]
 
 
 def test_gold_eval_splits_human_labels_by_the_labelers_training_threads(tmp_path: Path) -> None:
