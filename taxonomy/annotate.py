@@ -88,8 +88,15 @@ def suggestions(conn: sqlite3.Connection, ids: list[tuple[str, int]], model: str
     return stored
 
 
-def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int, model: str = "builtin") -> dict[str, Any]:
-    """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads."""
+def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int, model: str = "builtin",
+                 all_threads: bool = False) -> dict[str, Any]:
+    """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads.
+
+    The sample is drawn from the threads not yet labeled (``human_labels``: a second round never
+    puts a thread on the sheet again) and, unless ``all_threads``, that ``model``'s stored filter
+    kept (defects of a reengineering repository): the machine-labeled corpus, of which
+    ``reeng analyze --human store`` needs a random sample for its prediction-powered estimates.
+    """
     from reeng.outputs import staged_file
 
     csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
@@ -101,7 +108,16 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
     if not ids:
         raise ReengError("the store holds no threads to annotate")
-    chosen = sorted(random.Random(seed).sample(ids, min(sample, len(ids))))
+    from miner.store import table_names
+
+    labeled = {(r[0].lower(), int(r[1])) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")} \
+        if "human_labels" in table_names(conn) else set()
+    dropped = set() if all_threads else _filter_dropped(conn, model)
+    population = [k for k in ids if (k[0].lower(), int(k[1])) not in labeled | dropped]
+    if not population:
+        raise ReengError(f"no thread left to annotate: {len(labeled)} already labeled, {len(dropped)} dropped by "
+                         f"{model!r}'s filter" + ("" if all_threads else " (--all-threads puts those on the sheet too)"))
+    chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
     stored = suggestions(conn, chosen, model)
     titles = dict(((r["repo"], r["number"]), r["title"]) for r in conn.execute("SELECT repo, number, title FROM issues"))
     rows = []
@@ -132,7 +148,25 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
         definitions.to_csv(tmp_defs, index=False)
         for tmp in (tmp_csv, tmp_xlsx, tmp_defs):
             _umask_mode(tmp)
-    return {"threads": len(rows), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
+    keys = {(repo.lower(), int(number)) for repo, number in ids}
+    return {"threads": len(rows), "population": len(population), "already_labeled": len(labeled & keys),
+            "dropped_by_filter": len((dropped & keys) - labeled), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
+
+
+def _filter_dropped(conn: sqlite3.Connection, model: str) -> set[tuple[str, int]]:
+    """(lower-case repo, number) of the threads ``model``'s stored filter decisions drop (not a defect, not reengineering)."""
+    from miner.store import table_names
+    from taxonomy.predictions import FILTER_DROPS
+
+    if "predictions" not in table_names(conn):
+        return set()
+    out = set()
+    for dim, labels in FILTER_DROPS.items():
+        marks = ", ".join("?" * len(labels))
+        rows = conn.execute(f"SELECT repo, number FROM predictions WHERE model = ? AND dimension = ? AND label IN ({marks})",
+                            (model, dim, *sorted(labels)))
+        out |= {(r[0].lower(), int(r[1])) for r in rows}
+    return out
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -514,13 +514,18 @@ def annotate_group() -> None:
 @click.option("--sample", default=50, show_default=True, help="How many threads to put on the sheet.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Whose stored predictions to suggest.")
-def export_command(store: Path, out: Path, sample: int, seed: int, model: str) -> None:
+@click.option("--all-threads", is_flag=True, help="Also sample the threads the model's filter dropped (not a defect, not "
+              "reengineering); by default the sheet is a random sample of the kept ones, the corpus `analyze --human` corrects.")
+def export_command(store: Path, out: Path, sample: int, seed: int, model: str, all_threads: bool) -> None:
     """Write a labeling sheet (CSV and XLSX) with suggestions and the instrument's definitions."""
     from miner.store import open_store
     from taxonomy.annotate import export_sheet
 
-    result = export_sheet(open_store(store, create=False), out, sample=sample, seed=seed, model=model)
-    click.echo(f"{result['threads']} threads: " + ", ".join(result["files"]))
+    result = export_sheet(open_store(store, create=False), out, sample=sample, seed=seed, model=model, all_threads=all_threads)
+    left_out = [f"{result['already_labeled']} already labeled"] + (
+        [f"{result['dropped_by_filter']} dropped by the filter"] if not all_threads else [])
+    click.echo(f"{result['threads']} threads drawn from {result['population']} ({', '.join(left_out)} left out): "
+               + ", ".join(result["files"]))
 
 
 @annotate_group.command("import")

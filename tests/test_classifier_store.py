@@ -144,6 +144,35 @@ def test_annotation_round_trip(store: Path, tmp_path: Path, capsys: pytest.Captu
     assert [q["confidence"] for q in queued] == sorted(q["confidence"] for q in queued)
 
 
+def test_export_draws_from_the_kept_threads_not_yet_labeled(store: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A second sheet never repeats a labeled thread, and leaves out what the filter dropped unless --all-threads:
+    the sheet is then a random sample of the machine-labeled corpus that `analyze --human` corrects."""
+    from taxonomy.annotate import store_labels
+
+    conn = sqlite3.connect(store)
+    store_labels(conn, pd.DataFrame([{"issue": "https://github.com/acme/detector/issues/1", "defect_index": 1,
+                                      "dimension": "impact", "label": "crash", "provenance": "agreed:a|b"}]))
+    with conn:
+        conn.execute("UPDATE predictions SET label = 'no' WHERE number = 2 AND dimension = 'reengineering'")
+    conn.close()
+    sheets = {}
+    for name, extra in (("kept", []), ("all", ["--all-threads"])):
+        code, out, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / name), "--sample", "10",
+                              *extra], capsys)
+        assert code == 0, err
+        sheets[name] = sorted(int(u.rsplit("/", 1)[1]) for u in pd.read_csv(tmp_path / f"{name}.csv")["URL"])
+    assert sheets == {"kept": [3, 4], "all": [2, 3, 4]}
+    code, out, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "again"), "--sample", "1"], capsys)
+    assert code == 0 and out.startswith("1 threads drawn from 2 (1 already labeled, 1 dropped by the filter left out)"), out
+    conn = sqlite3.connect(store)
+    store_labels(conn, pd.DataFrame([{"issue": f"https://github.com/acme/detector/issues/{n}", "defect_index": 1,
+                                      "dimension": "impact", "label": "crash", "provenance": "agreed:a|b"} for n in (3, 4)]))
+    conn.close()
+    code, out, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "none"), "--sample", "1"], capsys)
+    assert code == 2 and "no thread left to annotate: 3 already labeled, 1 dropped" in err and not (tmp_path / "none.csv").exists()
+
+
 def test_an_adjudicator_can_decide_no_label(tmp_path: Path) -> None:
     """'none' in the adjudicated column settles a disagreement without a label; a blank one stays open."""
     from reeng.errors import ReengError
