@@ -138,14 +138,16 @@ class Corpus:
     # --- labeling and findings --------------------------------------------------------------
 
     def label(self, threshold: float = 0.5, embedding_model: Path | str | None = None,
-              issue_type_model: Path | str | None = None) -> pd.DataFrame:
+              issue_type_model: Path | str | None = None, adapt: bool = False) -> pd.DataFrame:
         """Label every thread with the built-in classifier; the predictions go into the store and are returned.
 
         ``embedding_model``: a local sentence-transformers folder; the built-in text models then
         also read sentence embeddings (optional; slower, measured in ``docs/classifier.md``).
         ``issue_type_model``: a model file trained (``reeng classify train --data``) on issues
         labeled bug / feature / question; it decides defect or not after the rules, in the defect
-        filter's place (for a corpus mined from all issues, not only bug reports).
+        filter's place (for a corpus mined from all issues, not only bug reports). ``adapt``: its text
+        models also learn the store's adjudicated labels, the labeled threads labeled by models trained
+        without them (``reeng classify predict --builtin --adapt``).
         """
         from taxonomy import classify
         from taxonomy.predictions import read_predictions, write_predictions
@@ -159,7 +161,12 @@ class Corpus:
         version = classify.builtin_version(folder, types)  # a bad folder or model fails here, before the long pass
         with self._open() as conn:
             ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
-            preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder, issue_type_model=types)
+            if adapt:
+                preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, embedding_model=folder,
+                                                              issue_type_model=types)
+                version += f"+adapted-{adapted['labels_sha256'][:12]}"
+            else:
+                preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder, issue_type_model=types)
             write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
             return pd.DataFrame(read_predictions(conn, "builtin"))
 
@@ -178,7 +185,8 @@ class Corpus:
 
         return store_human_defects(self.path)
 
-    def evaluate_labeler(self, *, gold: Path | str | None = None, threshold: float = 0.5, cv: bool = True) -> dict[str, Any]:
+    def evaluate_labeler(self, *, gold: Path | str | None = None, threshold: float = 0.5, cv: bool = True,
+                         adapt: bool = False) -> dict[str, Any]:
         """The built-in labeler against human labels of this corpus's threads, as ``reeng classify gold-eval --json``.
 
         The reference is the store's adjudicated labels (:meth:`human_labels`), or with ``gold`` a
@@ -186,12 +194,13 @@ class Corpus:
         is the study's own). Per dimension: κ and macro-F1 with 95 % bootstrap intervals, coverage at
         ``threshold``, the best guess's scores, and with ``cv`` a model trained on the reference
         labels, cross-validated by repository and by issue. ``splits`` scores apart the threads the
-        labeler was developed or trained on and the others: read the latter.
+        labeler was developed or trained on and the others: read the latter. ``adapt`` (no ``gold``):
+        the labeler adapted to those labels, each thread labeled by models trained without its own.
         """
         from taxonomy.classify import gold_eval
 
         with self._open() as conn:
-            return gold_eval(conn, gold, threshold=threshold, cv=cv, progress=False,
+            return gold_eval(conn, gold, threshold=threshold, cv=cv, progress=False, adapt=adapt,
                              reference="gold" if gold is not None else "human_labels")
 
     def analyse(self, out: Path | str, *, sample: int | None = None, min_probability: float | None = None,

@@ -152,11 +152,13 @@ def analyse_store(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = 
 
 def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
                         embedding_model: Path | None = None, progress: bool = True,
-                        workers: int | None = None, issue_type_model: TextModel | None = None) -> list[dict[str, Prediction]]:
+                        workers: int | None = None, issue_type_model: TextModel | None = None,
+                        text_models: dict[str, TextModel] | None = None) -> list[dict[str, Prediction]]:
     """The built-in labeler's predictions, with each thread's framework (``embedding_model``: its text models
     also read sentence embeddings from that local folder; ``issue_type_model``: a user's issue-type model,
     :func:`taxonomy.defect_filter.load_issue_type_model`, decides defect or not where the rules leave a
-    defect), in chunks behind a progress bar on stderr.
+    defect; ``text_models``: its text models in the default ones' place, e.g.
+    :func:`taxonomy.annotations.adapted_text_models`), in chunks behind a progress bar on stderr.
 
     The chunks are labeled in ``workers`` processes (default: as many as the evidence pass uses),
     thread by thread, so neither the chunks nor the workers change a label. With sentence
@@ -166,8 +168,9 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     from reeng.progress import progress_bar
     from taxonomy.batch import chunked, default_workers, map_chunks
 
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model,
-                             issue_type_model=issue_type_model).ready()
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, issue_type_model=issue_type_model,
+                             **({"text_models": text_models} if text_models is not None else {"embedding_model": embedding_model})
+                             ).ready()
     if embedding_model is not None or len(analysed) <= LABEL_CHUNK:
         workers = 1
     preds: list[dict[str, Prediction]] = []
@@ -177,6 +180,72 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
             preds.extend(done)
             bar.advance(task, len(done))
     return with_framework(analysed, preds)
+
+
+ADAPT_FOLDS = 5  # cross-fitting folds over the adjudicated threads when the labeler is adapted to a store
+
+
+def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], analysed: list[Analysed],
+                        threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
+                        embedding_model: Path | None = None, issue_type_model: TextModel | None = None,
+                        progress: bool = True) -> tuple[list[dict[str, Prediction]], dict[str, Any]]:
+    """``classify predict --builtin --adapt``: the built-in labeler with its text models trained also on the
+    store's adjudicated labels (:func:`taxonomy.annotations.adapted_text_models`), one row per defect.
+
+    The threads that carry those labels are labeled by models trained without them
+    (cross-fitting: :data:`ADAPT_FOLDS` folds of those threads, each labeled by models trained on
+    the others'), so their predictions stay out of sample: ``gold-eval --labels human`` and the
+    prediction-powered estimates of ``analyze --human store``, which read exactly those threads'
+    predictions, stay honest. Returns the predictions in ``analysed``'s order and what they learned
+    from (``defects``, ``threads``, ``folds``, ``labels_sha256``).
+    """
+    import hashlib
+    import json
+
+    from sklearn.model_selection import KFold
+
+    from taxonomy.annotations import adapted_text_models
+
+    position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
+    table = human_label_table(conn)
+    rows: list[tuple[int, dict[str, str | None]]] = []
+    for record in table.itertuples(index=False):
+        i = position.get(_key(record.owner, record.repo, record.number))
+        if i is not None and analysed[i].prepared is not None and analysed[i].prepared.english:
+            rows.append((i, {d: None if pd.isna(getattr(record, d)) else str(getattr(record, d)) for d in LABEL_DIMENSIONS}))
+    if not rows:
+        raise ReengError("--adapt learns from the store's adjudicated labels (human_labels), and none labels a stored "
+                         "thread with English text: label a sample first (`reeng annotate export` and `import --store`)")
+    space = BuiltinLabeler(filter=False, text_models=None).space
+
+    def models_without(held: set[int]) -> dict[str, TextModel]:
+        kept = [(i, labels) for i, labels in rows if i not in held]
+        return adapted_text_models(space, [analysed[i] for i, _ in kept], [labels for _, labels in kept], embedding_model)
+
+    from reeng.progress import progress_bar
+
+    options = {"threshold": threshold, "decision": decision, "issue_type_model": issue_type_model}
+    threads = sorted({i for i, _ in rows})
+    folds = min(ADAPT_FOLDS, len(threads))
+    splits = list(KFold(folds, shuffle=True, random_state=0).split(threads)) if folds >= 2 else [((), range(len(threads)))]
+    with progress_bar(progress) as bar:  # each step trains the text models once more (seconds each)
+        task = bar.add_task("adapting", total=len(splits) + 1)
+        models = models_without(set())
+        bar.advance(task)
+        cross_fitted: dict[int, dict[str, Prediction]] = {}
+        for _, test in splits:
+            held = sorted(threads[j] for j in test)
+            # one labeled thread alone: the default models, which never saw it
+            fold_models = models_without(set(held)) if folds >= 2 else None
+            cross_fitted.update(zip(held, builtin_predictions([analysed[i] for i in held], text_models=fold_models,
+                                                              progress=False, workers=1, embedding_model=embedding_model,
+                                                              **options)))
+            bar.advance(task)
+    preds = builtin_predictions(analysed, text_models=models, progress=progress, embedding_model=embedding_model, **options)
+    for i, pred in cross_fitted.items():
+        preds[i] = pred
+    digest = hashlib.sha256(json.dumps(sorted((ids[i], sorted(labels.items())) for i, labels in rows)).encode()).hexdigest()
+    return preds, {"defects": len(rows), "threads": len(threads), "folds": folds, "labels_sha256": digest}
 
 
 def builtin_version(embedding_model: Path | None = None, issue_type_model: TextModel | None = None) -> str:
@@ -377,12 +446,14 @@ def _without_bucket(truth: list[str], pred: list[str | None]) -> tuple[list[str]
 
 def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: int | None = None, threshold: float = DEFAULT_THRESHOLD,
               cv: bool = True, progress: bool = True, decision: str = DEFAULT_DECISION,
-              embedding_model: Path | None = None, reference: str = "gold") -> dict[str, Any]:
+              embedding_model: Path | None = None, reference: str = "gold", adapt: bool = False) -> dict[str, Any]:
     """Machine vs human labels for every gold defect whose thread is in the store, per dimension.
 
     ``reference``: ``gold`` (the defects of ``gold_csv``, the study's format) or ``human_labels``
     (the store's adjudicated labels from ``reeng annotate``, ``gold_csv`` unused): a researcher's
-    own labeled sample of a new corpus.
+    own labeled sample of a new corpus. ``adapt`` (with ``human_labels``): the built-in labeler adapted
+    to those labels (:func:`adapted_predictions`), each thread labeled by models trained without its
+    own labels: what the adapted labeler can be expected to reach on the corpus's other threads.
 
     Two systems: the built-in labeler (no training on text; abstains below ``threshold``; best
     guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
@@ -403,6 +474,8 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}")
     human = reference == "human_labels"
+    if adapt and not human:
+        raise ReengError("adapting the labeler learns from the store's adjudicated labels: score it against them (--labels human)")
     join = join_gold(conn, None if human else gold_csv, human=human, progress=progress)
     if join.defects.empty:
         return {"reference": reference, "threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
@@ -410,13 +483,21 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
                 else "no gold issue has its thread in this store"}
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
     unique = sorted(set(join.rows))
-    builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
+    adapted = None
+    if adapt:  # every thread of the join is a labeled one: its predictions are all cross-fitted
+        preds, adapted = adapted_predictions(conn, join.ids, join.analysed, threshold, decision, embedding_model,
+                                             progress=progress)
+        builtin = {i: preds[i] for i in unique}
+    else:
+        builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
     labels = gold_training_labels(join)
     groups = join.groups_issue
     repos = join.groups_repo
     result: dict[str, Any] = {
-        "reference": reference, "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
-        "missing_threads": join.missing, "threshold": threshold, "decision": decision, "label_source": labeler.source,
+        "reference": reference, "adapted": adapted, "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
+        "missing_threads": join.missing, "threshold": threshold, "decision": decision,
+        "label_source": labeler.source + (f"; adapted to the store's {adapted['defects']} adjudicated defects, each "
+                                          "thread labeled by models trained without its own labels" if adapted else ""),
         "embedding_model": identity(embedding_model) if embedding_model is not None else None,
         "dimensions": {}, "systems": {},
         "note": "the store's adjudicated labels; on threads among the project's annotations the built-in labeler's "

@@ -385,9 +385,13 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
               help="With --builtin: a model trained (`reeng classify train --data`) on issues labeled bug / feature / "
                    "question decides defect or not after the rules, in the defect filter's place. For a store mined "
                    "from all issues, not only bug reports: train it on a labeled sample of that corpus.")
+@click.option("--adapt", is_flag=True,
+              help="With --builtin: its text models also learn from the store's adjudicated labels (human_labels); "
+                   "the labeled threads themselves are labeled by models trained without them (cross-fitting).")
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(model_path: Path | None, builtin: bool, store: Path, threshold: float, out_dir: Path | None,
-                    embedding_model: Path | None, decision: str, issue_type_model: Path | None, as_json: bool) -> None:
+                    embedding_model: Path | None, decision: str, issue_type_model: Path | None, adapt: bool,
+                    as_json: bool) -> None:
     """Label every thread of a store; labels, probabilities and evidence go into its predictions table."""
     from taxonomy import classify, supervised
     from taxonomy.predictions import write_predictions
@@ -397,6 +401,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         raise ReengError("predict needs exactly one of --model MODEL or --builtin")
     if issue_type_model is not None and not builtin:
         raise ReengError("--issue-type-model goes with --builtin (a trained --model predicts its own label columns)")
+    if adapt and not builtin:
+        raise ReengError("--adapt goes with --builtin (train a --model on the store's labels with `classify train --store`)")
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
     types = None
     if issue_type_model is not None:
@@ -407,7 +413,11 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     conn = _open_nonempty(store)
     started = time.perf_counter()
     ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
-    if model is None:
+    adapted = None
+    if model is None and adapt:
+        preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, decision, embedding_model, types)
+        name, version = "builtin", f"{version}+adapted-{adapted['labels_sha256'][:12]}"
+    elif model is None:
         preds = classify.builtin_predictions(analysed, threshold, decision, embedding_model, issue_type_model=types)
         name = "builtin"
     else:
@@ -422,7 +432,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         with staged_dir(out_dir) as staging:
             write_table(machine_defects(conn, name), staging, "defects")
     summary: dict[str, Any] = {"threads": len(ids), "rows": written, "model": name, "version": version,
-                               "seconds": round(time.perf_counter() - started, 1), "dimensions": {}}
+                               "seconds": round(time.perf_counter() - started, 1), "adapted": adapted, "dimensions": {}}
     for dim in (preds[0] if preds else {}):
         labels = [p[dim].label for p in preds]
         counts: dict[str, int] = {}
@@ -433,6 +443,9 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         _echo_json(summary)
         return
     click.echo(f"{len(ids)} threads labeled by {name}@{version} in {summary['seconds']} s ({written} prediction rows)")
+    if adapted is not None:
+        click.echo(f"adapted: its text models also learned {adapted['defects']} adjudicated defects of {adapted['threads']} "
+                   f"threads; those threads were labeled by models trained without them ({adapted['folds']} folds)")
     for dim, counts in summary["dimensions"].items():
         click.echo(f"  {dim}: " + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6]))
 
@@ -443,6 +456,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @click.option("--labels", "reference", type=click.Choice(GOLD_EVAL_LABELS), default="gold", show_default=True,
               help="Score against the gold CSV, or 'human': the store's adjudicated labels (human_labels, from "
                    "`reeng annotate import --store` or `annotate pull`), a labeled sample of your own corpus.")
+@click.option("--adapt", is_flag=True, help="With --labels human: score the labeler adapted to those labels "
+              "(`predict --builtin --adapt`), each thread labeled by models trained without its own labels.")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="The built-in labeler abstains below this probability.")
 @click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
@@ -454,8 +469,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
               help="Local sentence-transformers model folder: the built-in labeler's text models and the "
                    "cross-validated gold model also read sentence embeddings.")
 @click.option("--json", "as_json", is_flag=True)
-def gold_eval_command(store: Path, gold: Path | None, reference: str, threshold: float, reliability: Path | None, cv: bool,
-                      decision: str, embedding_model: Path | None, as_json: bool) -> None:
+def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: bool, threshold: float, reliability: Path | None,
+                      cv: bool, decision: str, embedding_model: Path | None, as_json: bool) -> None:
     """Machine vs human labels (the gold defects, or the store's adjudicated labels) of the stored threads, with 95 % intervals."""
     from reeng.datasets import locate
     from taxonomy.classify import gold_eval, gold_split_lines
@@ -471,7 +486,7 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, threshold:
         embedding_model = check_model(embedding_model)  # fail before the long pass, not after
     result = gold_eval(_open_nonempty(store), None if human else gold or locate("jiang2024-defects"), threshold=threshold,
                        cv=cv, decision=decision, embedding_model=embedding_model,
-                       reference="human_labels" if human else "gold")
+                       reference="human_labels" if human else "gold", adapt=adapt)
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot

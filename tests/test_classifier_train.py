@@ -153,6 +153,55 @@ def test_gold_eval_against_a_stores_adjudicated_labels(tmp_path: Path, capsys: p
     assert in_notebook["systems"]["impact"]["builtin"]["kappa"] == result["systems"]["impact"]["builtin"]["kappa"]
 
 
+def test_the_labeler_adapted_to_a_stores_labels_is_cross_fitted_on_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --builtin --adapt` retrains the text models with the store's adjudicated labels added, and labels
+    each labeled thread by models trained without its own labels (cross-fitting), so gold-eval and PPI, which read
+    exactly those predictions, stay out of sample; `gold-eval --labels human --adapt` scores that."""
+    from taxonomy import annotations, classify
+    from taxonomy.defect_filter import local_archive
+
+    store = store_with_adjudicated_labels(tmp_path)
+    code, out, err = run(["classify", "predict", "--model", "m.skops", "--adapt", "--store", str(store)], capsys)
+    assert code == 2 and "--adapt goes with --builtin" in err
+    bare, _ = write_store_and_gold(tmp_path / "bare")
+    code, out, err = run(["classify", "predict", "--builtin", "--adapt", "--store", str(bare)], capsys)
+    assert code == 2 and err.count("error:") == 1 and ("adjudicated labels" in err or "Denchmark archive" in err), err
+    from reeng import Corpus, ReengError
+
+    with pytest.raises(ReengError):
+        Corpus(bare).label(adapt=True)
+    if local_archive() is None:
+        pytest.skip("adapting needs the text models' training threads (REENG_DATA_DIR)")
+    trained_with: list[int] = []
+    original = annotations.adapted_text_models
+
+    def spy(space, analysed, labels, embedding_model=None):
+        trained_with.append(len(analysed))
+        return original(space, analysed, labels, embedding_model)
+
+    monkeypatch.setattr(annotations, "adapted_text_models", spy)
+    monkeypatch.setattr(classify, "ADAPT_FOLDS", 2)
+    code, out, err = run(["classify", "predict", "--builtin", "--adapt", "--store", str(store), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["version"].startswith(f"{BUILTIN_VERSION}+adapted-") and len(summary["version"].rsplit("-", 1)[1]) == 12
+    assert {k: summary["adapted"][k] for k in ("defects", "threads", "folds")} == {"defects": 9, "threads": 9, "folds": 2}
+    assert sorted(trained_with) == [4, 5, 9]  # all labels once (for the other threads), and each fold without its own
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--labels", "human", "--adapt", "--no-cv", "--json"],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["adapted"]["defects"] == 9 and "adapted to the store's 9 adjudicated defects" in result["label_source"]
+    assert result["systems"]["impact"]["builtin"]["n"] == 9
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--adapt", "--no-cv"], capsys)
+    assert code == 2 and "--labels human" in err
+    from reeng import Corpus  # the notebook API: the same adapted labels, the same version
+
+    labeled = Corpus(store).label(adapt=True)
+    assert set(labeled["model_version"]) == {summary["version"]}
+
+
 def test_gold_eval_splits_human_labels_by_the_labelers_training_threads(tmp_path: Path) -> None:
     """A human-labeled thread among the project's shipped annotations is scored in the 'annotated' split."""
     from taxonomy.annotations import read_annotations
