@@ -199,11 +199,9 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     predictions, stay honest. Returns the predictions in ``analysed``'s order and what they learned
     from (``defects``, ``threads``, ``folds``, ``labels_sha256``).
     """
-    import hashlib
-    import json
-
     from sklearn.model_selection import KFold
 
+    from reeng.progress import progress_bar
     from taxonomy.annotations import adapted_text_models
 
     position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
@@ -221,8 +219,6 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     def models_without(held: set[int]) -> dict[str, TextModel]:
         kept = [(i, labels) for i, labels in rows if i not in held]
         return adapted_text_models(space, [analysed[i] for i, _ in kept], [labels for _, labels in kept], embedding_model)
-
-    from reeng.progress import progress_bar
 
     options = {"threshold": threshold, "decision": decision, "issue_type_model": issue_type_model}
     threads = sorted({i for i, _ in rows})
@@ -244,8 +240,18 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     preds = builtin_predictions(analysed, text_models=models, progress=progress, embedding_model=embedding_model, **options)
     for i, pred in cross_fitted.items():
         preds[i] = pred
-    digest = hashlib.sha256(json.dumps(sorted((ids[i], sorted(labels.items())) for i, labels in rows)).encode()).hexdigest()
-    return preds, {"defects": len(rows), "threads": len(threads), "folds": folds, "labels_sha256": digest}
+    return preds, {"defects": len(rows), "threads": len(threads), "folds": folds,
+                   "labels_sha256": labels_digest([(ids[i], labels) for i, labels in rows])}
+
+
+def labels_digest(rows: list[tuple[tuple[str, int], dict[str, str | None]]]) -> str:
+    """SHA-256 of labeled defects ((repo, number), labels by dimension), whatever their order: what an
+    adapted labeler learned from, for its version."""
+    import hashlib
+    import json
+
+    records = sorted(json.dumps([list(key), labels], sort_keys=True) for key, labels in rows)
+    return hashlib.sha256("\n".join(records).encode()).hexdigest()
 
 
 def builtin_version(embedding_model: Path | None = None, issue_type_model: TextModel | None = None) -> str:

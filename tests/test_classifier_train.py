@@ -202,6 +202,17 @@ def test_the_labeler_adapted_to_a_stores_labels_is_cross_fitted_on_them(
     assert set(labeled["model_version"]) == {summary["version"]}
 
 
+def test_the_adapted_labels_digest_ignores_order_and_takes_missing_labels() -> None:
+    """Two defects of one thread, one with a dimension left empty: a digest in any order (sorting the raw
+    tuples compared None with a label and failed)."""
+    from taxonomy.classify import labels_digest
+
+    rows = [(("lab/yolo", 1), {"stage": None, "impact": "crash"}), (("lab/yolo", 1), {"stage": "training", "impact": "crash"}),
+            (("lab/yolo", 2), {"stage": "training", "impact": None})]
+    assert labels_digest(rows) == labels_digest(rows[::-1]) != labels_digest(rows[:2])
+    assert len(labels_digest(rows)) == 64
+
+
 def test_gold_eval_splits_human_labels_by_the_labelers_training_threads(tmp_path: Path) -> None:
     """A human-labeled thread among the project's shipped annotations is scored in the 'annotated' split."""
     from taxonomy.annotations import read_annotations
