@@ -243,7 +243,7 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
             summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
     else:
         if data is None or not label_col:
-            raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (weak labels)")
+            raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (its adjudicated or weak labels)")
         table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=evidence and not fast)
         model, summary = classify.train_table(table, label_col, fast=fast,
                                               params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
