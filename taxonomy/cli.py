@@ -588,7 +588,7 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
                    "issue_type gives the defect-or-not review queue, least likely defects first.")
 @click.option("--json", "as_json", is_flag=True)
 def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ...], as_json: bool) -> None:
-    """The threads to label next, least confident first (active learning)."""
+    """The threads to label next, least confident first (active learning; not a random sample: for analyze --human use annotate export)."""
     from miner.store import open_store
     from taxonomy.annotate import queue
 
