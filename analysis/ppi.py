@@ -197,16 +197,42 @@ def _claim(machine: Defects, human: Defects, claim: Claim, layout: _Layout) -> d
     return out
 
 
+def _queue_warning(human: Defects) -> str | None:
+    """What to say when queue-chosen threads are among the human-labeled ones, warned once; None when none are."""
+    import warnings
+
+    from reeng.errors import ReengWarning
+
+    frame = human.frame
+    if "chosen_by_queue" not in frame:
+        return None
+    chosen = frame.loc[frame["chosen_by_queue"].fillna(False).astype(bool), "issue_url"].nunique()
+    if not chosen:
+        return None
+    text = (f"{chosen} of the {frame['issue_url'].nunique()} human-labeled threads were chosen by the active-learning "
+            "queue (annotate push --queue), not at random: the prediction-powered estimates assume a random sample "
+            "of the corpus and are biased by them; label a random sample (annotate export, or push --sample)")
+    warnings.warn(text, ReengWarning, stacklevel=3)
+    return text
+
+
 def prediction_powered(machine: Defects, human: Defects) -> dict[str, Any]:
-    """Every marginal share, cross-table cell share and claim: machine-only, human-only and PPI, side by side."""
+    """Every marginal share, cross-table cell share and claim: machine-only, human-only and PPI, side by side.
+
+    Human-labeled threads that the active-learning queue chose (a ``chosen_by_queue`` column, from
+    the store's ``queued_threads``) are the model's hardest, not a random sample: the estimates
+    would be biased by them. They are counted in ``warning`` and said once as a
+    :class:`reeng.errors.ReengWarning` (one ``warning:`` line on the terminal).
+    """
     check_human_threads(machine, human)
+    warning = _queue_warning(human)
     machine, human = _plain(machine), _plain(human)
     layout = _Layout.of(machine, human)
     tax = machine.taxonomy
     out: dict[str, Any] = {"method": "prediction-powered inference (PPI++, Angelopoulos et al. 2023)",
                            "n_corpus_threads": int(machine.frame["issue_url"].nunique()),
                            "n_human_threads": int(human.frame["issue_url"].nunique()),
-                           "marginals": {}, "tables": {}, "claims": {}}
+                           "warning": warning, "marginals": {}, "tables": {}, "claims": {}}
     for dim_id in [d for d in machine.dimensions if d in human.dimensions]:
         dim = tax.dimension(dim_id)
         cats = category_order(dim, set(machine.frame[dim_id].dropna()) | set(human.frame[dim_id].dropna()))

@@ -39,6 +39,8 @@ def store_human_defects(store: Path | str) -> pd.DataFrame:
         if "human_labels" not in present:
             raise ReengError(f"{store}: the store holds no human labels (reeng annotate import writes them)")
         long = pd.read_sql_query("SELECT repo, number, defect_index, dimension, label, provenance FROM human_labels", conn)
+        queued = {(r[0].lower(), int(r[1])) for r in conn.execute("SELECT repo, number FROM queued_threads")} \
+            if "queued_threads" in present else set()
     finally:
         conn.close()
     if long.empty:
@@ -51,6 +53,9 @@ def store_human_defects(store: Path | str) -> pd.DataFrame:
     wide["owner"], wide["repo"] = owner_name[0], owner_name[2]
     wide["issue_url"] = [canonical_issue_url(o, n, int(num)) for o, n, num in zip(wide["owner"], wide["repo"], wide["number"])]
     wide["provenance"] = prov.to_numpy()
+    # threads the active-learning queue chose (`annotate push --queue`): not a random sample (analysis.ppi warns)
+    wide["chosen_by_queue"] = [(f"{o}/{n}".lower(), int(num)) in queued
+                               for o, n, num in zip(wide["owner"], wide["repo"], wide["number"])]
     wide.attrs["source"] = f"{store} (human_labels)"
     return wide
 

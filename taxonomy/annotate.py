@@ -41,6 +41,17 @@ CREATE TABLE IF NOT EXISTS human_labels (
 # Provenance columns added later (additively, so stores written before keep working): who decided the
 # label, the Label Studio task it came from, and when it was annotated. Sheets leave them NULL.
 HUMAN_PROVENANCE_COLUMNS = {"raters": "TEXT", "task": "TEXT", "annotated_at": "TEXT"}
+# Threads the active-learning queue handed out for labeling (``annotate push --queue``): the model's hardest, not a
+# random sample, which prediction-powered estimates from their labels would need (analysis.ppi warns).
+QUEUED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queued_threads (
+    repo         TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    via          TEXT NOT NULL,
+    queued_at    TEXT NOT NULL,
+    PRIMARY KEY (repo, number)
+);
+"""
 # What an adjudicator writes when a dimension gets no label (the thread does not tell); no category is spelled so.
 NO_LABEL = "none"
 
@@ -52,6 +63,14 @@ def ensure_human_labels(conn: sqlite3.Connection) -> None:
     for name, kind in HUMAN_PROVENANCE_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE human_labels ADD COLUMN {name} {kind}")
+
+
+def record_queued(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]], via: str) -> None:
+    """Record that the queue handed these threads out for labeling (``queued_threads``); the caller holds the transaction."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    conn.execute(QUEUED_SCHEMA)
+    conn.executemany("INSERT OR IGNORE INTO queued_threads (repo, number, via, queued_at) VALUES (?, ?, ?, ?)",
+                     [(repo, int(number), via, now) for repo, number in keys])
 
 
 def write_human_labels(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from reeng.errors import ReengError
-from taxonomy.annotate import ensure_human_labels, queue, suggestions, write_human_labels
+from taxonomy.annotate import ensure_human_labels, queue, record_queued, suggestions, write_human_labels
 from taxonomy.annotate_config import (DEFAULT_DEFECT_SLOTS, OutsideTaxonomy, labeling_config, parse_result, result_item,
                                       taxonomy_tag, thread_html)
 from taxonomy.model import Taxonomy, load_taxonomy
@@ -226,6 +226,9 @@ def push(conn: sqlite3.Connection, studio: Studio, project: str, *, sample: int 
         tasks.append(task)
     for start in range(0, len(tasks), 250):
         studio.import_tasks(proj.id, tasks[start:start + 250])
+    if queue_size is not None and todo:
+        with conn:
+            record_queued(conn, todo, f"annotate push --queue: {project}")
     return {"project": project, "project_id": proj.id, "created": created, "url": f"{studio.url}/projects/{proj.id}",
             "threads": len(ids), "imported": len(tasks), "already_there": len(ids) - len(todo),
             "with_predictions": sum(1 for t in tasks if "predictions" in t)}

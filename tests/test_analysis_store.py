@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from analysis.store_defects import store_machine_defects
@@ -43,7 +44,7 @@ def test_analyze_store_with_human_labels_reports_three_intervals(store, reeng, t
     run = reeng("analyze", "--store", str(root / "s.db"), "--human", str(tmp_path / "human.csv"), "--out", str(out),
                "--formats", "png")
     assert run.returncode == 0, run.stderr
-    assert "(PPI)" in run.stdout
+    assert "(PPI)" in run.stdout and "warning:" not in run.stderr
     ppi = json.loads((out / "ppi.json").read_text())
     row = ppi["marginals"]["stage"][0]
     assert {"machine", "human", "ppi"} <= set(row)
@@ -54,6 +55,30 @@ def test_analyze_store_with_human_labels_reports_three_intervals(store, reeng, t
             in html and "corrects the shares for its errors" in html)
     provenance = json.loads((out / "provenance.json").read_text())
     assert any(i["path"].endswith("s.db") for i in provenance["inputs"])
+
+
+def test_ppi_warns_when_the_active_learning_queue_chose_human_labeled_threads(reeng, tmp_path):
+    """Threads handed out by `annotate push --queue` are the model's hardest, not a random sample: analyze --human
+    store still runs, and says so once on the terminal, in ppi.json and in the report."""
+    from taxonomy.annotate import record_queued, store_labels
+
+    truth = make_store(tmp_path / "q.db", n=120)
+    labeled = truth[truth["number"] % 17 != 0].iloc[:30]
+    rows = [{"issue": url, "defect_index": 1, "dimension": "stage", "label": stage, "provenance": "agreed:a|b"}
+            for url, stage in zip(labeled["issue_url"], labeled["stage"])]
+    conn = open_store(tmp_path / "q.db", create=False)
+    store_labels(conn, pd.DataFrame(rows))
+    with conn:
+        record_queued(conn, [(f"{o}/{r}", int(n)) for o, r, n in labeled[["owner", "repo", "number"]].iloc[:8].itertuples(index=False)],
+                      "annotate push --queue: test")
+    conn.close()
+    out = tmp_path / "findings"
+    run = reeng("analyze", "--store", str(tmp_path / "q.db"), "--human", "store", "--out", str(out), "--formats", "png")
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "8 of the 30 human-labeled threads were chosen by the active-learning queue" in warned[0]
+    assert "8 of the 30" in json.loads((out / "ppi.json").read_text())["warning"]
+    assert "**Warning:** 8 of the 30" in (out / "report.md").read_text()
 
 
 def test_a_report_of_machine_labels_says_so_and_how_to_check_them(store, reeng, tmp_path):

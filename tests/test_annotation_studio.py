@@ -103,6 +103,9 @@ def test_push_pull_two_raters_kappa_disagreements_and_adjudication(studio, store
     assert studio["key"] not in out + err
     project_id, tasks = _tasks(studio, "round trip")
     assert [t["data"]["reeng_thread"] for t in tasks] == queue  # least confident first
+    with sqlite3.connect(store) as conn:  # recorded as the queue's choice: not a random sample (analysis.ppi warns)
+        queued = {f"{r}#{n}" for r, n in conn.execute("SELECT repo, number FROM queued_threads")}
+    assert queued == set(queue)
     ls = _client(studio, "admin")
     predicted = [t for t in tasks if t["predictions"]]
     assert len(predicted) == pushed["with_predictions"]
