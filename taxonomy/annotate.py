@@ -116,6 +116,7 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     kept (defects of a reengineering repository): the machine-labeled corpus, of which
     ``reeng analyze --human store`` needs a random sample for its prediction-powered estimates.
     """
+    from miner.store import table_names
     from reeng.outputs import staged_file
 
     csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
@@ -127,8 +128,6 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
     if not ids:
         raise ReengError("the store holds no threads to annotate")
-    from miner.store import table_names
-
     labeled = {(r[0].lower(), int(r[1])) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")} \
         if "human_labels" in table_names(conn) else set()
     dropped = set() if all_threads else _filter_dropped(conn, model)
