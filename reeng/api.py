@@ -164,7 +164,7 @@ class Corpus:
             if adapt:
                 preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, embedding_model=folder,
                                                               issue_type_model=types)
-                version += f"+adapted-{adapted['labels_sha256'][:12]}"
+                version = classify.adapted_version(version, adapted)
             else:
                 preds = classify.builtin_predictions(analysed, threshold, embedding_model=folder, issue_type_model=types)
             write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)

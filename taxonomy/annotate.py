@@ -73,6 +73,15 @@ def record_queued(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]], via
                      [(repo, int(number), via, now) for repo, number in keys])
 
 
+def labeled_threads(conn: sqlite3.Connection) -> set[tuple[str, int]]:
+    """(lower-case repo, number) of every thread with a final human label (``human_labels``); none without the table."""
+    from miner.store import table_names
+
+    if "human_labels" not in table_names(conn):
+        return set()
+    return {(r[0].lower(), int(r[1])) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
+
+
 def write_human_labels(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert or replace final labels (dicts with the table's column names); the caller holds the transaction."""
     ensure_human_labels(conn)
@@ -116,8 +125,8 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     kept (defects of a reengineering repository): the machine-labeled corpus, of which
     ``reeng analyze --human store`` needs a random sample for its prediction-powered estimates.
     """
-    from miner.store import table_names
     from reeng.outputs import staged_file
+    from taxonomy.predictions import filter_dropped_threads
 
     csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
     definitions_path = out.with_name(out.name + ".definitions.csv")
@@ -128,10 +137,10 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     ids = [(r["repo"], r["number"]) for r in conn.execute("SELECT repo, number FROM issues ORDER BY repo, number")]
     if not ids:
         raise ReengError("the store holds no threads to annotate")
-    labeled = {(r[0].lower(), int(r[1])) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")} \
-        if "human_labels" in table_names(conn) else set()
-    dropped = set() if all_threads else _filter_dropped(conn, model)
-    population = [k for k in ids if (k[0].lower(), int(k[1])) not in labeled | dropped]
+    labeled = labeled_threads(conn)
+    dropped = set() if all_threads else filter_dropped_threads(conn, model)
+    excluded = labeled | dropped
+    population = [k for k in ids if (k[0].lower(), int(k[1])) not in excluded]
     if not population:
         raise ReengError(f"no thread left to annotate: {len(labeled)} already labeled, {len(dropped)} dropped by "
                          f"{model!r}'s filter" + ("" if all_threads else " (--all-threads puts those on the sheet too)"))
@@ -169,22 +178,6 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     keys = {(repo.lower(), int(number)) for repo, number in ids}
     return {"threads": len(rows), "population": len(population), "already_labeled": len(labeled & keys),
             "dropped_by_filter": len((dropped & keys) - labeled), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
-
-
-def _filter_dropped(conn: sqlite3.Connection, model: str) -> set[tuple[str, int]]:
-    """(lower-case repo, number) of the threads ``model``'s stored filter decisions drop (not a defect, not reengineering)."""
-    from miner.store import table_names
-    from taxonomy.predictions import FILTER_DROPS
-
-    if "predictions" not in table_names(conn):
-        return set()
-    out = set()
-    for dim, labels in FILTER_DROPS.items():
-        marks = ", ".join("?" * len(labels))
-        rows = conn.execute(f"SELECT repo, number FROM predictions WHERE model = ? AND dimension = ? AND label IN ({marks})",
-                            (model, dim, *sorted(labels)))
-        out |= {(r[0].lower(), int(r[1])) for r in rows}
-    return out
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -300,13 +293,13 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
     """
     ranked = tuple(dimensions or LABEL_DIMENSIONS)
     ensure_human_labels(conn)
-    done = {(r[0], r[1]) for r in conn.execute("SELECT DISTINCT repo, number FROM human_labels")}
+    done = labeled_threads(conn)
     preds = _latest(conn, model)
     if not preds:
         raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")
     items = []
     for (repo, number), dims in preds.items():
-        if (repo, number) in done:
+        if (repo.lower(), int(number)) in done:
             continue
         probs = {d: dims[d]["probability"] or 0.0 for d in ranked if d in dims}
         if not probs:

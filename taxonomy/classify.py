@@ -168,8 +168,9 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     from reeng.progress import progress_bar
     from taxonomy.batch import chunked, default_workers, map_chunks
 
+    own = text_models is not None  # models of one's own carry their encoder
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, issue_type_model=issue_type_model,
-                             **({"text_models": text_models} if text_models is not None else {"embedding_model": embedding_model})
+                             text_models=text_models if own else "annotations", embedding_model=None if own else embedding_model
                              ).ready()
     if embedding_model is not None or len(analysed) <= LABEL_CHUNK:
         workers = 1
@@ -220,28 +221,39 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
         kept = [(i, labels) for i, labels in rows if i not in held]
         return adapted_text_models(space, [analysed[i] for i, _ in kept], [labels for _, labels in kept], embedding_model)
 
-    options = {"threshold": threshold, "decision": decision, "issue_type_model": issue_type_model}
+    options = {"threshold": threshold, "decision": decision, "issue_type_model": issue_type_model,
+               "embedding_model": embedding_model}
     threads = sorted({i for i, _ in rows})
+    others = sorted(set(range(len(analysed))) - set(threads))
+    # the model of every label is trained only when a thread it would label has text to read (gold-eval: none)
+    readable = any(analysed[i].prepared is not None and analysed[i].prepared.english for i in others)
     folds = min(ADAPT_FOLDS, len(threads))
     splits = list(KFold(folds, shuffle=True, random_state=0).split(threads)) if folds >= 2 else [((), range(len(threads)))]
+    preds: list[dict[str, Prediction]] = [{} for _ in analysed]
     with progress_bar(progress) as bar:  # each step trains the text models once more (seconds each)
-        task = bar.add_task("adapting", total=len(splits) + 1)
-        models = models_without(set())
-        bar.advance(task)
-        cross_fitted: dict[int, dict[str, Prediction]] = {}
+        task = bar.add_task("adapting", total=len(splits) + int(readable))
         for _, test in splits:
             held = sorted(threads[j] for j in test)
             # one labeled thread alone: the default models, which never saw it
             fold_models = models_without(set(held)) if folds >= 2 else None
-            cross_fitted.update(zip(held, builtin_predictions([analysed[i] for i in held], text_models=fold_models,
-                                                              progress=False, workers=1, embedding_model=embedding_model,
-                                                              **options)))
+            for i, pred in zip(held, builtin_predictions([analysed[i] for i in held], text_models=fold_models,
+                                                         progress=False, workers=1, **options)):
+                preds[i] = pred
             bar.advance(task)
-    preds = builtin_predictions(analysed, text_models=models, progress=progress, embedding_model=embedding_model, **options)
-    for i, pred in cross_fitted.items():
-        preds[i] = pred
+        models = models_without(set()) if readable else None
+        bar.advance(task, int(readable))
+    if others:
+        for i, pred in zip(others, builtin_predictions([analysed[i] for i in others], text_models=models, progress=progress,
+                                                       **options)):
+            preds[i] = pred
     return preds, {"defects": len(rows), "threads": len(threads), "folds": folds,
                    "labels_sha256": labels_digest([(ids[i], labels) for i, labels in rows])}
+
+
+def adapted_version(version: str, adapted: dict[str, Any]) -> str:
+    """The built-in labeler's version (:func:`builtin_version`) once adapted (:func:`adapted_predictions`):
+    ``+adapted-<the labels' digest, 12 hex digits>``."""
+    return f"{version}+adapted-{adapted['labels_sha256'][:12]}"
 
 
 def labels_digest(rows: list[tuple[tuple[str, int], dict[str, str | None]]]) -> str:

@@ -265,13 +265,13 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
 
 def _trains_on_human_labels(conn: Any, label_source: str) -> bool:
     """Whether ``train --store`` learns from the store's adjudicated labels (``--labels``; auto: when it holds any)."""
-    from taxonomy.classify import human_label_table
+    from taxonomy.annotate import labeled_threads
 
     if label_source == "weak":
         return False
     if label_source == "human":
         return True  # none stored: train_gold says so
-    return not human_label_table(conn).empty
+    return bool(labeled_threads(conn))
 
 
 def _training_labels_line(summary: dict, gold: Path | None) -> str:
@@ -416,7 +416,7 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
     adapted = None
     if model is None and adapt:
         preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, decision, embedding_model, types)
-        name, version = "builtin", f"{version}+adapted-{adapted['labels_sha256'][:12]}"
+        name, version = "builtin", classify.adapted_version(version, adapted)
     elif model is None:
         preds = classify.builtin_predictions(analysed, threshold, decision, embedding_model, issue_type_model=types)
         name = "builtin"

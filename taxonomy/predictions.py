@@ -78,6 +78,22 @@ def read_predictions(conn: sqlite3.Connection, model: str | None = None) -> list
 FILTER_DROPS = {"issue_type": {"feature", "question", "documentation", "not_defect"}, "reengineering": {"no"}}
 
 
+def filter_dropped_threads(conn: sqlite3.Connection, model: str) -> set[tuple[str, int]]:
+    """(lower-case repo, number) of the threads that ``model``'s stored filter decisions drop (:data:`FILTER_DROPS`):
+    the threads :func:`machine_defects` leaves out of the machine-labeled corpus."""
+    from miner.store import table_names
+
+    if "predictions" not in table_names(conn):
+        return set()
+    out = set()
+    for dim, labels in FILTER_DROPS.items():
+        marks = ", ".join("?" * len(labels))
+        rows = conn.execute(f"SELECT repo, number FROM predictions WHERE model = ? AND dimension = ? AND label IN ({marks})",
+                            (model, dim, *sorted(labels)))
+        out |= {(r[0].lower(), int(r[1])) for r in rows}
+    return out
+
+
 def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = None,
                           min_probability: float | None = None, sample: int | None = None) -> pd.DataFrame:
     """The stored predictions of one model as a machine defect table (gold schema + probabilities).

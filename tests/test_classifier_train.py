@@ -162,6 +162,10 @@ def test_the_labeler_adapted_to_a_stores_labels_is_cross_fitted_on_them(
     from taxonomy.defect_filter import local_archive
 
     store = store_with_adjudicated_labels(tmp_path)
+    conn = open_store(store, create=False)  # one thread without labels: the model of every label labels it
+    save_thread(conn, {"repo": "lab/yolo", "number": 99, "title": "NaN loss after a few epochs",
+                       "body": "The loss becomes nan after epoch 3 when training on my own data.", "comments": []}, source="test")
+    conn.close()
     code, out, err = run(["classify", "predict", "--model", "m.skops", "--adapt", "--store", str(store)], capsys)
     assert code == 2 and "--adapt goes with --builtin" in err
     bare, _ = write_store_and_gold(tmp_path / "bare")
