@@ -53,7 +53,7 @@ def store_human_defects(store: Path | str) -> pd.DataFrame:
     wide["owner"], wide["repo"] = owner_name[0], owner_name[2]
     wide["issue_url"] = [canonical_issue_url(o, n, int(num)) for o, n, num in zip(wide["owner"], wide["repo"], wide["number"])]
     wide["provenance"] = prov.to_numpy()
-    # threads the active-learning queue chose (`annotate push --queue`): not a random sample (analysis.ppi warns)
+    # threads the active-learning queue chose (`annotate push --queue`, `export --queue`): not a random sample (analysis.ppi warns)
     wide["chosen_by_queue"] = [(f"{o}/{n}".lower(), int(num)) in queued
                                for o, n, num in zip(wide["owner"], wide["repo"], wide["number"])]
     wide.attrs["source"] = f"{store} (human_labels)"

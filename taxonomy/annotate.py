@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS human_labels (
 # Provenance columns added later (additively, so stores written before keep working): who decided the
 # label, the Label Studio task it came from, and when it was annotated. Sheets leave them NULL.
 HUMAN_PROVENANCE_COLUMNS = {"raters": "TEXT", "task": "TEXT", "annotated_at": "TEXT"}
-# Threads the active-learning queue handed out for labeling (``annotate push --queue``): the model's hardest, not a
+# Threads the active-learning queue handed out for labeling (``annotate push --queue``, ``export --queue``): the model's hardest, not a
 # random sample, which prediction-powered estimates from their labels would need (analysis.ppi warns).
 QUEUED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queued_threads (
@@ -117,17 +117,23 @@ def suggestions(conn: sqlite3.Connection, ids: list[tuple[str, int]], model: str
 
 
 def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int, model: str = "builtin",
-                 all_threads: bool = False) -> dict[str, Any]:
+                 all_threads: bool = False, queue_size: int | None = None) -> dict[str, Any]:
     """Write ``out.csv`` and ``out.xlsx`` for a seeded sample of the store's threads.
 
     The sample is drawn from the threads not yet labeled (``human_labels``: a second round never
     puts a thread on the sheet again) and, unless ``all_threads``, that ``model``'s stored filter
     kept (defects of a reengineering repository): the machine-labeled corpus, of which
     ``reeng analyze --human store`` needs a random sample for its prediction-powered estimates.
+
+    With ``queue_size`` the sheet holds the active-learning queue's next threads from the same
+    population instead (least confident first, :func:`queue`), and the store records them in
+    ``queued_threads``: their labels are no random sample, and ``analyze --human store`` warns.
     """
     from reeng.outputs import staged_file
     from taxonomy.predictions import filter_dropped_threads
 
+    if queue_size is None and sample < 1:
+        raise ReengError(f"--sample must be at least 1, got {sample}")
     csv_path, xlsx_path = out.with_suffix(".csv"), out.with_suffix(".xlsx")
     definitions_path = out.with_name(out.name + ".definitions.csv")
     for path in (out, csv_path, xlsx_path, definitions_path):
@@ -144,7 +150,12 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     if not population:
         raise ReengError(f"no thread left to annotate: {len(labeled)} already labeled, {len(dropped)} dropped by "
                          f"{model!r}'s filter" + ("" if all_threads else " (--all-threads puts those on the sheet too)"))
-    chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
+    if queue_size is not None:
+        if queue_size < 1:
+            raise ReengError(f"--queue must be at least 1, got {queue_size}")
+        chosen = [(q["repo"], q["number"]) for q in queue(conn, model, queue_size, exclude=dropped)]
+    else:
+        chosen = sorted(random.Random(seed).sample(population, min(sample, len(population))))
     stored = suggestions(conn, chosen, model)
     titles = dict(((r["repo"], r["number"]), r["title"]) for r in conn.execute("SELECT repo, number, title FROM issues"))
     rows = []
@@ -175,8 +186,12 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
         definitions.to_csv(tmp_defs, index=False)
         for tmp in (tmp_csv, tmp_xlsx, tmp_defs):
             _umask_mode(tmp)
+        if queue_size is not None:
+            with conn:
+                record_queued(conn, chosen, f"annotate export --queue: {csv_path.name}")
     keys = {(repo.lower(), int(number)) for repo, number in ids}
-    return {"threads": len(rows), "population": len(population), "already_labeled": len(labeled & keys),
+    return {"threads": len(rows), "population": len(population), "queued": queue_size is not None,
+            "already_labeled": len(labeled & keys),
             "dropped_by_filter": len((dropped & keys) - labeled), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
 
 
@@ -277,9 +292,10 @@ def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
     return len(rows)
 
 
-def queue(conn: sqlite3.Connection, model: str, limit: int,
-          dimensions: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Threads to label next, least confident first (uncertainty sampling), skipping those already labeled.
+def queue(conn: sqlite3.Connection, model: str, limit: int, dimensions: Iterable[str] | None = None,
+          exclude: Iterable[tuple[str, int]] = ()) -> list[dict[str, Any]]:
+    """Threads to label next, least confident first (uncertainty sampling), skipping those already labeled
+    and the (lower-case repo, number) keys in ``exclude``.
 
     A thread's confidence is the lowest probability over ``dimensions`` (default: the six
     taxonomy dimensions): one unsure dimension is enough for a human to be worth asking. With
@@ -291,9 +307,11 @@ def queue(conn: sqlite3.Connection, model: str, limit: int,
     probability of 0 is no uncertainty, and training skips them, so labeling them first (as the
     queue did) taught a model nothing.
     """
+    if limit < 1:
+        raise ReengError(f"--limit must be at least 1, got {limit}")
     ranked = tuple(dimensions or LABEL_DIMENSIONS)
     ensure_human_labels(conn)
-    done = labeled_threads(conn)
+    done = labeled_threads(conn) | set(exclude)
     preds = _latest(conn, model)
     if not preds:
         raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")

@@ -526,20 +526,28 @@ def annotate_group() -> None:
 @annotate_group.command("export")
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Sheet path without suffix (.csv and .xlsx are written).")
-@click.option("--sample", default=50, show_default=True, help="How many threads to put on the sheet.")
+@click.option("--sample", type=int, help="How many threads to put on the sheet.  [default: 50]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Whose stored predictions to suggest.")
 @click.option("--all-threads", is_flag=True, help="Also sample the threads the model's filter dropped (not a defect, not "
               "reengineering); by default the sheet is a random sample of the kept ones, the corpus `analyze --human` corrects.")
-def export_command(store: Path, out: Path, sample: int, seed: int, model: str, all_threads: bool) -> None:
+@click.option("--queue", "queue_size", type=int, help="Put the active-learning queue's next N threads on the sheet, least "
+              "confident first, instead of a random sample; the store records them, and `analyze --human store` warns "
+              "that their labels are no random sample.")
+def export_command(store: Path, out: Path, sample: int | None, seed: int, model: str, all_threads: bool,
+                   queue_size: int | None) -> None:
     """Write a labeling sheet (CSV and XLSX) with suggestions and the instrument's definitions."""
     from miner.store import open_store
     from taxonomy.annotate import export_sheet
 
-    result = export_sheet(open_store(store, create=False), out, sample=sample, seed=seed, model=model, all_threads=all_threads)
+    if sample is not None and queue_size is not None:
+        raise ReengError("give --sample or --queue, not both")
+    result = export_sheet(open_store(store, create=False), out, sample=50 if sample is None else sample, seed=seed, model=model, all_threads=all_threads,
+                          queue_size=queue_size)
     left_out = [f"{result['already_labeled']} already labeled"] + (
         [f"{result['dropped_by_filter']} dropped by the filter"] if not all_threads else [])
-    click.echo(f"{result['threads']} threads drawn from {result['population']} ({', '.join(left_out)} left out): "
+    how = "the queue's least confident, recorded as queue-chosen," if result["queued"] else "drawn"
+    click.echo(f"{result['threads']} threads {how} from {result['population']} ({', '.join(left_out)} left out): "
                + ", ".join(result["files"]))
 
 

@@ -173,6 +173,37 @@ def test_export_draws_from_the_kept_threads_not_yet_labeled(store: Path, tmp_pat
     assert code == 2 and "no thread left to annotate: 3 already labeled, 1 dropped" in err and not (tmp_path / "none.csv").exists()
 
 
+def test_export_queue_puts_the_least_confident_on_the_sheet_and_records_them(store: Path, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A sheet of the queue's threads is recorded as queue-chosen (analyze --human store warns of those labels);
+    it skips labeled and filter-dropped threads like a random sheet, and keeps the queue's order."""
+    from miner.store import open_store
+    from taxonomy.annotate import queue, store_labels
+
+    conn = open_store(store, create=False)
+    store_labels(conn, pd.DataFrame([{"issue": "https://github.com/acme/detector/issues/1", "defect_index": 1,
+                                      "dimension": "impact", "label": "crash", "provenance": "agreed:a|b"}]))
+    with conn:
+        conn.execute("UPDATE predictions SET label = 'no' WHERE number = 2 AND dimension = 'reengineering'")
+    expected = [q["number"] for q in queue(conn, "builtin", 10) if q["number"] != 2]
+    conn.close()
+    assert expected[-1] == 4  # the empty thread: last in the queue, as on the sheet
+    code, out, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "q"), "--queue", "5"], capsys)
+    assert code == 0, err
+    assert out.startswith("2 threads the queue's least confident, recorded as queue-chosen, from 2 "), out
+    assert [int(u.rsplit("/", 1)[1]) for u in pd.read_csv(tmp_path / "q.csv")["URL"]] == expected == [3, 4]
+    conn = sqlite3.connect(store)
+    recorded = conn.execute("SELECT number, via FROM queued_threads ORDER BY number").fetchall()
+    conn.close()
+    assert recorded == [(3, "annotate export --queue: q.csv"), (4, "annotate export --queue: q.csv")]
+    code, _, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "both"), "--queue", "1",
+                        "--sample", "1"], capsys)
+    assert code == 2 and err.startswith("error: give --sample or --queue, not both") and not (tmp_path / "both.csv").exists()
+    for bad in (["--sample", "0"], ["--sample", "-1"], ["--queue", "0"]):
+        code, _, err = run(["annotate", "export", "--store", str(store), "--out", str(tmp_path / "bad"), *bad], capsys)
+        assert code == 2 and err.startswith(f"error: {bad[0]} must be at least 1, got {bad[1]}") and not (tmp_path / "bad.csv").exists()
+
+
 def test_an_adjudicator_can_decide_no_label(tmp_path: Path) -> None:
     """'none' in the adjudicated column settles a disagreement without a label; a blank one stays open."""
     from reeng.errors import ReengError
@@ -203,6 +234,9 @@ def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureF
     assert [i["confidence"] for i in readable] == sorted(i["confidence"] for i in readable)
     code, stdout, _ = run(["annotate", "queue", "--store", str(store)], capsys)
     assert stdout.splitlines()[-1].endswith("(text not read: empty)")
+    for n in ("0", "-1"):  # -1 used to list all threads but the last
+        code, stdout, err = run(["annotate", "queue", "--store", str(store), "-n", n], capsys)
+        assert code == 2 and not stdout and err.startswith(f"error: --limit must be at least 1, got {n}")
 
 
 def test_queue_by_issue_type_is_the_defect_or_not_review_queue(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
