@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reeng.errors import ReengError
+from taxonomy.annotate_config import NO_LABEL
 from taxonomy.model import load_taxonomy
 from taxonomy.rules import LABEL_DIMENSIONS
 
@@ -52,8 +53,6 @@ CREATE TABLE IF NOT EXISTS queued_threads (
     PRIMARY KEY (repo, number)
 );
 """
-# What an adjudicator writes when a dimension gets no label (the thread does not tell); no category is spelled so.
-NO_LABEL = "none"
 
 
 def ensure_human_labels(conn: sqlite3.Connection) -> None:

@@ -6,7 +6,10 @@ Root cause is a hierarchical ``Taxonomy`` block: the stage-level group first, th
 Framework is asked once per thread; the other dimensions form a group repeated for each defect
 of the thread, the later copies unfolding behind an "Add defect" tick box. A result's
 ``from_name`` is ``<dimension>`` (thread level) or ``<dimension>_<k>`` (defect k), which is all
-:func:`parse_result` needs to read annotations back.
+:func:`parse_result` needs to read annotations back. Every block ends with "No label"
+(:data:`NO_LABEL`): the thread does not decide the dimension. A rater's "No label" is an answer
+like any other; an adjudicator's settles a disagreement without a label, as ``none`` does in a
+sheet's adjudication.
 
 Thread text is untrusted: every piece is HTML-escaped before it is placed in the page.
 """
@@ -29,6 +32,12 @@ ANNOTATED_DIMENSIONS = (*THREAD_DIMENSIONS, *DEFECT_DIMENSIONS)
 # (impact's "bad performance") are choices too, since a rater's label may stop there.
 HIERARCHICAL_DIMENSIONS = ("root_cause",)
 DEFAULT_DEFECT_SLOTS = 3
+# The answer "this dimension gets no label" (the thread does not tell), in sheets and in Label Studio; no category is
+# spelled so.
+NO_LABEL = "none"
+_NO_LABEL_NAME = "No label"
+_NO_LABEL_HINT = ("The thread does not decide this dimension. An adjudicator's choice settles the raters' disagreement "
+                  "without a label.")
 OBJECT_NAME = "thread"
 _SLOT_NAME = re.compile(r"^(?P<dim>[a-z_]+?)_(?P<k>\d+)$")
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -106,6 +115,7 @@ def _block(parent: ET.Element, dim: Dimension, name: str) -> None:
         for cat in dim.categories:
             if cat.origin != "bucket":
                 _choice(tag, dim, cat.id)
+    ET.SubElement(tag, "Choice", value=_NO_LABEL_NAME, alias=NO_LABEL, hint=_NO_LABEL_HINT)
 
 
 def labeling_config(taxonomy: Taxonomy, defects: int = DEFAULT_DEFECT_SLOTS) -> str:
@@ -159,8 +169,9 @@ class OutsideTaxonomy(ValueError):
 def parse_result(taxonomy: Taxonomy, result: Iterable[Mapping[str, Any]]) -> dict[tuple[int, str], str]:
     """An annotation's results as ``{(defect, dimension): category id}``; thread-level answers have defect 0.
 
-    Values are matched through the taxonomy (ids, names or aliases); anything else raises
-    :class:`OutsideTaxonomy`. Controls this config does not define (``add_defect_k``) are ignored.
+    Values are matched through the taxonomy (ids, names or aliases); "No label" is :data:`NO_LABEL`;
+    anything else raises :class:`OutsideTaxonomy`. Controls this config does not define
+    (``add_defect_k``) are ignored.
     """
     labels: dict[tuple[int, str], str] = {}
     for item in result:
@@ -174,6 +185,9 @@ def parse_result(taxonomy: Taxonomy, result: Iterable[Mapping[str, Any]]) -> dic
         picks = value.get("taxonomy") or value.get("choices") or []
         for pick in picks:
             raw = str(pick[-1] if isinstance(pick, list) else pick)
+            if raw.strip().casefold() in (NO_LABEL, _NO_LABEL_NAME.casefold()):
+                labels[(defect, dim_id)] = NO_LABEL
+                continue
             found = dim.lookup(raw)
             if found is None:
                 raise OutsideTaxonomy(name, raw)

@@ -27,8 +27,8 @@ from typing import Any
 
 from reeng.errors import ReengError
 from taxonomy.annotate import ensure_human_labels, queue, record_queued, suggestions, write_human_labels
-from taxonomy.annotate_config import (DEFAULT_DEFECT_SLOTS, OutsideTaxonomy, labeling_config, parse_result, result_item,
-                                      taxonomy_tag, thread_html)
+from taxonomy.annotate_config import (DEFAULT_DEFECT_SLOTS, NO_LABEL, OutsideTaxonomy, labeling_config, parse_result,
+                                      result_item, taxonomy_tag, thread_html)
 from taxonomy.model import Taxonomy, load_taxonomy
 from taxonomy.rules import LABEL_DIMENSIONS
 
@@ -355,7 +355,11 @@ def _agreement(annotations: list[Annotation], raters: list[str], dims: tuple[str
 
 
 def _decide(annotations: list[Annotation], now: str, project: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Final labels and the disagreement list, per (thread, defect, dimension)."""
+    """Final labels and the disagreement list, per (thread, defect, dimension).
+
+    A decided :data:`NO_LABEL` (an adjudicator's "No label", or raters agreeing on it) settles the
+    unit without a final label; its disagreement is closed, with ``final`` ``"none"``.
+    """
     units: dict[tuple[int, int, str], dict[str, list[Annotation]]] = defaultdict(lambda: {"rater": [], "adjudicator": []})
     for a in annotations:
         for k, dim in a.labels:
@@ -381,7 +385,7 @@ def _decide(annotations: list[Annotation], now: str, project: str) -> tuple[list
             disagreements.append({"task": task, "thread": f"{some.repo}#{some.number}", "defect_index": k, "dimension": dim,
                                   "labels": dict(sorted(votes.items())), "final": decided,
                                   "decided_by": provenance.split(":", 1)[0] if decided else None})
-        if decided is not None:
+        if decided is not None and decided != NO_LABEL:
             final.append({"repo": some.repo, "number": some.number, "defect_index": k, "dimension": dim, "label": decided,
                           "provenance": f"label-studio {provenance}", "created_at": now,
                           "raters": "|".join(sorted({a.rater for a in who})), "task": f"{project} task {task}",

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from reeng.errors import ReengError
-from taxonomy.annotate_config import (ANNOTATED_DIMENSIONS, DEFECT_DIMENSIONS, OutsideTaxonomy, labeling_config, parse_result,
-                                      result_item, thread_html)
+from taxonomy.annotate_config import (ANNOTATED_DIMENSIONS, DEFECT_DIMENSIONS, NO_LABEL, OutsideTaxonomy, labeling_config,
+                                      parse_result, result_item, thread_html)
 from taxonomy.annotate_studio import Annotation, _agreement, _decide, api_key_from_env
 from taxonomy.model import load_taxonomy
 from tests.conftest import run_main
@@ -36,6 +36,7 @@ def test_config_has_one_block_per_dimension_and_defect_with_ids_names_and_defini
         dim = TAXONOMY.dimension(name.rsplit("_", 1)[0] if name[-1].isdigit() else name)
         choices = {c.get("alias"): c for c in block.iter("Choice")}
         assert {c.id for c in dim.categories if c.is_label} <= set(choices), name
+        assert list(block)[-1].get("alias") == NO_LABEL and choices.pop(NO_LABEL).get("value") == "No label", name
         for cat_id, choice in choices.items():
             cat = dim.category(cat_id)
             assert choice.get("value") == cat.name and choice.get("hint") == cat.definition
@@ -103,6 +104,22 @@ def test_kappa_alpha_disagreements_and_adjudication() -> None:
     assert set(by_task) == {0, 1, 2, 3, 4}  # task 5 stays open
     assert by_task[2]["provenance"] == "label-studio adjudicated:judge@x" and by_task[2]["raters"] == "judge@x"
     assert by_task[0]["provenance"] == "label-studio agreed:a@x|b@x" and by_task[0]["task"] == "p task 0"
+
+
+def test_no_label_settles_a_disagreement_without_a_label() -> None:
+    """'No label' is an answer: an adjudicator's closes the disagreement and stores nothing; two raters agreeing on
+    it store nothing; one rater's 'No label' against another's category is a disagreement."""
+    assert parse_result(TAXONOMY, [{"from_name": "impact_1", "value": {"choices": ["No label"]}},
+                                   {"from_name": "root_cause_1", "value": {"taxonomy": [["none"]]}}]) == {
+        (1, "impact"): NO_LABEL, (1, "root_cause"): NO_LABEL}
+    anns = [_ann(0, "a@x", {(1, "impact"): "crash"}), _ann(0, "b@x", {(1, "impact"): "hang"}),
+            _ann(0, "judge@x", {(1, "impact"): NO_LABEL}, role="adjudicator"),
+            _ann(1, "a@x", {(1, "impact"): NO_LABEL}), _ann(1, "b@x", {(1, "impact"): NO_LABEL}),
+            _ann(2, "a@x", {(1, "impact"): NO_LABEL}), _ann(2, "b@x", {(1, "impact"): "crash"}),
+            _ann(3, "a@x", {(1, "impact"): "crash"}), _ann(3, "b@x", {(1, "impact"): "crash"})]
+    final, disagreements = _decide(anns, "now", "p")
+    assert [(r["number"], r["label"]) for r in final] == [(3, "crash")]
+    assert [(d["task"], d["final"], d["decided_by"]) for d in disagreements] == [(0, NO_LABEL, "adjudicated"), (2, None, None)]
 
 
 def test_alpha_for_three_raters_matches_the_krippendorff_package_and_majority_decides() -> None:

@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("label_studio_sdk", reason="reeng[annotate] is not installed")
 
 from reeng.settings import cache_dir  # noqa: E402
-from taxonomy.annotate_config import DEFECT_DIMENSIONS, result_item  # noqa: E402
+from taxonomy.annotate_config import DEFECT_DIMENSIONS, NO_LABEL, result_item  # noqa: E402
 from taxonomy.annotate_server import LOCAL_TEST_ADMIN, add_user, env_dir, executable, install, local_server  # noqa: E402
 from taxonomy.model import load_taxonomy  # noqa: E402
 from tests.conftest import run_main  # noqa: E402
@@ -123,14 +123,16 @@ def test_push_pull_two_raters_kappa_disagreements_and_adjudication(studio, store
     page = next(t for t in tasks if t["data"]["number"] == 1)["data"]["thread"]
     assert "<pre><code>ModuleNotFoundError: No module named &#x27;ops._ext&#x27;" in page
 
-    # by thread number: the raters agree on stage except #3 (carol adjudicates), on impact except #2 (left open)
+    # by thread number: the raters agree on stage except #3 (carol adjudicates), on impact except #2 (left open) and #4
+    # (carol answers "No label")
     alice = {1: ("training", "crash"), 2: ("environment", "crash"), 3: ("modeling", "hang"), 4: ("training", "bad_performance")}
-    bob = {1: ("training", "crash"), 2: ("environment", "hang"), 3: ("training", "hang"), 4: ("training", "bad_performance")}
+    bob = {1: ("training", "crash"), 2: ("environment", "hang"), 3: ("training", "hang"), 4: ("training", "crash")}
     by_number = {t["data"]["number"]: t["id"] for t in tasks}
     for number, task_id in by_number.items():
         for who, votes in (("alice", alice), ("bob", bob)):
             _annotate(studio, who, task_id, {"stage": votes[number][0], "impact": votes[number][1], "root_cause": "hyperparameters"})
     _annotate(studio, "carol", by_number[3], {"stage": "modeling", "impact": "hang", "root_cause": "hyperparameters"})
+    _annotate(studio, "carol", by_number[4], {"stage": "training", "impact": NO_LABEL, "root_cause": "hyperparameters"})
 
     code, out, err = _cli(capsys, studio, "annotate", "pull", "--project", "round trip", "--url", studio["url"],
                           "--store", str(store), "--json")
@@ -142,7 +144,9 @@ def test_push_pull_two_raters_kappa_disagreements_and_adjudication(studio, store
     assert stage["paired_units"] == 4 and stage["agreement"] == pytest.approx(0.75)
     assert pulled["agreement"]["root_cause"]["agreement"] == 1.0
     listed = {(d["thread"], d["dimension"]): d for d in pulled["disagreement_list"]}
-    assert set(listed) == {("acme/detector#2", "impact"), ("acme/detector#3", "stage")}
+    assert set(listed) == {("acme/detector#2", "impact"), ("acme/detector#3", "stage"), ("acme/detector#4", "impact")}
+    assert (listed[("acme/detector#4", "impact")]["final"], listed[("acme/detector#4", "impact")]["decided_by"]) == (
+        NO_LABEL, "adjudicated")
     assert listed[("acme/detector#3", "stage")]["final"] == "modeling"
     assert listed[("acme/detector#3", "stage")]["labels"] == {"alice@example.org": "modeling", "bob@example.org": "training"}
     assert listed[("acme/detector#2", "impact")]["final"] is None and pulled["open_disagreements"] == 1
@@ -153,12 +157,14 @@ def test_push_pull_two_raters_kappa_disagreements_and_adjudication(studio, store
     assert final[(3, "stage")]["label"] == "modeling" and final[(3, "stage")]["raters"] == "carol@example.org"
     assert final[(3, "stage")]["provenance"] == "label-studio adjudicated:carol@example.org"
     assert final[(1, "stage")]["provenance"] == "label-studio agreed:alice@example.org|bob@example.org"
-    assert final[(1, "framework")]["label"] == "pytorch" and (2, "impact") not in final
+    assert final[(1, "framework")]["label"] == "pytorch" and (2, "impact") not in final and (4, "impact") not in final
+    assert [tuple(r) for r in conn.execute("SELECT label FROM human_annotations WHERE number = 4 AND dimension = 'impact' "
+                                           "AND role = 'adjudicator'")] == [(NO_LABEL,)]
     assert re.fullmatch(rf"{re.escape(studio['url'])} round trip task \d+", final[(1, "stage")]["task"])
     assert final[(1, "stage")]["annotated_at"] is not None
     per_rater = conn.execute("SELECT rater, role, COUNT(*) n FROM human_annotations GROUP BY rater, role ORDER BY rater").fetchall()
     assert [tuple(r) for r in per_rater] == [("alice@example.org", "rater", 16), ("bob@example.org", "rater", 16),
-                                            ("carol@example.org", "adjudicator", 4)]
+                                            ("carol@example.org", "adjudicator", 8)]
     # the queue now skips labeled threads; a second pull changes nothing
     before = conn.execute("SELECT COUNT(*) FROM human_annotations").fetchone()[0]
     code, _, err = _cli(capsys, studio, "annotate", "pull", "--project", "round trip", "--url", studio["url"], "--store", str(store))
