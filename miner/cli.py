@@ -98,13 +98,13 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
                    "request per repository).")
 @click.option("--archive", type=click.Path(path_type=Path), help="Keep every raw response in this archive file.")
 @click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True)
-@click.option("--max-wait", type=float, default=3600, show_default=True,
+@click.option("--max-wait", type=click.FloatRange(min=0), default=3600, show_default=True,
               help="Longest single wait (seconds) accepted; a longer one fails the repository (resume later).")
 @click.option("--attempts", type=click.IntRange(1, 20), default=6, show_default=True, help="Tries per request.")
-@click.option("--secondary-wait", type=float, default=60, show_default=True,
+@click.option("--secondary-wait", type=click.FloatRange(min=0), default=60, show_default=True,
               help="First wait after a secondary limit without Retry-After (GitHub asks for >= 60).")
-@click.option("--backoff", type=float, default=1, show_default=True, help="First wait after a 5xx or reset; doubles.")
-@click.option("--min-interval", type=float, default=None,
+@click.option("--backoff", type=click.FloatRange(min=0), default=1, show_default=True, help="First wait after a 5xx or reset; doubles.")
+@click.option("--min-interval", type=click.FloatRange(min=0), default=None,
               help="Seconds between requests (default: PyGithub's pacing on github.com, none elsewhere).")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Also write log lines to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's statistics as one JSON object.")

@@ -53,6 +53,14 @@ class Politeness:
     min_interval: float | None = None  # seconds between requests; None: PyGithub's pacing on github.com, none elsewhere
     timeout: float = 60.0
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ReengError(f"max_attempts {self.max_attempts}: must be 1 or more")
+        for name in ("secondary_wait", "backoff", "max_wait", "min_interval", "timeout"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ReengError(f"{name} {value}: must be 0 or more seconds")
+
 
 @dataclass
 class RunStats:

@@ -712,7 +712,7 @@ def install_command(env: Path | None) -> None:
 
 
 @annotate_group.command("serve")
-@click.option("--port", default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), help="Folder for Label Studio's database and files [default: <cache>/label-studio-data].")
 @_ENV_OPTION

@@ -99,6 +99,27 @@ def test_usage_errors_are_one_line(capsys):
     assert "Usage: reeng [OPTIONS] COMMAND" in out + err and "\nCommands:" in out + err
 
 
+@pytest.mark.parametrize("args", [["mine", "acme/det", "--min-interval", "-1"], ["mine", "acme/det", "--max-wait", "-5"],
+                                  ["mine", "acme/det", "--backoff", "-1"], ["mine", "acme/det", "--secondary-wait", "-1"],
+                                  ["annotate", "serve", "--port", "70000"], ["annotate", "serve", "--port", "0"]])
+def test_out_of_range_numbers_are_one_line_before_any_work(args, tmp_path, capsys):
+    """--min-interval -1 used to end in PyGithub's AssertionError; a negative wait or backoff was taken as given; a port
+    outside 1..65535 started Label Studio, which then failed."""
+    code, out, err = run_main([*args, "--store", str(tmp_path / "s.db")] if args[0] == "mine" else args, capsys)
+    assert code == 2 and not out and f"Invalid value for '{args[-2]}'" in error_line(err)
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_politeness_refuses_negative_seconds():
+    from miner.client import Politeness
+
+    with pytest.raises(ReengError, match="min_interval -1: must be 0 or more seconds"):
+        Politeness(min_interval=-1)
+    with pytest.raises(ReengError, match="max_attempts 0"):
+        Politeness(max_attempts=0)
+    assert Politeness(min_interval=0).min_interval == 0
+
+
 def test_scrub_knows_the_token_shapes(monkeypatch):
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     text = (f"x {CLASSIC} y {FINE_GRAINED} Authorization: token abc123def456 "
