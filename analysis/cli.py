@@ -37,6 +37,19 @@ def _with_extras(func):
     return func
 
 
+def _check_extras(extras: dict[str, Path | None]) -> None:
+    """A report input named on the command line that cannot be read is bad input: one error line, nothing written.
+
+    (The analysis itself turns such an input into a "not available: reason" section, which suits a study's
+    stages and notebooks; on the command line a mistyped path would otherwise pass unnoticed.)
+    """
+    from analysis.report import read_extra
+
+    for key, path in extras.items():
+        if path is not None and (problem := read_extra(key, path).problem):
+            raise ReengError(f"--{key.replace('_', '-')} {path}: {problem}")
+
+
 @click.command("analyze")
 @click.option("--defects", "defects", type=click.Path(path_type=Path),
               help="Defect table (CSV or Parquet, normalized schema).")
@@ -78,6 +91,7 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
     fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     if not fmts or fmts[0] != "png" or set(fmts) - {"png", "pdf", "svg"}:
         raise ReengError("--formats: a comma-separated list of png, pdf, svg starting with png")
+    _check_extras(extras)
     table = defects
     if store is not None:
         from analysis.store_defects import store_machine_defects

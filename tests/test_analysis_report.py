@@ -147,6 +147,24 @@ def test_bad_optional_inputs_become_explicit_sections(tmp_path):
     assert "Rater agreement (Cohen's kappa)</h2>\n<p class=\"nodata\">not available: not provided" in html
 
 
+def test_a_bad_report_input_on_the_command_line_is_one_error_line(tmp_path, capsys):
+    """The same inputs named on `reeng analyze`'s command line are bad input (a mistyped path gave a report without
+    the section, exit 0); nothing is written."""
+    from tests.conftest import run_main
+
+    synthetic_defects(40, seed=5)[["stage", "manifestation"]].to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "lint.json").write_text("{not json")
+    (tmp_path / "agreement.json").write_text(json.dumps({"something": 1}))
+    for option, path, problem in (("--lint", tmp_path / "lint.json", "not readable JSON (JSONDecodeError)"),
+                                  ("--agreement", tmp_path / "agreement.json", "no 'dimensions' entry"),
+                                  ("--reproduction", tmp_path / "missing.json", "file not found"),
+                                  ("--gold-eval", tmp_path, "not readable JSON (IsADirectoryError)")):
+        code, out, err = run_main(["analyze", "--defects", str(tmp_path / "d.csv"), "--out", str(tmp_path / "out"),
+                                   option, str(path)], capsys)
+        assert code == 2 and err.strip() == f"error: {option} {path}: {problem}", err
+        assert not (tmp_path / "out").exists()
+
+
 def test_one_category_table_reports_instead_of_failing(tmp_path):
     import pandas as pd
 

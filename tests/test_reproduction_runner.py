@@ -254,3 +254,14 @@ def test_a_named_file_that_is_not_a_case_is_one_error_line(tmp_path, capsys, nam
         main(["reproduce", "list", "--cases", str(tmp_path / name)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_folder_without_case_files_is_one_error_line(tmp_path, capsys):
+    """An empty --cases folder (a wrong path, say) used to add nothing, silently, and list or run the library alone."""
+    from reeng.cli import main
+
+    (tmp_path / "notes.txt").write_text("not a case")
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "list", "--cases", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == [f"error: --cases {tmp_path}: no case files (*.py) in this folder"]

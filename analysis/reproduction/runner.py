@@ -100,7 +100,7 @@ def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
 
 def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
     """The shipped library (``analysis.reproduction.cases``) plus case files or folders given.
-    A named file that is not a loadable case module is an error."""
+    A named file that is not a loadable case module is an error, and so is a folder without case files."""
     import analysis.reproduction.cases as library
 
     entries: list[CaseEntry] = []
@@ -111,9 +111,11 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
         if not path.is_dir():
             entries += _load_named(path)
             continue
-        for file in sorted(path.glob("*.py")):
-            if not file.name.startswith("_"):
-                entries += _load(f"reeng_user_case_{file.stem}", file)
+        files = [file for file in sorted(path.glob("*.py")) if not file.name.startswith("_")]
+        if not files:
+            raise ReengError(f"--cases {path}: no case files (*.py) in this folder")
+        for file in files:
+            entries += _load(f"reeng_user_case_{file.stem}", file)
     return entries
 
 
