@@ -13,7 +13,7 @@ only the keys the user wrote, so a stage's own defaults still apply.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -103,7 +103,7 @@ class ReuseConfig(Section):
     enabled: bool = True
     setting: Literal["tiny", "small", "large"] = "small"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    seeds: list[int] = []
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = []  # what numpy and scikit-learn accept
     experiments: list[Literal["seam", "inherit", "decompose"]] = []
 
 

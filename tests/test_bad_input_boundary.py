@@ -110,6 +110,18 @@ def test_out_of_range_numbers_are_one_line_before_any_work(args, tmp_path, capsy
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_a_seed_numpy_cannot_take_is_one_line(seed, tmp_path, capsys):
+    """reuse's --seed -1 ended in scikit-learn's InvalidParameterError (exit 1, 'please report it'); a study's too."""
+    for command in (["reuse", "decompose"], ["reuse", "inherit"], ["reuse", "seam"], ["reuse", "train-source"]):
+        code, out, err = run_main([*command, "--setting", "tiny", "--seed", seed, "--out", str(tmp_path / "o")], capsys)
+        assert code == 2 and f"Invalid value for '--seed': {seed} is not in the range" in error_line(err), (command, err)
+    (tmp_path / "study.yaml").write_text(f"reuse:\n  seeds: [{seed}]\n")
+    code, out, err = run_main(["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "reuse.seeds.0: should be" in error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
 def test_politeness_refuses_negative_seconds():
     from miner.client import Politeness
 

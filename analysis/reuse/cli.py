@@ -16,6 +16,8 @@ import click
 
 from reeng.errors import ReengError
 
+# The seeds numpy and scikit-learn accept (a negative or larger seed ended in scikit-learn's traceback).
+SEED = click.IntRange(0, 2**32 - 1)
 TARGETS_HELP = ("Target problem, repeatable: C-vs-rest (SeaM's balanced one-vs-rest), a class set such as "
                 "0,6,8,9, all-vs-rest, subsets ({0,6,8,9} {1,4,7} {2,3,5}) or default (all of those).")
 
@@ -85,7 +87,7 @@ def reuse_group() -> None:
               help="Architectures (default: vgg and resnet).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["mnist", "digits"]),
               help="Datasets (default: mnist).")
-@click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the setting's).")
+@click.option("--seed", "seeds", multiple=True, type=SEED, help="Seeds (default: the setting's).")
 @click.option("--setting", default="small", show_default=True, help="Named scale: tiny, small or large.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reuse-models"), show_default=True,
@@ -123,7 +125,7 @@ def train_source_command(archs: tuple[str, ...], datasets: tuple[str, ...], seed
 @click.option("--targets", "target_specs", multiple=True, help=TARGETS_HELP)
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A model file from `reeng reuse train-source` (default: train a VGG now).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @common
 def seam_command(target_specs: tuple[str, ...], model_path: Path | None, seed: int, setting: str, device: str,
                  as_json: bool, out: Path | None) -> None:
@@ -158,7 +160,7 @@ def seam_command(target_specs: tuple[str, ...], model_path: Path | None, seed: i
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="An MNIST model file from `reeng reuse train-source` (default: train a ResNet now).")
 @click.option("--thresholds", help="Comma-separated prune thresholds for SeaM fine-tuning (default: the setting's).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @common
 def inherit_command(model_path: Path | None, thresholds: str | None, seed: int, setting: str, device: str,
                     as_json: bool, out: Path | None) -> None:
@@ -204,7 +206,7 @@ def inherit_command(model_path: Path | None, thresholds: str | None, seed: int, 
               help="An MNIST model file from `reeng reuse train-source` (default: train a VGG now).")
 @click.option("--other", "other_path", type=click.Path(path_type=Path),
               help="A digits model of the same architecture for inter reuse (default: train one now).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @common
 def decompose_command(model_path: Path | None, other_path: Path | None, seed: int, setting: str, device: str,
                       as_json: bool, out: Path | None) -> None:
