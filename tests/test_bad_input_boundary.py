@@ -116,6 +116,8 @@ def test_a_seed_numpy_cannot_take_is_one_line(seed, tmp_path, capsys):
     for command in (["reuse", "decompose"], ["reuse", "inherit"], ["reuse", "seam"], ["reuse", "train-source"]):
         code, out, err = run_main([*command, "--setting", "tiny", "--seed", seed, "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and f"Invalid value for '--seed': {seed} is not in the range" in error_line(err), (command, err)
+    code, out, err = run_main(["reuse", "run", "--setting", "tiny", "--seeds", f"0,{seed}"], capsys)
+    assert code == 2 and error_line(err) == f"error: --seeds '0,{seed}': give seeds between 0 and 4294967295, such as 0,1,2"
     (tmp_path / "study.yaml").write_text(f"reuse:\n  seeds: [{seed}]\n")
     code, out, err = run_main(["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "reuse.seeds.0: should be" in error_line(err)

@@ -263,11 +263,11 @@ def run_command(seeds: str | None, experiments: str, setting: str, device: str, 
     from analysis.reuse.suite import format_claims, run_suite
 
     override: dict[str, Any] = {}
-    if seeds:
+    if seeds is not None:
         try:
-            override["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ReengError(f"--seeds {seeds!r}: give integers such as 0,1,2") from None
+            override["seeds"] = [SEED.convert(s.strip(), None, None) for s in seeds.split(",")]
+        except click.BadParameter:
+            raise ReengError(f"--seeds {seeds!r}: give seeds between 0 and {2**32 - 1}, such as 0,1,2") from None
     chosen = tuple(e.strip() for e in experiments.split(",") if e.strip())
     with progress_line(not as_json) as progress:
         result = run_suite(setting, override, device, chosen, progress)
