@@ -88,8 +88,12 @@ class FaultSpec:
                         raise ValueError
                 elif key in ("primary_after", "retry_after", "pulls", "seed", "graphql_timeout_above", "edit_after"):
                     setattr(faults, key, int(value))
+                    if getattr(faults, key) < 0:  # counts, seconds and a seed: none is negative
+                        raise ValueError
                 elif key in ("primary_reset", "latency"):
                     setattr(faults, key, float(value))
+                    if not getattr(faults, key) >= 0:
+                        raise ValueError
                 elif key == "disabled":
                     faults.disabled = {r.casefold() for r in value.split("+") if r}
                 elif key == "bad_token":

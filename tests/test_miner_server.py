@@ -63,6 +63,9 @@ def test_fault_spec_parsing():
         FaultSpec.parse("bogus=1")
     with pytest.raises(ReengError, match="'5xx=2' is not KEY=VALUE"):
         FaultSpec.parse("5xx=2")
+    for negative in ("primary_after=-5", "latency=-1", "primary_reset=-0.5", "seed=-1"):  # taken as given before
+        with pytest.raises(ReengError, match=f"'{negative}' is not KEY=VALUE"):
+            FaultSpec.parse(negative)
 
 
 def test_serve_github_command_announces_its_port(corpus):
