@@ -23,7 +23,7 @@ from analysis.tables import LABEL_DIMENSIONS, prepare_defects
 from reeng import __version__
 from reeng.datasets import sha256_file
 from reeng.errors import ReengError
-from reeng.outputs import staged_dir
+from reeng.outputs import spreadsheet_safe, staged_dir
 from reeng.tables import read_table
 from taxonomy.model import load_taxonomy
 
@@ -385,7 +385,7 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
         (root / "data").mkdir()
         for name, frame in tables.items():
             frame.to_parquet(root / "data" / f"{name}.parquet", index=False)
-            frame.to_csv(root / "data" / f"{name}.csv", index=False)
+            spreadsheet_safe(frame).to_csv(root / "data" / f"{name}.csv", index=False)  # the Parquet twin keeps the text exactly
         package = data_package(tables, root, options, not options.keep_identities)
         (root / "datapackage.json").write_text(json.dumps(package, indent=2, ensure_ascii=False), encoding="utf-8")
         jsonld = croissant(tables, root, options)

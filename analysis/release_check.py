@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.pseudonyms import CODE, EMAIL, MENTION, MENTION_MARK, PSEUDONYM
 from analysis.release import DATASHEET_HEADINGS, DEFECT_LABEL_COLUMNS, PROVENANCE_KINDS
 from reeng.datasets import sha256_file
+from reeng.outputs import from_spreadsheet
 from taxonomy.model import load_taxonomy
 
 REQUIRED_FILES = ("README.md", "datapackage.json", "CITATION.cff", "SHA256SUMS")
@@ -71,7 +72,7 @@ def check_twins(root: Path, package: dict) -> list[str]:
         if not parquet.is_file() or not csv.is_file():
             problems.append(f"{resource['path']}: Parquet twin missing")
             continue
-        a = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        a = from_spreadsheet(pd.read_csv(csv, dtype=str, keep_default_na=False))  # formula-escaped cells, as written
         b = pd.read_parquet(parquet)
         if list(a.columns) != list(b.columns) or len(a) != len(b):
             problems.append(f"{resource['path']}: CSV and Parquet differ in columns or rows")

@@ -134,7 +134,7 @@ def compare_command(reference: str, port: str | None, inputs_path: Path, mapping
 
     from analysis.reproduction.compare import compare, load_inputs, load_mapping, record
     from reeng.errors import ReengError
-    from reeng.outputs import staged_dir
+    from reeng.outputs import spreadsheet_cell, staged_dir
 
     if not inputs_path.is_file():
         raise ReengError(f"--inputs {inputs_path}: no such file")
@@ -159,7 +159,7 @@ def compare_command(reference: str, port: str | None, inputs_path: Path, mapping
                 rows = result.to_dict()["layers"]
                 writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["layer"])
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows({k: spreadsheet_cell(v) for k, v in row.items()} for row in rows)
     report = result.to_dict()
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))

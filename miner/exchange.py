@@ -17,7 +17,7 @@ from typing import Any
 from miner import store
 from miner.denchmark import ArchiveStats, read_archive
 from reeng.errors import ReengError
-from reeng.outputs import staged_dir
+from reeng.outputs import spreadsheet_safe, staged_dir
 from reeng.progress import progress_bar
 
 FORMATS = ("parquet", "jsonl", "csv")
@@ -55,8 +55,8 @@ def export_store(conn: sqlite3.Connection, out: Path, fmt: str = "parquet") -> d
                         "deletions", "patch_truncated"):
                 if col in frame:
                     frame[col] = frame[col].astype("Int64")
-            if fmt == "csv":
-                frame.to_csv(path, index=False, lineterminator="\n")
+            if fmt == "csv":  # opened in spreadsheets: text that would run as a formula is escaped
+                spreadsheet_safe(frame).to_csv(path, index=False, lineterminator="\n")
             else:
                 frame.to_parquet(path, index=False)
     return {name: len(rows) for name, (rows, _) in tables.items()}

@@ -22,8 +22,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reeng.errors import ReengError
+
+if TYPE_CHECKING:  # pandas only where a table is written
+    import pandas as pd
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
 _STAGING = re.compile(r"\.reeng-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[^.]+$")
@@ -145,3 +149,37 @@ def staged_file(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# What a spreadsheet runs as a formula when a cell starts with it (OWASP's CSV injection list).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading ``'``; anything else is returned as it is."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def from_spreadsheet_cell(value: Any) -> Any:
+    """The text :func:`spreadsheet_cell` escaped, as it was (a leading ``'`` before a formula start dropped)."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table for CSV or XLSX: every text cell a spreadsheet would run as a formula escaped (:func:`spreadsheet_cell`).
+
+    Text written to CSV comes from issue threads, raters' sheets or user files; opened in a spreadsheet,
+    ``=HYPERLINK(...)`` in a title would run. Parquet and JSON outputs keep the text exactly.
+    """
+    return _text_columns(frame, spreadsheet_cell)
+
+
+def from_spreadsheet(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table read from CSV or XLSX with the cells :func:`spreadsheet_safe` escaped as they were."""
+    return _text_columns(frame, from_spreadsheet_cell)
+
+
+def _text_columns(frame: pd.DataFrame, cell: Any) -> pd.DataFrame:
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    return frame.apply(lambda col: col.map(cell) if is_object_dtype(col) or is_string_dtype(col) else col)

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from reeng.errors import ReengError
+from reeng.outputs import from_spreadsheet
 
 
 def read_table(path: Path | str, required: Iterable[str] = (), *, dtype_str: bool = True) -> pd.DataFrame:
     """Read a CSV or Parquet file; fail with a message naming the file and what is wrong with it.
 
     CSV cells are read as strings with empty cells as missing, so labels like ``no `` keep
-    their spelling for normalization and nothing is guessed into floats.
+    their spelling for normalization and nothing is guessed into floats; a cell reeng escaped
+    against spreadsheet formulas (:func:`reeng.outputs.spreadsheet_safe`) reads as it was.
     """
     path = Path(path)
     if not path.exists():
@@ -25,7 +27,7 @@ def read_table(path: Path | str, required: Iterable[str] = (), *, dtype_str: boo
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, dtype=str if dtype_str else None, keep_default_na=False, na_values=[""])
+            frame = from_spreadsheet(pd.read_csv(path, dtype=str if dtype_str else None, keep_default_na=False, na_values=[""]))
     except UnicodeDecodeError:
         raise ReengError(f"{path}: not a CSV file (it is not UTF-8 text)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:

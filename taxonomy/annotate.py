@@ -128,7 +128,7 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     population instead (least confident first, :func:`queue`), and the store records them in
     ``queued_threads``: their labels are no random sample, and ``analyze --human store`` warns.
     """
-    from reeng.outputs import staged_file
+    from reeng.outputs import spreadsheet_safe, staged_file
     from taxonomy.predictions import filter_dropped_threads
 
     if queue_size is None and sample < 1:
@@ -192,17 +192,6 @@ def export_sheet(conn: sqlite3.Connection, out: Path, *, sample: int, seed: int,
     return {"threads": len(rows), "population": len(population), "queued": queue_size is not None,
             "already_labeled": len(labeled & keys),
             "dropped_by_filter": len((dropped & keys) - labeled), "files": [str(csv_path), str(xlsx_path), str(definitions_path)]}
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``...) gets a leading ``'`` (OWASP)."""
-    def cell(value: Any) -> Any:
-        return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
-
-    return frame.apply(lambda col: col.map(cell))
 
 
 def _umask_mode(path: Path) -> None:

@@ -561,17 +561,17 @@ def export_command(store: Path, out: Path, sample: int | None, seed: int, model:
 @click.option("--json", "as_json", is_flag=True)
 def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | None, store: Path | None, as_json: bool) -> None:
     """Kappa per dimension between two raters' sheets, disagreements to adjudicate, final labels."""
-    from reeng.outputs import staged_dir
+    from reeng.outputs import spreadsheet_safe, staged_dir
     from taxonomy.annotate import compare_sheets, dumps, final_labels, store_labels
 
     result, disagreements = compare_sheets(sheet_a, sheet_b)
     with staged_dir(out) as staging:
         (staging / "agreement.json").write_text(dumps(result), encoding="utf-8")
-        disagreements.to_csv(staging / "disagreements.csv", index=False)
+        spreadsheet_safe(disagreements).to_csv(staging / "disagreements.csv", index=False)
         stored = None
         if adjudicated is not None or disagreements.empty:
             labels = final_labels(sheet_a, sheet_b, adjudicated)
-            labels.to_csv(staging / "labels.csv", index=False)
+            spreadsheet_safe(labels).to_csv(staging / "labels.csv", index=False)
             if store is not None:
                 from miner.store import open_store
 
@@ -677,11 +677,11 @@ def pull_command(project: str, url: str, store: Path, adjudicators: tuple[str, .
     if disagreements_out is not None:
         import pandas as pd
 
-        from reeng.outputs import staged_file
+        from reeng.outputs import spreadsheet_safe, staged_file
 
         with staged_file(disagreements_out) as tmp:
-            pd.DataFrame([{**{k: v for k, v in d.items() if k != "labels"}, "labels": json.dumps(d["labels"])}
-                          for d in result.disagreements]).to_csv(tmp, index=False)
+            spreadsheet_safe(pd.DataFrame([{**{k: v for k, v in d.items() if k != "labels"}, "labels": json.dumps(d["labels"])}
+                                           for d in result.disagreements])).to_csv(tmp, index=False)
     summary = result.summary()
     if as_json:
         _echo_json({**summary, "disagreement_list": result.disagreements})

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from reeng.errors import ReengError
+from reeng.outputs import spreadsheet_safe
 from reeng.tables import read_table
 from taxonomy.model import Taxonomy, load_taxonomy
 
@@ -199,7 +200,7 @@ def write_table(frame: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
     """Write ``stem.parquet`` and ``stem.csv`` into ``out_dir`` (a staging folder in practice)."""
     parquet, csv = out_dir / f"{stem}.parquet", out_dir / f"{stem}.csv"
     frame.to_parquet(parquet, index=False)
-    frame.to_csv(csv, index=False)
+    spreadsheet_safe(frame).to_csv(csv, index=False)
     return [parquet, csv]
 
 

@@ -190,3 +190,50 @@ def test_real_disk_full_store(tmp_path, capsys, tiny_disk):
     assert code == 2
     line = error_line(err)
     assert "disk is full" in line or "no space left" in line, line
+
+
+def test_every_csv_of_thread_text_is_safe_in_a_spreadsheet(tmp_path, capsys):
+    """A title, body or login that a spreadsheet would run as a formula (=HYPERLINK..., +1+2, -2+3, @SUM) is written
+    with a leading ' to CSV: `reeng export`, a release's data/*.csv (its Parquet twin keeps the text, and the release
+    validates), and `annotate import`'s disagreements, whose adjudicated copy still reads back to the sheets' issues.
+    Before, each CSV held the cells as they came."""
+    import pandas as pd
+
+    from miner.store import open_store, save_thread
+
+    hostile = {"title": '=HYPERLINK("http://evil","x")', "body": "+1+2 CUDA out of memory", "author": "@SUM(A1)"}
+    conn = open_store(tmp_path / "s.db")
+    save_thread(conn, {"repo": "acme/det", "number": 1, **hostile, "created_at": "2024-01-01T00:00:00Z",
+                       "comments": [{"comment_id": 5, "author": "someone", "body": "-2+3 error", "created_at": "2024-01-02T00:00:00Z"}]},
+                source="test")
+    conn.commit()
+    conn.close()
+    code, _, err = run_main(["export", "--store", str(tmp_path / "s.db"), "--format", "csv", "--out", str(tmp_path / "x")], capsys)
+    assert code == 0, err
+    issues = pd.read_csv(tmp_path / "x" / "issues.csv", dtype=str)
+    assert issues.loc[0, ["title", "body", "author"]].tolist() == [f"'{v}" for v in hostile.values()]
+    assert pd.read_csv(tmp_path / "x" / "comments.csv", dtype=str).loc[0, "body"] == "'-2+3 error"
+
+    code, _, err = run_main(["release", "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "r"), "--keep-identities"],
+                            capsys)
+    assert code == 0, err
+    csv_title = pd.read_csv(tmp_path / "r" / "data" / "issues.csv", dtype=str).loc[0, "title"]
+    assert csv_title == "'" + hostile["title"]
+    assert pd.read_parquet(tmp_path / "r" / "data" / "issues.parquet").loc[0, "title"] == hostile["title"]
+    code, _, err = run_main(["release", "validate", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+
+    urls = [hostile["title"], "https://github.com/acme/det/issues/2"]
+    pd.DataFrame({"URL": urls, "Impact": ["Crash", "Hang"]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"URL": urls, "Impact": ["Hang", "Hang"]}).to_csv(tmp_path / "b.csv", index=False)
+    code, _, err = run_main(["annotate", "import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out",
+                             str(tmp_path / "adj")], capsys)
+    assert code == 0, err
+    disagreements = pd.read_csv(tmp_path / "adj" / "disagreements.csv", dtype=str)
+    assert disagreements["issue"].tolist() == ["'" + hostile["title"]]
+    disagreements.assign(adjudicated="crash").to_csv(tmp_path / "done.csv", index=False)
+    code, _, err = run_main(["annotate", "import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out",
+                             str(tmp_path / "adj2"), "--adjudicated", str(tmp_path / "done.csv")], capsys)
+    assert code == 0, err
+    labels = pd.read_csv(tmp_path / "adj2" / "labels.csv", dtype=str)
+    assert labels[labels["dimension"] == "impact"]["label"].tolist() == ["crash", "hang"]
