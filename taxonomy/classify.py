@@ -171,7 +171,7 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     own = text_models is not None  # models of one's own carry their encoder
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, issue_type_model=issue_type_model,
                              text_models=text_models if own else "annotations", embedding_model=None if own else embedding_model
-                             ).ready()
+                             ).ready(progress)
     if embedding_model is not None or len(analysed) <= LABEL_CHUNK:
         workers = 1
     preds: list[dict[str, Prediction]] = []
@@ -499,7 +499,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
         return {"reference": reference, "threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
                 "note": "no adjudicated label of a stored thread in this store" if human
                 else "no gold issue has its thread in this store"}
-    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready()
+    labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready(progress)
     unique = sorted(set(join.rows))
     adapted = None
     if adapt:  # every thread of the join is a labeled one: its predictions are all cross-fitted

@@ -368,18 +368,38 @@ class BuiltinLabeler(BaseEstimator):
             return default_text_models(self.space, self.embedding_model)
         return self.text_models  # type: ignore[return-value]
 
-    def ready(self) -> BuiltinLabeler:
+    def ready(self, progress: bool = False) -> BuiltinLabeler:
         """Load everything labeling reads (the text models and, with ``filter``, the two filters), or learn
         it at first use in a cache folder; returns self. Worker processes forked after this share it.
 
+        With ``progress`` a bar on stderr names each part while it loads: learning them all at first
+        use takes about two minutes on two cores, which used to pass without a sign.
         What it could not load is said once, as a :class:`reeng.errors.ReengWarning`: labels made
         without the study's labels or without the local archive agree far less with the study's raters.
         """
         import warnings
 
         from reeng.errors import ReengWarning
+        from reeng.progress import progress_bar
+        from taxonomy.semantic import default_space
 
-        rules_alone = not self.text_models_()
+        first_use = "learned at first use, then cached"
+        steps = [("semantic space", default_space)] if self.text_models == "annotations" else []
+        steps.append(("text models", self.text_models_))
+        if self.filter:
+            from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
+
+            steps.append(("reengineering filter", default_reengineering_filter))
+            if self.issue_type_model is None:
+                steps.append(("defect filter", default_defect_filter))
+        loaded = {}
+        with progress_bar(progress) as bar:
+            task = bar.add_task("built-in labeler", total=len(steps))
+            for name, load in steps:
+                bar.update(task, description=f"built-in labeler: {name} ({first_use})")
+                loaded[name] = load()
+                bar.advance(task)
+        rules_alone = not loaded["text models"]
         missing = []
         if self.prior_source.startswith("no labels"):
             missing.append("the study's labels (its defect CSV is neither under REENG_DATA_DIR nor downloadable): "
@@ -387,12 +407,6 @@ class BuiltinLabeler(BaseEstimator):
         if rules_alone and self.text_models == "annotations":
             missing.append("the local Denchmark archive (REENG_DATA_DIR) to train its text models"
                            + (" and its two filters" if self.filter else ""))
-        if self.filter:
-            from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
-
-            default_reengineering_filter()
-            if self.issue_type_model is None:
-                default_defect_filter()
         if missing:
             warnings.warn(f"the built-in labeler runs without {'; and without '.join(missing)}. Its labels "
                           + ("come from the evidence rules alone and agree far less" if rules_alone else "agree less")

@@ -314,3 +314,44 @@ def test_too_few_rows_keep_the_default_evidence_weight() -> None:
     prepared, evidence, labels = _evidence_table(60, False)
     model = train(prepared, evidence, {"y": labels})
     assert model.meta["evidence_search"] is None and model.meta["evidence_scale"] == EVIDENCE_SCALE and model.uses_evidence
+
+
+def test_getting_the_labeler_ready_names_each_part_while_it_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At first use the semantic space, the text models and the two filters are learned (about two minutes on two
+    cores), which showed no sign at all: the bar now names each part before it loads, in the order they load."""
+    from contextlib import contextmanager
+
+    import reeng.progress
+    import taxonomy.annotations
+    import taxonomy.defect_filter
+    import taxonomy.semantic
+    from taxonomy.labelers import BuiltinLabeler
+
+    shown, loaded = [], []
+
+    class Bar:
+        def add_task(self, description: str, total: int) -> int:
+            shown.append((description, total))
+            return 0
+
+        def update(self, task: int, description: str) -> None:
+            shown.append(description)
+
+        def advance(self, task: int) -> None:
+            shown.append("done")
+
+    @contextmanager
+    def recording_bar(enabled: bool = True):
+        assert enabled
+        yield Bar()
+
+    monkeypatch.setattr(reeng.progress, "progress_bar", recording_bar)
+    monkeypatch.setattr(taxonomy.semantic, "default_space", lambda: loaded.append("semantic space"))
+    monkeypatch.setattr(taxonomy.annotations, "default_text_models", lambda *a: loaded.append("text models") or {"whole": 1})
+    monkeypatch.setattr(taxonomy.defect_filter, "default_reengineering_filter", lambda: loaded.append("reengineering filter"))
+    monkeypatch.setattr(taxonomy.defect_filter, "default_defect_filter", lambda: loaded.append("defect filter"))
+    BuiltinLabeler().ready(progress=True)
+    parts = ["semantic space", "text models", "reengineering filter", "defect filter"]
+    assert loaded == parts
+    assert shown == [("built-in labeler", 4)] + [x for p in parts for x in (f"built-in labeler: {p} (learned at first use, "
+                                                                          "then cached)", "done")]
