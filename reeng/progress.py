@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,3 +23,11 @@ def progress_bar(enabled: bool = True) -> Progress:
     console = Console(stderr=True)
     shown = enabled and (console.is_terminal or console.is_jupyter)
     return Progress(transient=True, disable=not shown, console=console)
+
+
+@contextmanager
+def working(description: str, enabled: bool = True) -> Iterator[None]:
+    """A bar without a count for one long step that cannot count its work (fitting a model), shown as :func:`progress_bar` is."""
+    with progress_bar(enabled) as bar:
+        bar.add_task(description, total=None)
+        yield

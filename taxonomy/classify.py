@@ -16,12 +16,15 @@ import numpy as np
 import pandas as pd
 
 from reeng.errors import ReengError
+from reeng.progress import working
 from taxonomy.batch import Analysed, analyse_many
 from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
 from taxonomy.supervised import TextModel, predict_proba, top_terms, train
 
 BUILTIN_VERSION = "11"
+# What the bar says while a model is fitted (a full model also chooses C and the evidence weight by 3-fold CV).
+FITTING = "fitting the model"
 # gold_eval's splits. The development set: gold issues whose threads are in the Denchmark archive,
 # the only gold threads readable offline, on which the built-in labeler was developed and measured
 # (docs/classifier.md). Held out: every other gold issue (``reeng gold fetch-threads``), the test set
@@ -448,9 +451,10 @@ def train_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, fast: b
     prepared = [join.analysed[join.rows[j]].prepared for j in usable_rows]
     evidence = None if fast else [rule_features(join.analysed[join.rows[j]].evidence) for j in usable_rows]
     source = "gold" if gold_csv is not None else "human_labels"
-    model = train(prepared, evidence, {d: [labels[d][j] for j in usable_rows] for d in labels},  # type: ignore[misc]
-                  fast=fast, params={"source": source, "gold": str(gold_csv) if gold_csv else None, "human_labels": human},
-                  embedding_model=embedding_model)
+    with working(FITTING, progress):
+        model = train(prepared, evidence, {d: [labels[d][j] for j in usable_rows] for d in labels},  # type: ignore[misc]
+                      fast=fast, params={"source": source, "gold": str(gold_csv) if gold_csv else None, "human_labels": human},
+                      embedding_model=embedding_model)
     summary = {"labels": source, "defects": len(join.defects), "trained_on": len(usable_rows), "missing_threads": join.missing,
                "threads": len(set(join.rows)), "from_human_labels": int((join.defects["source"] == "human_labels").sum()),
                "skipped_dimensions": skipped}

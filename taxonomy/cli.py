@@ -217,6 +217,7 @@ def _open_nonempty(store: Path) -> Any:
 def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, label_source: str,
                   gold: Path | None, out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
     """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or a store's adjudicated or weak labels (--store)."""
+    from reeng.progress import working
     from taxonomy import classify, supervised
 
     if label_source != "auto" and (store is None or gold is not None):
@@ -237,7 +238,8 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         else:
             _, analysed, _ = classify.analyse_store(conn, with_evidence=True)
             extracted = time.perf_counter()
-            model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
+            with working(classify.FITTING, not as_json):
+                model, summary = classify.weak_model(analysed, fast=fast, embedding_model=embedding_model)
             summary["labels"] = "weak"
             summary["evidence_seconds"] = round(extracted - started, 1)
             summary["fit_seconds"] = round(time.perf_counter() - extracted, 1)
@@ -245,9 +247,10 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         if data is None or not label_col:
             raise ReengError("train needs --data FILE --label-col COL, --gold CSV --store S, or --store S (its adjudicated or weak labels)")
         table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=evidence and not fast)
-        model, summary = classify.train_table(table, label_col, fast=fast,
-                                              params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
-                                              embedding_model=embedding_model, evidence_features=evidence)
+        with working(classify.FITTING, not as_json):
+            model, summary = classify.train_table(table, label_col, fast=fast,
+                                                  params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
+                                                  embedding_model=embedding_model, evidence_features=evidence)
     supervised.save(model, out)
     meta = model.meta
     summary.update({"model": str(out), "targets": meta["targets"], "evidence_scale": meta["evidence_scale"],
