@@ -490,6 +490,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
     gold threads (:data:`GOLD_SPLITS`), when the Denchmark archive is on this machine; against
     human labels, apart on the threads it was trained on and the others (:data:`HUMAN_SPLIT_NAMES`).
     """
+    from reeng.progress import progress_bar
     from taxonomy.embeddings import identity
     from taxonomy.evaluation import cross_validate, scores
 
@@ -534,44 +535,49 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
     result["splits"] = None if split_of is None else {
         name: {"issues": len({k for k, of in zip(keys, split_of) if of == name}), "defects": split_of.count(name),
                "dimensions": {}} for name in split_names}
-    for dim in LABEL_DIMENSIONS:
-        have = [j for j, h in enumerate(labels[dim]) if h is not None and prepared[j] is not None]
-        if not have:  # a dimension the raters left unlabeled: nothing to score
-            continue
-        truth = [str(labels[dim][j]) for j in have]
-        preds = [builtin[join.rows[j]][dim] for j in have]
-        g = [groups[j] for j in have]
-        systems: dict[str, Any] = {
-            "builtin": scores(truth, [p.label for p in preds], probability=[p.probability for p in preds], groups=g),
-            "builtin_best_guess": scores(truth, [p.candidate for p in preds], probability=[p.probability for p in preds], groups=g),
-        }
-        if labeler.space.bucket.get(dim):
-            t2, p2 = _without_bucket(truth, [p.candidate for p in preds])
-            systems["builtin_best_guess_without_bucket"] = scores(t2, p2, ci=False)
-        for name, grouping in (("gold_cv_by_repository", [repos[j] for j in have]), ("gold_cv_by_issue", g)) if cv else ():
-            k = len(set(grouping)) if name == "gold_cv_by_repository" else min(folds or 5, len(set(grouping)))
-            if folds and name == "gold_cv_by_repository":
-                k = min(folds, k)
-            try:
-                idx, pred, conf = cross_validate([prepared[j] for j in have], [evidence[j] for j in have], truth, dim,  # type: ignore[misc]
-                                                 folds=k, groups=grouping, embedding_model=embedding_model)
-                systems[name] = scores([truth[i] for i in idx], pred, probability=conf, groups=[g[i] for i in idx])
-                systems[name]["folds"] = k
-            except ReengError as exc:
-                systems[name] = {"n": len(truth), "skipped": str(exc)}
-        main = systems["builtin"]
-        result["dimensions"][dim] = {key: main.get(key) for key in SUMMARY_KEYS} | {"system": "builtin"}
-        result["systems"][dim] = systems
-        for name in split_names if split_of is not None else ():
-            part = [i for i, j in enumerate(have) if split_of[j] == name]
-            if len(part) == len(have):  # the whole comparison is this split's: its scores, not bootstrapped again
-                by_system = {system: systems[system] for system in ("builtin", "builtin_best_guess")}
-            else:
-                part_truth, part_groups = [truth[i] for i in part], [g[i] for i in part]
-                by_system = {"builtin": scores(part_truth, [preds[i].label for i in part], groups=part_groups),
-                             "builtin_best_guess": scores(part_truth, [preds[i].candidate for i in part], groups=part_groups)}
-            result["splits"][name]["dimensions"][dim] = {
-                system: {key: m.get(key) for key in SUMMARY_KEYS} for system, m in by_system.items()}
+    # the cross-validated models take most of the time (minutes on a few hundred defects): a bar counts them
+    with progress_bar(progress and cv) as bar:
+        task = bar.add_task("models trained on the reference labels, cross-validated", total=2 * len(LABEL_DIMENSIONS))
+        for dim in LABEL_DIMENSIONS:
+            have = [j for j, h in enumerate(labels[dim]) if h is not None and prepared[j] is not None]
+            if not have:  # a dimension the raters left unlabeled: nothing to score
+                bar.advance(task, 2 if cv else 0)
+                continue
+            truth = [str(labels[dim][j]) for j in have]
+            preds = [builtin[join.rows[j]][dim] for j in have]
+            g = [groups[j] for j in have]
+            systems: dict[str, Any] = {
+                "builtin": scores(truth, [p.label for p in preds], probability=[p.probability for p in preds], groups=g),
+                "builtin_best_guess": scores(truth, [p.candidate for p in preds], probability=[p.probability for p in preds], groups=g),
+            }
+            if labeler.space.bucket.get(dim):
+                t2, p2 = _without_bucket(truth, [p.candidate for p in preds])
+                systems["builtin_best_guess_without_bucket"] = scores(t2, p2, ci=False)
+            for name, grouping in (("gold_cv_by_repository", [repos[j] for j in have]), ("gold_cv_by_issue", g)) if cv else ():
+                k = len(set(grouping)) if name == "gold_cv_by_repository" else min(folds or 5, len(set(grouping)))
+                if folds and name == "gold_cv_by_repository":
+                    k = min(folds, k)
+                try:
+                    idx, pred, conf = cross_validate([prepared[j] for j in have], [evidence[j] for j in have], truth, dim,  # type: ignore[misc]
+                                                     folds=k, groups=grouping, embedding_model=embedding_model)
+                    systems[name] = scores([truth[i] for i in idx], pred, probability=conf, groups=[g[i] for i in idx])
+                    systems[name]["folds"] = k
+                except ReengError as exc:
+                    systems[name] = {"n": len(truth), "skipped": str(exc)}
+                bar.advance(task)
+            main = systems["builtin"]
+            result["dimensions"][dim] = {key: main.get(key) for key in SUMMARY_KEYS} | {"system": "builtin"}
+            result["systems"][dim] = systems
+            for name in split_names if split_of is not None else ():
+                part = [i for i, j in enumerate(have) if split_of[j] == name]
+                if len(part) == len(have):  # the whole comparison is this split's: its scores, not bootstrapped again
+                    by_system = {system: systems[system] for system in ("builtin", "builtin_best_guess")}
+                else:
+                    part_truth, part_groups = [truth[i] for i in part], [g[i] for i in part]
+                    by_system = {"builtin": scores(part_truth, [preds[i].label for i in part], groups=part_groups),
+                                 "builtin_best_guess": scores(part_truth, [preds[i].candidate for i in part], groups=part_groups)}
+                result["splits"][name]["dimensions"][dim] = {
+                    system: {key: m.get(key) for key in SUMMARY_KEYS} for system, m in by_system.items()}
     return result
 
 
