@@ -222,6 +222,7 @@ def test_every_csv_of_thread_text_is_safe_in_a_spreadsheet(tmp_path, capsys):
     assert pd.read_parquet(tmp_path / "r" / "data" / "issues.parquet").loc[0, "title"] == hostile["title"]
     code, _, err = run_main(["release", "validate", str(tmp_path / "r")], capsys)
     assert code == 0, err
+    assert "has a leading `'`" in (tmp_path / "r" / "README.md").read_text()  # the datasheet tells its readers
 
     urls = [hostile["title"], "https://github.com/acme/det/issues/2"]
     pd.DataFrame({"URL": urls, "Impact": ["Crash", "Hang"]}).to_csv(tmp_path / "a.csv", index=False)
