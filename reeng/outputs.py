@@ -9,6 +9,9 @@ A staging name records who made it: ``.NAME.reeng-<pid>@<host>.<random>``. A run
 it could clean up (SIGKILL, power loss) leaves its staging copy behind; the next run writing to
 the same destination removes it once the recorded process is gone. Outputs get the permissions
 of the user's umask, like any file the user creates, not the private 0700/0600 of a temporary.
+
+Tables written as CSV or XLSX escape every text cell a spreadsheet would run as a formula
+(:func:`spreadsheet_safe`); :func:`from_spreadsheet` reads such a table back as it was.
 """
 
 from __future__ import annotations

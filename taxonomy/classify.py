@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reeng.errors import ReengError
-from reeng.progress import working
+from reeng.progress import progress_bar, working
 from taxonomy.batch import Analysed, analyse_many
 from taxonomy.labelers import DEFAULT_DECISION, DEFAULT_THRESHOLD, BuiltinLabeler, Prediction, abstain_all, reason_of, supporting_evidence
 from taxonomy.rules import ALL_DIMENSIONS, DIMENSION_PARTS, LABEL_DIMENSIONS, rule_features
@@ -490,7 +490,6 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
     gold threads (:data:`GOLD_SPLITS`), when the Denchmark archive is on this machine; against
     human labels, apart on the threads it was trained on and the others (:data:`HUMAN_SPLIT_NAMES`).
     """
-    from reeng.progress import progress_bar
     from taxonomy.embeddings import identity
     from taxonomy.evaluation import cross_validate, scores
 

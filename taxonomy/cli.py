@@ -526,10 +526,13 @@ def annotate_group() -> None:
     """Label threads: sheets with suggestions, or Label Studio in the browser; agreement, adjudication, active learning."""
 
 
+SHEET_SAMPLE = 50  # threads on a labeling sheet unless --sample or --queue says otherwise
+
+
 @annotate_group.command("export")
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Sheet path without suffix (.csv and .xlsx are written).")
-@click.option("--sample", type=int, help="How many threads to put on the sheet.  [default: 50]")
+@click.option("--sample", type=int, help=f"How many threads to put on the sheet.  [default: {SHEET_SAMPLE}]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--model", default="builtin", show_default=True, help="Whose stored predictions to suggest.")
 @click.option("--all-threads", is_flag=True, help="Also sample the threads the model's filter dropped (not a defect, not "
@@ -545,8 +548,8 @@ def export_command(store: Path, out: Path, sample: int | None, seed: int, model:
 
     if sample is not None and queue_size is not None:
         raise ReengError("give --sample or --queue, not both")
-    result = export_sheet(open_store(store, create=False), out, sample=50 if sample is None else sample, seed=seed, model=model, all_threads=all_threads,
-                          queue_size=queue_size)
+    result = export_sheet(open_store(store, create=False), out, sample=SHEET_SAMPLE if sample is None else sample, seed=seed,
+                          model=model, all_threads=all_threads, queue_size=queue_size)
     left_out = [f"{result['already_labeled']} already labeled"] + (
         [f"{result['dropped_by_filter']} dropped by the filter"] if not all_threads else [])
     how = "the queue's least confident, recorded as queue-chosen," if result["queued"] else "drawn"
