@@ -381,14 +381,14 @@ class BuiltinLabeler(BaseEstimator):
 
         from reeng.errors import ReengWarning
         from reeng.progress import progress_bar
+        from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter, local_archive
         from taxonomy.semantic import default_space
 
         first_use = "learned at first use, then cached"
-        steps = [("semantic space", default_space)] if self.text_models == "annotations" else []
+        # the space only where the text models will read it: without the archive nothing is memoised for it
+        steps = [("semantic space", default_space)] if self.text_models == "annotations" and local_archive() else []
         steps.append(("text models", self.text_models_))
         if self.filter:
-            from taxonomy.defect_filter import default_defect_filter, default_reengineering_filter
-
             steps.append(("reengineering filter", default_reengineering_filter))
             if self.issue_type_model is None:
                 steps.append(("defect filter", default_defect_filter))

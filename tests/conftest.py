@@ -64,7 +64,7 @@ def reeng():
 def without_local_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A user's machine without the local data: no archive, no study labels (as offline, where the CSV cannot be
     downloaded), an empty cache; the per-process memos of the archive's models are cleared before and after."""
-    from taxonomy import annotations, defect_filter, labelers
+    from taxonomy import annotations, defect_filter, labelers, semantic
 
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -72,7 +72,7 @@ def without_local_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("REENG_CACHE_DIR", str(tmp_path / "no-data-cache"))
     monkeypatch.setattr(labelers, "study_labels", lambda: None)
     memoised = (annotations._default_text_models, defect_filter.default_reengineering_filter,
-                defect_filter.default_defect_filter)  # what other tests of this process loaded with the archive
+                defect_filter.default_defect_filter, semantic.default_space)  # what other tests of this process loaded with the archive
     for memo in memoised:
         memo.cache_clear()
     yield

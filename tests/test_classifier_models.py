@@ -346,6 +346,7 @@ def test_getting_the_labeler_ready_names_each_part_while_it_loads(monkeypatch: p
         yield Bar()
 
     monkeypatch.setattr(reeng.progress, "progress_bar", recording_bar)
+    monkeypatch.setattr(taxonomy.defect_filter, "local_archive", lambda: Path("denchmark_bugreports.tar.xz"))
     monkeypatch.setattr(taxonomy.semantic, "default_space", lambda: loaded.append("semantic space"))
     monkeypatch.setattr(taxonomy.annotations, "default_text_models", lambda *a: loaded.append("text models") or {"whole": 1})
     monkeypatch.setattr(taxonomy.defect_filter, "default_reengineering_filter", lambda: loaded.append("reengineering filter"))
