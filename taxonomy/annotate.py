@@ -298,8 +298,7 @@ def queue(conn: sqlite3.Connection, model: str, limit: int, dimensions: Iterable
     if limit < 1:
         raise ReengError(f"--limit must be at least 1, got {limit}")
     ranked = tuple(dimensions or LABEL_DIMENSIONS)
-    ensure_human_labels(conn)
-    done = labeled_threads(conn) | set(exclude)
+    done = labeled_threads(conn) | set(exclude)  # no human_labels table: nothing labeled yet
     preds = _latest(conn, model)
     if not preds:
         raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")

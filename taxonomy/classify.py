@@ -168,7 +168,6 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     embeddings the labeling stays in this process: the encoder already uses every core, and a
     process forked from one that runs torch can hang.
     """
-    from reeng.progress import progress_bar
     from taxonomy.batch import chunked, default_workers, map_chunks
 
     own = text_models is not None  # models of one's own carry their encoder
@@ -205,7 +204,6 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     """
     from sklearn.model_selection import KFold
 
-    from reeng.progress import progress_bar
     from taxonomy.annotations import adapted_text_models
 
     position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
