@@ -162,3 +162,25 @@ def test_case_labels_match_the_gold_labels_of_their_issue(entries):
         assert all(url in urls for url in entry.meta.issues), entry.id
         labels = tuple(entry.meta.labels[d] for d in LABEL_DIMENSIONS)
         assert (entry.meta.issues[0], *labels) in rows, f"{entry.id}: labels differ from the gold row of its issue"
+
+
+def test_docs_give_every_case_as_its_metadata_states_it(entries):
+    """docs/reproduction.md lists each case's issue, labels, mechanism and reference in its table, and
+    its title and four evidence parts in prose, exactly as the case states them (a case corrected after
+    re-reading its thread must not leave the old account in the docs)."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reproduction.md").read_text()
+
+    def ref(url):
+        return "/".join(url.split("/")[3:5]) + "#" + url.rsplit("/", 1)[1]
+
+    for entry in entries:
+        m = entry.meta
+        ev = m.evidence
+        prose = (f"- **`{m.id}`** ({ref(m.issues[0])}) — {m.title}.\n  *Reported:* {ev['reported']}\n"
+                 f"  *Diagnosed:* {ev['diagnosis']}\n  *Fixed by:* {ev['fix']}\n  *Modelled:* {ev['model']}\n")
+        extra = "".join(f" (+#{u.rsplit('/', 1)[1]})" for u in m.issues[1:])
+        labels = " / ".join(m.labels[d] for d in LABEL_DIMENSIONS)
+        row = f"| `{m.id}` | {ref(m.issues[0])}{extra} | {labels} | {m.mechanism} | {m.reference_kind}: {m.reference} |"
+        assert prose in docs, m.id
+        assert row in docs, m.id
+

@@ -3,8 +3,9 @@
 The test script loaded the trained generator without switching it to evaluation mode. pix2pix's
 generator uses BatchNorm and the test loader feeds one image at a time, so every test image was
 normalised with its own statistics instead of the running statistics learned in training, and
-a model trained with a large batch produced poor images at test time. The fix (a commit in the
-thread) puts the networks in evaluation mode when testing.
+the test images came out far worse than the training-time outputs (the thread's opener trained
+CycleGAN; the participant the fix was confirmed by, a pix2pix model trained with a larger
+batch). The fix (a commit in the thread) puts the networks in evaluation mode when testing.
 
 The reference applies the learned normalisation explicitly: each BatchNorm is replaced by the
 per-channel affine map its running statistics and weights define, in float64.
@@ -83,14 +84,15 @@ def learned_normalisation(seed: int, image: torch.Tensor) -> torch.Tensor:
     defect_class="evaluation mode (BatchNorm statistics at batch size 1)",
     mechanism="evaluator",
     evidence={
-        "reported": "A pix2pix model trained with a large batch gave results at test time that looked "
-                    "nothing like the training-time outputs, which matched the targets closely.",
+        "reported": "The opener trained CycleGAN on driving scenes and got much worse images from the "
+                    "latest checkpoint on test images than the training-time outputs; a later participant "
+                    "saw the same with a pix2pix model trained with a larger batch.",
         "diagnosis": "The maintainer first suggested the test-time loadSize and overfitting, then "
                      "evaluation mode; a collaborator explained that without eval() pix2pix's BatchNorm "
                      "ignores its running statistics, and test batches hold a single image.",
-        "fix": "Commit 7dfdd06, announced by the collaborator in the middle of the thread, puts the model "
-               "in evaluation mode when testing (no retraining needed); the reporter confirmed much "
-               "better results in the next comment.",
+        "fix": "Commit 7dfdd06, announced by the collaborator to both users in the middle of the thread, "
+               "puts the model in evaluation mode when testing (no retraining needed); the pix2pix user "
+               "confirmed much better results in the next comment.",
         "model": "A small BatchNorm generator with trained running statistics translates one image: in "
                  "training mode its output deviates from the learned normalisation written out as "
                  "affine maps; after eval() it agrees within float32 tolerance.",

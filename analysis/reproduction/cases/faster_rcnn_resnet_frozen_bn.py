@@ -4,9 +4,11 @@ Caffe splits batch normalisation into a BatchNorm layer (mean/variance only) fol
 layer (learned scale and shift). Porting the ImageNet ResNet into a Faster R-CNN training net, the
 BatchNorm layers were left computing batch statistics, but Faster R-CNN trains on one image per
 batch: the activations are normalised with one image's statistics instead of the ImageNet ones
-the pretrained weights expect. The fix in the thread follows the ResNet paper: keep the BN
-statistics fixed during fine-tuning (global statistics, no learning in BatchNorm/Scale), so the
-layers act as constant affine maps.
+the pretrained weights expect. The fixed form follows the ResNet paper as a participant quoted
+it in the thread: keep the BN statistics fixed during fine-tuning (global statistics), so the
+layers act as constant affine maps. The thread's own advice, lr_mult 0 for BatchNorm and Scale,
+stops the solver from changing their parameters but not, by itself, Caffe's BatchNorm from
+normalising with batch statistics in training; the thread confirms no fix.
 
 The reference folds each BatchNorm + Scale pair into the preceding convolution's weights and bias
 (the "merged" form, with no normalisation layer at all).
@@ -109,9 +111,10 @@ def finetune_net(pretrained_net: CaffeBottleneck, frozen_bn: bool) -> CaffeBottl
                      "learned statistics during training; another quoted the ResNet paper: the BN "
                      "statistics are computed on ImageNet and then fixed during detection fine-tuning, "
                      "turning the layers into constant affine maps.",
-        "fix": "Set lr_mult to 0 for every BatchNorm and Scale parameter and keep the global statistics "
-               "(participants' comments early in the visible thread); a later participant reported "
-               "fine-tuning the modified ResNet prototxt successfully.",
+        "fix": "No code fix is confirmed in the thread. Its advice early on is lr_mult 0 for the BatchNorm "
+               "and Scale layers; the participant quoting the paper doubted that lr_mult is what matters, "
+               "and a later participant reported fine-tuning a modified ResNet prototxt. The fixed form "
+               "follows the paper as quoted there (BN fixed: global statistics), not the lr_mult advice.",
         "model": "A Caffe-style bottleneck (BatchNorm without affine, then Scale) runs the training "
                  "forward pass on one image: with batch statistics its output deviates from the "
                  "merged reference, with frozen global statistics it matches it.",

@@ -5,7 +5,9 @@ trains ``STEPS_PER_EPOCH`` batches per epoch (Keras' ``steps_per_epoch``). With 
 fixed, every added GPU adds images to each epoch, so the time per epoch did not drop and users
 concluded that multi-GPU training was broken. The maintainer's answer: images per epoch are
 ``STEPS_PER_EPOCH * IMAGES_PER_GPU * GPU_COUNT``; to compare speeds (or to make an epoch one
-pass over the data) set ``STEPS_PER_EPOCH`` from the dataset size and the batch size.
+pass over the data) set ``STEPS_PER_EPOCH`` from the dataset size and the batch size. To the
+maintainer the fixed step count is intended behaviour and the answer a setting; the study's
+raters labeled the issue a defect (a GPU-usage root cause), and the case reproduces it as such.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def epochs_by_gpu_count(seed: int, steps_per_epoch: int | None) -> torch.Tensor:
     title="A fixed STEPS_PER_EPOCH makes every added GPU add images to the epoch: no speed-up per epoch",
     issues=["https://github.com/matterport/Mask_RCNN/issues/875"],
     labels={"stage": "training", "manifestation": "evolutionary", "impact": "lower_speed", "root_cause": "gpu_usage"},
-    reference="one pass over the dataset per epoch, as the maintainer defines it: ceil(images / batch) steps "
-              "and that many full batches, computed arithmetically per GPU count",
+    reference="one pass over the dataset per epoch, the epoch the maintainer says to set for comparing speeds: "
+              "ceil(images / batch) steps and that many full batches, computed arithmetically per GPU count",
     reference_kind="metric",
     defect_class="epoch defined in steps while the batch grows with the GPU count",
     mechanism="training schedule",
@@ -63,7 +65,9 @@ def epochs_by_gpu_count(seed: int, steps_per_epoch: int | None) -> torch.Tensor:
                      "image (after a queue-size change), four GPUs were faster than one.",
         "fix": "The maintainer's comment late in the thread: an epoch is STEPS_PER_EPOCH steps, not a pass, and "
                "images per epoch are steps times IMAGES_PER_GPU times GPU_COUNT, so more GPUs mean more work "
-               "per epoch; the epoch length is set through STEPS_PER_EPOCH (one pass: dataset size over batch).",
+               "per epoch; the epoch length is set through STEPS_PER_EPOCH (one pass: dataset size over batch). "
+               "The maintainer treats the fixed step count as intended: the resolution is a setting, not a code "
+               "change, and the defect is the study's reading (its raters labeled the issue one).",
         "model": "1500 images with 2 images per GPU on 1, 2 and 4 GPUs: with the default 1000 steps the epoch "
                  "draws 2000, 4000 and 8000 images in the same 1000 steps; with the steps derived from the "
                  "dataset the epoch is one pass, equal to the arithmetic reference.",

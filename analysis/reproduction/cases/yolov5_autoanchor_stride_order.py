@@ -5,7 +5,7 @@ large, in pixels, and are converted to grid units by dividing by each output lay
 With the model configuration of that release listing its detection layers from stride 32 down
 to 8, the smallest anchors were divided by 32 and the largest by 8, and the order check that
 follows then moved them onto the other layers: every layer predicts with anchors of the wrong
-size (the reporter saw small, doubled boxes). The reporter's fix
+size (the opener saw doubled boxes, a participant too-small ones). That participant's fix
 flips the strides so that, once the order check reverses the groups onto the layers, each group
 has been divided by the stride of the layer it ends up on.
 """
@@ -56,15 +56,15 @@ def pixel_anchors(grid_units: torch.Tensor) -> torch.Tensor:
     defect_class="anchor order vs stride order",
     mechanism="numerics",
     evidence={
-        "reported": "After training v2.0 on VisDrone (cars, pedestrians), objects were detected with two "
-                    "boxes or too-small boxes; training with the default anchors instead of AutoAnchor's "
-                    "gave good results, with YOLOv5s and YOLOv5l alike.",
-        "diagnosis": "The reporter found the k-means anchors were divided by the strides in reverse (32, "
+        "reported": "The opener, after training on VisDrone (cars, pedestrians), saw objects detected with "
+                    "two boxes; a participant saw too-small boxes, and training with the default anchors "
+                    "instead of AutoAnchor's gave good results, with YOLOv5s and YOLOv5l alike.",
+        "diagnosis": "That participant (not the opener) found the k-means anchors were divided by the strides in reverse (32, "
                      "16, 8 instead of 8, 16, 32) for a config whose layers were listed large to small; the "
                      "maintainer explained that the line after the division is meant to check the anchor "
                      "order and that this region should be made more robust.",
-        "fix": "Reporter's comment in the middle of the thread: flip the strides in the division; the "
-               "reporter also confirmed the problem was gone after pulling the current code.",
+        "fix": "The same participant's comment in the middle of the thread: flip the strides in the "
+               "division; they also confirmed the problem was gone after pulling the current code.",
         "model": "Nine sorted k-means anchors are written into a three-layer head whose strides are listed "
                  "32, 16, 8; dividing in that order puts the largest anchors on the finest layer, flipping "
                  "the strides gives each layer the anchors an independent size-ranking assigns it.",

@@ -1,9 +1,12 @@
-"""A target on the image border indexes one grid cell past the end when targets are built.
+"""Box centres rounded up to the image border in half precision index one grid cell past the end.
 
 The loss builds its targets by truncating each box centre, in grid units, to an integer cell.
-A centre at exactly the right or bottom border lands on cell ``n`` of an ``n``-cell grid, so
-writing the objectness target indexes out of range (a device-side assert on CUDA, an
-IndexError on the CPU). The fix clamps the cell index to ``n - 1``.
+The maintainer put the thread's out-of-range index down to the grid indices overflowing, in rare
+cases, under mixed precision. Half precision keeps about three decimal digits near 1, so a
+normalised centre just inside the right or bottom border (0.9999) rounds to exactly 1.0 and lands
+on cell ``n`` of an ``n``-cell grid: writing the objectness target indexes out of range (a
+device-side assert on CUDA, an IndexError on the CPU, as in the thread). The fix clamps the cell
+index to ``n - 1``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ GRID = 8
 
 
 def targets(seed: int) -> torch.Tensor:
-    """Normalised box centres (x, y), two of them on the border as a labeller may produce."""
+    """Normalised box centres (x, y), two of them just inside the right and bottom border, held in
+    half precision as under mixed precision (where 0.9999 becomes 1.0), then read as float32."""
     g = torch.Generator().manual_seed(seed)
     xy = torch.rand(12, 2, generator=g)
-    return torch.cat([xy, torch.tensor([[1.0, 0.5], [0.25, 1.0]])])
+    return torch.cat([xy, torch.tensor([[0.9999, 0.5], [0.25, 0.9999]])]).half().float()
 
 
 def objectness_truncated(xy: torch.Tensor, clamp: bool) -> torch.Tensor:
@@ -47,7 +51,7 @@ def objectness_by_containment(xy: torch.Tensor) -> torch.Tensor:
 
 @case(
     id="yolov5_grid_index_overflow",
-    title="Targets on the image border index one grid cell past the end in build_targets",
+    title="Box centres rounded to the border in half precision index one grid cell past the end",
     issues=["https://github.com/ultralytics/yolov5/issues/1312"],
     labels={"stage": "training", "manifestation": "basic", "impact": "crash", "root_cause": "low_frequency"},
     reference="cell assignment by interval containment (last cell closed), written independently",
@@ -56,14 +60,17 @@ def objectness_by_containment(xy: torch.Tensor) -> torch.Tensor:
     mechanism="numerics",
     evidence={
         "reported": "Training a single-class custom dataset worked on the GPU but evaluation stopped with a "
-                    "CUDA device-side assert inside the IoU code; the same data had trained under yolov3.",
-        "diagnosis": "The maintainer traced it to grid indices in the loss's target building overflowing for "
-                     "targets at the image edge, and later noticed his first patch clamped to the grid size "
-                     "instead of the grid size minus one.",
+                    "CUDA device-side assert inside the IoU code, and on the CPU with an index of 52 out of "
+                    "bounds for a 52-cell grid in the loss; the same data had trained under yolov3.",
+        "diagnosis": "The maintainer linked an identical error reported on yolov3 and put it down to the grid "
+                     "indices of the loss's target building overflowing, in rare cases, under mixed "
+                     "precision (no particular target is named); he later noticed his first patch clamped "
+                     "to the grid size instead of the grid size minus one.",
         "fix": "PR #1313 (maintainer's comment in the middle of the thread) clamped the indices; PR #1316 "
                "(a few comments later) clamped them to n - 1, after which the reporter confirmed the fix.",
-        "model": "Box centres with two on the border are turned into an objectness map on an 8x8 grid; the "
-                 "unclamped truncation raises IndexError, the n - 1 clamp equals an independent "
+        "model": "Box centres held in half precision, two of them at 0.9999 (which half precision rounds to "
+                 "the border), are turned into an objectness map on an 8x8 grid; the unclamped "
+                 "truncation raises IndexError, the n - 1 clamp equals an independent "
                  "interval-containment assignment.",
     },
 )

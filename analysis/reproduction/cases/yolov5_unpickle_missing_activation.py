@@ -12,7 +12,6 @@ same import path: the older one lacks ``Hardswish``, the newer one has it.
 from __future__ import annotations
 
 import io
-import pickle
 import sys
 import types
 
