@@ -107,14 +107,16 @@ def test_layers_with_other_names_are_matched_by_order_and_shape():
     assert loc.unmatched_candidate == ["drop"] and loc.unmatched_reference == []
 
 
-def test_explicit_mapping_file(example, capsys):
-    (example / "map.yaml").write_text("stem: stem\nblocks.1.conv2: blocks.1.conv2\n")
+def test_explicit_mapping_file_pairs_the_other_layers_by_the_default_rule(example, capsys):
+    """A mapping of a few layers used to switch the default pairing off: only those compared, and a culprit
+    outside them lost."""
+    (example / "map.yaml").write_text("stem: stem\nblocks.0.conv1: blocks.0.conv1\n")
     code, out, _ = run_main(["compare", str(example / "reference.py:build"), str(example / "port.py:build"),
                              "--inputs", str(example / "inputs.npz"), "--mapping", str(example / "map.yaml"), "--json"],
                             capsys)
     report = json.loads(out)
-    assert code == 0 and [r["layer"] for r in report["layers"]] == ["stem", "blocks.1.conv2"]
-    assert report["matched_by"] == "mapping" and "blocks.0.conv1" in report["unmatched_reference_layers"]
+    assert code == 0 and report["matched_by"] == "mapping, the rest by name"
+    assert report["unmatched_reference_layers"] == [] and report["culprit"] == "blocks.1.conv2"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -132,6 +134,21 @@ def test_bad_input_is_one_error_line(example, capsys, args, message):
                                "--out", str(example / "out")], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (example / "out").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--tol", "nan"], "--tol nan: a finite number"),  # NaN passed click's range and ended in a traceback
+    (["--tol", "inf"], "--tol inf: a finite number"),  # inf called every port a match
+    (["--record", "{dir}/ref.txt"], "ending in .npz"),  # compare refused the file --record had just written
+    (["--mapping", "{dir}/unknown.json"], "reference layer(s) the reference does not have: nolayer"),
+])
+def test_bad_options_are_one_error_line(example, capsys, options, message):
+    (example / "unknown.json").write_text('{"nolayer": "blocks.0"}')
+    code, out, err = run_main(["compare", str(example / "reference.py:build"), str(example / "port.py:build"),
+                               "--inputs", str(example / "inputs.npz"), "--out", str(example / "out"),
+                               *[o.format(dir=example) for o in options]], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (example / "out").exists() and not (example / "ref.txt").exists()
 
 
 def test_missing_torch_names_the_extra(monkeypatch, capsys, example):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from analysis.reproduction.localize import capture, localize, localize_models
+from reeng.errors import ReengError
 
 
 def _net() -> nn.Sequential:
@@ -51,12 +52,24 @@ def test_inplace_activation_does_not_corrupt_capture():
     assert (rec["relu"].output >= 0).all()
 
 
-def test_mapping_that_leaves_layers_unmatched_is_reported():
+def test_a_partial_mapping_pairs_the_rest_by_default_and_reports_what_stays_unmatched():
     ref, cand, x = _pair()
     found = localize(capture(ref, x), capture(cand, x), mapping={"a": "a", "c": "c"})
-    assert found.unmatched_reference == ["relu", "b"]
-    assert found.unmatched_candidate == ["relu", "b"]
-    assert [d.name for d in found.layers] == ["a", "c"]
+    assert [d.name for d in found.layers] == ["a", "relu", "b", "c"] and found.unmatched_reference == []
+    assert found.matched_by == "mapping, the rest by name"
+    # the port's layers the mapping already paired are not paired again: "b" maps onto "a" here, and the
+    # reference's own "a" finds no counterpart left
+    found = localize(capture(ref, x), capture(cand, x), mapping={"b": "a", "c": "c"})
+    assert {d.name: d.candidate_name for d in found.layers}["b"] == "a"
+    assert "a" in found.unmatched_reference and "b" in found.unmatched_candidate
+
+
+def test_a_mapping_naming_a_layer_neither_model_has_is_an_error():
+    ref, cand, x = _pair()
+    with pytest.raises(ReengError, match="reference layer.*does not have: nolayer"):
+        localize(capture(ref, x), capture(cand, x), mapping={"nolayer": "a"})
+    with pytest.raises(ReengError, match="port layer.*does not have: zz"):
+        localize(capture(ref, x), capture(cand, x), mapping={"a": "zz"})
 
 
 def test_shape_difference_is_infinite_divergence(tmp_path):

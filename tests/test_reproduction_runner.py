@@ -45,6 +45,15 @@ class BuggyAgrees(ReproCase):
 class Raises(ReproCase):
     def reference(self, ctx, inputs): raise ZeroDivisionError("boom in reference")
 ''',
+    "exits": '''
+@case(id="exits", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
+class Exits(ReproCase):
+    def reference(self, ctx, inputs): return torch.ones(3)
+    def buggy(self, ctx, inputs):
+        import sys
+        sys.exit(3)
+    def fixed(self, ctx, inputs): return torch.ones(3)
+''',
     "bad_labels": '''
 @case(id="bad_labels", title="t", issues=["https://example.com/x"], labels={"stage": "cooking"},
       reference="r", reference_kind="guess")
@@ -63,7 +72,8 @@ class UnmatchedLayers(ReproCase):
     def buggy(self, ctx, inputs):
         from analysis.reproduction.localize import localize_models
         net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
-        localize_models(net, net, torch.ones(1, 3), mapping={"0": "0"}, strict=True)
+        port = torch.nn.Sequential(net[0])  # the ReLU has no counterpart
+        localize_models(net, port, torch.ones(1, 3), mapping={"0": "0"}, strict=True)
     def fixed(self, ctx, inputs): return torch.ones(3)
 ''',
     "cuda_only": '''
@@ -131,6 +141,13 @@ def test_a_case_that_raises_is_an_error_with_the_exception(report):
     assert detail["reason"].startswith("ZeroDivisionError: boom in reference")
 
 
+def test_a_case_that_calls_sys_exit_is_an_error_and_the_run_goes_on(report):
+    """sys.exit() in a case used to end the whole run with its status and no word, the verdicts of the
+    cases run before it lost."""
+    row, detail = _row(report, "exits")
+    assert row["verdict"] == "error" and detail["reason"].startswith("SystemExit: 3")
+
+
 def test_malformed_metadata_is_an_error_with_the_reason(report):
     row, detail = _row(report, "bad_labels")
     assert row["verdict"] == "error"
@@ -181,6 +198,27 @@ def test_select_filters_and_groups():
         parse_select("stage")
     with pytest.raises(ReengError, match="unknown case"):
         select(entries, ["no_such_case"], {})
+    # a mistyped id or reference kind used to select nothing and run zero cases, exit 0
+    with pytest.raises(ReengError, match="unknown case.*yolov5_grid_index_overflw"):
+        select(entries, [], parse_select("id=yolov5_grid_index_overflw"))
+    with pytest.raises(ReengError, match="unknown reference_kind onxx"):
+        parse_select("reference_kind=onxx")
+    assert [e.id for e in select(entries, [], parse_select("id=yolov5_grid_index_overflow"))] == \
+        ["yolov5_grid_index_overflow"]
+
+
+def test_a_user_case_with_a_shipped_id_is_one_error_line(tmp_path, capsys):
+    """Two cases of one id gave two result rows under one name and one details entry (the shipped case's lost)."""
+    from reeng.cli import main
+
+    (tmp_path / "mine.py").write_text(HEADER + textwrap.dedent(CASES["good"]).replace('id="good"',
+                                                                                    'id="yolov5_grid_index_overflow"'))
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "run", "yolov5_grid_index_overflow", "--cases", str(tmp_path / "mine.py"),
+              "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "'yolov5_grid_index_overflow' is defined twice" in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_unknown_select_key_is_one_line_error():

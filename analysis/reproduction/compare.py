@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -286,6 +287,8 @@ def compare(reference: Any, candidate: Any, inputs: Any, mapping: dict[str, str]
     TorchScript, recordings with layers), call sites are localized with ``mapping`` or, without
     it, by name or by execution order and shapes. With ``out`` the plot is written there.
     """
+    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise ReengError(f"--tol {tol}: a finite number of at least 0")
     ref, cand = load_side(reference, "reference"), load_side(candidate, "candidate")
     args = _as_inputs(inputs)
     try:
@@ -324,6 +327,8 @@ def record(model: Any, inputs: Any, path: Path) -> Path:
     """Run ``model`` on ``inputs`` and store its outputs and per-call-site outputs in ``path``."""
     from reeng.outputs import staged_file
 
+    if Path(path).suffix != ".npz":  # compare reads recordings by this suffix
+        raise ReengError(f"--record {path}: give a file name ending in .npz")
     side = load_side(model)
     if side.kind in ("onnx", "recorded"):
         raise ReengError(f"--record: {side.label} is {side.kind}; recording needs a Python or TorchScript model")

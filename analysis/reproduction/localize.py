@@ -413,6 +413,24 @@ def _default_mapping(reference: dict[str, LayerRecord], candidate: dict[str, Lay
     return match_by_order(reference, candidate), "order and shape"
 
 
+def _complete_mapping(reference: dict[str, LayerRecord], candidate: dict[str, LayerRecord],
+                      mapping: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A user's mapping checked against both captures, its gaps filled by :func:`_default_mapping`."""
+    from reeng.errors import ReengError
+
+    for side, names, known in (("reference", list(mapping), reference), ("port", list(mapping.values()), candidate)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ReengError(f"the mapping names {side} layer(s) the {side} does not have: {', '.join(unknown[:5])}"
+                             f" (its layers: {', '.join(list(known)[:8])}{', ...' if len(known) > 8 else ''})")
+    rest = {n: r for n, r in reference.items() if n not in mapping}
+    if not rest:
+        return dict(mapping), "mapping"
+    taken = set(mapping.values())
+    default, how = _default_mapping(rest, {n: r for n, r in candidate.items() if n not in taken})
+    return {**default, **mapping}, f"mapping, the rest by {how}"
+
+
 def _resolve(records: dict[str, LayerRecord], value: Any) -> Any:
     return records[value].output if isinstance(value, str) else value
 
@@ -429,12 +447,15 @@ def localize(
 
     ``mapping`` maps reference names to candidate names; without it, identical names are paired
     when they cover at least half of the reference, otherwise call sites are paired by
-    execution order and output shapes. Whatever stays unmatched is listed; with ``strict`` an
-    unmatched reference record is an error naming them.
+    execution order and output shapes. A mapping naming a layer either capture lacks is an error;
+    one that leaves reference layers out pairs those by the default rule (layers it pairs are
+    kept out of that). Whatever stays unmatched is listed; with ``strict`` an unmatched reference
+    record is an error naming them.
     """
-    matched_by = "mapping"
     if mapping is None:
         mapping, matched_by = _default_mapping(reference, candidate)
+    else:
+        mapping, matched_by = _complete_mapping(reference, candidate, mapping)
     inverse = {v: k for k, v in mapping.items()}
     deltas: dict[str, tuple[float, bool]] = {}
     layers: list[LayerDivergence] = []

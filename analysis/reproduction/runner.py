@@ -23,6 +23,7 @@ from typing import Any
 
 from analysis.reproduction.case import (
     LABEL_DIMENSIONS,
+    REFERENCE_KINDS,
     CaseContext,
     Comparison,
     ReproCase,
@@ -93,7 +94,7 @@ def _load(module_name: str, path: Path | None = None) -> list[CaseEntry]:
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
-    except Exception as exc:  # a broken case file must not stop the others
+    except (Exception, SystemExit) as exc:  # a broken case file must not stop the others
         return [CaseEntry(short, module_name, load_error=f"import failed: {type(exc).__name__}: {exc}")]
     return _entries_from_module(module, module_name, short)
 
@@ -116,6 +117,12 @@ def discover(extra: list[Path] | None = None) -> list[CaseEntry]:
             raise ReengError(f"--cases {path}: no case files (*.py) in this folder")
         for file in files:
             entries += _load(f"reeng_user_case_{file.stem}", file)
+    seen: dict[str, str] = {}
+    for entry in entries:  # one id, one row in the results: a second case of the same id would shadow the first
+        if entry.id in seen:
+            raise ReengError(f"case id {entry.id!r} is defined twice ({seen[entry.id]} and {entry.module}); "
+                             "give your case another id")
+        seen[entry.id] = entry.module
     return entries
 
 
@@ -144,6 +151,9 @@ def parse_select(expr: str | None) -> dict[str, set[str]]:
         if key not in SELECT_KEYS:
             raise ReengError(f"--select: unknown key {key!r} (known: {', '.join(SELECT_KEYS)})")
         values = {v.strip() for v in value.split("|")}
+        if key == "reference_kind" and values - set(REFERENCE_KINDS):
+            raise ReengError(f"--select: unknown reference_kind {', '.join(sorted(values - set(REFERENCE_KINDS)))} "
+                             f"(known: {', '.join(REFERENCE_KINDS)})")
         if key in LABEL_DIMENSIONS:
             from taxonomy.model import load_taxonomy
 
@@ -185,9 +195,10 @@ def matches(entry: CaseEntry, filters: dict[str, set[str]]) -> bool:
 
 
 def select(entries: list[CaseEntry], names: list[str], filters: dict[str, set[str]]) -> list[CaseEntry]:
-    """The entries named (all when none) that pass the filters; an unknown name is an error."""
+    """The entries named (all when none) that pass the filters; an unknown name is an error, in
+    ``--select id=`` too."""
     known = {e.id for e in entries}
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in [*names, *sorted(filters.get("id", ()))] if n not in known]
     if unknown:
         raise ReengError(f"unknown case(s) {', '.join(unknown)} (see `reeng reproduce list`)")
     return [e for e in entries if (not names or e.id in names) and matches(e, filters)]
@@ -284,7 +295,7 @@ def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[s
                     ("the buggy form agrees with the reference: " + buggy.detail)
         except SkipCase as exc:
             row["verdict"], detail["reason"] = "skipped", str(exc)
-        except Exception as exc:  # the verdict of a case that raises
+        except (Exception, SystemExit) as exc:  # the verdict of a case that raises (or calls sys.exit)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             detail["reason"] = f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno})"
     if ctx.out is not None:

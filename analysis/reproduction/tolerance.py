@@ -82,7 +82,6 @@ def multiplier(res: Any, fp64_ref: Any, ref: Any, tol: float, larger_for_small: 
 
 def _min_allclose_tol(ref: Any, res: Any, equal_nan: bool) -> float:
     """Smallest t with |ref - res| <= t + t·|res| everywhere (allclose with atol = rtol = t)."""
-    import torch
 
     a, b = ref.double(), res.double()
     both_nan = a.isnan() & b.isnan()
