@@ -108,10 +108,15 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
     if as_json:
         click.echo((out / "tables.json").read_text(encoding="utf-8"))
         return
+    from analysis.report import corpus_sentence
+
+    if corpus := corpus_sentence(result.tables.defects.corpus):
+        click.echo(f"corpus: {corpus}")
     claims = result.tables.claims
     for claim in claims.values():
         if claim.get("available"):
-            click.echo(f"{claim['statement']}: {claim['numerator']}/{claim['denominator']} = {claim['percent']}%")
+            left_out = f" ({claim['excluded']} lacking a label it needs, not counted)" if claim.get("excluded") else ""
+            click.echo(f"{claim['statement']}: {claim['numerator']}/{claim['denominator']} = {claim['percent']}%{left_out}")
     if result.ppi is not None:
         for claim in result.ppi["claims"].values():
             if claim.get("available") and claim["ppi"]["share"] == claim["ppi"]["share"]:

@@ -170,9 +170,19 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
     Abstentions (``label`` NULL: the classifier looked and was not confident) are not labels
     and are left out, and so are predictions on dimensions outside the taxonomy: the filter's
     ``issue_type`` / ``reengineering`` decisions and models trained on other label columns say
-    which threads are defects, not what the defects are.
+    which threads are defects, not what the defects are. A thread a model's filter dropped
+    keeps none of that model's labels, as in the analysed corpus
+    (:func:`taxonomy.predictions.machine_defects`).
     """
+    from taxonomy.predictions import dropped_keys
+
     tax = load_taxonomy()
+    predictions = predictions.assign(number=predictions["number"].astype(int))
+    for model, preds in predictions.groupby("model"):
+        drop = set().union(*dropped_keys(preds).values())
+        predictions = predictions[~((predictions["model"] == model)
+                                    & pd.Series(list(zip(predictions["repo"], predictions["number"])),
+                                                index=predictions.index).isin(drop))]
     predictions = predictions[predictions["label"].notna() & predictions["dimension"].isin(LABEL_DIMENSIONS)]
     bad = [(d, lab) for d, lab in predictions[["dimension", "label"]].drop_duplicates().itertuples(index=False)
            if tax.dimension(d).lookup(str(lab)) is None]
@@ -316,8 +326,23 @@ def citation_cff(options: ReleaseOptions) -> str:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
-def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str]) -> str:
-    """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers."""
+def filter_summaries(defects: list[Path | pd.DataFrame], predictions: pd.DataFrame | None, stored: int) -> list[dict[str, Any]]:
+    """How each model's filter shaped the machine labels released: from a machine defect table's
+    ``attrs["corpus"]`` (:func:`taxonomy.predictions.machine_defects`), or from the store's predictions."""
+    from taxonomy.predictions import filter_summary
+
+    found = [p.attrs["corpus"] for p in defects if isinstance(p, pd.DataFrame) and p.attrs.get("corpus")]
+    if predictions is not None and len(predictions):
+        for model, preds in predictions.groupby("model"):
+            version = preds["model_version"].dropna()
+            found.append(filter_summary(preds, stored) | {"model": f"{model}@{version.iloc[0] if len(version) else 'unknown'}"})
+    return found
+
+
+def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str],
+              corpora: list[dict[str, Any]] | None = None) -> str:
+    """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers;
+    ``corpora``: :func:`filter_summaries`."""
     from analysis.report import classifier_evaluation, template_environment
 
     env = template_environment()
@@ -331,6 +356,8 @@ def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudony
     return env.get_template("datasheet.md.j2").render(
         options=options, models=models, evaluation=evaluation, tables={n: len(t) for n, t in tables.items()}, pseudonymised=pseudonymised,
         sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
+        corpora=[c | {"sample": c.get("sample"), "reasons": ", ".join(f"{n} by `{dim}`" for dim, n in c["dropped_by"].items() if n)}
+                 for c in corpora or []],
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )
 
@@ -375,6 +402,7 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
         if name in store_tables:
             tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
     tables["defect_labels"] = label_table(defects, predictions)
+    corpora = filter_summaries(defects, predictions, len(store_tables.get("issues", ())))
     salt_origin = None
     if not options.keep_identities:
         salt, salt_origin = resolve_salt(options.salt, options.salt_file, out)
@@ -392,7 +420,8 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
         if jsonld is not None:
             (root / "croissant.json").write_text(json.dumps(jsonld, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         (root / "CITATION.cff").write_text(citation_cff(options), encoding="utf-8")
-        (root / "README.md").write_text(datasheet(tables, options, not options.keep_identities, sources), encoding="utf-8")
+        (root / "README.md").write_text(datasheet(tables, options, not options.keep_identities, sources, corpora),
+                                        encoding="utf-8")
         write_checksums(root)
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     return ReleaseSummary(out, {n: len(t) for n, t in tables.items()}, salt_origin, files)

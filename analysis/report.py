@@ -200,6 +200,40 @@ def classifier_evaluation(document: Any) -> dict[str, Any] | None:
     }
 
 
+FILTER_REASONS = {"issue_type": "not a defect (a feature request, question or documentation issue)",
+                  "reengineering": "not a reengineering defect"}
+
+
+def corpus_sentence(corpus: dict[str, Any] | None) -> str | None:
+    """One sentence on how a machine-labeled corpus became the analysed table (``Defects.corpus``):
+    threads stored, labeled, dropped by the classifier's filter and why, and kept."""
+    if not corpus:
+        return None
+    where = f"sample {corpus['sample']} of the store" if corpus.get("sample") is not None else "the store"
+    text = f"{corpus['threads']} threads in {where}, {corpus['labeled']} of them labeled by {corpus.get('model', 'the model')}"
+    if corpus.get("unlabeled"):
+        text += f" ({corpus['unlabeled']} without its predictions are left out)"
+    reasons = [f"{n} as {FILTER_REASONS.get(dim, dim)}" for dim, n in corpus.get("dropped_by", {}).items() if n]
+    if corpus.get("dropped"):
+        text += f"; its filter dropped {corpus['dropped']} ({'; '.join(reasons)}{'; a thread can be both' if len(reasons) > 1 else ''})"
+    return text + f"; {corpus['kept']} are analysed here, one defect each."
+
+
+def few_repositories(frame: Any) -> str | None:
+    """Why the intervals and tests by repository are missing, when the table holds too few repositories."""
+    from analysis.stats import MIN_CLUSTERS
+
+    if not {"owner", "repo"} <= set(frame.columns):
+        return None
+    n = int((frame["owner"].astype(str) + "/" + frame["repo"].astype(str)).nunique())
+    if n >= MIN_CLUSTERS:
+        return None
+    return (f"The defects come from {n} repositor{'y' if n == 1 else 'ies'}: too few for intervals and tests by repository "
+            f"(at least {MIN_CLUSTERS}; with fewer, a cluster bootstrap resamples a handful of values), so they are left "
+            "out. The Wilson intervals and the Pearson and Monte-Carlo tests treat defects as independent, and defects "
+            "of one repository are not: read them as too narrow.")
+
+
 def machine_labels(frame: Any) -> dict[str, Any] | None:
     """How many of the analysed defects a classifier labeled, and which models (``name@version``),
     read from the defect table's ``provenance``; None when no row is a model's."""
@@ -260,6 +294,8 @@ def build_context(tables: Tables, tests: dict[str, ChiSquare], figures: dict[str
         "n_issues": int(tables.defects.frame["issue_url"].nunique()) if "issue_url" in tables.defects.frame else None,
         "missing_dimensions": tables.defects.missing_dimensions,
         "machine": machine_labels(tables.defects.frame),
+        "corpus": corpus_sentence(tables.defects.corpus),
+        "few_repositories": few_repositories(tables.defects.frame),
         "claims": tables.claims,
         "marginals": marginals,
         "marginals_figure": figure("marginals"),

@@ -31,6 +31,11 @@ from analysis.tables import wilson_interval
 MONTE_CARLO_TABLES = 9999
 BOOTSTRAP = 999
 SEED = 20240307  # fixed so reports are reproducible byte for byte
+MIN_CLUSTERS = 10
+"""Fewest clusters (repositories, issues) for a cluster-bootstrap interval or a Rao-Scott design effect. With
+fewer, a bootstrap resamples a handful of values (with 2 repositories its interval spans the two
+repositories' own shares, narrower than Wilson's) and a design effect rests on g - 1 degrees of freedom;
+the report says so instead. Even 10 is few (Cameron & Miller, J. Human Resources 2015)."""
 
 
 @dataclass
@@ -121,7 +126,7 @@ def _resample_clusters(per_cluster: np.ndarray, resamples: int, seed: int) -> np
 def cluster_bootstrap_v(per_cluster: np.ndarray, resamples: int = BOOTSTRAP, seed: int = SEED) -> list[float] | None:
     """95% percentile interval of bias-corrected V, resampling whole clusters with replacement."""
     g = len(per_cluster)
-    if g < 2:
+    if g < MIN_CLUSTERS:
         return None
     tables = _resample_clusters(per_cluster.reshape(g, -1), resamples, seed).reshape(resamples, *per_cluster.shape[1:])
     values = cramers_v_corrected(tables)
@@ -135,7 +140,7 @@ def cluster_bootstrap_shares(codes: np.ndarray, categories: np.ndarray, k: int, 
                              seed: int = SEED) -> np.ndarray:
     """95% percentile intervals (k x 2) of category shares, resampling whole clusters."""
     g = int(codes.max()) + 1 if len(codes) else 0
-    if g < 2:
+    if g < MIN_CLUSTERS:
         return np.full((k, 2), np.nan)
     per = np.zeros((g, k))
     np.add.at(per, (codes, categories), 1)
@@ -159,7 +164,7 @@ def rao_scott(per_cluster: np.ndarray, statistic: float) -> tuple[float | None, 
     table = per_cluster.sum(0)
     n = table.sum()
     r, k = table.shape
-    if g < 2 or n == 0 or r < 2 or k < 2:
+    if g < MIN_CLUSTERS or n == 0 or r < 2 or k < 2:
         return None, None
     sizes = per_cluster.sum((1, 2))[:, None, None]
     p = table / n

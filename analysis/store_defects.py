@@ -22,6 +22,11 @@ def store_machine_defects(store: Path | str, model: str | None = None, min_proba
     from taxonomy.predictions import machine_defects
 
     table = machine_defects(store, model, min_probability, sample)
+    corpus = table.attrs.get("corpus") or {}
+    if table.empty and corpus.get("dropped"):
+        reasons = ", ".join(f"{n} on {dim}" for dim, n in corpus["dropped_by"].items() if n)
+        raise ReengError(f"{store}: the filter of {corpus.get('model', model)!r} dropped all {corpus['dropped']} labeled "
+                         f"threads ({reasons}): no defect is left to analyse")
     if table.empty or table[LABEL_COLUMNS].isna().all().all():
         cut = f" at --min-probability {min_probability}" if min_probability is not None else ""
         name = model or (str(table["provenance"].iloc[0]) if len(table) else "?")

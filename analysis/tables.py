@@ -92,6 +92,8 @@ class Defects:
     taxonomy: Taxonomy
     dimensions: list[str]
     missing_dimensions: list[str] = field(default_factory=list)
+    corpus: dict[str, Any] | None = None
+    """How a machine defect table's corpus was filtered (:func:`taxonomy.predictions.filter_summary`), when known."""
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -124,7 +126,7 @@ def prepare_defects(frame: pd.DataFrame, source: str, taxonomy: Taxonomy | None 
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise ReengError(f"{source}: column {dim_id!r} holds unknown {dim_id} label(s) {shown}{more}")
         out[dim_id] = values.map(mapping).astype("string")
-    return Defects(out, source, taxonomy, present, missing)
+    return Defects(out, source, taxonomy, present, missing, frame.attrs.get("corpus"))
 
 
 def load_defects(path: Path | str, taxonomy: Taxonomy | None = None) -> Defects:
@@ -216,11 +218,15 @@ def claim_value(defects: Defects, claim: Claim) -> dict[str, Any]:
     among = frame_ok & (_in(defects, *claim.among) if claim.among else True)
     k = int((among & _in(defects, *claim.count)).sum())
     n = int(among.sum())
+    # defects of the denominator's kind (or, with no condition, any) that lack the counted label: not counted
+    candidates = _in(defects, *claim.among) if claim.among else pd.Series(True, index=defects.frame.index)
+    excluded = int((candidates & ~frame_ok).sum())
     if n == 0:
-        return base | {"available": False, "reason": "no defect in the denominator", "numerator": 0, "denominator": 0}
+        return base | {"available": False, "reason": "no defect in the denominator", "numerator": 0, "denominator": 0,
+                       "excluded": excluded}
     low, high = wilson_interval(k, n)
     return base | {"available": True, "numerator": k, "denominator": n, "share": k / n,
-                   "percent": round(100 * k / n, 1), "ci_low": float(low), "ci_high": float(high)}
+                   "percent": round(100 * k / n, 1), "ci_low": float(low), "ci_high": float(high), "excluded": excluded}
 
 
 @dataclass
@@ -241,6 +247,8 @@ class Tables:
         out["marginals"] = {d: {str(k): int(v) for k, v in m.counts.items()} for d, m in self.marginals.items()}
         out["claims"] = self.claims
         out["unavailable"] = {n: t.reason for n, t in self.cross.items() if t.counts is None}
+        if self.defects.corpus:
+            out["corpus"] = self.defects.corpus
         return out
 
 

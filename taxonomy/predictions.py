@@ -94,6 +94,28 @@ def filter_dropped_threads(conn: sqlite3.Connection, model: str) -> set[tuple[st
     return out
 
 
+def filter_summary(preds: pd.DataFrame, stored: int) -> dict[str, Any]:
+    """What became of a corpus's threads on the way to its machine defect table: ``threads`` stored (in
+    the sample, when one is analysed), ``labeled`` by the model, ``unlabeled`` (no prediction of it),
+    ``dropped`` by its filter (:data:`FILTER_DROPS`) with ``dropped_by`` dimension (a thread can be
+    dropped on both), and ``kept``: the rows of the table. ``preds``: one model's predictions."""
+    keys = set(zip(preds["repo"], preds["number"].astype(int)))
+    by_dim = dropped_keys(preds)
+    dropped = set().union(*by_dim.values())
+    return {"threads": int(stored), "labeled": len(keys), "unlabeled": max(int(stored) - len(keys), 0),
+            "dropped": len(dropped), "dropped_by": {dim: len(k) for dim, k in by_dim.items()},
+            "kept": len(keys - dropped)}
+
+
+def dropped_keys(preds: pd.DataFrame) -> dict[str, set[tuple[str, int]]]:
+    """Filter dimension -> the (repo, number) its decisions in ``preds`` (a predictions frame) drop."""
+    out = {}
+    for dim, labels in FILTER_DROPS.items():
+        hit = preds[(preds["dimension"] == dim) & preds["label"].isin(labels)]
+        out[dim] = set(zip(hit["repo"], hit["number"].astype(int)))
+    return out
+
+
 def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = None,
                           min_probability: float | None = None, sample: int | None = None) -> pd.DataFrame:
     """The stored predictions of one model as a machine defect table (gold schema + probabilities).
@@ -133,6 +155,9 @@ def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = 
             raise ReengError(f"{source}: sample {sample} has no predicted thread (run reeng classify predict on it)")
     version = str(preds["model_version"].dropna().iloc[0]) if preds["model_version"].notna().any() else "unknown"
     table = _defect_table(preds, threads, f"model:{model}@{version}", min_probability)
+    # kept with the table (and its Parquet file): the report and the release say how the corpus was filtered
+    table.attrs["corpus"] = filter_summary(preds, len(keys) if keys is not None else len(threads)) | {
+        "model": f"{model}@{version}", "sample": sample}
     return table
 
 
@@ -140,10 +165,7 @@ def _defect_table(preds: pd.DataFrame, threads: dict[tuple[str, int], tuple[str 
                   provenance: str, min_probability: float | None) -> pd.DataFrame:
     tax = load_taxonomy()
     preds = preds.assign(number=preds["number"].astype(int))
-    dropped = pd.Series(False, index=preds.index)
-    for dim, labels in FILTER_DROPS.items():
-        dropped |= (preds["dimension"] == dim) & preds["label"].isin(labels)
-    drop_keys = set(zip(preds.loc[dropped, "repo"], preds.loc[dropped, "number"]))
+    drop_keys = set().union(*dropped_keys(preds).values())
     labels = preds[preds["dimension"].isin(LABEL_COLUMNS)].copy()
     if min_probability is not None:
         low = pd.to_numeric(labels["probability"], errors="coerce").fillna(0) < min_probability

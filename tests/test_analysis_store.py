@@ -132,3 +132,72 @@ def test_bad_input_is_one_error_line_and_nothing_written(case, store, reeng, tmp
     else:
         assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.")]
+
+
+def test_the_report_says_how_the_filter_shaped_the_corpus_and_which_intervals_it_leaves_out(store, reeng, tmp_path):
+    """A report of a mined store used to open with "N defects" alone: nothing said how many threads the store
+    held, how many the filter dropped and why, or that 6 repositories are too few for intervals by repository
+    (those intervals were then the repositories' own shares, narrower than Wilson's)."""
+    root, truth = store
+    features = int((truth["number"] % 17 == 0).sum())
+    run = reeng("analyze", "--store", str(root / "s.db"), "--out", str(tmp_path / "out"), "--formats", "png")
+    assert run.returncode == 0, run.stderr
+    corpus = json.loads((tmp_path / "out" / "tables.json").read_text())["corpus"]
+    assert corpus == {"threads": len(truth), "labeled": len(truth), "unlabeled": 0, "dropped": features,
+                      "dropped_by": {"issue_type": features, "reengineering": 0}, "kept": len(truth) - features,
+                      "model": "builtin@1", "sample": None}
+    sentence = (f"{len(truth)} threads in the store, {len(truth)} of them labeled by builtin@1; its filter dropped "
+                f"{features} ({features} as not a defect")
+    assert f"corpus: {sentence}" in run.stdout
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"**Corpus.** {sentence}" in md and "The defects come from 6 repositories: too few" in md
+    shares = pd.read_csv(tmp_path / "out" / "tables" / "marginal_stage.csv")
+    assert shares["ci_repository_low"].isna().all() and shares["ci_issue_low"].notna().all()
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["stage_x_root_cause"]["p_rao_scott"] is None
+
+
+def test_a_claim_counts_the_defects_it_leaves_out_for_a_missing_label(tmp_path, reeng):
+    """Claims dropped defects whose second label was missing without a word (124/124 = 100 % of environment
+    defects were interface defects, over 165 environment defects)."""
+    table = synthetic_defects(240, seed=3)
+    env = table.index[table["stage"] == "environment"]
+    table.loc[env[:5], "code_error"] = None
+    table.to_csv(tmp_path / "d.csv", index=False)
+    run = reeng("analyze", "--defects", str(tmp_path / "d.csv"), "--out", str(tmp_path / "out"), "--formats", "png")
+    assert run.returncode == 0, run.stderr
+    claim = json.loads((tmp_path / "out" / "tables.json").read_text())["claims"]["environment_interface"]
+    assert claim["excluded"] == 5 and claim["denominator"] == len(env) - 5
+    assert "(5 lacking a label it needs, not counted)" in run.stdout
+    assert "(5 lacking a label it needs, not counted)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_release_leaves_out_the_labels_of_threads_the_filter_dropped(store, reeng, tmp_path):
+    """`reeng release --store` published every thread's taxonomy labels, the filter's feature requests too, unlike
+    the analysis and the notebook API's release, and the datasheet did not say the filter existed."""
+    root, truth = store
+    features = {int(n) for n in truth.loc[truth["number"] % 17 == 0, "number"]}
+    run = reeng("release", "--store", str(root / "s.db"), "--out", str(tmp_path / "rel"), "--salt", "a-salt-of-sixteen-chars")
+    assert run.returncode == 0, run.stderr
+    labels = pd.read_parquet(tmp_path / "rel" / "data" / "defect_labels.parquet")
+    assert features and not features & set(labels["number"].astype(int))
+    assert len(pd.read_parquet(tmp_path / "rel" / "data" / "issues.parquet")) == len(truth)  # the threads stay
+    readme = (tmp_path / "rel" / "README.md").read_text()
+    assert (f"Its filter dropped {len(features)} of them as no reengineering defect ({len(features)} by `issue_type`)"
+            in readme)
+    from reeng.api import Corpus
+
+    api = Corpus(root / "s.db").release(tmp_path / "api", salt="a-salt-of-sixteen-chars")
+    assert api.rows["defect_labels"] == len(labels)
+
+
+def test_a_store_whose_every_thread_the_filter_dropped_says_so(tmp_path, reeng):
+    db = tmp_path / "s.db"
+    truth = make_store(db, n=30)
+    conn = open_store(db, create=False)
+    with conn:
+        conn.execute("UPDATE predictions SET label = 'question' WHERE dimension = 'issue_type'")
+    conn.close()
+    run = reeng("analyze", "--store", str(db), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and not (tmp_path / "out").exists()
+    assert run.stderr.strip() == (f"error: {db}: the filter of 'builtin@1' dropped all {len(truth)} labeled threads "
+                                  f"({len(truth)} on issue_type): no defect is left to analyse")
