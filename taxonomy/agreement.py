@@ -82,6 +82,8 @@ def read_sheet(path: Path | str, taxonomy: Taxonomy) -> pd.DataFrame:
     dims = {SHEET_HEADERS[label_key(c)]: c for c in raw.columns if label_key(c) in SHEET_HEADERS}
     if not dims:
         raise ReengError(f"{path}: no label column recognised (expected e.g. 'Impacts', 'Manifestation')")
+    if raw.empty:
+        raise ReengError(f"{path}: the sheet holds no issue rows")
     issue = raw[issue_col].astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
     out = pd.DataFrame({"issue": issue.values})
     out["position"] = out.groupby("issue").cumcount()

@@ -240,9 +240,17 @@ def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.Dat
     decided: dict[tuple[str, int, str], str | None] = {}
     if adjudicated is not None:
         table = read_table(adjudicated, required=["issue", "defect_index", "dimension", "adjudicated"])
-        for r in table.itertuples(index=False):
+        for line, r in enumerate(table.itertuples(index=False), start=2):  # line 1 is the header
             if isinstance(r.adjudicated, str) and r.adjudicated.strip():
+                where = f"{adjudicated}: line {line}"
+                if str(r.dimension) not in LABEL_DIMENSIONS:
+                    raise ReengError(f"{where}: unknown dimension {r.dimension!r} (one of {', '.join(LABEL_DIMENSIONS)})")
+                if not str(r.defect_index).strip().isdigit():
+                    raise ReengError(f"{where}: defect_index {r.defect_index!r} is not a whole number")
                 dim, value = taxonomy.dimension(str(r.dimension)), r.adjudicated.strip()
+                if value.casefold() != NO_LABEL and dim.lookup(value) is None:
+                    raise ReengError(f"{where}, column 'adjudicated': unknown {dim.id} label {value!r} "
+                                     f"(a category, or '{NO_LABEL}' for no label)")
                 decided[(str(r.issue), int(r.defect_index), dim.id)] = None if value.casefold() == NO_LABEL else dim.normalize(value)
     records, open_items = [], []
     for r in merged.itertuples(index=False):
@@ -262,20 +270,44 @@ def final_labels(path_a: Path, path_b: Path, adjudicated: Path | None) -> pd.Dat
         raise ReengError(f"{len(open_items)} disagreement(s) not adjudicated, e.g. {', '.join(open_items[:3])}: "
                          "fill the 'adjudicated' column of the disagreements file (a category, or 'none' for no label) and pass it "
                          "with --adjudicated")
-    return pd.DataFrame(records, columns=["issue", "defect_index", "dimension", "label", "provenance"])
+    labels = pd.DataFrame(records, columns=["issue", "defect_index", "dimension", "label", "provenance"])
+    # every (issue, dimension) the two sheets decide, labeled or not: store_labels replaces what a store held for them
+    labels.attrs["decides"] = sorted({(issue, dim) for issue in merged["issue"] for dim in LABEL_DIMENSIONS
+                                      if f"{dim}_a" in merged})
+    return labels
 
 
 def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
-    """Write final human labels into the store (``human_labels``), replacing earlier ones for the same cells."""
+    """Write final human labels into the store (``human_labels``), replacing earlier ones for the same cells.
+
+    ``labels.attrs["decides"]`` (set by :func:`final_labels`): the (issue URL, dimension) cells the sheets
+    decide; what the store held for them goes first, so a label adjudicated away (``none``) or blanked by
+    both raters does not linger. Every thread must be one the store holds (an error names those it does
+    not), and its labels are stored under the store's spelling of the repository.
+    """
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    rows = []
-    for r in labels.itertuples(index=False):
-        m = _URL.search(str(r.issue))
+    stored = {(r[0].lower(), int(r[1])): r[0] for r in conn.execute("SELECT repo, number FROM issues")}
+
+    def thread(url: str) -> tuple[str, int]:
+        m = _URL.search(str(url))
         if not m:
-            raise ReengError(f"cannot store labels for {r.issue!r}: the sheet's URL column must hold GitHub issue URLs")
-        rows.append({"repo": m.group(1), "number": int(m.group(2)), "defect_index": int(r.defect_index),
+            raise ReengError(f"cannot store labels for {url!r}: the sheet's URL column must hold GitHub issue URLs")
+        return m.group(1), int(m.group(2))
+
+    keys = [thread(url) for url in labels["issue"]] + [thread(url) for url, _ in labels.attrs.get("decides", [])]
+    missing = sorted({f"{repo}#{number}" for repo, number in keys if (repo.lower(), number) not in stored})
+    if missing:
+        raise ReengError(f"{len(missing)} labeled thread(s) are not in the store, e.g. {', '.join(missing[:3])}: "
+                         "store labels in the store the sheets were exported from")
+    rows = []
+    for r, (repo, number) in zip(labels.itertuples(index=False), keys):
+        rows.append({"repo": stored[(repo.lower(), number)], "number": number, "defect_index": int(r.defect_index),
                      "dimension": r.dimension, "label": r.label, "provenance": r.provenance, "created_at": now})
     with conn:
+        ensure_human_labels(conn)
+        conn.executemany("DELETE FROM human_labels WHERE lower(repo) = ? AND number = ? AND dimension = ?",
+                         [(repo.lower(), number, dim) for (repo, number), (_, dim)
+                          in zip(keys[len(labels):], labels.attrs.get("decides", []))])
         write_human_labels(conn, rows)
     return len(rows)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from reeng.errors import ReengError
+from reeng.errors import ReengError, ReengWarning
 from taxonomy.annotate_config import DEFAULT_DEFECT_SLOTS
 
 
@@ -575,6 +576,10 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
         (staging / "agreement.json").write_text(dumps(result), encoding="utf-8")
         spreadsheet_safe(disagreements).to_csv(staging / "disagreements.csv", index=False)
         stored = None
+        if store is not None and adjudicated is None and not disagreements.empty:
+            warnings.warn(f"--store {store}: nothing stored: {len(disagreements)} disagreement(s) are not adjudicated "
+                          f"yet (fill the 'adjudicated' column of {out / 'disagreements.csv'} and pass it with --adjudicated)",
+                          ReengWarning, stacklevel=2)
         if adjudicated is not None or disagreements.empty:
             labels = final_labels(sheet_a, sheet_b, adjudicated)
             spreadsheet_safe(labels).to_csv(staging / "labels.csv", index=False)

@@ -204,11 +204,13 @@ def test_export_to_a_device_writes_nothing(sheet_store: Path, capsys: pytest.Cap
 
 
 def test_a_pull_replaces_its_project_rows_and_leaves_sheet_labels(tmp_path: Path) -> None:
-    from miner.store import open_store
+    from miner.store import open_store, save_thread
     from taxonomy.annotate import store_labels
     from taxonomy.annotate_studio import PullResult, store_pull
 
     conn = open_store(tmp_path / "s.sqlite")
+    save_thread(conn, {"repo": "acme/det", "number": 9, "title": "t", "body": "b", "state": "closed", "comments": []},
+                source="test")
     store_labels(conn, pd.DataFrame([{"issue": "https://github.com/acme/det/issues/9", "defect_index": 1, "dimension": "stage",
                                       "label": "training", "provenance": "agreed:a.csv|b.csv"}]))
     anns = [_ann(1, "a@x", {(1, "stage"): "modeling"}), _ann(1, "b@x", {(1, "stage"): "modeling"})]

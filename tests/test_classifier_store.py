@@ -423,3 +423,53 @@ def test_issue_type_model_with_sentence_embeddings_needs_its_encoder(tmp_path: P
     code, _, err = run(["classify", "predict", "--builtin", "--store", str(store), "--issue-type-model", str(model)], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "--embedding-model" in lines[0], err
+
+
+def test_sheets_import_from_xlsx_and_a_new_decision_replaces_the_stored_one(store: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The XLSX sheet annotate export writes could not be imported ("not a CSV file"); an adjudication changed to
+    'none' left the earlier label in the store; labels of threads the store lacks were stored; --store with open
+    disagreements stored nothing without a word; a bad adjudication row ended in a traceback."""
+    urls = [f"https://github.com/acme/detector/issues/{n}" for n in (1, 2)]
+    for name, impacts in (("a", ["Crash", "Crash"]), ("b", ["Crash", "Hang"])):
+        pd.DataFrame({"URL": urls, "Impact": impacts, "DL stage": ["Training", "Training"]}).to_excel(
+            tmp_path / f"{name}.xlsx", index=False)
+    sheets = [str(tmp_path / "a.xlsx"), str(tmp_path / "b.xlsx")]
+    code, out, err = run(["annotate", "import", *sheets, "--out", str(tmp_path / "o"), "--store", str(store)], capsys)
+    assert code == 0 and "1 disagreements" in out
+    assert err.strip().startswith(f"warning: --store {store}: nothing stored: 1 disagreement(s) are not adjudicated")
+
+    def stored() -> list[tuple]:
+        conn = sqlite3.connect(store)
+        rows = conn.execute("SELECT number, dimension, label FROM human_labels WHERE number IN (1, 2) "
+                            "ORDER BY number, dimension").fetchall()
+        conn.close()
+        return rows
+
+    decision = pd.DataFrame({"issue": [urls[1]], "defect_index": [1], "dimension": ["impact"], "adjudicated": ["hang"]})
+    for adjudicated, expected in (("hang", [(1, "impact", "crash"), (1, "stage", "training"), (2, "impact", "hang"),
+                                           (2, "stage", "training")]),
+                                  ("none", [(1, "impact", "crash"), (1, "stage", "training"), (2, "stage", "training")])):
+        decision.assign(adjudicated=adjudicated).to_csv(tmp_path / "d.csv", index=False)
+        code, out, err = run(["annotate", "import", *sheets, "--out", str(tmp_path / "o"), "--adjudicated",
+                              str(tmp_path / "d.csv"), "--store", str(store)], capsys)
+        assert code == 0, err
+        assert stored() == expected, adjudicated
+    for column, value, message in (("defect_index", "one", "line 2: defect_index 'one' is not a whole number"),
+                                   ("adjudicated", "crahs", "line 2, column 'adjudicated': unknown impact label 'crahs' "
+                                    "(a category, or 'none' for no label)")):
+        decision.assign(**{column: value}).to_csv(tmp_path / "bad.csv", index=False)
+        code, _, err = run(["annotate", "import", *sheets, "--out", str(tmp_path / "bad"), "--adjudicated",
+                            str(tmp_path / "bad.csv")], capsys)
+        assert code == 2 and err.strip() == f"error: {tmp_path / 'bad.csv'}: {message}" and not (tmp_path / "bad").exists()
+    elsewhere = [u.replace("acme/detector", "lab/other") for u in urls]
+    for name in ("a", "b"):
+        pd.DataFrame({"URL": elsewhere, "Impact": ["Crash", "Crash"]}).to_csv(tmp_path / f"x{name}.csv", index=False)
+    code, _, err = run(["annotate", "import", str(tmp_path / "xa.csv"), str(tmp_path / "xb.csv"), "--out",
+                        str(tmp_path / "x"), "--store", str(store)], capsys)
+    assert code == 2 and "2 labeled thread(s) are not in the store, e.g. lab/other#1, lab/other#2" in err
+    assert not (tmp_path / "x").exists() and stored() == expected
+    (tmp_path / "empty.csv").write_text("URL,Impact\n")
+    code, _, err = run(["annotate", "import", str(tmp_path / "empty.csv"), str(tmp_path / "empty.csv"), "--out",
+                        str(tmp_path / "e")], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'empty.csv'}: the sheet holds no issue rows"
