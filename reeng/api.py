@@ -152,6 +152,7 @@ class Corpus:
         from taxonomy import classify
         from taxonomy.predictions import read_predictions, write_predictions
 
+        classify.check_threshold(threshold)  # as `reeng classify predict` does, before anything is loaded or written
         folder = Path(embedding_model) if embedding_model is not None else None
         types = None
         if issue_type_model is not None:
@@ -160,6 +161,7 @@ class Corpus:
             types = load_issue_type_model(issue_type_model, folder)
         version = classify.builtin_version(folder, types)  # a bad folder or model fails here, before the long pass
         with self._open() as conn:
+            classify.check_has_threads(conn, self.path)
             ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
             if adapt:
                 preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, embedding_model=folder,

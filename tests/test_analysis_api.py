@@ -55,3 +55,21 @@ def test_corpus_label_warns_in_a_notebook_when_it_runs_on_the_rules_alone(tmp_pa
     assert set(labels["model_version"]) == {f"{BUILTIN_VERSION}+rules-only+no-study-labels"}
     kept = labels[labels["dimension"] == "reengineering"]
     assert set(kept["label"].dropna()) == {"yes"}
+
+
+def test_corpus_label_checks_the_threshold_and_the_store_as_the_cli_does(tmp_path):
+    """The notebook refuses what `reeng classify predict` refuses, before it labels or writes anything."""
+    from contextlib import closing
+
+    from miner.store import open_store
+    from tests.test_classifier_store import make_store as thread_store
+
+    corpus = reeng.Corpus(thread_store(tmp_path / "threads.sqlite"))
+    for bad in (2, -0.1, "0.5"):
+        with pytest.raises(reeng.ReengError, match="a probability between 0 and 1"):
+            corpus.label(threshold=bad)
+    with closing(open_store(tmp_path / "threads.sqlite", create=False)) as conn:
+        assert "predictions" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    open_store(tmp_path / "empty.sqlite").close()
+    with pytest.raises(reeng.ReengError, match=r"empty.sqlite: the store holds no threads \(mine or import some first\)"):
+        reeng.Corpus(tmp_path / "empty.sqlite").label()
