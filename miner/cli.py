@@ -115,7 +115,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
                  progress: bool) -> None:
     """Collect every issue of OWNER/REPO... with all comments into --store (token: GITHUB_TOKEN[S])."""
     from miner.archive import Archive
-    from miner.client import GitHubClient, Politeness, check_api_url, tokens_from_env
+    from miner.client import GitHubClient, Politeness, check_api_url, client_tokens
     from miner.crawl import mine
     from miner.store import check_repo_name, opened
 
@@ -127,10 +127,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
-    tokens = tokens_from_env(dict(os.environ))
-    if not tokens:
-        logging.getLogger("reeng.miner").warning(
-            "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
+    tokens = client_tokens()
     raw = Archive(archive) if archive else None
     client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
     summary: dict = {}

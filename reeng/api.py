@@ -81,13 +81,16 @@ class Corpus:
 
     def mine(self, repos: list[str], *, api_url: str = "https://api.github.com", api: str = "graphql",
              tokens: list[str] | None = None) -> dict[str, Any]:
-        """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL)."""
-        from miner.client import GitHubClient
+        """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL).
+
+        ``tokens`` default: the environment's ``GITHUB_TOKEN`` or ``GITHUB_TOKENS``, as for ``reeng mine``.
+        """
+        from miner.client import GitHubClient, client_tokens
         from miner.crawl import check_repo_name, mine
 
         for repo in repos:
             check_repo_name(repo)
-        client = GitHubClient(api_url, tokens or [])
+        client = GitHubClient(api_url, client_tokens(tokens))
         with self._open(create=True) as conn:
             failures = mine(client, conn, list(repos), api=api, progress=False)
         return {**client.stats.to_dict(), "failures": failures}

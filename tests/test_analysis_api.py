@@ -73,3 +73,31 @@ def test_corpus_label_checks_the_threshold_and_the_store_as_the_cli_does(tmp_pat
     open_store(tmp_path / "empty.sqlite").close()
     with pytest.raises(reeng.ReengError, match=r"empty.sqlite: the store holds no threads \(mine or import some first\)"):
         reeng.Corpus(tmp_path / "empty.sqlite").label()
+
+
+def test_corpus_mine_authenticates_with_the_environments_tokens_as_the_cli_does(tmp_path, monkeypatch):
+    """GITHUB_TOKEN[S] reach the client (the token never the store); without any, the CLI's warning."""
+    import hashlib
+    import logging
+
+    from tests.miner_helpers import FAKE_TOKEN, build_corpus
+
+    source = reeng.Corpus(build_corpus(tmp_path / "source.sqlite", {"acme/detector": 4}, long_thread=3))
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("reeng.miner").addHandler(handler)
+    try:
+        with source.serve() as url:
+            monkeypatch.setenv("GITHUB_TOKEN", FAKE_TOKEN)
+            monkeypatch.delenv("GITHUB_TOKENS", raising=False)
+            stats = reeng.Corpus(tmp_path / "mined.sqlite").mine(["acme/detector"], api_url=url, api="rest")
+            assert stats["issues"] == 4 and not stats["failures"]
+            assert set(url.server.max_inflight) == {hashlib.sha256(FAKE_TOKEN.encode()).hexdigest()}
+            assert not any("GITHUB_TOKEN" in line for line in said)
+            monkeypatch.delenv("GITHUB_TOKEN")
+            reeng.Corpus(tmp_path / "mined2.sqlite").mine(["acme/detector"], api_url=url, api="rest")
+    finally:
+        logging.getLogger("reeng.miner").removeHandler(handler)
+    assert "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)" in said
+    assert FAKE_TOKEN.encode() not in (tmp_path / "mined.sqlite").read_bytes()
