@@ -170,7 +170,7 @@ def sample_command(store_path: Path, protocol_name: str, seed: int, repos: str |
     from miner.store import opened
 
     params = protocol(protocol_name, min_comments=min_comments, fraction=fraction, small_population=small_population,
-                      small_draw=small_draw, state="" if state == "any" else state)
+                      small_draw=small_draw, state=state)
     with opened(store_path, create=False) as conn:
         result = draw(conn, protocol_name, params, seed, [r.strip() for r in repos.split(",")] if repos else None)
     if as_json:

@@ -103,12 +103,17 @@ class Corpus:
         with running(self.path, faults) as url:
             yield url
 
-    def sample(self, seed: int, protocol: str = "jiang2024", **overrides: Any) -> int:
-        """Draw and record a seeded sample (``reeng sample``); returns its id."""
+    def sample(self, seed: int, protocol: str = "jiang2024", *, repos: list[str] | None = None, **overrides: Any) -> int:
+        """Draw and record a seeded sample (``reeng sample``); returns its id.
+
+        ``repos``: only these repositories (default: every one in the store); ``overrides``: the
+        protocol's parameters (``state`` open, closed or any; ``min_comments``, ``fraction``, ...).
+        """
         from miner.sample import draw, protocol as named
 
+        params = named(protocol, **overrides)
         with self._open() as conn:
-            return int(draw(conn, protocol, named(protocol, **overrides), seed)["sample_id"])
+            return int(draw(conn, protocol, params, seed, [repos] if isinstance(repos, str) else repos)["sample_id"])
 
     # --- reading it -------------------------------------------------------------------------
 
