@@ -192,12 +192,10 @@ def import_group() -> None:
 @click.option("--limit", type=click.IntRange(1), help="Stop after this many threads.")
 def import_denchmark_command(path: Path, store_path: Path, repos: str | None, limit: int | None) -> None:
     """Read the Denchmark archive (.tar.xz, in place) into a store."""
-    from miner.exchange import import_denchmark
-    from miner.store import check_repo_name, opened
+    from miner.exchange import check_denchmark_import, import_denchmark
+    from miner.store import opened
 
-    wanted = [check_repo_name(r.strip()) for r in repos.split(",")] if repos else None
-    if not path.is_file():
-        raise ReengError(f"{path}: no such archive")
+    path, wanted = check_denchmark_import(path, repos.split(",") if repos else None, limit)
     summary: dict = {}
     with opened(store_path) as conn, _run(conn, "import denchmark", summary):
         counts, stats = import_denchmark(path, conn, wanted, limit, require_all=True)

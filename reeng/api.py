@@ -22,7 +22,7 @@ Nothing here reads SQL tables directly: the layers' documented functions do.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,21 +62,21 @@ class Corpus:
         return f"Corpus({str(self.path)!r})"
 
     def _open(self, create: bool = False):
-        from miner.store import open_store
+        from miner.store import opened
 
-        return closing(open_store(self.path, create=create))
+        return opened(self.path, create=create)  # a store this call created is removed again if it fails
 
     # --- filling it -------------------------------------------------------------------------
 
     def import_denchmark(self, archive: Path | str | None = None, *, repos: list[str] | None = None,
                          limit: int | None = None) -> dict[str, int]:
         """Import threads of the Denchmark archive (default: the published copy), read in place."""
-        from miner.exchange import import_denchmark
+        from miner.exchange import check_denchmark_import, import_denchmark
         from reeng.datasets import locate
 
+        path, wanted = check_denchmark_import(archive if archive else locate("denchmark-bugreports"), repos, limit)
         with self._open(create=True) as conn:
-            counts, _ = import_denchmark(Path(archive) if archive else locate("denchmark-bugreports"), conn, repos,
-                                         limit, progress=False)
+            counts, _ = import_denchmark(path, conn, wanted, limit, progress=False, require_all=True)
         return counts
 
     def mine(self, repos: list[str], *, api_url: str = "https://api.github.com", api: str = "graphql",
@@ -86,10 +86,10 @@ class Corpus:
         ``tokens`` default: the environment's ``GITHUB_TOKEN`` or ``GITHUB_TOKENS``, as for ``reeng mine``.
         """
         from miner.client import GitHubClient, client_tokens
-        from miner.crawl import check_repo_name, mine
+        from miner.crawl import check_mine_options, mine
 
-        for repo in repos:
-            check_repo_name(repo)
+        repos = [repos] if isinstance(repos, str) else list(repos)
+        check_mine_options(repos, api=api)
         client = GitHubClient(api_url, client_tokens(tokens))
         with self._open(create=True) as conn:
             failures = mine(client, conn, list(repos), api=api, progress=False)

@@ -101,3 +101,31 @@ def test_corpus_mine_authenticates_with_the_environments_tokens_as_the_cli_does(
         logging.getLogger("reeng.miner").removeHandler(handler)
     assert "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)" in said
     assert FAKE_TOKEN.encode() not in (tmp_path / "mined.sqlite").read_bytes()
+
+
+def test_corpus_import_and_mine_check_their_input_before_a_store_is_created(tmp_path, monkeypatch):
+    """As `reeng import denchmark` and `reeng mine`: a repository the archive lacks, a limit below 1, a missing or
+    unconfigured archive, an unknown API are one error each, and no store file is left behind."""
+    from tests.miner_helpers import denchmark_archive
+
+    archive = denchmark_archive(tmp_path / "d.tar.xz", [("acme/one", n, f"crash {n}", "it fails") for n in (1, 2, 3)]
+                                + [("acme/two", 1, "slow", "it is slow")])
+    store = tmp_path / "new.sqlite"
+    corpus = reeng.Corpus(store)
+    for call, message in (
+            (lambda: corpus.import_denchmark(archive, repos=["acme/onee"]), "acme/onee: not in the archive d.tar.xz"),
+            (lambda: corpus.import_denchmark(archive, limit=0), "limit 0: a whole number, 1 or more"),
+            (lambda: corpus.import_denchmark(archive, limit=-5), "limit -5: a whole number, 1 or more"),
+            (lambda: corpus.import_denchmark(archive, repos=["not a name"]), "'not a name': not a repository name"),
+            (lambda: corpus.import_denchmark(tmp_path / "missing.tar.xz"), "missing.tar.xz: no such archive"),
+            (lambda: corpus.mine(["acme/one"], api="soap", api_url="http://127.0.0.1:9", tokens=["x"]),
+             "'soap': unknown API")):
+        with pytest.raises(reeng.ReengError, match=message):
+            call()
+        assert not store.exists()
+    monkeypatch.setenv("REENG_DATA_DIR", str(tmp_path / "no-data"))
+    with pytest.raises(reeng.ReengError):
+        corpus.import_denchmark()
+    assert not store.exists()
+    assert corpus.import_denchmark(archive, repos="acme/one") == {"issues": 3, "comments": 3}
+    assert reeng.Corpus(tmp_path / "limited.sqlite").import_denchmark(archive, limit=1)["issues"] == 1
