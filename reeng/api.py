@@ -215,7 +215,12 @@ class Corpus:
 
     def analyse(self, out: Path | str, *, sample: int | None = None, min_probability: float | None = None,
                 human: pd.DataFrame | Path | str | None = None, **options: Any):
-        """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares."""
+        """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares (a defect table,
+        a CSV in the gold or defect-table format, or ``"store"``: this store's, as ``reeng analyze --human store``)."""
+        if isinstance(human, (str, Path)):
+            from analysis.store_defects import human_defects
+
+            human = human_defects(human, self.path)
         return analyse(self.defects(sample=sample, min_probability=min_probability), out, human=human, **options)
 
     def release(self, out: Path | str, *, defects: list[pd.DataFrame | Path] | None = None, **options: Any):

@@ -129,3 +129,25 @@ def test_corpus_import_and_mine_check_their_input_before_a_store_is_created(tmp_
     assert not store.exists()
     assert corpus.import_denchmark(archive, repos="acme/one") == {"issues": 3, "comments": 3}
     assert reeng.Corpus(tmp_path / "limited.sqlite").import_denchmark(archive, limit=1)["issues"] == 1
+
+
+def test_analyse_and_compare_check_their_options_as_reeng_analyze_does(tmp_path):
+    """Labels, figure formats and the design are checked by the analysis itself: one error each, nothing written."""
+    make_store(tmp_path / "s.db", n=60)
+    corpus = reeng.Corpus(tmp_path / "s.db")
+    defects, out = corpus.defects(), tmp_path / "out"
+    labels = "--labels: give two different names separated by a comma, e.g. human,machine"
+    formats = "--formats: a comma-separated list of png, pdf, svg starting with png"
+    for call, message in ((lambda: reeng.compare(defects, defects, out, labels=("a", "a")), labels),
+                          (lambda: reeng.compare(defects, defects, out, labels=("a", "b", "c")), labels),
+                          (lambda: reeng.compare(defects, defects, out, labels="a"), labels),
+                          (lambda: reeng.compare(defects, defects, out, design="nope"),
+                           "--design 'nope': one of independent, corpus_vs_study, paired"),
+                          (lambda: reeng.analyse(defects, out, formats=["jpg"]), formats),
+                          (lambda: reeng.analyse(defects, out, formats="pdf"), formats),
+                          (lambda: reeng.analyse(defects, out, formats=["pdf", "png"]), formats),
+                          (lambda: reeng.analyse(defects, out, human="store"), "--human store: needs --store"),
+                          (lambda: corpus.analyse(out, human="store"), "s.db: the store holds no human labels")):
+        with pytest.raises(reeng.ReengError, match=re.escape(message)):
+            call()
+        assert not out.exists()
