@@ -151,3 +151,17 @@ def test_analyse_and_compare_check_their_options_as_reeng_analyze_does(tmp_path)
         with pytest.raises(reeng.ReengError, match=re.escape(message)):
             call()
         assert not out.exists()
+
+
+def test_corpus_release_takes_a_salt_file_and_an_author_as_text(tmp_path):
+    """salt_file="salt.txt" is a path (not an AttributeError); authors="Alice Smith" is one author, not 11 letters."""
+    make_store(tmp_path / "s.db", n=30)
+    corpus = reeng.Corpus(tmp_path / "s.db")
+    salt = tmp_path / "private" / "salt.txt"
+    summary = corpus.release(tmp_path / "release", salt_file=str(salt), authors="Alice Smith")
+    assert salt.is_file() and summary.salt_origin == f"generated and kept in {salt.resolve()}"
+    package = json.loads((tmp_path / "release" / "datapackage.json").read_text())
+    assert package["contributors"] == [{"title": "Alice Smith", "role": "author"}]
+    assert reeng.validate_release(tmp_path / "release") == []
+    with pytest.raises(reeng.ReengError, match="authors: names as text"):
+        corpus.release(tmp_path / "release2", salt="s" * 20, authors=["Alice Smith", 7])
