@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import random
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -126,6 +127,8 @@ def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
 
 def sample_keys(conn: sqlite3.Connection, sample: int, source: str) -> set[tuple[str, int]]:
     """The (repo, number) threads of a recorded sample; an unknown sample id is an error naming the known ones."""
+    if isinstance(sample, bool) or not isinstance(sample, numbers.Integral):
+        raise ReengError(f"sample {sample!r}: a sample id (a whole number, as reeng sample printed it)")
     present = store.table_names(conn)
     known = [r[0] for r in conn.execute("SELECT sample_id FROM samples ORDER BY sample_id")] if "samples" in present else []
     if sample not in known:

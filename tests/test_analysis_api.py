@@ -165,3 +165,23 @@ def test_corpus_release_takes_a_salt_file_and_an_author_as_text(tmp_path):
     assert reeng.validate_release(tmp_path / "release") == []
     with pytest.raises(reeng.ReengError, match="authors: names as text"):
         corpus.release(tmp_path / "release2", salt="s" * 20, authors=["Alice Smith", 7])
+
+
+def test_machine_defects_takes_a_plain_connection_and_refuses_wrong_types(tmp_path):
+    """docs/schemas.md: a store or a connection (sqlite3.connect's, no row factory); a sample id or a probability
+    of the wrong type is one error naming it, not "no sample 1" or a TypeError."""
+    import sqlite3
+
+    from taxonomy import machine_defects
+
+    make_store(tmp_path / "s.db", n=60)
+    expected = machine_defects(tmp_path / "s.db", sample=1)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    pd.testing.assert_frame_equal(machine_defects(conn, sample=1), expected)
+    conn.close()
+    corpus = reeng.Corpus(tmp_path / "s.db")
+    for call in (lambda: corpus.defects(sample="1"), lambda: corpus.threads(sample="1")):
+        with pytest.raises(reeng.ReengError, match=r"sample '1': a sample id \(a whole number"):
+            call()
+    with pytest.raises(reeng.ReengError, match="--min-probability '0.5': must be between 0 and 1"):
+        corpus.defects(min_probability="0.5")
