@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.compare import compare_tables
+from analysis.compare import KINDS, compare_tables
 from analysis.report import EXTRAS, build_context, provenance, read_extra, render
 from analysis.stats import ChiSquare, adjust, clustered_chi_square, clustered_share_intervals
 from analysis.tables import Defects, Tables, compute_tables, load_defects, prepare_defects
@@ -80,6 +80,34 @@ def cluster_tests(tables: Tables) -> dict[str, ChiSquare]:
     return tests
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg")  # png first: the report embeds it
+
+
+def check_labels(labels: str | tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """The names of a comparison's two sides (a str: separated by a comma), or one clear error."""
+    names = labels.split(",") if isinstance(labels, str) else list(labels) if isinstance(labels, (tuple, list)) else []
+    names = [n.strip() if isinstance(n, str) else None for n in names]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise ReengError("--labels: give two different names separated by a comma, e.g. human,machine")
+    return names[0], names[1]
+
+
+def check_formats(formats: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The figure formats (a str: separated by commas), png first, or one clear error."""
+    items = formats.split(",") if isinstance(formats, str) else formats if isinstance(formats, (tuple, list)) else []
+    fmts = tuple(f.strip().lower() for f in items if f.strip()) if all(isinstance(f, str) for f in items) else ()
+    if not fmts or fmts[0] != "png" or set(fmts) - set(FIGURE_FORMATS):
+        raise ReengError("--formats: a comma-separated list of png, pdf, svg starting with png")
+    return fmts
+
+
+def check_design(kind: str) -> str:
+    """How the two sides of a comparison relate (``--design``), or one clear error."""
+    if kind not in KINDS:
+        raise ReengError(f"--design {kind!r}: one of {', '.join(KINDS)}")
+    return kind
+
+
 def analyze(
     defects: DefectInput,
     out: Path,
@@ -108,6 +136,7 @@ def analyze(
     """
     from analysis.figures import FigureJobs  # matplotlib only when figures are drawn
 
+    labels, formats, comparison_kind = check_labels(labels), check_formats(formats), check_design(comparison_kind)
     extras = extras or {}
     unknown = set(extras) - set(EXTRAS)
     if unknown:
@@ -118,6 +147,10 @@ def analyze(
     main = as_defects(defects, "defects")
     other = None if compare is None else as_defects(compare, "compare", main.taxonomy)
     base = None if compare_base is None else as_defects(compare_base, "compare base", main.taxonomy)
+    if isinstance(human, (str, Path)):  # a CSV in the gold or defect-table format, or "store" (reeng analyze --human)
+        from analysis.store_defects import human_defects
+
+        human = human_defects(human)
     gold = None if human is None else as_defects(human, "human labels", main.taxonomy)
     tables = compute_tables(main)
     comparison = None

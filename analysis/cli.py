@@ -77,7 +77,7 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
                     min_probability: float | None, human: str | None, out: Path, compare: Path | None, design: str,
                     labels: str, title: str, formats: str, as_json: bool, **extras: Path | None) -> None:
     """Tables, statistics, figures and a report (HTML and Markdown) from a defect table or a store."""
-    from analysis.analyze import analyze
+    from analysis.analyze import analyze, check_formats, check_labels
 
     if (defects is None) == (store is None):
         raise ReengError("give exactly one of --defects TABLE or --store STORE")
@@ -85,12 +85,7 @@ def analyze_command(defects: Path | None, store: Path | None, sample: int | None
         raise ReengError("--sample, --model and --min-probability need --store")
     if out.exists() and not out.is_dir():
         raise ReengError(f"--out {out}: exists and is not a folder")
-    names = tuple(x.strip() for x in labels.split(","))
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise ReengError("--labels: give two different names separated by a comma, e.g. human,machine")
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    if not fmts or fmts[0] != "png" or set(fmts) - {"png", "pdf", "svg"}:
-        raise ReengError("--formats: a comma-separated list of png, pdf, svg starting with png")
+    names, fmts = check_labels(labels), check_formats(formats)
     _check_extras(extras)
     table = defects
     if store is not None:

@@ -80,6 +80,14 @@ class ReleaseOptions:
     # Input paths are shown relative to this folder (a study names files inside its own output).
     relative_to: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Text where a path or a list is expected means what a user typing it means: one path, one author."""
+        if isinstance(self.salt_file, str):
+            self.salt_file = Path(self.salt_file)
+        self.authors = (self.authors,) if isinstance(self.authors, str) else tuple(self.authors)
+        if not self.authors or not all(isinstance(a, str) and a.strip() for a in self.authors):
+            raise ReengError(f"authors: names as text, one or more (got {list(self.authors)!r})")
+
 
 @dataclass
 class ReleaseSummary:

@@ -115,7 +115,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
                  progress: bool) -> None:
     """Collect every issue of OWNER/REPO... with all comments into --store (token: GITHUB_TOKEN[S])."""
     from miner.archive import Archive
-    from miner.client import GitHubClient, Politeness, check_api_url, tokens_from_env
+    from miner.client import GitHubClient, Politeness, check_api_url, client_tokens
     from miner.crawl import mine
     from miner.store import check_repo_name, opened
 
@@ -127,10 +127,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
-    tokens = tokens_from_env(dict(os.environ))
-    if not tokens:
-        logging.getLogger("reeng.miner").warning(
-            "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
+    tokens = client_tokens()
     raw = Archive(archive) if archive else None
     client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
     summary: dict = {}
@@ -173,7 +170,7 @@ def sample_command(store_path: Path, protocol_name: str, seed: int, repos: str |
     from miner.store import opened
 
     params = protocol(protocol_name, min_comments=min_comments, fraction=fraction, small_population=small_population,
-                      small_draw=small_draw, state="" if state == "any" else state)
+                      small_draw=small_draw, state=state)
     with opened(store_path, create=False) as conn:
         result = draw(conn, protocol_name, params, seed, [r.strip() for r in repos.split(",")] if repos else None)
     if as_json:
@@ -195,12 +192,10 @@ def import_group() -> None:
 @click.option("--limit", type=click.IntRange(1), help="Stop after this many threads.")
 def import_denchmark_command(path: Path, store_path: Path, repos: str | None, limit: int | None) -> None:
     """Read the Denchmark archive (.tar.xz, in place) into a store."""
-    from miner.exchange import import_denchmark
-    from miner.store import check_repo_name, opened
+    from miner.exchange import check_denchmark_import, import_denchmark
+    from miner.store import opened
 
-    wanted = [check_repo_name(r.strip()) for r in repos.split(",")] if repos else None
-    if not path.is_file():
-        raise ReengError(f"{path}: no such archive")
+    path, wanted = check_denchmark_import(path, repos.split(",") if repos else None, limit)
     summary: dict = {}
     with opened(store_path) as conn, _run(conn, "import denchmark", summary):
         counts, stats = import_denchmark(path, conn, wanted, limit, require_all=True)

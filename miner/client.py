@@ -24,6 +24,7 @@ import email.utils
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,19 @@ def tokens_from_env(env: dict[str, str]) -> list[str]:
     """``GITHUB_TOKENS`` (comma/space separated, used in turn) or else ``GITHUB_TOKEN``."""
     many = [t for t in env.get("GITHUB_TOKENS", "").replace(",", " ").split() if t]
     return many or ([env["GITHUB_TOKEN"].strip()] if env.get("GITHUB_TOKEN", "").strip() else [])
+
+
+NO_TOKENS = "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)"
+
+
+def client_tokens(tokens: list[str] | str | None = None) -> list[str]:
+    """The tokens a crawl uses: ``tokens`` when given, else the environment's (:func:`tokens_from_env`);
+    with none, one warning on the miner's log (``reeng mine`` and ``Corpus.mine`` say the same)."""
+    chosen = [tokens] if isinstance(tokens, str) else list(tokens) if tokens is not None \
+        else tokens_from_env(dict(os.environ))
+    if not chosen:
+        log.warning(NO_TOKENS)
+    return chosen
 
 
 class _Token:

@@ -477,6 +477,21 @@ def _progress_bars(enabled: bool) -> Iterator[Any]:
 MAX_JOBS = 10  # concurrent repositories at most; GitHub allows 100 concurrent requests, one at a time per token
 
 
+def check_mine_options(repos: list[str], *, api: str = "graphql", page_size: int = 100, jobs: int = 1,
+                       fixes: bool = False) -> None:
+    """:func:`mine`'s arguments, checked before a store is opened (``Corpus.mine`` leaves no store behind)."""
+    if api not in ("graphql", "rest"):
+        raise ReengError(f"{api!r}: unknown API (expected graphql or rest)")
+    if not 1 <= page_size <= 100:
+        raise ReengError(f"page size {page_size}: GitHub pages hold 1 to 100 items")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ReengError(f"--jobs {jobs}: expected 1 to {MAX_JOBS}")
+    if fixes and api != "graphql":
+        raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
+    for repo in repos:
+        check_repo_name(repo)
+
+
 def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, api: str = "graphql",
          page_size: int = 100, progress: bool = True, fixes: bool = False, jobs: int = 1,
          check_removed: bool = False) -> dict[str, str]:
@@ -489,16 +504,7 @@ def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, ap
     the store; the client lets each token carry one request at a time (GitHub's guidance: requests
     for one user go serially), so more jobs than tokens only overlaps the local work.
     """
-    if api not in ("graphql", "rest"):
-        raise ReengError(f"{api!r}: unknown API (expected graphql or rest)")
-    if not 1 <= page_size <= 100:
-        raise ReengError(f"page size {page_size}: GitHub pages hold 1 to 100 items")
-    if not 1 <= jobs <= MAX_JOBS:
-        raise ReengError(f"--jobs {jobs}: expected 1 to {MAX_JOBS}")
-    if fixes and api != "graphql":
-        raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
-    for repo in repos:
-        check_repo_name(repo)
+    check_mine_options(repos, api=api, page_size=page_size, jobs=jobs, fixes=fixes)
     unique: dict[str, str] = {}
     for repo in repos:
         unique.setdefault(store.canonical_repo(conn, repo).casefold(), repo)

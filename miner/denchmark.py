@@ -164,6 +164,13 @@ def readable_issue(data: bytes, owner: str, repo: str, number: int) -> dict[str,
         return None
 
 
+def check_limit(limit: int | None) -> int | None:
+    """How many threads to read at most: None (all) or a whole number of 1 or more, else one clear error."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ReengError(f"limit {limit!r}: a whole number, 1 or more")
+    return limit
+
+
 def read_archive(
     path: Path | str, repos: Iterable[str] | None = None, limit: int | None = None
 ) -> tuple[Iterator[dict[str, Any]], ArchiveStats]:
@@ -176,6 +183,7 @@ def read_archive(
     path = Path(path)
     if not path.is_file():
         raise ReengError(f"{path}: no such archive")
+    check_limit(limit)  # checked here: the limit is tested only after a thread was read
     wanted = {r.casefold() for r in repos} if repos is not None else None
     stats = ArchiveStats()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from miner import store
-from miner.denchmark import ArchiveStats, read_archive
+from miner.denchmark import ArchiveStats, check_limit, read_archive
 from reeng.errors import ReengError
 from reeng.outputs import spreadsheet_safe, staged_dir
 from reeng.progress import progress_bar
@@ -112,6 +112,19 @@ def import_jsonl(folder: Path, conn: sqlite3.Connection) -> dict[str, int]:
     return {"issues": len(issues), "comments": sum(len(i["comments"]) for i in issues)}
 
 
+def check_denchmark_import(path: Path | str, repos: Iterable[str] | str | None = None,
+                           limit: int | None = None) -> tuple[Path, list[str] | None]:
+    """The archive and the repositories of a Denchmark import, checked before a store is opened (``reeng
+    import denchmark`` and ``Corpus.import_denchmark``): every name OWNER/REPO (one name alone is one
+    repository), an archive that exists, a limit of 1 or more."""
+    names = [repos] if isinstance(repos, str) else repos
+    wanted = None if names is None else [store.check_repo_name(r.strip() if isinstance(r, str) else r) for r in names]
+    if not Path(path).is_file():
+        raise ReengError(f"{path}: no such archive")
+    check_limit(limit)
+    return Path(path), wanted
+
+
 def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] | None = None,
                      limit: int | None = None, progress: bool = True,
                      require_all: bool = False) -> tuple[dict[str, int], ArchiveStats]:
@@ -121,6 +134,7 @@ def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] 
     archive. ``require_all``: a ``repos`` entry the archive does not hold is an error too (the
     user typed it); the study's stage keeps whichever gold repositories the archive has.
     """
+    path, repos = check_denchmark_import(path, repos, limit)
     threads, stats = read_archive(path, repos, limit)
     counts = {"issues": 0, "comments": 0}
     found: set[str] = set()

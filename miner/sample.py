@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import random
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -40,11 +41,31 @@ class Protocol:
 PROTOCOLS = {"jiang2024": Protocol()}
 
 
+STATES = {"open": "open", "closed": "closed", "any": ""}  # what `--state` and ``state=`` take -> Protocol.state
+
+
 def protocol(name: str, **overrides: Any) -> Protocol:
-    """A named protocol with some parameters replaced (``None`` values are ignored)."""
+    """A named protocol with some parameters replaced (``None`` values are ignored).
+
+    ``state`` is ``open``, ``closed`` or ``any``; a parameter the protocol does not have, or a value
+    of the wrong type, is one clear error (``reeng sample`` and ``Corpus.sample`` alike).
+    """
     if name not in PROTOCOLS:
         raise ReengError(f"{name!r}: unknown sampling protocol (known: {', '.join(PROTOCOLS)})")
-    values = {**asdict(PROTOCOLS[name]), **{k: v for k, v in overrides.items() if v is not None}}
+    defaults = asdict(PROTOCOLS[name])
+    for key in overrides:
+        if key not in defaults:
+            raise ReengError(f"{key}: not a parameter of protocol {name!r} (its parameters: {', '.join(defaults)})")
+    values = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    if values["state"] not in STATES.values():
+        if values["state"] not in STATES:
+            raise ReengError(f"state {values['state']!r}: one of {', '.join(STATES)}")
+        values["state"] = STATES[values["state"]]
+    if isinstance(values["fraction"], bool) or not isinstance(values["fraction"], (int, float)):
+        raise ReengError(f"fraction {values['fraction']!r}: a number in (0, 1]")
+    for key in ("min_comments", "small_population", "small_draw"):
+        if isinstance(values[key], bool) or not isinstance(values[key], int):
+            raise ReengError(f"{key.replace('_', '-')} {values[key]!r}: a whole number, 0 or more")
     if not 0 < values["fraction"] <= 1:
         raise ReengError(f"fraction {values['fraction']}: must be in (0, 1]")
     for key in ("min_comments", "small_population", "small_draw"):
@@ -74,6 +95,8 @@ def _known(conn: sqlite3.Connection, repos: list[str]) -> list[str]:
 def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
          repos: list[str] | None = None) -> dict[str, Any]:
     """Draw and record a sample; return its id, counts per repository and the drawn issues."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ReengError(f"seed {seed!r}: a whole number, 0 or more")
     where, args = ["comments_count >= ?"], [params.min_comments]
     if params.state:
         where.append("state = ?")
@@ -104,6 +127,8 @@ def draw(conn: sqlite3.Connection, name: str, params: Protocol, seed: int,
 
 def sample_keys(conn: sqlite3.Connection, sample: int, source: str) -> set[tuple[str, int]]:
     """The (repo, number) threads of a recorded sample; an unknown sample id is an error naming the known ones."""
+    if isinstance(sample, bool) or not isinstance(sample, numbers.Integral):
+        raise ReengError(f"sample {sample!r}: a sample id (a whole number, as reeng sample printed it)")
     present = store.table_names(conn)
     known = [r[0] for r in conn.execute("SELECT sample_id FROM samples ORDER BY sample_id")] if "samples" in present else []
     if sample not in known:

@@ -454,7 +454,7 @@ def upsert_repository(conn: sqlite3.Connection, repo: dict[str, Any]) -> None:
 
 def check_repo_name(name: str) -> str:
     """``owner/repo`` or a clear error (before any request is made)."""
-    if not REPO_NAME.match(name or ""):
+    if not isinstance(name, str) or not REPO_NAME.match(name):
         raise ReengError(f"{name!r}: not a repository name (expected OWNER/REPO)")
     return name
 

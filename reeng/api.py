@@ -22,7 +22,7 @@ Nothing here reads SQL tables directly: the layers' documented functions do.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,32 +62,35 @@ class Corpus:
         return f"Corpus({str(self.path)!r})"
 
     def _open(self, create: bool = False):
-        from miner.store import open_store
+        from miner.store import opened
 
-        return closing(open_store(self.path, create=create))
+        return opened(self.path, create=create)  # a store this call created is removed again if it fails
 
     # --- filling it -------------------------------------------------------------------------
 
     def import_denchmark(self, archive: Path | str | None = None, *, repos: list[str] | None = None,
                          limit: int | None = None) -> dict[str, int]:
         """Import threads of the Denchmark archive (default: the published copy), read in place."""
-        from miner.exchange import import_denchmark
+        from miner.exchange import check_denchmark_import, import_denchmark
         from reeng.datasets import locate
 
+        path, wanted = check_denchmark_import(archive if archive else locate("denchmark-bugreports"), repos, limit)
         with self._open(create=True) as conn:
-            counts, _ = import_denchmark(Path(archive) if archive else locate("denchmark-bugreports"), conn, repos,
-                                         limit, progress=False)
+            counts, _ = import_denchmark(path, conn, wanted, limit, progress=False, require_all=True)
         return counts
 
     def mine(self, repos: list[str], *, api_url: str = "https://api.github.com", api: str = "graphql",
              tokens: list[str] | None = None) -> dict[str, Any]:
-        """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL)."""
-        from miner.client import GitHubClient
-        from miner.crawl import check_repo_name, mine
+        """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL).
 
-        for repo in repos:
-            check_repo_name(repo)
-        client = GitHubClient(api_url, tokens or [])
+        ``tokens`` default: the environment's ``GITHUB_TOKEN`` or ``GITHUB_TOKENS``, as for ``reeng mine``.
+        """
+        from miner.client import GitHubClient, client_tokens
+        from miner.crawl import check_mine_options, mine
+
+        repos = [repos] if isinstance(repos, str) else list(repos)
+        check_mine_options(repos, api=api)
+        client = GitHubClient(api_url, client_tokens(tokens))
         with self._open(create=True) as conn:
             failures = mine(client, conn, list(repos), api=api, progress=False)
         return {**client.stats.to_dict(), "failures": failures}
@@ -100,12 +103,17 @@ class Corpus:
         with running(self.path, faults) as url:
             yield url
 
-    def sample(self, seed: int, protocol: str = "jiang2024", **overrides: Any) -> int:
-        """Draw and record a seeded sample (``reeng sample``); returns its id."""
+    def sample(self, seed: int, protocol: str = "jiang2024", *, repos: list[str] | None = None, **overrides: Any) -> int:
+        """Draw and record a seeded sample (``reeng sample``); returns its id.
+
+        ``repos``: only these repositories (default: every one in the store); ``overrides``: the
+        protocol's parameters (``state`` open, closed or any; ``min_comments``, ``fraction``, ...).
+        """
         from miner.sample import draw, protocol as named
 
+        params = named(protocol, **overrides)
         with self._open() as conn:
-            return int(draw(conn, protocol, named(protocol, **overrides), seed)["sample_id"])
+            return int(draw(conn, protocol, params, seed, [repos] if isinstance(repos, str) else repos)["sample_id"])
 
     # --- reading it -------------------------------------------------------------------------
 
@@ -152,6 +160,7 @@ class Corpus:
         from taxonomy import classify
         from taxonomy.predictions import read_predictions, write_predictions
 
+        classify.check_threshold(threshold)  # as `reeng classify predict` does, before anything is loaded or written
         folder = Path(embedding_model) if embedding_model is not None else None
         types = None
         if issue_type_model is not None:
@@ -160,6 +169,7 @@ class Corpus:
             types = load_issue_type_model(issue_type_model, folder)
         version = classify.builtin_version(folder, types)  # a bad folder or model fails here, before the long pass
         with self._open() as conn:
+            classify.check_has_threads(conn, self.path)
             ids, analysed, _ = classify.analyse_store(conn, with_evidence=True)
             if adapt:
                 preds, adapted = classify.adapted_predictions(conn, ids, analysed, threshold, embedding_model=folder,
@@ -205,7 +215,12 @@ class Corpus:
 
     def analyse(self, out: Path | str, *, sample: int | None = None, min_probability: float | None = None,
                 human: pd.DataFrame | Path | str | None = None, **options: Any):
-        """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares."""
+        """Analyse the machine labels (of a sample); ``human`` labels add PPI-corrected shares (a defect table,
+        a CSV in the gold or defect-table format, or ``"store"``: this store's, as ``reeng analyze --human store``)."""
+        if isinstance(human, (str, Path)):
+            from analysis.store_defects import human_defects
+
+            human = human_defects(human, self.path)
         return analyse(self.defects(sample=sample, min_probability=min_probability), out, human=human, **options)
 
     def release(self, out: Path | str, *, defects: list[pd.DataFrame | Path] | None = None, **options: Any):

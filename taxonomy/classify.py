@@ -6,6 +6,7 @@ connections and return plain dicts and frames, so every workflow is testable wit
 
 from __future__ import annotations
 
+import numbers
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,21 @@ def model_predictions(model: TextModel, analysed: list[Analysed], threshold: flo
     return with_framework(analysed, out)
 
 
+def check_threshold(value: object) -> float:
+    """A labeling threshold: a probability in [0, 1], or one clear error (the CLI and the notebook API say the same)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ReengError(f"--threshold {value}: a probability between 0 and 1")
+    return float(value)
+
+
+def check_has_threads(conn: sqlite3.Connection, source: Path | str) -> None:
+    """One clear error when the store holds no thread: nothing to label or learn from."""
+    from miner.store import thread_keys
+
+    if not thread_keys(conn):
+        raise ReengError(f"{source}: the store holds no threads (mine or import some first)")
+
+
 def store_threads(conn: sqlite3.Connection, keys: set[tuple[str, int]] | None = None) -> Iterator[Any]:
     """Threads of a store, optionally only those whose (lower-case repo, number) is in ``keys``."""
     from miner.store import iter_threads
@@ -170,6 +186,8 @@ def builtin_predictions(analysed: list[Analysed], threshold: float = DEFAULT_THR
     """
     from taxonomy.batch import chunked, default_workers, map_chunks
 
+    check_threshold(threshold)
+
     own = text_models is not None  # models of one's own carry their encoder
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, issue_type_model=issue_type_model,
                              text_models=text_models if own else "annotations", embedding_model=None if own else embedding_model
@@ -202,6 +220,7 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     predictions, stay honest. Returns the predictions in ``analysed``'s order and what they learned
     from (``defects``, ``threads``, ``folds``, ``labels_sha256``).
     """
+    check_threshold(threshold)
     from sklearn.model_selection import KFold
 
     from taxonomy.annotations import adapted_text_models

@@ -177,18 +177,18 @@ def classify_group() -> None:
 
 
 def _threshold(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ReengError(f"--threshold {value}: a probability between 0 and 1")
-    return value
+    from taxonomy.classify import check_threshold
+
+    return check_threshold(value)
 
 
 def _open_nonempty(store: Path) -> Any:
     """The store, or one clear error when it holds no thread (nothing to label or learn from)."""
-    from miner.store import open_store, thread_keys
+    from miner.store import open_store
+    from taxonomy.classify import check_has_threads
 
     conn = open_store(store, create=False)
-    if not thread_keys(conn):
-        raise ReengError(f"{store}: the store holds no threads (mine or import some first)")
+    check_has_threads(conn, store)
     return conn
 
 

@@ -8,6 +8,7 @@ Rows are keyed by model, so the built-in labeler and trained models sit side by 
 from __future__ import annotations
 
 import json
+import numbers
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -68,7 +69,9 @@ def read_predictions(conn: sqlite3.Connection, model: str | None = None) -> list
     """All stored predictions (of one model), evidence decoded."""
     ensure_table(conn)
     where, params = ("WHERE model = ?", [model]) if model else ("", [])
-    rows = conn.execute(f"SELECT * FROM predictions {where} ORDER BY repo, number, dimension", params).fetchall()
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row  # rows by name from any connection, sqlite3.connect's plain one too
+    rows = cursor.execute(f"SELECT * FROM predictions {where} ORDER BY repo, number, dimension", params).fetchall()
     return [{**dict(r), "evidence": json.loads(r["evidence"])} for r in rows]
 
 
@@ -128,8 +131,9 @@ def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = 
     from miner.store import open_store, table_names
 
     source = str(store) if not isinstance(store, sqlite3.Connection) else "store"
-    if min_probability is not None and not 0 <= min_probability <= 1:
-        raise ReengError(f"--min-probability {min_probability}: must be between 0 and 1")
+    if min_probability is not None and (isinstance(min_probability, bool) or not isinstance(min_probability, numbers.Real)
+                                        or not 0 <= min_probability <= 1):
+        raise ReengError(f"--min-probability {min_probability!r}: must be between 0 and 1")
     conn = store if isinstance(store, sqlite3.Connection) else open_store(store, create=False)
     try:
         keys = sample_keys(conn, sample, source) if sample is not None else None

@@ -136,3 +136,34 @@ def test_preset_is_the_studys_27_repositories(denchmark):
     types = {r["repo"]: r["repo_type"] for r in preset}
     assert types["open-mmlab/mmdetection"] == "zoo" and types["matterport/Mask_RCNN"] == "solo"
     assert types["jwyang/faster-rcnn.pytorch"] == "solo"
+
+
+def test_sample_protocol_and_seed_are_checked_for_the_cli_and_the_notebook_alike(corpus, tmp_path):
+    """`reeng sample --state any` and Corpus.sample(state="any") draw from every state; a mistyped state or
+    parameter, a seed that is not a whole number of 0 or more: one error each, and no sample recorded."""
+    import reeng
+
+    assert protocol("jiang2024", state="any").state == "" and protocol("jiang2024", state="open").state == "open"
+    for overrides, message in (({"state": "closd"}, "state 'closd': one of open, closed, any"),
+                               ({"fractoin": 0.5}, "fractoin: not a parameter of protocol 'jiang2024'"),
+                               ({"min_comments": "5"}, "min-comments '5': a whole number"),
+                               ({"fraction": "0.5"}, "fraction '0.5': a number")):
+        with pytest.raises(ReengError, match=message):
+            protocol("jiang2024", **overrides)
+    store = tmp_path / "s.sqlite"
+    store.write_bytes(corpus.read_bytes())
+    sampled = reeng.Corpus(store)
+    for seed in ("x", -1, 1.5, True):
+        with pytest.raises(ReengError, match=f"seed {seed!r}: a whole number, 0 or more"):
+            sampled.sample(seed=seed)
+    with pytest.raises(ReengError, match="state 'closd'"):
+        sampled.sample(seed=1, state="closd")
+    conn = open_store(store, create=False)
+    assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+    any_state = sampled.sample(seed=1, state="any", min_comments=5)
+    zoo = sampled.sample(seed=1, repos=["acme/zoo"], min_comments=0)
+    states = {r[0] for r in conn.execute("SELECT DISTINCT i.state FROM sample_issues s JOIN issues i USING (repo, number) "
+                                         "WHERE s.sample_id = ?", (any_state,))}
+    assert states == {"open", "closed"}
+    assert set(sampled.sample_issues(zoo)["repo"]) == {"acme/zoo"}
+    conn.close()
