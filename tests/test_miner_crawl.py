@@ -142,6 +142,26 @@ def test_archive_reparses_into_the_same_threads(corpus, tmp_path, api):
     assert export_text(tmp_path / "replayed.sqlite", tmp_path / "a") == export_text(corpus, tmp_path / "b")
 
 
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_archive_is_written_by_parallel_jobs(corpus, tmp_path, api):
+    """--jobs 2 --archive: the workers share the archive (it once crashed: an sqlite3 connection of another thread)."""
+    store, archive = tmp_path / "mined.sqlite", tmp_path / "raw.sqlite"
+    with served(corpus) as url:
+        result, stats = mine(url, store, "--api", api, "--jobs", "2", "--archive", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert stats["repositories"] == {"acme/detector": "complete", "acme/zoo": "complete"}
+    assert export_text(store, tmp_path / "a") == export_text(corpus, tmp_path / "b")
+    from miner.archive import read_archive
+
+    exchanges = list(read_archive(archive))
+    assert len(exchanges) == stats["requests"] and all(e["status"] == 200 for e in exchanges)
+    text = " ".join(e["url"] + json.dumps(e["request_body"]) for e in exchanges)
+    assert all(repo.split("/")[1] in text for repo in REPOS)
+    replay = reeng("import", "archive", str(archive), "--store", str(tmp_path / "replayed.sqlite"))
+    assert replay.returncode == 0, replay.stderr
+    assert export_text(tmp_path / "replayed.sqlite", tmp_path / "c") == export_text(corpus, tmp_path / "d")
+
 def test_graphql_pages_shrink_when_big_pages_time_out(corpus, tmp_path):
     with served(corpus, "graphql_timeout_above=30") as url:
         result, stats = mine(url, tmp_path / "mined.sqlite")
