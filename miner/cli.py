@@ -121,7 +121,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
 
     for repo in repos:
         check_repo_name(repo)
-    check_api_url(api_url)
+    api_url = check_api_url(api_url)  # without credentials: they are never used, and the archive records URLs
     if fixes and api != "graphql":
         raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
     _setup_logging(log_file)
@@ -295,12 +295,13 @@ def repos_group() -> None:
 def repos_search_command(config_path: Path | None, preset: str | None, api_url: str, store_path: Path | None,
                          as_json: bool) -> None:
     """Find CV reengineering repositories by the study's criteria and tag each zoo or solo."""
-    from miner.client import GitHubClient, tokens_from_env
+    from miner.client import GitHubClient, check_api_url, tokens_from_env
     from miner.repos import load_criteria, preset_repositories, record, search
 
     if preset:
         selection = preset_repositories(preset)
     else:
+        api_url = check_api_url(api_url)  # without credentials: the store records it as the selection's source
         criteria = load_criteria(config_path)
         selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
     if store_path is not None:

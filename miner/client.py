@@ -26,6 +26,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ import requests
 from github import Auth, Github
 from github.Requester import Requester
 
-from reeng.errors import ReengError
+from reeng.errors import ReengError, ReengWarning, scrub
 
 log = logging.getLogger("reeng.miner")
 
@@ -153,7 +154,13 @@ def _resource(url: str) -> str:
 
 
 def check_api_url(api_url: str) -> str:
-    """An http(s) base URL with a host, or one clear error (before any request)."""
+    """An http(s) base URL with a host, or one clear error (before any request).
+
+    Returned without credentials (``https://user:secret@host`` -> ``https://host``): requests
+    authenticate only with the tokens from the environment (PyGithub connects to the host and
+    port and never sends a URL's userinfo), and the URL is written to the archive, so the
+    credentials are dropped here, once, with a warning, and reach no file.
+    """
     try:
         parsed = urlparse(api_url)
         valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
@@ -161,9 +168,13 @@ def check_api_url(api_url: str) -> str:
     except ValueError:
         valid = False
     if not valid:
-        raise ReengError(f"--api-url {api_url!r}: not an http(s) URL (e.g. https://api.github.com or "
+        raise ReengError(f"--api-url {scrub(api_url)!r}: not an http(s) URL (e.g. https://api.github.com or "
                          "https://HOST/api/v3)")
-    return api_url.rstrip("/")
+    if "@" in parsed.netloc:
+        warnings.warn("--api-url: the credentials in the URL are not used (requests authenticate with "
+                      "GITHUB_TOKEN or GITHUB_TOKENS); they were removed", ReengWarning, stacklevel=2)
+        parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+    return parsed.geturl().rstrip("/")
 
 
 def retry_after(value: str | None, now: float) -> float | None:

@@ -100,6 +100,27 @@ def test_token_never_written_anywhere(corpus, tmp_path):
     assert FAKE_TOKEN not in result.stdout + result.stderr + bad.stdout + bad.stderr
 
 
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_credentials_in_the_api_url_are_written_nowhere(corpus, tmp_path, api):
+    """http://user:secret@host: the credentials are dropped once, where the URL is parsed (GraphQL URLs kept them)."""
+    secret = "s3cretPassw0rdXYZ"
+    store, archive, log = tmp_path / "mined.sqlite", tmp_path / "raw.sqlite", tmp_path / "mine.log"
+    with served(corpus, "5xx=0.05,seed=4") as url:
+        result, stats = mine(url.replace("http://", f"http://me:{secret}@"), store, "--api", api,
+                             "--archive", str(archive), "--log", str(log), "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert export_text(store, tmp_path / "a") == export_text(corpus, tmp_path / "b")
+    from miner.archive import read_archive
+
+    exchanges = list(read_archive(archive))
+    assert len(exchanges) == stats["requests"] and all("@" not in e["url"] for e in exchanges)
+    assert all(secret not in json.dumps(e) for e in exchanges)  # decompressed bodies included
+    for path in [store, archive, log, *tmp_path.glob("*-wal")]:
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout + result.stderr
+    assert "warning: --api-url: the credentials in the URL are not used" in result.stderr
+
 def test_bad_inputs_give_one_clear_error_and_keep_other_repositories(corpus, tmp_path):
     store = tmp_path / "mined.sqlite"
     with served(corpus, f"disabled=acme/zoo,bad_token=wrong-{FAKE_TOKEN[:4]}") as url:
