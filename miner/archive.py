@@ -49,8 +49,13 @@ class Archive:
         self._lock = threading.Lock()
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
+            try:
+                _check_not_other(self.conn, self.path)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.executescript(SCHEMA)
+            except BaseException:
+                self.conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise ReengError(f"{self.path}: not a usable archive ({exc})") from None
 
@@ -69,6 +74,18 @@ class Archive:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+
+def _check_not_other(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is a reeng store (``--archive`` the same file as ``--store``, or another store)
+    or another SQLite database: an archive never adds its table to a file that holds something else."""
+    if conn.execute("PRAGMA application_id").fetchone()[0] == store.APPLICATION_ID:
+        raise ReengError(f"{path}: a reeng store, not a raw archive (give --archive a file of its own)")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    others = sorted(tables - {"responses", "sqlite_sequence"})
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise ReengError(f"{path}: an SQLite database but not a raw archive (its tables: {shown})")
 
 
 def read_archive(path: Path | str) -> Iterator[dict[str, Any]]:

@@ -131,14 +131,16 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     if not tokens:
         logging.getLogger("reeng.miner").warning(
             "no GITHUB_TOKEN or GITHUB_TOKENS: unauthenticated requests (github.com allows 60 an hour)")
-    raw = Archive(archive) if archive else None
-    client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
     summary: dict = {}
+    raw = None
     try:
-        with opened(store_path) as conn, _run(conn, "mine", summary):
-            failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
-                            fixes=fixes, jobs=jobs, check_removed=check_removed)
-            summary.update(client.stats.to_dict(), failures=failures)
+        with opened(store_path) as conn:  # the store first: bad input there leaves no archive file behind
+            raw = Archive(archive) if archive else None  # refuses the store itself, or any other store
+            client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
+            with _run(conn, "mine", summary):
+                failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
+                                fixes=fixes, jobs=jobs, check_removed=check_removed)
+                summary.update(client.stats.to_dict(), failures=failures)
     finally:
         if raw:
             raw.close()

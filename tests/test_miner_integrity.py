@@ -102,6 +102,42 @@ def test_empty_damaged_and_foreign_files_are_refused(corpus, tmp_path, capsys):
         assert code == 2 and "the store is damaged" in err and "Traceback" not in err
 
 
+
+def test_archive_is_never_a_store_and_comes_after_the_store_is_checked(corpus, tmp_path, capsys):
+    def tables(path):
+        conn = sqlite3.connect(path)
+        try:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+
+    offline = ("--api-url", "http://127.0.0.1:9", *FAST)
+    junk, new = tmp_path / "junk.sqlite", tmp_path / "new.sqlite"
+    junk.write_bytes(b"not a database at all" * 50)
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(junk), "--archive", str(new), *offline], capsys)
+    assert code == 2 and err.count("error:") == 1 and "not a usable store" in err
+    assert not new.exists()  # the store is checked first: nothing of the archive is left behind
+
+    store, other = tmp_path / "s.sqlite", tmp_path / "other.sqlite"
+    shutil.copy(corpus, store)
+    shutil.copy(corpus, other)
+    before = tables(store)
+    for archive in (store, other):  # the store itself, and another store (same application_id)
+        code, _, err = run_main(["mine", "acme/zoo", "--store", str(store), "--archive", str(archive), *offline], capsys)
+        assert code == 2 and err.count("error:") == 1 and f"{archive}: a reeng store, not a raw archive" in err, err
+        assert "responses" not in tables(archive) and tables(archive) == before
+    fresh = tmp_path / "fresh.sqlite"  # a new store named as its own archive: refused, no file left
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(fresh), "--archive", str(fresh), *offline], capsys)
+    assert code == 2 and "a reeng store, not a raw archive" in err and not fresh.exists()
+    foreign = tmp_path / "foreign.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(store), "--archive", str(foreign), *offline], capsys)
+    assert code == 2 and "an SQLite database but not a raw archive (its tables: notes)" in err
+    assert tables(foreign) == {"notes"}
+
 def test_closing_checkpoints_so_a_copied_file_holds_everything(corpus, tmp_path):
     store = tmp_path / "s.sqlite"
     shutil.copy(corpus, store)
