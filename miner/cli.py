@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,18 +69,41 @@ def _public(params: dict) -> dict:
     return clean
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a recorded run: unwinds like Ctrl-C (SIGINT), so the run is recorded and the store closed."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
+
+
 @contextmanager
 def _run(conn, command: str, stats: dict) -> Iterator[None]:
-    """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics."""
+    """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics.
+
+    Status ``ok``, ``failed`` (with the error) or ``interrupted`` (SIGINT or SIGTERM, named in the
+    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process.
+    """
     from miner.store import finish_run, start_run
 
     params = _public(click.get_current_context().params)
     run_id = start_run(conn, command, params, _stamp())
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         yield
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
+        raise
     except BaseException as exc:
         finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     finish_run(conn, run_id, "ok", _stamp(), stats)
 
 

@@ -115,6 +115,11 @@ class AuthError(ReengError):
     """401: the token is wrong or revoked; every further request would fail the same way."""
 
 
+class Stopped(BaseException):
+    """The run was interrupted (``reeng mine --jobs N``: SIGINT or SIGTERM reached the main thread);
+    a worker stops at its next request or wait. Not an error of the repository, so no ``except`` of the crawl holds it."""
+
+
 def tokens_from_env(env: dict[str, str]) -> list[str]:
     """``GITHUB_TOKENS`` (comma/space separated, used in turn) or else ``GITHUB_TOKEN``."""
     many = [t for t in env.get("GITHUB_TOKENS", "").replace(",", " ").split() if t]
@@ -201,13 +206,14 @@ class GitHubClient:
 
     def __init__(self, api_url: str = GITHUB_API, tokens: list[str] | None = None, *,
                  politeness: Politeness | None = None, stats: RunStats | None = None,
-                 archive: Any | None = None, sleep: Callable[[float], None] = time.sleep,
+                 archive: Any | None = None, sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.api_url = check_api_url(api_url)
         self.policy = politeness or Politeness()
         self.stats = stats or RunStats()
         self.archive = archive
-        self._sleep, self._clock = sleep, clock
+        self._stopping = threading.Event()
+        self._sleep, self._clock = sleep or self._stopping.wait, clock  # a wait ends early on stop()
         on_github = urlparse(self.api_url).hostname == urlparse(GITHUB_API).hostname
         pace = self.policy.min_interval
         pacing = ({} if on_github and pace is None
@@ -219,6 +225,14 @@ class GitHubClient:
         self.graphql_url = self._tokens[0].requester.graphql_url
         self._cond = threading.Condition()
         self._failures = 0  # consecutive 5xx / connection failures, for the backoff
+
+    def stop(self) -> None:
+        """From now on every request and wait raises :class:`Stopped` (and a wait under way ends)."""
+        self._stopping.set()
+
+    def _check_stopped(self) -> None:
+        if self._stopping.is_set():
+            raise Stopped("the run was interrupted")
 
     # -- budget -----------------------------------------------------------------------------
     def _token(self, resource: str) -> _Token:
@@ -289,6 +303,7 @@ class GitHubClient:
         log.warning("waiting %.1f s: %s", seconds, reason)
         self.count(waits=1, waited_seconds=seconds)
         self._sleep(seconds)
+        self._check_stopped()
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, verb: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None,
@@ -321,6 +336,7 @@ class GitHubClient:
     def _attempt(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, etag: str | None, what: str,
                  secondary: int) -> tuple[Response | float, str]:
         """Send once: the response, or how long to wait before retrying and why."""
+        self._check_stopped()
         resource = _resource(url)
         token = self._token(resource)
         headers = {"Accept": "application/vnd.github+json"}

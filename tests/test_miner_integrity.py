@@ -306,3 +306,48 @@ def test_runs_record_version_arguments_times_and_statistics(corpus, tmp_path):
     assert run["started_at"] <= run["finished_at"]
     assert json.loads(run["stats"])["issues"] == 30
     assert FAKE_TOKEN.encode() not in store.read_bytes()
+
+
+@pytest.mark.parametrize("sig, jobs", [("SIGTERM", "1"), ("SIGINT", "1"), ("SIGTERM", "2")])
+def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, jobs):
+    """SIGTERM left the run 'running' with no end; SIGINT recorded 'failed' with an empty error."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    store = tmp_path / "s.sqlite"
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITHUB_TOKENS")}
+    env.update(GITHUB_TOKEN=FAKE_TOKEN, PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    with served(corpus, "latency=0.2") as url:
+        proc = subprocess.Popen([sys.executable, "-m", "reeng", "mine", "acme/zoo", "acme/detector", "--store", str(store),
+                                 "--api-url", url, "--api", "rest", "--jobs", jobs, *FAST], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (store.exists() and _tables_and_issues(store)):
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=20)  # --jobs 2: the workers stop too, the queue is dropped
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
+    conn = sqlite3.connect(store)
+    status, finished, stats = conn.execute("SELECT status, finished_at, stats FROM runs").fetchone()
+    kept = conn.execute("SELECT count(*) FROM issues").fetchone()[0]
+    conn.close()
+    assert status == "interrupted" and finished and json.loads(stats)["error"] == f"interrupted by {sig}"
+    assert 0 < kept < 50  # what was committed before the signal stays; the next run resumes
+
+
+def _tables_and_issues(store):
+    """The run has started and committed a page of issues (read-only: the crawl holds the store)."""
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM issues").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
