@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -38,14 +39,23 @@ SAFE_REQUEST_HEADERS = {"accept", "if-none-match", "content-type", "user-agent",
 
 
 class Archive:
-    """Append-only store of raw responses; each record is committed on its own."""
+    """Append-only store of raw responses; each record is committed on its own.
+
+    Shared by the crawl's worker threads (``reeng mine --jobs N``): one connection, writes serialised by a lock.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
+            self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            try:
+                _check_not_other(self.conn, self.path)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.executescript(SCHEMA)
+            except BaseException:
+                self.conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise ReengError(f"{self.path}: not a usable archive ({exc})") from None
 
@@ -53,7 +63,7 @@ class Archive:
                status: int, response_headers: dict[str, str], raw: str) -> None:
         safe = {k: v for k, v in headers.items() if k.lower() in SAFE_REQUEST_HEADERS}
         request_body = zlib.compress(json.dumps(body).encode()) if body is not None else None
-        with self.conn:
+        with self._lock, self.conn:
             self.conn.execute(
                 "INSERT INTO responses(at, method, url, params, request_headers, request_body, status, "
                 "response_headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -62,7 +72,20 @@ class Archive:
                  json.dumps(response_headers, sort_keys=True), zlib.compress((raw or "").encode())))
 
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self.conn.close()
+
+
+def _check_not_other(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is a reeng store (``--archive`` the same file as ``--store``, or another store)
+    or another SQLite database: an archive never adds its table to a file that holds something else."""
+    if conn.execute("PRAGMA application_id").fetchone()[0] == store.APPLICATION_ID:
+        raise ReengError(f"{path}: a reeng store, not a raw archive (give --archive a file of its own)")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    others = sorted(tables - {"responses", "sqlite_sequence"})
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise ReengError(f"{path}: an SQLite database but not a raw archive (its tables: {shown})")
 
 
 def read_archive(path: Path | str) -> Iterator[dict[str, Any]]:

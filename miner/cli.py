@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,18 +69,41 @@ def _public(params: dict) -> dict:
     return clean
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a recorded run: unwinds like Ctrl-C (SIGINT), so the run is recorded and the store closed."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
+
+
 @contextmanager
 def _run(conn, command: str, stats: dict) -> Iterator[None]:
-    """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics."""
+    """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics.
+
+    Status ``ok``, ``failed`` (with the error) or ``interrupted`` (SIGINT or SIGTERM, named in the
+    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process.
+    """
     from miner.store import finish_run, start_run
 
     params = _public(click.get_current_context().params)
     run_id = start_run(conn, command, params, _stamp())
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         yield
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
+        raise
     except BaseException as exc:
         finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     finish_run(conn, run_id, "ok", _stamp(), stats)
 
 
@@ -121,21 +146,23 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
 
     for repo in repos:
         check_repo_name(repo)
-    check_api_url(api_url)
+    api_url = check_api_url(api_url)  # without credentials: they are never used, and the archive records URLs
     if fixes and api != "graphql":
         raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
     tokens = client_tokens()
-    raw = Archive(archive) if archive else None
-    client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
     summary: dict = {}
+    raw = None
     try:
-        with opened(store_path) as conn, _run(conn, "mine", summary):
-            failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
-                            fixes=fixes, jobs=jobs, check_removed=check_removed)
-            summary.update(client.stats.to_dict(), failures=failures)
+        with opened(store_path) as conn:  # the store first: bad input there leaves no archive file behind
+            raw = Archive(archive) if archive else None  # refuses the store itself, or any other store
+            client = GitHubClient(api_url, tokens, politeness=policy, archive=raw)
+            with _run(conn, "mine", summary):
+                failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
+                                fixes=fixes, jobs=jobs, check_removed=check_removed)
+                summary.update(client.stats.to_dict(), failures=failures)
     finally:
         if raw:
             raw.close()
@@ -290,12 +317,13 @@ def repos_group() -> None:
 def repos_search_command(config_path: Path | None, preset: str | None, api_url: str, store_path: Path | None,
                          as_json: bool) -> None:
     """Find CV reengineering repositories by the study's criteria and tag each zoo or solo."""
-    from miner.client import GitHubClient, tokens_from_env
+    from miner.client import GitHubClient, check_api_url, tokens_from_env
     from miner.repos import load_criteria, preset_repositories, record, search
 
     if preset:
         selection = preset_repositories(preset)
     else:
+        api_url = check_api_url(api_url)  # without credentials: the store records it as the selection's source
         criteria = load_criteria(config_path)
         selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
     if store_path is not None:

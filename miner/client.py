@@ -27,6 +27,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ import requests
 from github import Auth, Github
 from github.Requester import Requester
 
-from reeng.errors import ReengError
+from reeng.errors import ReengError, ReengWarning, scrub
 
 log = logging.getLogger("reeng.miner")
 
@@ -115,6 +116,11 @@ class AuthError(ReengError):
     """401: the token is wrong or revoked; every further request would fail the same way."""
 
 
+class Stopped(BaseException):
+    """The run was interrupted (``reeng mine --jobs N``: SIGINT or SIGTERM reached the main thread);
+    a worker stops at its next request or wait. Not an error of the repository, so no ``except`` of the crawl holds it."""
+
+
 def tokens_from_env(env: dict[str, str]) -> list[str]:
     """``GITHUB_TOKENS`` (comma/space separated, used in turn) or else ``GITHUB_TOKEN``."""
     many = [t for t in env.get("GITHUB_TOKENS", "").replace(",", " ").split() if t]
@@ -167,7 +173,13 @@ def _resource(url: str) -> str:
 
 
 def check_api_url(api_url: str) -> str:
-    """An http(s) base URL with a host, or one clear error (before any request)."""
+    """An http(s) base URL with a host, or one clear error (before any request).
+
+    Returned without credentials (``https://user:secret@host`` -> ``https://host``): requests
+    authenticate only with the tokens from the environment (PyGithub connects to the host and
+    port and never sends a URL's userinfo), and the URL is written to the archive, so the
+    credentials are dropped here, once, with a warning, and reach no file.
+    """
     try:
         parsed = urlparse(api_url)
         valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
@@ -175,9 +187,13 @@ def check_api_url(api_url: str) -> str:
     except ValueError:
         valid = False
     if not valid:
-        raise ReengError(f"--api-url {api_url!r}: not an http(s) URL (e.g. https://api.github.com or "
+        raise ReengError(f"--api-url {scrub(api_url)!r}: not an http(s) URL (e.g. https://api.github.com or "
                          "https://HOST/api/v3)")
-    return api_url.rstrip("/")
+    if "@" in parsed.netloc:
+        warnings.warn("--api-url: the credentials in the URL are not used (requests authenticate with "
+                      "GITHUB_TOKEN or GITHUB_TOKENS); they were removed", ReengWarning, stacklevel=2)
+        parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+    return parsed.geturl().rstrip("/")
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -204,13 +220,14 @@ class GitHubClient:
 
     def __init__(self, api_url: str = GITHUB_API, tokens: list[str] | None = None, *,
                  politeness: Politeness | None = None, stats: RunStats | None = None,
-                 archive: Any | None = None, sleep: Callable[[float], None] = time.sleep,
+                 archive: Any | None = None, sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.api_url = check_api_url(api_url)
         self.policy = politeness or Politeness()
         self.stats = stats or RunStats()
         self.archive = archive
-        self._sleep, self._clock = sleep, clock
+        self._stopping = threading.Event()
+        self._sleep, self._clock = sleep or self._stopping.wait, clock  # a wait ends early on stop()
         on_github = urlparse(self.api_url).hostname == urlparse(GITHUB_API).hostname
         pace = self.policy.min_interval
         pacing = ({} if on_github and pace is None
@@ -222,6 +239,14 @@ class GitHubClient:
         self.graphql_url = self._tokens[0].requester.graphql_url
         self._cond = threading.Condition()
         self._failures = 0  # consecutive 5xx / connection failures, for the backoff
+
+    def stop(self) -> None:
+        """From now on every request and wait raises :class:`Stopped` (and a wait under way ends)."""
+        self._stopping.set()
+
+    def _check_stopped(self) -> None:
+        if self._stopping.is_set():
+            raise Stopped("the run was interrupted")
 
     # -- budget -----------------------------------------------------------------------------
     def _token(self, resource: str) -> _Token:
@@ -292,6 +317,7 @@ class GitHubClient:
         log.warning("waiting %.1f s: %s", seconds, reason)
         self.count(waits=1, waited_seconds=seconds)
         self._sleep(seconds)
+        self._check_stopped()
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, verb: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None,
@@ -324,6 +350,7 @@ class GitHubClient:
     def _attempt(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, etag: str | None, what: str,
                  secondary: int) -> tuple[Response | float, str]:
         """Send once: the response, or how long to wait before retrying and why."""
+        self._check_stopped()
         resource = _resource(url)
         token = self._token(resource)
         headers = {"Accept": "application/vnd.github+json"}

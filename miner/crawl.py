@@ -540,8 +540,13 @@ def mine(client: GitHubClient, conn: sqlite3.Connection, repos: list[str], *, ap
                     crawl(repo, advance)
             else:
                 with ThreadPoolExecutor(jobs, thread_name_prefix="mine") as pool:
-                    for future in [pool.submit(crawl, repo, advance) for repo in unique.values()]:
-                        future.result()
+                    try:
+                        for future in [pool.submit(crawl, repo, advance) for repo in unique.values()]:
+                            future.result()
+                    except BaseException:  # interrupted (or a 401): no queued repository starts, the running
+                        client.stop()      # ones stop at their next request or wait, then the error goes on
+                        pool.shutdown(cancel_futures=True)
+                        raise
         finally:
             for worker in opened:
                 worker.close()

@@ -55,6 +55,9 @@ PROBABILITIES = ("5xx", "secondary403", "secondary403_noretry", "secondary429", 
 SECONDARY_MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 
 
+_ISSUE_REF = re.compile(r"[^/#]+/[^/#]+#\d+")  # an issue in --faults: OWNER/REPO#N
+
+
 @dataclass
 class FaultSpec:
     """Parsed ``--faults``; every probability defaults to 0 and the budget to GitHub's 5,000/hour."""
@@ -100,9 +103,13 @@ class FaultSpec:
                     faults.bad_token = value
                 elif key == "deleted":
                     faults.deleted = set(filter(None, value.split("+")))
+                    if not all(_ISSUE_REF.fullmatch(item) for item in faults.deleted):  # OWNER/REPO#N
+                        raise ValueError
                 elif key in ("rename", "transferred"):
                     pairs = [item.split(">") for item in value.split("+") if item]
                     if any(len(pair) != 2 for pair in pairs):
+                        raise ValueError
+                    if key == "transferred" and not all(_ISSUE_REF.fullmatch(issue) for issue, _ in pairs):
                         raise ValueError
                     setattr(faults, key, dict(pairs))
                 else:

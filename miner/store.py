@@ -262,15 +262,17 @@ def open_store(path: Path | str, *, create: bool = True) -> StoreConnection:
 @contextmanager
 def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection]:
     """A store for one command, closed (and checkpointed) at the end; a store file this command
-    created is removed again when the command fails, so bad input never leaves an empty store."""
+    created is removed again when the command fails, so bad input never leaves an empty store.
+    An interrupted command (SIGINT, or SIGTERM where the command records its run) keeps it: what
+    it committed, and its ``runs`` row saying it was interrupted."""
     path = Path(path)
     existed = path.exists()
     conn = open_store(path, create=create)
     try:
         yield conn
-    except BaseException:
+    except BaseException as exc:
         conn.close()
-        if not existed:
+        if not existed and not isinstance(exc, KeyboardInterrupt):
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
         raise

@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> None:
                 cli.main(args=args, prog_name="reeng", standalone_mode=False)
         finally:
             sys.stdout.flush()
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click's word for Ctrl-C, or for SIGTERM where a command turns it into one
         _detach_stdout()
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(getattr(exc.__cause__, "exit_code", 130))
     except NO_ARGS_IS_HELP as exc:  # `reeng` alone, `reeng gold`: the help, as click shows it
         exc.show()
         sys.exit(exc.exit_code)

@@ -100,6 +100,27 @@ def test_token_never_written_anywhere(corpus, tmp_path):
     assert FAKE_TOKEN not in result.stdout + result.stderr + bad.stdout + bad.stderr
 
 
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_credentials_in_the_api_url_are_written_nowhere(corpus, tmp_path, api):
+    """http://user:secret@host: the credentials are dropped once, where the URL is parsed (GraphQL URLs kept them)."""
+    secret = "s3cretPassw0rdXYZ"
+    store, archive, log = tmp_path / "mined.sqlite", tmp_path / "raw.sqlite", tmp_path / "mine.log"
+    with served(corpus, "5xx=0.05,seed=4") as url:
+        result, stats = mine(url.replace("http://", f"http://me:{secret}@"), store, "--api", api,
+                             "--archive", str(archive), "--log", str(log), "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert export_text(store, tmp_path / "a") == export_text(corpus, tmp_path / "b")
+    from miner.archive import read_archive
+
+    exchanges = list(read_archive(archive))
+    assert len(exchanges) == stats["requests"] and all("@" not in e["url"] for e in exchanges)
+    assert all(secret not in json.dumps(e) for e in exchanges)  # decompressed bodies included
+    for path in [store, archive, log, *tmp_path.glob("*-wal")]:
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout + result.stderr
+    assert "warning: --api-url: the credentials in the URL are not used" in result.stderr
+
 def test_bad_inputs_give_one_clear_error_and_keep_other_repositories(corpus, tmp_path):
     store = tmp_path / "mined.sqlite"
     with served(corpus, f"disabled=acme/zoo,bad_token=wrong-{FAKE_TOKEN[:4]}") as url:
@@ -141,6 +162,26 @@ def test_archive_reparses_into_the_same_threads(corpus, tmp_path, api):
     assert replay.returncode == 0, replay.stderr
     assert export_text(tmp_path / "replayed.sqlite", tmp_path / "a") == export_text(corpus, tmp_path / "b")
 
+
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_archive_is_written_by_parallel_jobs(corpus, tmp_path, api):
+    """--jobs 2 --archive: the workers share the archive (it once crashed: an sqlite3 connection of another thread)."""
+    store, archive = tmp_path / "mined.sqlite", tmp_path / "raw.sqlite"
+    with served(corpus) as url:
+        result, stats = mine(url, store, "--api", api, "--jobs", "2", "--archive", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert stats["repositories"] == {"acme/detector": "complete", "acme/zoo": "complete"}
+    assert export_text(store, tmp_path / "a") == export_text(corpus, tmp_path / "b")
+    from miner.archive import read_archive
+
+    exchanges = list(read_archive(archive))
+    assert len(exchanges) == stats["requests"] and all(e["status"] == 200 for e in exchanges)
+    text = " ".join(e["url"] + json.dumps(e["request_body"]) for e in exchanges)
+    assert all(repo.split("/")[1] in text for repo in REPOS)
+    replay = reeng("import", "archive", str(archive), "--store", str(tmp_path / "replayed.sqlite"))
+    assert replay.returncode == 0, replay.stderr
+    assert export_text(tmp_path / "replayed.sqlite", tmp_path / "c") == export_text(corpus, tmp_path / "d")
 
 def test_graphql_pages_shrink_when_big_pages_time_out(corpus, tmp_path):
     with served(corpus, "graphql_timeout_above=30") as url:

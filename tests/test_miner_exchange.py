@@ -95,6 +95,10 @@ def test_repository_search_applies_criteria_and_zoo_rule(tmp_path):
         result = reeng("repos", "search", "--config", str(config), "--api-url", url, "--json",
                        "--store", str(tmp_path / "sel.sqlite"))
         bad = reeng("repos", "search", "--config", str(tmp_path / "none.yaml"), "--api-url", url)
+        secret = reeng("repos", "search", "--config", str(config), "--api-url", url.replace("//", "//me:s3cretXYZ@"),
+                       "--store", str(tmp_path / "sel2.sqlite"))
+    assert secret.returncode == 0, secret.stderr
+    assert b"s3cretXYZ" not in (tmp_path / "sel2.sqlite").read_bytes()  # the selection's source: the URL
     assert result.returncode == 0, result.stderr
     selection = {r["repo"]: r for r in json.loads(result.stdout)}
     assert set(selection) == {"open-mmlab/mmdetection", "acme/many", "acme/yolo-fast"}

@@ -102,6 +102,42 @@ def test_empty_damaged_and_foreign_files_are_refused(corpus, tmp_path, capsys):
         assert code == 2 and "the store is damaged" in err and "Traceback" not in err
 
 
+
+def test_archive_is_never_a_store_and_comes_after_the_store_is_checked(corpus, tmp_path, capsys):
+    def tables(path):
+        conn = sqlite3.connect(path)
+        try:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+
+    offline = ("--api-url", "http://127.0.0.1:9", *FAST)
+    junk, new = tmp_path / "junk.sqlite", tmp_path / "new.sqlite"
+    junk.write_bytes(b"not a database at all" * 50)
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(junk), "--archive", str(new), *offline], capsys)
+    assert code == 2 and err.count("error:") == 1 and "not a usable store" in err
+    assert not new.exists()  # the store is checked first: nothing of the archive is left behind
+
+    store, other = tmp_path / "s.sqlite", tmp_path / "other.sqlite"
+    shutil.copy(corpus, store)
+    shutil.copy(corpus, other)
+    before = tables(store)
+    for archive in (store, other):  # the store itself, and another store (same application_id)
+        code, _, err = run_main(["mine", "acme/zoo", "--store", str(store), "--archive", str(archive), *offline], capsys)
+        assert code == 2 and err.count("error:") == 1 and f"{archive}: a reeng store, not a raw archive" in err, err
+        assert "responses" not in tables(archive) and tables(archive) == before
+    fresh = tmp_path / "fresh.sqlite"  # a new store named as its own archive: refused, no file left
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(fresh), "--archive", str(fresh), *offline], capsys)
+    assert code == 2 and "a reeng store, not a raw archive" in err and not fresh.exists()
+    foreign = tmp_path / "foreign.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    code, _, err = run_main(["mine", "acme/zoo", "--store", str(store), "--archive", str(foreign), *offline], capsys)
+    assert code == 2 and "an SQLite database but not a raw archive (its tables: notes)" in err
+    assert tables(foreign) == {"notes"}
+
 def test_closing_checkpoints_so_a_copied_file_holds_everything(corpus, tmp_path):
     store = tmp_path / "s.sqlite"
     shutil.copy(corpus, store)
@@ -270,3 +306,48 @@ def test_runs_record_version_arguments_times_and_statistics(corpus, tmp_path):
     assert run["started_at"] <= run["finished_at"]
     assert json.loads(run["stats"])["issues"] == 30
     assert FAKE_TOKEN.encode() not in store.read_bytes()
+
+
+@pytest.mark.parametrize("sig, jobs", [("SIGTERM", "1"), ("SIGINT", "1"), ("SIGTERM", "2")])
+def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, jobs):
+    """SIGTERM left the run 'running' with no end; SIGINT recorded 'failed' with an empty error."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    store = tmp_path / "s.sqlite"
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITHUB_TOKENS")}
+    env.update(GITHUB_TOKEN=FAKE_TOKEN, PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    with served(corpus, "latency=0.2") as url:
+        proc = subprocess.Popen([sys.executable, "-m", "reeng", "mine", "acme/zoo", "acme/detector", "--store", str(store),
+                                 "--api-url", url, "--api", "rest", "--jobs", jobs, *FAST], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (store.exists() and _tables_and_issues(store)):
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=20)  # --jobs 2: the workers stop too, the queue is dropped
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
+    conn = sqlite3.connect(store)
+    status, finished, stats = conn.execute("SELECT status, finished_at, stats FROM runs").fetchone()
+    kept = conn.execute("SELECT count(*) FROM issues").fetchone()[0]
+    conn.close()
+    assert status == "interrupted" and finished and json.loads(stats)["error"] == f"interrupted by {sig}"
+    assert 0 < kept < 50  # what was committed before the signal stays; the next run resumes
+
+
+def _tables_and_issues(store):
+    """The run has started and committed a page of issues (read-only: the crawl holds the store)."""
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM issues").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False

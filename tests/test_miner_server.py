@@ -11,6 +11,7 @@ import requests
 
 from miner.server import FaultSpec
 from reeng.errors import ReengError
+from tests.conftest import run_main
 from tests.miner_helpers import ROOT, build_corpus, served
 
 
@@ -67,6 +68,16 @@ def test_fault_spec_parsing():
         with pytest.raises(ReengError, match=f"'{negative}' is not KEY=VALUE"):
             FaultSpec.parse(negative)
 
+
+
+@pytest.mark.parametrize("spec", ["deleted=acme/zoo#abc", "deleted=acme/zoo", "deleted=acme/zoo#3+acme/zoo#x",
+                                  "transferred=acme/zoo#abc>acme/other", "transferred=acme/zoo>acme/other"])
+def test_a_malformed_issue_in_the_fault_spec_is_one_error_line(corpus, spec, capsys):
+    """deleted= and transferred= name issues as OWNER/REPO#N; anything else ended in a ValueError traceback."""
+    with pytest.raises(ReengError, match=f"'{spec.replace('+', '[+]')}' is not KEY=VALUE"):
+        FaultSpec.parse(spec)
+    code, out, err = run_main(["serve-github", "--corpus", str(corpus), "--faults", spec], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and err.startswith("error: fault spec: ") and not out
 
 def test_serve_github_command_announces_its_port(corpus):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
