@@ -169,7 +169,7 @@ def analyze(
         inputs["human labels"] = Path(gold.source)
     inputs |= {key: path for key, path in extras.items()}
     prov = provenance(inputs, command or " ".join(sys.argv), f"{main.taxonomy.id} {main.taxonomy.version}", relative_to)
-    with staged_dir(out) as staging, \
+    with staged_dir(out, owns=("compare.json", "ppi.json")) as staging, \
             FigureJobs(tables.cross, tables.marginals, main.taxonomy, staging / "figures", formats, workers) as drawing:
         # the figures need only the counts: they are drawn while the tests and intervals are computed
         tests = cluster_tests(tables)

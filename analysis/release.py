@@ -390,6 +390,17 @@ def _shown(path: Path, relative_to: Path | None) -> str:
     return str(path)
 
 
+def _earlier_release(out: Path) -> list[str]:
+    """What a release into ``out`` replaces: nothing in a new or empty folder, everything in an earlier release
+    (a release is one whole: a file of the old one left beside the new would fail validation); any other
+    folder with files is refused."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    if not (out / "SHA256SUMS").is_file():
+        raise ReengError(f"--out {out}: the folder holds files and is no earlier release; give a new or empty folder")
+    return [p.name for p in out.iterdir()]
+
+
 def write_release(out: Path, *, store: Path | None = None, defects: list[Path | pd.DataFrame] | None = None,
                   options: ReleaseOptions | None = None, include_predictions: bool = True) -> ReleaseSummary:
     """Write a complete release into ``out`` (staged: nothing half-written on failure).
@@ -402,6 +413,8 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     if store is None and not defects:
         raise ReengError("a release needs a store (--store) or at least one defect table (--defects)")
     store_tables = read_store(store) if store is not None else {}
+    if store is not None and not defects and not len(store_tables.get("issues", ())):
+        raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
     predictions = store_tables.pop("predictions", None)
     if not include_predictions:
         predictions = None
@@ -417,7 +430,7 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
         tables = pseudonymise(tables, salt)
     sources = [str(p.attrs.get("source", "defect table")) if isinstance(p, pd.DataFrame) else _shown(p, options.relative_to)
                for p in ([store] if store else []) + defects]
-    with staged_dir(out) as root:
+    with staged_dir(out, owns=_earlier_release(Path(out))) as root:
         (root / "data").mkdir()
         for name, frame in tables.items():
             frame.to_parquet(root / "data" / f"{name}.parquet", index=False)

@@ -70,7 +70,7 @@ def check_twins(root: Path, package: dict) -> list[str]:
         csv = root / resource["path"]
         parquet = csv.with_suffix(".parquet")
         if not parquet.is_file() or not csv.is_file():
-            problems.append(f"{resource['path']}: Parquet twin missing")
+            problems.append(f"{resource['path']}: {'file' if not csv.is_file() else 'Parquet twin'} missing")
             continue
         a = from_spreadsheet(pd.read_csv(csv, dtype=str, keep_default_na=False))  # formula-escaped cells, as written
         b = pd.read_parquet(parquet)

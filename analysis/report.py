@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import platform
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 from reeng import __version__
 from reeng.datasets import sha256_file
@@ -333,6 +335,19 @@ def _ci(value: Any, digits: int = 2) -> str:
     return ""
 
 
+def _code_span(value: Any) -> Markup:
+    """A Markdown code span of ``value``, shown literally, so not HTML-escaped (an escaped ``'`` showed as
+    ``&#39;``); its fence is longer than any run of backticks in the text, and a table cell's ``|`` is escaped.
+    Text holding ``<``, ``>`` or ``&`` is written escaped outside a span instead: a renderer that does not treat
+    spans as CommonMark does would pass the markup through, and inside a span the entities would show."""
+    text = "" if value is None else " ".join(str(value).split("\n")).replace("|", "\\|")
+    if any(c in text for c in "<>&"):
+        return Markup.escape(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markup(f"{fence}{pad}{text}{pad}{fence}")
+
+
 @lru_cache(maxsize=1)
 def template_environment() -> Environment:
     """The Jinja2 environment of every shipped template (report, datasheet), made once per process
@@ -352,6 +367,7 @@ def template_environment() -> Environment:
     env.filters["num"] = _num
     env.filters["count_of"] = lambda v: len(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v)
     env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+    env.filters["code"] = _code_span
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     return env
 

@@ -22,7 +22,7 @@ import shutil
 import socket
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,20 +109,41 @@ def _check_parent(dest: Path) -> None:
             break
 
 
+def _unwritable(dest: Path, make: Any) -> Any:
+    """``make()`` (a staging copy beside ``dest``), its OSError named after ``dest``, not the hidden staging name."""
+    try:
+        return make()
+    except OSError as exc:
+        raise ReengError(f"{dest}: cannot write there ({exc.strerror or type(exc).__name__})") from None
+
+
 @contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yield an empty staging folder; on success its files replace those of the same name in ``out``."""
+def staged_dir(out: Path, owns: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield an empty staging folder; on success its files replace those of the same name in ``out``.
+
+    ``owns``: names in ``out`` that belong to this kind of output although a run may not write them (an
+    optional ``compare.json``); one the new run does not write is removed, so no earlier run's file is left
+    beside the new ones as if it were theirs. Anything else already in ``out`` stays.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReengError(f"{out}: exists and is not a folder; give a folder (new or existing) as the output")
     _check_parent(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
-    staging = Path(tempfile.mkdtemp(prefix=_prefix(out.name), dir=out.parent))
+    staging = Path(_unwritable(out, lambda: tempfile.mkdtemp(prefix=_prefix(out.name), dir=out.parent)))
     try:
         staging.chmod(0o777 & ~_umask())
         yield staging
         out.mkdir(parents=True, exist_ok=True)
+        for name in owns:
+            old = out / name
+            if (staging / name).exists() or not (old.exists() or old.is_symlink()):
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
         for item in staging.iterdir():
             target = out / item.name
             if target.is_dir() and not target.is_symlink():
@@ -143,7 +164,7 @@ def staged_file(path: Path) -> Iterator[Path]:
     _check_parent(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
+    fd, tmp = _unwritable(path, lambda: tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent))
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())

@@ -143,6 +143,8 @@ def machine_defects(store: Path | str | sqlite3.Connection, model: str | None = 
     finally:
         if not isinstance(store, sqlite3.Connection):
             conn.close()
+    if not threads:
+        raise ReengError(f"{source}: the store holds no threads (mine or import some first)")
     if not rows:
         raise ReengError(f"{source}: the store holds no predictions (label it first: reeng classify predict --builtin --store {source})")
     preds = pd.DataFrame(rows)

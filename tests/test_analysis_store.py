@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis.store_defects import store_machine_defects
 from analysis.synthetic import synthetic_defects
-from miner.store import open_store
+from miner.store import open_store, save_thread
 from tests.analysis_helpers import gold_eval_document, make_store
 
 
@@ -99,15 +100,23 @@ def test_a_report_of_machine_labels_says_so_and_how_to_check_them(store, reeng, 
         assert ("**Machine labels.**" in md) == bool(expected) and all(e in md for e in expected), (name, md[:900])
 
 
-@pytest.mark.parametrize("case", ["no_predictions", "unknown_sample", "human_outside", "out_is_file", "abstained"])
+@pytest.mark.parametrize("case", ["empty_store", "no_predictions", "unknown_sample", "human_outside", "out_is_file",
+                                  "abstained"])
 def test_bad_input_is_one_error_line_and_nothing_written(case, store, reeng, tmp_path):
     root, truth = store
     db, out = root / "s.db", tmp_path / "out"
     extra: list[str] = []
     expected = ""
-    if case == "no_predictions":
+    if case == "empty_store":  # used to say "no predictions (label it first)", and labeling it then said "no threads"
         db = tmp_path / "empty.db"
         open_store(db).close()
+        expected = "the store holds no threads (mine or import some first)"
+    elif case == "no_predictions":
+        db = tmp_path / "unlabeled.db"
+        conn = open_store(db)
+        save_thread(conn, {"repo": "a/b", "number": 1, "title": "t", "body": "b", "state": "closed", "comments": []},
+                    source="test")
+        conn.close()
         expected = "no predictions"
     elif case == "unknown_sample":
         extra, expected = ["--sample", "99"], "no sample 99"
@@ -201,3 +210,38 @@ def test_a_store_whose_every_thread_the_filter_dropped_says_so(tmp_path, reeng):
     assert run.returncode == 2 and not (tmp_path / "out").exists()
     assert run.stderr.strip() == (f"error: {db}: the filter of 'builtin@1' dropped all {len(truth)} labeled threads "
                                   f"({len(truth)} on issue_type): no defect is left to analyse")
+
+
+def test_reruns_leave_no_earlier_inputs_file_and_a_release_replaces_only_a_release(store, reeng, tmp_path):
+    """A rerun of analyze left the earlier run's compare.json beside the new report; release wrote into any
+    folder and its own validate then refused the result; an empty store released and validated; an --out that
+    cannot be written was reported under the hidden staging name; report.md showed the command HTML-escaped."""
+    root, truth = store
+    db, out = root / "s.db", tmp_path / "an"
+    truth.assign(provenance="lab:adjudicated").to_csv(tmp_path / "other.csv", index=False)
+    assert reeng("analyze", "--store", str(db), "--compare", str(tmp_path / "other.csv"), "--out", str(out),
+                 "--formats", "png").returncode == 0
+    (out / "notes.txt").write_text("mine")
+    run = reeng("analyze", "--store", str(db), "--out", str(out), "--formats", "png", "--title", "Kim's run")
+    assert run.returncode == 0, run.stderr
+    assert not (out / "compare.json").exists() and (out / "notes.txt").read_text() == "mine"
+    assert "- command: `reeng analyze" in (out / "report.md").read_text() and "--title 'Kim'\"'\"'s run'`" in (
+        out / "report.md").read_text()
+    salt = ("--salt", "a-salt-of-sixteen-chars")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep")
+    run = reeng("release", "--store", str(db), "--out", str(folder), *salt)
+    assert run.returncode == 2 and "holds files and is no earlier release" in run.stderr
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    rel = tmp_path / "rel"
+    assert reeng("release", "--store", str(db), "--out", str(rel), *salt).returncode == 0
+    (rel / "stray.txt").write_text("left over")
+    assert reeng("release", "--store", str(db), "--out", str(rel), *salt).returncode == 0
+    assert not (rel / "stray.txt").exists() and reeng("release", "validate", str(rel)).returncode == 0
+    open_store(tmp_path / "empty.db").close()
+    run = reeng("release", "--store", str(tmp_path / "empty.db"), "--out", str(tmp_path / "r0"), *salt)
+    assert run.returncode == 2 and "holds no threads" in run.stderr and not (tmp_path / "r0").exists()
+    if Path("/proc/self").is_dir():  # a folder nobody, root included, can create entries in
+        run = reeng("analyze", "--store", str(db), "--out", "/proc/reeng-out")
+        assert run.returncode == 2 and run.stderr.startswith("error: /proc/reeng-out: cannot write there ("), run.stderr
