@@ -270,7 +270,7 @@ def import_archive_command(path: Path, store_path: Path) -> None:
 @click.command("export")
 @STORE
 @click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "csv"]), default="parquet", show_default=True)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for issues.* and comments.*.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for issues.*, comments.*, events.* and fixes.*.")
 def export_command(store_path: Path, fmt: str, out: Path) -> None:
     """Export the content of a store (no fetch metadata), in a deterministic order."""
     from miner.exchange import export_store

@@ -148,7 +148,8 @@ def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] 
                 counts["comments"] += len(thread["comments"])
                 bar.advance(task)
             missing = [r for r in repos or [] if r.casefold() not in found]
-            if missing and require_all and limit is None:
+            # with a limit reached, the archive was not read to its end: a repository not met yet may follow
+            if missing and require_all and (limit is None or counts["issues"] < limit):
                 raise ReengError(f"{', '.join(missing)}: not in the archive {Path(path).name}")
     except ReengError as exc:
         raise ReengError(f"{exc}; nothing was imported ({counts['issues']} threads read were rolled back)") from None

@@ -562,7 +562,7 @@ def export_command(store: Path, out: Path, sample: int | None, seed: int, model:
 @click.argument("sheet_a", type=click.Path(path_type=Path))
 @click.argument("sheet_b", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("adjudication"), show_default=True,
-              help="Folder for agreement.json and disagreements.csv.")
+              help="Folder for agreement.json, disagreements.csv and, once adjudicated, labels.csv.")
 @click.option("--adjudicated", type=click.Path(path_type=Path), help="The disagreements file with 'adjudicated' filled in: a category, or 'none' for no label.")
 @click.option("--store", type=click.Path(path_type=Path), help="Store the final labels (with provenance) in this store.")
 @click.option("--json", "as_json", is_flag=True)

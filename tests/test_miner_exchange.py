@@ -171,3 +171,16 @@ def test_sample_protocol_and_seed_are_checked_for_the_cli_and_the_notebook_alike
     assert states == {"open", "closed"}
     assert set(sampled.sample_issues(zoo)["repo"]) == {"acme/zoo"}
     conn.close()
+
+
+def test_a_repository_the_archive_lacks_is_an_error_with_a_limit_too(tmp_path):
+    """With --limit the check was skipped: a misspelt repository read the whole archive, imported nothing and exited 0."""
+    from tests.miner_helpers import denchmark_archive
+
+    archive = denchmark_archive(tmp_path / "d.tar.xz", [("a/b", n, f"t{n}", "d") for n in (1, 2, 3)])
+    typo = reeng("import", "denchmark", str(archive), "--store", str(tmp_path / "t.sqlite"), "--repos", "a/b,x/typo",
+                 "--limit", "100")
+    assert typo.returncode == 2 and "x/typo: not in the archive" in typo.stderr and not (tmp_path / "t.sqlite").exists()
+    reached = reeng("import", "denchmark", str(archive), "--store", str(tmp_path / "r.sqlite"), "--repos", "a/b,x/later",
+                    "--limit", "2")  # the limit ends the reading: a repository not met yet may come later
+    assert reached.returncode == 0, reached.stderr

@@ -99,6 +99,7 @@ class Localization:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
 
         names = [d.name for d in self.layers]
         finite = [d.delta for d in self.layers if d.delta != float("inf")]
@@ -108,6 +109,9 @@ class Localization:
         fig, ax = plt.subplots(figsize=(min(40.0, max(4.0, 0.3 * len(names) + 2)), 3.4))
         ax.bar(range(len(names)), deltas, color=colors)
         ax.set_yscale("log")
+        # plain tick labels (1e-05): the default ones are mathtext, whose STIX fallbacks printed a dozen
+        # "findfont" lines on every run where those fonts are not installed
+        ax.yaxis.set_major_formatter(matplotlib.ticker.LogFormatter())
         ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=6)
         ax.set_ylabel("δ (mean |Δ|)")
         ax.set_title(f"divergence introduced at: {self.culprit or 'none'}")
