@@ -28,6 +28,8 @@ from typing import Any
 
 import pandas as pd
 
+from reeng.errors import ReengError
+
 
 def study_defects() -> pd.DataFrame:
     """The study's published, human-labeled defects (Jiang et al. 2024) as a defect table."""
@@ -56,6 +58,8 @@ class Corpus:
     """A corpus of issue threads: one store file, created on first use."""
 
     def __init__(self, path: Path | str) -> None:
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise ReengError(f"Corpus({path!r}): give the store file's path")
         self.path = Path(path)
 
     def __repr__(self) -> str:
@@ -225,8 +229,14 @@ class Corpus:
 
     def release(self, out: Path | str, *, defects: list[pd.DataFrame | Path] | None = None, **options: Any):
         """A publishable release of the threads and labels (``defects`` default: the machine table)."""
+        from dataclasses import fields
+
         from analysis.release import ReleaseOptions, write_release
 
+        unknown = sorted(set(options) - {f.name for f in fields(ReleaseOptions)})
+        if unknown:
+            raise ReengError(f"release: unknown option(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(f.name for f in fields(ReleaseOptions))})")
         tables = defects if defects is not None else [self.defects()]
         return write_release(Path(out), store=self.path, defects=tables, options=ReleaseOptions(**options),
                              include_predictions=False)

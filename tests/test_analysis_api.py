@@ -185,3 +185,15 @@ def test_machine_defects_takes_a_plain_connection_and_refuses_wrong_types(tmp_pa
             call()
     with pytest.raises(reeng.ReengError, match="--min-probability '0.5': must be between 0 and 1"):
         corpus.defects(min_probability="0.5")
+
+
+def test_a_corpus_needs_a_path_and_release_names_an_unknown_option(tmp_path):
+    """Corpus(None) raised a TypeError from pathlib; release(bogus=1) a TypeError from the options' dataclass."""
+    from reeng.api import Corpus
+    from reeng.errors import ReengError
+
+    with pytest.raises(ReengError, match=r"Corpus\(None\): give the store file's path"):
+        Corpus(None)
+    with pytest.raises(ReengError, match="release: unknown option.s. bogus .known: title, version"):
+        Corpus(tmp_path / "s.sqlite").release(tmp_path / "rel", bogus=1)
+    assert not (tmp_path / "rel").exists() and not (tmp_path / "s.sqlite").exists()
