@@ -324,7 +324,10 @@ def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, j
     with served(corpus, "latency=0.2") as url:
         proc = subprocess.Popen([sys.executable, "-m", "reeng", "mine", "acme/zoo", "acme/detector", "--store", str(store),
                                  "--api-url", url, "--api", "rest", "--jobs", jobs, *FAST], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                # a test run in the background (CI: `make test &`) starts with SIGINT ignored, and
+                                # Python then keeps ignoring it: give the child the default, as a terminal would
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (store.exists() and _tables_and_issues(store)):
             time.sleep(0.1)
