@@ -88,11 +88,12 @@ def run_command(names: tuple[str, ...], select_expr: str | None, extra: tuple[Pa
 
     filters = parse_select(select_expr)
     dtypes = parse_dtypes(dtype_spec)
-    entries = select(discover(list(extra)), list(names), filters)
+    known = discover(list(extra))
+    entries = select(known, list(names), filters)
     if out is None:
         report = run_cases(entries, device, dtypes, repeat, None, progress=not as_json)
-    else:
-        with staged_dir(out) as staging:
+    else:  # an earlier run's figure folder of a case not run now would sit beside a results.json without it
+        with staged_dir(out, owns=[e.id for e in known]) as staging:
             report = run_cases(entries, device, dtypes, repeat, staging, progress=not as_json)
             (staging / "results.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     if as_json:

@@ -253,6 +253,19 @@ def test_cli_list_and_run_json(case_dir, tmp_path):
     assert json.loads((out / "results.json").read_text())["results"] == data["results"]
 
 
+def test_a_rerun_into_the_same_out_leaves_no_figures_of_cases_it_did_not_run(tmp_path):
+    """An earlier run's figure folder stayed beside a results.json that no longer listed its case."""
+    runner = CliRunner()
+    out = tmp_path / "run"
+    first = runner.invoke(reproduce_group, ["run", "faster_rcnn_resnet_frozen_bn", "--device", "cpu", "--out", str(out)])
+    assert first.exit_code == 0 and (out / "faster_rcnn_resnet_frozen_bn").is_dir(), first.output
+    (out / "notes.txt").write_text("mine")
+    second = runner.invoke(reproduce_group, ["run", "yolov5_grid_index_overflow", "--device", "cpu", "--out", str(out)])
+    assert second.exit_code == 0, second.output
+    assert not (out / "faster_rcnn_resnet_frozen_bn").exists() and (out / "notes.txt").read_text() == "mine"
+    assert [r["case"] for r in json.loads((out / "results.json").read_text())["results"]] == ["yolov5_grid_index_overflow"]
+
+
 def test_cli_rejects_bad_dtype_and_missing_cuda():
     from reeng.cli import main
 
