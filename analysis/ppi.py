@@ -217,6 +217,33 @@ def _queue_warning(human: Defects) -> str | None:
     return text
 
 
+def _protocol_warning(machine: Defects, human: Defects) -> str | None:
+    """What to say when most human-labeled threads are a recorded ``reeng sample`` draw (a ``protocol_sample``
+    column, from :func:`analysis.store_defects.human_defects`) while the corpus analysed is wider than it."""
+    import warnings
+
+    from reeng.errors import ReengWarning
+
+    frame = human.frame
+    if "protocol_sample" not in frame:
+        return None
+    threads = frame.drop_duplicates("issue_url")
+    drawn = threads["protocol_sample"].dropna()
+    if not len(drawn) or len(drawn) < 0.5 * len(threads):
+        return None
+    sample = int(drawn.mode().iloc[0])
+    in_draw = set(frame.loc[frame["protocol_sample"] == sample, "issue_url"].str.lower())
+    corpus = set(machine.frame["issue_url"].str.lower())
+    if corpus <= in_draw | set(threads["issue_url"].str.lower()):
+        return None  # the analysis is of that draw itself (--sample), not of a wider corpus
+    text = (f"{len(drawn)} of the {len(threads)} human-labeled threads belong to sample {sample} drawn by reeng sample: "
+            "the study's protocol (closed threads with enough comments, a fixed number per repository), not a random "
+            "sample of the corpus analysed; the prediction-powered estimates assume one (label a random sample: "
+            "annotate export --sample, or analyse that sample alone with --sample)")
+    warnings.warn(text, ReengWarning, stacklevel=3)
+    return text
+
+
 def prediction_powered(machine: Defects, human: Defects) -> dict[str, Any]:
     """Every marginal share, cross-table cell share and claim: machine-only, human-only and PPI, side by side.
 
@@ -226,7 +253,7 @@ def prediction_powered(machine: Defects, human: Defects) -> dict[str, Any]:
     :class:`reeng.errors.ReengWarning` (one ``warning:`` line on the terminal).
     """
     check_human_threads(machine, human)
-    warning = _queue_warning(human)
+    warning = "; ".join(w for w in (_queue_warning(human), _protocol_warning(machine, human)) if w) or None
     machine, human = _plain(machine), _plain(human)
     layout = _Layout.of(machine, human)
     tax = machine.taxonomy

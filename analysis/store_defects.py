@@ -73,11 +73,32 @@ def human_defects(labels: Path | str, store: Path | str | None = None) -> pd.Dat
     if str(labels) == "store":
         if store is None:
             raise ReengError("--human store: needs --store")
-        return store_human_defects(store)
+        return _mark_protocol_samples(store_human_defects(store), store)
     head = read_table(labels)
     if "URL" in head.columns and any(src in head.columns for src, _ in GOLD_COLUMNS.values()):
         head = import_defects(labels)
     elif "issue_url" not in head.columns:
         raise ReengError(f"{labels}: neither the gold CSV format (URL, Manifestation, ...) nor a defect table (issue_url, labels)")
     head.attrs["source"] = str(labels)
-    return head
+    return _mark_protocol_samples(head, store) if store is not None else head
+
+
+def _mark_protocol_samples(human: pd.DataFrame, store: Path | str) -> pd.DataFrame:
+    """``protocol_sample``: the id of a recorded ``reeng sample`` draw holding the human-labeled thread (the
+    study's protocol, closed threads with enough comments, a fixed number per repository: no random sample of
+    the corpus, and analysis.ppi warns), else missing."""
+    from miner.store import open_store, table_names
+
+    conn = open_store(store, create=False)
+    try:
+        rows = conn.execute("SELECT sample_id, repo, number FROM sample_issues").fetchall() \
+            if "sample_issues" in table_names(conn) else []
+    finally:
+        conn.close()
+    drawn: dict[str, int] = {}
+    for sample_id, repo, number in rows:
+        owner, _, name = str(repo).partition("/")
+        drawn.setdefault(canonical_issue_url(owner, name, int(number)).lower(), int(sample_id))
+    human = human.copy()
+    human["protocol_sample"] = [drawn.get(str(url).lower()) for url in human["issue_url"]]
+    return human

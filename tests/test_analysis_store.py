@@ -38,7 +38,7 @@ def test_machine_table_carries_model_provenance_probability_and_filter(store):
 
 def test_analyze_store_with_human_labels_reports_three_intervals(store, reeng, tmp_path):
     root, truth = store
-    human = truth[truth["number"] % 17 != 0].iloc[:80].copy()
+    human = truth[truth["number"] % 17 != 0].iloc[-80:].copy()  # outside make_store's sample 1 (its first third)
     human["provenance"] = "lab:adjudicated"
     human.to_csv(tmp_path / "human.csv", index=False)
     out = tmp_path / "findings"
@@ -64,7 +64,7 @@ def test_ppi_warns_when_the_active_learning_queue_chose_human_labeled_threads(re
     from taxonomy.annotate import record_queued, store_labels
 
     truth = make_store(tmp_path / "q.db", n=120)
-    labeled = truth[truth["number"] % 17 != 0].iloc[:30]
+    labeled = truth[truth["number"] % 17 != 0].iloc[-30:]  # outside make_store's sample 1 (its first third)
     rows = [{"issue": url, "defect_index": 1, "dimension": "stage", "label": stage, "provenance": "agreed:a|b"}
             for url, stage in zip(labeled["issue_url"], labeled["stage"])]
     conn = open_store(tmp_path / "q.db", create=False)
@@ -245,3 +245,24 @@ def test_reruns_leave_no_earlier_inputs_file_and_a_release_replaces_only_a_relea
     if Path("/proc/self").is_dir():  # a folder nobody, root included, can create entries in
         run = reeng("analyze", "--store", str(db), "--out", "/proc/reeng-out")
         assert run.returncode == 2 and run.stderr.startswith("error: /proc/reeng-out: cannot write there ("), run.stderr
+
+
+def test_ppi_warns_when_the_human_labels_are_a_reeng_sample_draw_of_a_wider_corpus(store, reeng, tmp_path):
+    """The docs called a `reeng sample` draw the random sample PPI needs; it is the study's protocol, and PPI
+    corrected the shares of the whole corpus with it without a word."""
+    root, truth = store
+    conn = open_store(root / "s.db", create=False)
+    drawn = {(r[0], int(r[1])) for r in conn.execute("SELECT repo, number FROM sample_issues WHERE sample_id = 1")}
+    conn.close()
+    in_draw = [(f"{o}/{r}", int(n)) in drawn for o, r, n in zip(truth["owner"], truth["repo"], truth["number"])]
+    human = truth[pd.Series(in_draw, index=truth.index) & (truth["number"] % 17 != 0)].assign(provenance="lab:adjudicated")
+    human.to_csv(tmp_path / "h.csv", index=False)
+    wide = reeng("analyze", "--store", str(root / "s.db"), "--human", str(tmp_path / "h.csv"), "--out",
+                 str(tmp_path / "wide"), "--formats", "png")
+    assert wide.returncode == 0, wide.stderr
+    assert f"warning: {len(human)} of the {len(human)} human-labeled threads belong to sample 1 drawn by reeng sample" \
+        in wide.stderr
+    assert "belong to sample 1" in json.loads((tmp_path / "wide" / "ppi.json").read_text())["warning"]
+    alone = reeng("analyze", "--store", str(root / "s.db"), "--sample", "1", "--human", str(tmp_path / "h.csv"), "--out",
+                  str(tmp_path / "alone"), "--formats", "png")
+    assert alone.returncode == 0 and "reeng sample" not in alone.stderr, alone.stderr
