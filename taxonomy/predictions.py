@@ -88,13 +88,10 @@ def filter_dropped_threads(conn: sqlite3.Connection, model: str) -> set[tuple[st
 
     if "predictions" not in table_names(conn):
         return set()
-    out = set()
-    for dim, labels in FILTER_DROPS.items():
-        marks = ", ".join("?" * len(labels))
-        rows = conn.execute(f"SELECT repo, number FROM predictions WHERE model = ? AND dimension = ? AND label IN ({marks})",
-                            (model, dim, *sorted(labels)))
-        out |= {(r[0].lower(), int(r[1])) for r in rows}
-    return out
+    marks = ", ".join("?" * len(FILTER_DROPS))  # only the filter's rows, without their evidence
+    decisions = pd.read_sql_query(f"SELECT repo, number, dimension, label FROM predictions WHERE model = ? "
+                                  f"AND dimension IN ({marks})", conn, params=(model, *FILTER_DROPS))
+    return {(repo.lower(), number) for repo, number in set().union(*dropped_keys(decisions).values())}
 
 
 def filter_summary(preds: pd.DataFrame, stored: int) -> dict[str, Any]:
