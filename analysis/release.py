@@ -186,12 +186,11 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
 
     tax = load_taxonomy()
     predictions = predictions.assign(number=predictions["number"].astype(int))
-    for model, preds in predictions.groupby("model"):
-        drop = set().union(*dropped_keys(preds).values())
-        predictions = predictions[~((predictions["model"] == model)
-                                    & pd.Series(list(zip(predictions["repo"], predictions["number"])),
-                                                index=predictions.index).isin(drop))]
-    predictions = predictions[predictions["label"].notna() & predictions["dimension"].isin(LABEL_DIMENSIONS)]
+    dropped = {(model, *key) for model, preds in predictions.groupby("model")
+               for key in set().union(*dropped_keys(preds).values())}
+    kept = pd.Series([key not in dropped for key in zip(predictions["model"], predictions["repo"], predictions["number"])],
+                     index=predictions.index, dtype=bool)
+    predictions = predictions[kept & predictions["label"].notna() & predictions["dimension"].isin(LABEL_DIMENSIONS)]
     bad = [(d, lab) for d, lab in predictions[["dimension", "label"]].drop_duplicates().itertuples(index=False)
            if tax.dimension(d).lookup(str(lab)) is None]
     if bad:
