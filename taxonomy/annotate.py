@@ -294,20 +294,21 @@ def store_labels(conn: sqlite3.Connection, labels: pd.DataFrame) -> int:
             raise ReengError(f"cannot store labels for {url!r}: the sheet's URL column must hold GitHub issue URLs")
         return m.group(1), int(m.group(2))
 
-    keys = [thread(url) for url in labels["issue"]] + [thread(url) for url, _ in labels.attrs.get("decides", [])]
-    missing = sorted({f"{repo}#{number}" for repo, number in keys if (repo.lower(), number) not in stored})
+    label_keys = [thread(url) for url in labels["issue"]]
+    decided = [(*thread(url), dim) for url, dim in labels.attrs.get("decides", [])]
+    missing = sorted({f"{repo}#{number}" for repo, number, *_ in label_keys + decided
+                      if (repo.lower(), number) not in stored})
     if missing:
         raise ReengError(f"{len(missing)} labeled thread(s) are not in the store, e.g. {', '.join(missing[:3])}: "
                          "store labels in the store the sheets were exported from")
     rows = []
-    for r, (repo, number) in zip(labels.itertuples(index=False), keys):
+    for r, (repo, number) in zip(labels.itertuples(index=False), label_keys):
         rows.append({"repo": stored[(repo.lower(), number)], "number": number, "defect_index": int(r.defect_index),
                      "dimension": r.dimension, "label": r.label, "provenance": r.provenance, "created_at": now})
     with conn:
         ensure_human_labels(conn)
         conn.executemany("DELETE FROM human_labels WHERE lower(repo) = ? AND number = ? AND dimension = ?",
-                         [(repo.lower(), number, dim) for (repo, number), (_, dim)
-                          in zip(keys[len(labels):], labels.attrs.get("decides", []))])
+                         [(repo.lower(), number, dim) for repo, number, dim in decided])
         write_human_labels(conn, rows)
     return len(rows)
 
