@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -317,7 +316,7 @@ def repos_group() -> None:
 def repos_search_command(config_path: Path | None, preset: str | None, api_url: str, store_path: Path | None,
                          as_json: bool) -> None:
     """Find CV reengineering repositories by the study's criteria and tag each zoo or solo."""
-    from miner.client import GitHubClient, check_api_url, tokens_from_env
+    from miner.client import GitHubClient, check_api_url, client_tokens
     from miner.repos import load_criteria, preset_repositories, record, search
 
     if preset:
@@ -325,7 +324,8 @@ def repos_search_command(config_path: Path | None, preset: str | None, api_url: 
     else:
         api_url = check_api_url(api_url)  # without credentials: the store records it as the selection's source
         criteria = load_criteria(config_path)
-        selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
+        _setup_logging(None)  # the client's warnings (no token, waits) as ``reeng mine`` shows them
+        selection = search(GitHubClient(api_url, client_tokens()), criteria)
     if store_path is not None:
         from miner.store import opened
 
