@@ -169,7 +169,18 @@ def defect_labels(path: Path | pd.DataFrame) -> pd.DataFrame:
     raw = long["provenance"].to_list()
     for i, col in enumerate(("provenance", "source", "rater", "model", "model_version")):
         long[col] = [parsed[p][i] for p in raw]
+    require_probabilities(long, source, "column {dimension}_probability")
     return long
+
+
+def require_probabilities(labels: pd.DataFrame, source: str, where: str) -> None:
+    """A model label carries its probability, in [0, 1] (``docs/schemas.md``): one error naming the first
+    that does not; ``where`` names the input column (``{dimension}`` is filled in)."""
+    bad = labels[(labels["provenance"] == "model") & ~pd.to_numeric(labels["probability"], errors="coerce").between(0, 1)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ReengError(f"{source}: model label {row['dimension']}/{row['label']} of {row['repo']}#{row['number']} "
+                         f"has no probability in [0, 1] (got {row['probability']}; {where.format(dimension=row['dimension'])})")
 
 
 def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +206,7 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
            if tax.dimension(d).lookup(str(lab)) is None]
     if bad:
         raise ReengError(f"predictions: unknown dimension/label {bad[0][0]}/{bad[0][1]}")
-    return pd.DataFrame({
+    labels = pd.DataFrame({
         "repo": predictions["repo"], "number": predictions["number"], "defect_index": pd.NA,
         "dimension": predictions["dimension"],
         "label": [tax.dimension(d).lookup(str(lab)) for d, lab in zip(predictions["dimension"], predictions["label"])],
@@ -203,6 +214,8 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
         "model": predictions["model"], "model_version": predictions["model_version"].astype("string"),
         "probability": pd.to_numeric(predictions["probability"], errors="coerce"),
     })
+    require_probabilities(labels, "predictions", "predictions.probability")
+    return labels
 
 
 def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame:

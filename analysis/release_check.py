@@ -122,8 +122,11 @@ def check_labels(root: Path) -> list[str]:
     model = labels[labels["provenance"] == "model"]
     if len(model) and (model["model"].isna().any() or model["model_version"].isna().any()):
         problems.append("defect_labels: model labels without model name or version")
-    if len(model) and not model["probability"].dropna().between(0, 1).all():
-        problems.append("defect_labels: model probabilities outside [0, 1]")
+    unscored = model.index[~model["probability"].between(0, 1)]  # NaN too: a model label carries its probability
+    if len(unscored):
+        first = unscored[0]
+        problems.append(f"defect_labels: row {first + 1}, column probability: a model label needs a probability in [0, 1] "
+                        f"(got {model.at[first, 'probability']}" + (f"; {len(unscored)} such rows)" if len(unscored) > 1 else ")"))
     raters = labels[labels["provenance"] == "human_rater"]
     if len(raters) and raters["rater"].isna().any():
         problems.append("defect_labels: human_rater labels without a rater")

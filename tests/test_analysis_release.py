@@ -288,3 +288,26 @@ def test_release_bad_input_all_abstained_and_salt_file_device(inputs, reeng, tmp
                  "--salt-file", "/dev/full")
     assert full.returncode == 2 and full.stderr.startswith("error:") and "/dev/full" in full.stderr
     assert "Traceback" not in full.stderr and not (tmp_path / "r2").exists()
+
+
+def test_a_model_label_without_a_probability_is_refused_and_caught(inputs, reeng):
+    """A model-made label carries a probability in [0, 1]: the release refuses one without (one error line, nothing
+    written), and validate names the table, row and column of one that reached a release (NaN, not only > 1)."""
+    from analysis.release import write_checksums
+
+    tmp_path, store = inputs
+    machine = pd.read_csv(tmp_path / "machine.csv")
+    machine.loc[3, "stage_probability"] = None
+    machine.to_csv(tmp_path / "unscored.csv", index=False)
+    refused = reeng("release", "--defects", str(tmp_path / "unscored.csv"), "--out", str(tmp_path / "r"), "--salt", SALT)
+    assert refused.returncode == 2 and refused.stderr.count("error:") == 1 and not (tmp_path / "r").exists()
+    assert f"model label stage/{machine.loc[3, 'stage']}" in refused.stderr and "column stage_probability" in refused.stderr
+
+    out = _release(tmp_path, store)
+    labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+    row = labels.index[labels["provenance"] == "model"][1]
+    labels.loc[row, "probability"] = float("nan")
+    labels.to_parquet(out / "data" / "defect_labels.parquet", index=False)
+    write_checksums(out)
+    problems = [p for p in validate_release(out) if "column probability" in p]
+    assert problems == [f"defect_labels: row {row + 1}, column probability: a model label needs a probability in [0, 1] (got nan)"]
