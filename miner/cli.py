@@ -79,11 +79,27 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 @contextmanager
+def _signals_ignored(main: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the block (main thread only; elsewhere Python delivers no signal):
+    a second Ctrl-C, or a SIGTERM after one, cannot cut the write of a run's status short."""
+    if not main:
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
 def _run(conn, command: str, stats: dict) -> Iterator[None]:
     """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics.
 
     Status ``ok``, ``failed`` (with the error) or ``interrupted`` (SIGINT or SIGTERM, named in the
-    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process.
+    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process,
+    and while the status is written both signals are ignored (the first one still sets the exit status).
     """
     from miner.store import finish_run, start_run
 
@@ -95,15 +111,18 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
         yield
     except KeyboardInterrupt as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
+        with _signals_ignored(main):
+            finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
         raise
     except BaseException as exc:
-        finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
+        with _signals_ignored(main):
+            finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
         raise
     finally:
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-    finish_run(conn, run_id, "ok", _stamp(), stats)
+    with _signals_ignored(main):
+        finish_run(conn, run_id, "ok", _stamp(), stats)
 
 
 @click.command("mine")
