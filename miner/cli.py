@@ -167,6 +167,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     api_url = check_api_url(api_url)  # without credentials: they are never used, and the archive records URLs
     if fixes and api != "graphql":
         raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
+    created = [p for p in (archive, log_file) if p is not None and not p.exists()]  # this run's, if it leaves nothing
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
@@ -181,19 +182,36 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
                 failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
                                 fixes=fixes, jobs=jobs, check_removed=check_removed)
                 summary.update(client.stats.to_dict(), failures=failures)
+                _echo_mine_stats(client.stats.to_dict(), failures, len(repos), fixes, as_json)
+                if failures:  # the run is recorded as failed; a store it created and left without a thread goes
+                    raise ReengError("; ".join(failures.values()))
     finally:
         if raw:
             raw.close()
-    stats = client.stats.to_dict()
+        if not store_path.exists():  # opened removed the store this run created: its archive and log go with it
+            _discard(created)
+
+
+def _echo_mine_stats(stats: dict, failures: dict[str, str], n_repos: int, fixes: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**stats, "failures": failures}, sort_keys=True))
     else:
-        click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {len(repos)} repositories; "
+        click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {n_repos} repositories; "
                    f"{stats['requests']} requests ({stats['not_modified']} answered 304), {stats['retries']} retries, "
                    f"{stats['waits']} waits ({stats['waited_seconds']} s), rate-limit budget used {stats['budget_used']}"
                    + (f"; {stats['fixes']} fixes, {stats['events']} timeline events" if fixes else ""))
-    if failures:
-        raise ReengError("; ".join(failures.values()))
+
+
+def _discard(paths: list[Path]) -> None:
+    """Files a failed run created beside a store it left nothing in (the archive, the ``--log`` file)."""
+    from miner.store import remove_database
+
+    logger = logging.getLogger("reeng.miner")
+    for handler in [h for h in logger.handlers if isinstance(h, _LogFile)]:
+        logger.removeHandler(handler)
+        handler.close()
+    for path in paths:
+        remove_database(path)
 
 
 @click.command("sample")
