@@ -1,8 +1,8 @@
 """A publishable dataset release: tables, datasheet, Data Package, Croissant, checksums.
 
 A release folder holds ``data/`` (every table as Parquet and CSV: issues, comments from a store,
-and the defect labels in long form, one row per defect, dimension and label with who assigned
-it), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
+the defect labels in long form, one row per defect, dimension and label with who assigned
+it, and with the store's predictions each classifier filter's decision per thread), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
 ``datapackage.json`` (Frictionless Data Package), ``croissant.json`` (ML Commons Croissant),
 ``CITATION.cff`` and ``SHA256SUMS``. People are pseudonymised unless the caller asks otherwise
 (:mod:`analysis.pseudonyms`). :mod:`analysis.release_check` verifies all of it.
@@ -54,6 +54,18 @@ DEFECT_LABEL_COLUMNS: dict[str, str] = {
     "model": "model name for model labels",
     "model_version": "model version for model labels",
     "probability": "model probability of the label (0-1) for model labels",
+}
+# The classifier's filter on each stored thread (from the store's predictions): column -> description.
+FILTER_DECISION_COLUMNS: dict[str, str] = {
+    "repo": "repository, owner/name",
+    "number": "issue number",
+    "issue_url": "canonical GitHub issue URL",
+    "model": "the classifier whose filter decided",
+    "model_version": "its version",
+    "decision": "kept (its labels of the thread are in defect_labels), dropped (its filter says the thread is no "
+                "reengineering defect: its labels are left out, the thread stays in issues) or unlabeled (no prediction of it)",
+    "reason": "for dropped threads: the filter dimensions and labels that drop it (e.g. 'issue_type: feature'); "
+              "empty otherwise",
 }
 STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
 OPTIONAL_STORE_TABLES = ("repositories", "predictions")
@@ -218,6 +230,29 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
     return labels
 
 
+def _model_version(preds: pd.DataFrame) -> str:
+    """The version of one model's stored predictions, as the datasheet names it."""
+    version = preds["model_version"].dropna()
+    return str(version.iloc[0]) if len(version) else "unknown"
+
+
+def _issue_urls(frame: pd.DataFrame) -> pd.Series:
+    owner_repo = frame["repo"].str.split("/", n=1, expand=True)
+    return "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
+
+
+def filter_decision_table(predictions: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
+    """Each model's filter decision on each stored thread (:func:`taxonomy.predictions.filter_decisions`): the
+    threads behind the datasheet's counts of :func:`filter_summaries`."""
+    from taxonomy.predictions import filter_decisions
+
+    stored = list(zip(issues["repo"], issues["number"].astype(int)))
+    frame = pd.concat([filter_decisions(preds, stored).assign(model=model, model_version=_model_version(preds))
+                       for model, preds in predictions.groupby("model")], ignore_index=True)
+    frame["issue_url"] = _issue_urls(frame)
+    return frame[list(FILTER_DECISION_COLUMNS)].astype({"model": "string", "model_version": "string"})
+
+
 def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame:
     """All labels, human and machine, with their provenance, in one long table."""
     parts = [defect_labels(p) for p in defect_tables]
@@ -234,8 +269,7 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     # CSV inputs arrive as text; Parquet and the store as numbers.
     frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
     frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
-    owner_repo = frame["repo"].str.split("/", n=1, expand=True)
-    frame["issue_url"] = "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
+    frame["issue_url"] = _issue_urls(frame)
     frame["probability"] = frame["probability"].astype("float64")
     return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],
                                                           kind="stable").reset_index(drop=True)
@@ -271,14 +305,13 @@ def _field_type(series: pd.Series) -> str:
 
 
 def _descriptions(name: str) -> dict[str, str]:
-    if name == "defect_labels":
-        return DEFECT_LABEL_COLUMNS
-    return {}
+    return {"defect_labels": DEFECT_LABEL_COLUMNS, "filter_decisions": FILTER_DECISION_COLUMNS}.get(name, {})
 
 
 def data_package(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptions, pseudonymised: bool) -> dict[str, Any]:
     """The Frictionless Data Package descriptor of the CSV tables (Parquet twins are listed as extra files)."""
-    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"]}
+    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"],
+            "filter_decisions": ["model", "repo", "number"]}
     resources = []
     for name, frame in tables.items():
         csv = root / "data" / f"{name}.csv"
@@ -354,8 +387,7 @@ def filter_summaries(defects: list[Path | pd.DataFrame], predictions: pd.DataFra
     found = [p.attrs["corpus"] for p in defects if isinstance(p, pd.DataFrame) and p.attrs.get("corpus")]
     if predictions is not None and len(predictions):
         for model, preds in predictions.groupby("model"):
-            version = preds["model_version"].dropna()
-            found.append(filter_summary(preds, stored) | {"model": f"{model}@{version.iloc[0] if len(version) else 'unknown'}"})
+            found.append(filter_summary(preds, stored) | {"model": f"{model}@{_model_version(preds)}"})
     return found
 
 
@@ -435,6 +467,8 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
         if name in store_tables:
             tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
     tables["defect_labels"] = label_table(defects, predictions)
+    if predictions is not None and len(predictions):  # no login or thread text in it: nothing to pseudonymise
+        tables["filter_decisions"] = filter_decision_table(predictions, store_tables["issues"])
     corpora = filter_summaries(defects, predictions, len(store_tables.get("issues", ())))
     salt_origin = None
     if not options.keep_identities:
