@@ -141,7 +141,7 @@ def _first_row(mask: pd.Series) -> int:
 def check_filter_decisions(root: Path, readme: str) -> list[str]:
     """The classifier filter's decisions: one row per model and thread, a reason on every dropped thread and on
     no other, and per model the counts the datasheet states (threads, labeled, dropped, kept)."""
-    from analysis.report import _code_span
+    from analysis.report import code_span
     from taxonomy.predictions import FILTER_DECISIONS
 
     path = root / "data" / "filter_decisions.parquet"
@@ -166,7 +166,7 @@ def check_filter_decisions(root: Path, readme: str) -> list[str]:
                         "no other thread has one")
     for (model, version), rows in table.groupby(["model", "model_version"]):
         name = f"{model}@{version}"
-        stated = re.search(rf"The classifier {re.escape(str(_code_span(name)))} labeled (\d+) of the (\d+) threads"
+        stated = re.search(rf"The classifier {re.escape(str(code_span(name)))} labeled (\d+) of the (\d+) threads"
                            r"(?: of sample \d+)?\.\s+Its filter dropped (\d+) of them.*?(\d+) threads keep its labels\.",
                            readme, re.S)
         if stated is None:
