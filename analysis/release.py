@@ -1,8 +1,9 @@
 """A publishable dataset release: tables, datasheet, Data Package, Croissant, checksums.
 
 A release folder holds ``data/`` (every table as Parquet and CSV: issues, comments from a store,
-the defect labels in long form, one row per defect, dimension and label with who assigned
-it, and with the store's predictions each classifier filter's decision per thread), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
+the defect labels in long form, one row per defect, dimension and label with who assigned it,
+and, with the store's predictions, each classifier filter's decision per thread), ``README.md``
+(a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
 ``datapackage.json`` (Frictionless Data Package), ``croissant.json`` (ML Commons Croissant),
 ``CITATION.cff`` and ``SHA256SUMS``. People are pseudonymised unless the caller asks otherwise
 (:mod:`analysis.pseudonyms`). :mod:`analysis.release_check` verifies all of it.

@@ -167,7 +167,8 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     api_url = check_api_url(api_url)  # without credentials: they are never used, and the archive records URLs
     if fixes and api != "graphql":
         raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
-    created = [p for p in (archive, log_file) if p is not None and not p.exists()]  # this run's, if it leaves nothing
+    # the files this run creates, removed with a store it creates and leaves without a thread
+    new_archive, new_log = (p if p is not None and not p.exists() else None for p in (archive, log_file))
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
@@ -189,7 +190,7 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
         if raw:
             raw.close()
         if not store_path.exists():  # opened removed the store this run created: its archive and log go with it
-            _discard(created)
+            _discard(new_archive, new_log)
 
 
 def _echo_mine_stats(stats: dict, failures: dict[str, str], n_repos: int, fixes: bool, as_json: bool) -> None:
@@ -202,16 +203,18 @@ def _echo_mine_stats(stats: dict, failures: dict[str, str], n_repos: int, fixes:
                    + (f"; {stats['fixes']} fixes, {stats['events']} timeline events" if fixes else ""))
 
 
-def _discard(paths: list[Path]) -> None:
-    """Files a failed run created beside a store it left nothing in (the archive, the ``--log`` file)."""
+def _discard(archive: Path | None, log_file: Path | None) -> None:
+    """The archive (with its WAL) and the ``--log`` file a failed run created beside a store it left nothing in."""
     from miner.store import remove_database
 
     logger = logging.getLogger("reeng.miner")
     for handler in [h for h in logger.handlers if isinstance(h, _LogFile)]:
         logger.removeHandler(handler)
         handler.close()
-    for path in paths:
-        remove_database(path)
+    if archive is not None:
+        remove_database(archive)
+    if log_file is not None:
+        log_file.unlink(missing_ok=True)
 
 
 @click.command("sample")
