@@ -242,14 +242,56 @@ def _issue_urls(frame: pd.DataFrame) -> pd.Series:
     return "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
 
 
-def filter_decision_table(predictions: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
-    """Each model's filter decision on each stored thread (:func:`taxonomy.predictions.filter_decisions`): the
-    threads behind the datasheet's counts of :func:`filter_summaries`."""
+def decided_threads(defects: list[Path | pd.DataFrame], predictions: pd.DataFrame | None, store: Path | None,
+                    store_tables: dict[str, pd.DataFrame]) -> list[tuple[str, pd.DataFrame, list[tuple[str, int]]]]:
+    """(model, its stored predictions, the threads they decide on) for each filter whose counts the datasheet states
+    (:func:`filter_summaries`) and whose decisions the store holds: each model of the released ``predictions`` over
+    every stored thread; without them, each machine defect table made from the store's predictions
+    (``attrs["corpus"]``, :func:`taxonomy.predictions.machine_defects`) over its threads, a sample's when it has one."""
+    from taxonomy.predictions import filter_summary
+
+    stored = list(zip(store_tables["issues"]["repo"], store_tables["issues"]["number"].astype(int))) if store_tables else []
+    if predictions is not None and len(predictions):
+        return [(model, preds, stored) for model, preds in predictions.groupby("model")]
+    found: dict[str, tuple[str, pd.DataFrame, list[tuple[str, int]]]] = {}
+    held = store_tables.get("predictions")
+    for corpus in [p.attrs["corpus"] for p in defects if isinstance(p, pd.DataFrame) and p.attrs.get("corpus")]:
+        name, _, version = str(corpus["model"]).rpartition("@")
+        preds = held[held["model"] == name] if held is not None else pd.DataFrame()
+        if preds.empty or name in found or _model_version(preds) != version:
+            continue  # not this store's model, or counted already
+        threads = stored
+        if corpus.get("sample") is not None:
+            drawn = _sample_threads(store, corpus["sample"])
+            threads = sorted(drawn)
+            preds = preds[[(r, int(n)) in drawn for r, n in zip(preds["repo"], preds["number"])]]
+        counts = ("threads", "labeled", "dropped", "kept")
+        if [filter_summary(preds, len(threads))[k] for k in counts] == [corpus.get(k) for k in counts]:
+            found[name] = (name, preds, threads)  # else the table was made from other predictions than the store's
+    return list(found.values())
+
+
+def _sample_threads(store: Path, sample: int) -> set[tuple[str, int]]:
+    """The threads of a recorded sample of the store; none when the store has no such sample."""
+    from miner.sample import sample_keys
+    from miner.store import open_store
+
+    conn = open_store(store, create=False)
+    try:
+        return sample_keys(conn, sample, str(store))
+    except ReengError:
+        return set()
+    finally:
+        conn.close()
+
+
+def filter_decision_table(decided: list[tuple[str, pd.DataFrame, list[tuple[str, int]]]]) -> pd.DataFrame:
+    """Each filter's decision on each of its threads (:func:`taxonomy.predictions.filter_decisions`), ``decided``
+    by :func:`decided_threads`: the threads behind the datasheet's counts of :func:`filter_summaries`."""
     from taxonomy.predictions import filter_decisions
 
-    stored = list(zip(issues["repo"], issues["number"].astype(int)))
-    frame = pd.concat([filter_decisions(preds, stored).assign(model=model, model_version=_model_version(preds))
-                       for model, preds in predictions.groupby("model")], ignore_index=True)
+    frame = pd.concat([filter_decisions(preds, threads).assign(model=model, model_version=_model_version(preds))
+                       for model, preds, threads in decided], ignore_index=True)
     frame["issue_url"] = _issue_urls(frame)
     return frame[list(FILTER_DECISION_COLUMNS)].astype({"model": "string", "model_version": "string"})
 
@@ -460,16 +502,16 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     store_tables = read_store(store) if store is not None else {}
     if store is not None and not defects and not len(store_tables.get("issues", ())):
         raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
-    predictions = store_tables.pop("predictions", None)
-    if not include_predictions:
-        predictions = None
+    predictions = store_tables.get("predictions") if include_predictions else None
+    decided = decided_threads(defects, predictions, store, store_tables)
+    store_tables.pop("predictions", None)
     tables: dict[str, pd.DataFrame] = {}
     for name in (*STORE_TABLES, "repositories"):
         if name in store_tables:
             tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
     tables["defect_labels"] = label_table(defects, predictions)
-    if predictions is not None and len(predictions):  # no login or thread text in it: nothing to pseudonymise
-        tables["filter_decisions"] = filter_decision_table(predictions, store_tables["issues"])
+    if decided:  # no login or thread text in it: nothing to pseudonymise
+        tables["filter_decisions"] = filter_decision_table(decided)
     corpora = filter_summaries(defects, predictions, len(store_tables.get("issues", ())))
     salt_origin = None
     if not options.keep_identities:

@@ -226,6 +226,29 @@ def test_release_leaves_out_the_labels_of_threads_the_filter_dropped(store, reen
     assert api.rows["defect_labels"] == len(labels)
 
 
+def test_the_notebook_release_of_a_sample_names_each_thread_the_filter_dropped(store, tmp_path):
+    """`Corpus.release` of a sample's machine table counted the filter's dropped threads in the datasheet without naming
+    them; `filter_decisions` now lists the sample's threads with their decisions, and the release validates."""
+    from analysis.release_check import validate_release
+    from reeng.api import Corpus
+
+    root, truth = store
+    corpus = Corpus(root / "s.db")
+    machine = corpus.defects(sample=1)
+    summary = corpus.release(tmp_path / "rel", defects=[machine], salt="a-salt-of-sixteen-chars")
+    assert validate_release(tmp_path / "rel") == []
+    decisions = pd.read_parquet(tmp_path / "rel" / "data" / "filter_decisions.parquet")
+    assert summary.rows["filter_decisions"] == len(decisions) == machine.attrs["corpus"]["threads"]
+    dropped = decisions[decisions["decision"] == "dropped"]
+    assert set(dropped["number"]) == set(decisions["number"][decisions["number"] % 17 == 0]) and len(dropped)
+    assert set(dropped["reason"]) == {"issue_type: feature"} and set(decisions["model"]) == {"builtin"}
+    assert set(decisions.loc[decisions["decision"] == "kept", "issue_url"]) == set(machine["issue_url"])
+    other = make_store(tmp_path / "other.db", n=90, seed=3)  # a machine table of other predictions: none to name
+    corpus.release(tmp_path / "mixed", defects=[Corpus(tmp_path / "other.db").defects()], salt="a-salt-of-sixteen-chars")
+    assert not (tmp_path / "mixed" / "data" / "filter_decisions.csv").exists() and len(other)
+    assert validate_release(tmp_path / "mixed") == []
+
+
 def test_a_store_whose_every_thread_the_filter_dropped_says_so(tmp_path, reeng):
     db = tmp_path / "s.db"
     truth = make_store(db, n=30)
