@@ -210,7 +210,7 @@ def _queue_warning(human: Defects) -> str | None:
     if not chosen:
         return None
     text = (f"{chosen} of the {frame['issue_url'].nunique()} human-labeled threads were chosen by the active-learning "
-            "queue (annotate push --queue or export --queue), not at random: the prediction-powered estimates assume a "
+            "queue (annotate queue, push --queue or export --queue), not at random: the prediction-powered estimates assume a "
             "random sample of the corpus and are biased by them; label a random sample (annotate export --sample, or "
             "push --sample)")
     warnings.warn(text, ReengWarning, stacklevel=3)

@@ -1,8 +1,9 @@
 """A publishable dataset release: tables, datasheet, Data Package, Croissant, checksums.
 
 A release folder holds ``data/`` (every table as Parquet and CSV: issues, comments from a store,
-and the defect labels in long form, one row per defect, dimension and label with who assigned
-it), ``README.md`` (a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
+the defect labels in long form, one row per defect, dimension and label with who assigned it,
+and, with the store's predictions, each classifier filter's decision per thread), ``README.md``
+(a datasheet with the headings of Gebru et al., "Datasheets for Datasets"),
 ``datapackage.json`` (Frictionless Data Package), ``croissant.json`` (ML Commons Croissant),
 ``CITATION.cff`` and ``SHA256SUMS``. People are pseudonymised unless the caller asks otherwise
 (:mod:`analysis.pseudonyms`). :mod:`analysis.release_check` verifies all of it.
@@ -54,6 +55,18 @@ DEFECT_LABEL_COLUMNS: dict[str, str] = {
     "model": "model name for model labels",
     "model_version": "model version for model labels",
     "probability": "model probability of the label (0-1) for model labels",
+}
+# The classifier's filter on each stored thread (from the store's predictions): column -> description.
+FILTER_DECISION_COLUMNS: dict[str, str] = {
+    "repo": "repository, owner/name",
+    "number": "issue number",
+    "issue_url": "canonical GitHub issue URL",
+    "model": "the classifier whose filter decided",
+    "model_version": "its version",
+    "decision": "kept (its labels of the thread are in defect_labels), dropped (its filter says the thread is no "
+                "reengineering defect: its labels are left out, the thread stays in issues) or unlabeled (no prediction of it)",
+    "reason": "for dropped threads: the filter dimensions and labels that drop it (e.g. 'issue_type: feature'); "
+              "empty otherwise",
 }
 STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
 OPTIONAL_STORE_TABLES = ("repositories", "predictions")
@@ -169,7 +182,18 @@ def defect_labels(path: Path | pd.DataFrame) -> pd.DataFrame:
     raw = long["provenance"].to_list()
     for i, col in enumerate(("provenance", "source", "rater", "model", "model_version")):
         long[col] = [parsed[p][i] for p in raw]
+    require_probabilities(long, source, "column {dimension}_probability")
     return long
+
+
+def require_probabilities(labels: pd.DataFrame, source: str, where: str) -> None:
+    """A model label carries its probability, in [0, 1] (``docs/schemas.md``): one error naming the first
+    that does not; ``where`` names the input column (``{dimension}`` is filled in)."""
+    bad = labels[(labels["provenance"] == "model") & ~pd.to_numeric(labels["probability"], errors="coerce").between(0, 1)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ReengError(f"{source}: model label {row['dimension']}/{row['label']} of {row['repo']}#{row['number']} "
+                         f"has no probability in [0, 1] (got {row['probability']}; {where.format(dimension=row['dimension'])})")
 
 
 def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -195,7 +219,7 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
            if tax.dimension(d).lookup(str(lab)) is None]
     if bad:
         raise ReengError(f"predictions: unknown dimension/label {bad[0][0]}/{bad[0][1]}")
-    return pd.DataFrame({
+    labels = pd.DataFrame({
         "repo": predictions["repo"], "number": predictions["number"], "defect_index": pd.NA,
         "dimension": predictions["dimension"],
         "label": [tax.dimension(d).lookup(str(lab)) for d, lab in zip(predictions["dimension"], predictions["label"])],
@@ -203,6 +227,73 @@ def prediction_labels(predictions: pd.DataFrame) -> pd.DataFrame:
         "model": predictions["model"], "model_version": predictions["model_version"].astype("string"),
         "probability": pd.to_numeric(predictions["probability"], errors="coerce"),
     })
+    require_probabilities(labels, "predictions", "predictions.probability")
+    return labels
+
+
+def _model_version(preds: pd.DataFrame) -> str:
+    """The version of one model's stored predictions, as the datasheet names it."""
+    version = preds["model_version"].dropna()
+    return str(version.iloc[0]) if len(version) else "unknown"
+
+
+def _issue_urls(frame: pd.DataFrame) -> pd.Series:
+    owner_repo = frame["repo"].str.split("/", n=1, expand=True)
+    return "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
+
+
+def decided_threads(defects: list[Path | pd.DataFrame], predictions: pd.DataFrame | None, store: Path | None,
+                    store_tables: dict[str, pd.DataFrame]) -> list[tuple[str, pd.DataFrame, list[tuple[str, int]]]]:
+    """(model, its stored predictions, the threads they decide on) for each filter whose counts the datasheet states
+    (:func:`filter_summaries`) and whose decisions the store holds: each model of the released ``predictions`` over
+    every stored thread; without them, each machine defect table made from the store's predictions
+    (``attrs["corpus"]``, :func:`taxonomy.predictions.machine_defects`) over its threads, a sample's when it has one."""
+    from taxonomy.predictions import filter_summary
+
+    stored = list(zip(store_tables["issues"]["repo"], store_tables["issues"]["number"].astype(int))) if store_tables else []
+    if predictions is not None and len(predictions):
+        return [(model, preds, stored) for model, preds in predictions.groupby("model")]
+    found: dict[str, tuple[str, pd.DataFrame, list[tuple[str, int]]]] = {}
+    held = store_tables.get("predictions")
+    for corpus in [p.attrs["corpus"] for p in defects if isinstance(p, pd.DataFrame) and p.attrs.get("corpus")]:
+        name, _, version = str(corpus["model"]).rpartition("@")
+        preds = held[held["model"] == name] if held is not None else pd.DataFrame()
+        if preds.empty or name in found or _model_version(preds) != version:
+            continue  # not this store's model, or counted already
+        threads = stored
+        if corpus.get("sample") is not None:
+            drawn = _sample_threads(store, corpus["sample"])
+            threads = sorted(drawn)
+            preds = preds[[(r, int(n)) in drawn for r, n in zip(preds["repo"], preds["number"])]]
+        counts = ("threads", "labeled", "dropped", "kept")
+        if [filter_summary(preds, len(threads))[k] for k in counts] == [corpus.get(k) for k in counts]:
+            found[name] = (name, preds, threads)  # else the table was made from other predictions than the store's
+    return list(found.values())
+
+
+def _sample_threads(store: Path, sample: int) -> set[tuple[str, int]]:
+    """The threads of a recorded sample of the store; none when the store has no such sample."""
+    from miner.sample import sample_keys
+    from miner.store import open_store
+
+    conn = open_store(store, create=False)
+    try:
+        return sample_keys(conn, sample, str(store))
+    except ReengError:
+        return set()
+    finally:
+        conn.close()
+
+
+def filter_decision_table(decided: list[tuple[str, pd.DataFrame, list[tuple[str, int]]]]) -> pd.DataFrame:
+    """Each filter's decision on each of its threads (:func:`taxonomy.predictions.filter_decisions`), ``decided``
+    by :func:`decided_threads`: the threads behind the datasheet's counts of :func:`filter_summaries`."""
+    from taxonomy.predictions import filter_decisions
+
+    frame = pd.concat([filter_decisions(preds, threads).assign(model=model, model_version=_model_version(preds))
+                       for model, preds, threads in decided], ignore_index=True)
+    frame["issue_url"] = _issue_urls(frame)
+    return frame[list(FILTER_DECISION_COLUMNS)].astype({"model": "string", "model_version": "string"})
 
 
 def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame:
@@ -221,8 +312,7 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     # CSV inputs arrive as text; Parquet and the store as numbers.
     frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
     frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
-    owner_repo = frame["repo"].str.split("/", n=1, expand=True)
-    frame["issue_url"] = "https://github.com/" + owner_repo[0] + "/" + owner_repo[1] + "/issues/" + frame["number"].astype(str)
+    frame["issue_url"] = _issue_urls(frame)
     frame["probability"] = frame["probability"].astype("float64")
     return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],
                                                           kind="stable").reset_index(drop=True)
@@ -258,14 +348,13 @@ def _field_type(series: pd.Series) -> str:
 
 
 def _descriptions(name: str) -> dict[str, str]:
-    if name == "defect_labels":
-        return DEFECT_LABEL_COLUMNS
-    return {}
+    return {"defect_labels": DEFECT_LABEL_COLUMNS, "filter_decisions": FILTER_DECISION_COLUMNS}.get(name, {})
 
 
 def data_package(tables: dict[str, pd.DataFrame], root: Path, options: ReleaseOptions, pseudonymised: bool) -> dict[str, Any]:
     """The Frictionless Data Package descriptor of the CSV tables (Parquet twins are listed as extra files)."""
-    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"]}
+    keys = {"issues": ["repo", "number"], "comments": ["repo", "issue_number", "comment_id"], "repositories": ["repo"],
+            "filter_decisions": ["model", "repo", "number"]}
     resources = []
     for name, frame in tables.items():
         csv = root / "data" / f"{name}.csv"
@@ -341,8 +430,7 @@ def filter_summaries(defects: list[Path | pd.DataFrame], predictions: pd.DataFra
     found = [p.attrs["corpus"] for p in defects if isinstance(p, pd.DataFrame) and p.attrs.get("corpus")]
     if predictions is not None and len(predictions):
         for model, preds in predictions.groupby("model"):
-            version = preds["model_version"].dropna()
-            found.append(filter_summary(preds, stored) | {"model": f"{model}@{version.iloc[0] if len(version) else 'unknown'}"})
+            found.append(filter_summary(preds, stored) | {"model": f"{model}@{_model_version(preds)}"})
     return found
 
 
@@ -414,14 +502,16 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     store_tables = read_store(store) if store is not None else {}
     if store is not None and not defects and not len(store_tables.get("issues", ())):
         raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
-    predictions = store_tables.pop("predictions", None)
-    if not include_predictions:
-        predictions = None
+    predictions = store_tables.get("predictions") if include_predictions else None
+    decided = decided_threads(defects, predictions, store, store_tables)
+    store_tables.pop("predictions", None)
     tables: dict[str, pd.DataFrame] = {}
     for name in (*STORE_TABLES, "repositories"):
         if name in store_tables:
             tables[name] = store_tables[name].drop(columns=[c for c in PRIVATE_COLUMNS if c in store_tables[name]])
     tables["defect_labels"] = label_table(defects, predictions)
+    if decided:  # no login or thread text in it: nothing to pseudonymise
+        tables["filter_decisions"] = filter_decision_table(decided)
     corpora = filter_summaries(defects, predictions, len(store_tables.get("issues", ())))
     salt_origin = None
     if not options.keep_identities:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.pseudonyms import CODE, EMAIL, MENTION, MENTION_MARK, PSEUDONYM
-from analysis.release import DATASHEET_HEADINGS, DEFECT_LABEL_COLUMNS, PROVENANCE_KINDS
+from analysis.release import DATASHEET_HEADINGS, DEFECT_LABEL_COLUMNS, FILTER_DECISION_COLUMNS, PROVENANCE_KINDS
 from reeng.datasets import sha256_file
 from reeng.outputs import from_spreadsheet
 from taxonomy.model import load_taxonomy
@@ -122,11 +122,63 @@ def check_labels(root: Path) -> list[str]:
     model = labels[labels["provenance"] == "model"]
     if len(model) and (model["model"].isna().any() or model["model_version"].isna().any()):
         problems.append("defect_labels: model labels without model name or version")
-    if len(model) and not model["probability"].dropna().between(0, 1).all():
-        problems.append("defect_labels: model probabilities outside [0, 1]")
+    unscored = model.index[~model["probability"].between(0, 1)]  # NaN too: a model label carries its probability
+    if len(unscored):
+        first = unscored[0]
+        problems.append(f"defect_labels: row {first + 1}, column probability: a model label needs a probability in [0, 1] "
+                        f"(got {model.at[first, 'probability']}" + (f"; {len(unscored)} such rows)" if len(unscored) > 1 else ")"))
     raters = labels[labels["provenance"] == "human_rater"]
     if len(raters) and raters["rater"].isna().any():
         problems.append("defect_labels: human_rater labels without a rater")
+    return problems
+
+
+def _first_row(mask: pd.Series) -> int:
+    """The 1-based row number of the first True in ``mask``."""
+    return int(mask.to_numpy().nonzero()[0][0]) + 1
+
+
+def check_filter_decisions(root: Path, readme: str) -> list[str]:
+    """The classifier filter's decisions: one row per model and thread, a reason on every dropped thread and on
+    no other, and per model the counts the datasheet states (threads, labeled, dropped, kept)."""
+    from analysis.report import code_span
+    from taxonomy.predictions import FILTER_DECISIONS
+
+    path = root / "data" / "filter_decisions.parquet"
+    if not path.is_file():
+        return []
+    table = pd.read_parquet(path)
+    missing = [c for c in FILTER_DECISION_COLUMNS if c not in table]
+    if missing:
+        return [f"filter_decisions: missing column(s) {', '.join(missing)}"]
+    problems = []
+    repeated = table.duplicated(["model", "repo", "number"])
+    if repeated.any():
+        problems.append(f"filter_decisions: row {_first_row(repeated)}: model, repo and number repeat an earlier row "
+                        f"({int(repeated.sum())} such rows)")
+    unknown = ~table["decision"].isin(FILTER_DECISIONS)
+    if unknown.any():
+        problems.append(f"filter_decisions: row {_first_row(unknown)}, column decision: "
+                        f"{table['decision'][unknown].iloc[0]!r} is none of {', '.join(FILTER_DECISIONS)}")
+    unexplained = (table["decision"] == "dropped") != table["reason"].notna()
+    if unexplained.any():
+        problems.append(f"filter_decisions: row {_first_row(unexplained)}, column reason: a dropped thread has a reason, "
+                        "no other thread has one")
+    for (model, version), rows in table.groupby(["model", "model_version"]):
+        name = f"{model}@{version}"
+        stated = re.search(rf"The classifier {re.escape(str(code_span(name)))} labeled (\d+) of the (\d+) threads"
+                           r"(?: of sample \d+)?\.\s+Its filter dropped (\d+) of them.*?(\d+) threads keep its labels\.",
+                           readme, re.S)
+        if stated is None:
+            problems.append(f"filter_decisions: the datasheet states no filter counts of {name}")
+            continue
+        counts = rows["decision"].value_counts()
+        found = (int(counts.get("kept", 0) + counts.get("dropped", 0)), len(rows), int(counts.get("dropped", 0)),
+                 int(counts.get("kept", 0)))
+        said = tuple(int(n) for n in stated.groups())
+        if found != said:
+            problems.append(f"filter_decisions: {name}: {found[0]} labeled of {found[1]} threads, {found[2]} dropped, "
+                            f"{found[3]} kept; the datasheet says {said[0]} of {said[1]}, {said[2]} dropped, {said[3]} kept")
     return problems
 
 
@@ -199,6 +251,7 @@ def validate_release(root: Path) -> list[str]:
     problems += check_package(root)
     problems += check_twins(root, package)
     problems += check_labels(root)
+    problems += check_filter_decisions(root, readme)
     problems += check_paths(root)
     if package.get("reeng", {}).get("pseudonymised", True):
         problems += check_privacy(root)

@@ -335,7 +335,7 @@ def _ci(value: Any, digits: int = 2) -> str:
     return ""
 
 
-def _code_span(value: Any) -> Markup:
+def code_span(value: Any) -> Markup:
     """A Markdown code span of ``value``, shown literally, so not HTML-escaped (an escaped ``'`` showed as
     ``&#39;``); its fence is longer than any run of backticks in the text, and a table cell's ``|`` is escaped.
     Text holding ``<``, ``>`` or ``&`` is written escaped outside a span instead: a renderer that does not treat
@@ -367,7 +367,7 @@ def template_environment() -> Environment:
     env.filters["num"] = _num
     env.filters["count_of"] = lambda v: len(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v)
     env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
-    env.filters["code"] = _code_span
+    env.filters["code"] = code_span
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     return env
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -80,11 +79,27 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 @contextmanager
+def _signals_ignored(main: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the block (main thread only; elsewhere Python delivers no signal):
+    a second Ctrl-C, or a SIGTERM after one, cannot cut the write of a run's status short."""
+    if not main:
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
 def _run(conn, command: str, stats: dict) -> Iterator[None]:
     """Record the command in the store's ``runs`` table: version, arguments, start, end, statistics.
 
     Status ``ok``, ``failed`` (with the error) or ``interrupted`` (SIGINT or SIGTERM, named in the
-    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process.
+    statistics' ``error``); for the run's length SIGTERM unwinds as SIGINT does instead of killing the process,
+    and while the status is written both signals are ignored (the first one still sets the exit status).
     """
     from miner.store import finish_run, start_run
 
@@ -96,15 +111,18 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
         yield
     except KeyboardInterrupt as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
+        with _signals_ignored(main):
+            finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
         raise
     except BaseException as exc:
-        finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
+        with _signals_ignored(main):
+            finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
         raise
     finally:
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-    finish_run(conn, run_id, "ok", _stamp(), stats)
+    with _signals_ignored(main):
+        finish_run(conn, run_id, "ok", _stamp(), stats)
 
 
 @click.command("mine")
@@ -149,6 +167,8 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
     api_url = check_api_url(api_url)  # without credentials: they are never used, and the archive records URLs
     if fixes and api != "graphql":
         raise ReengError("--fixes reads the timeline through GraphQL: use --api graphql")
+    # the files this run creates, removed with a store it creates and leaves without a thread
+    new_archive, new_log = (p if p is not None and not p.exists() else None for p in (archive, log_file))
     _setup_logging(log_file)
     policy = Politeness(max_attempts=attempts, secondary_wait=secondary_wait, backoff=backoff, max_wait=max_wait,
                         min_interval=min_interval)
@@ -163,19 +183,38 @@ def mine_command(repos: tuple[str, ...], store_path: Path, api_url: str, api: st
                 failures = mine(client, conn, list(repos), api=api, page_size=page_size, progress=progress,
                                 fixes=fixes, jobs=jobs, check_removed=check_removed)
                 summary.update(client.stats.to_dict(), failures=failures)
+                _echo_mine_stats(client.stats.to_dict(), failures, len(repos), fixes, as_json)
+                if failures:  # the run is recorded as failed; a store it created and left without a thread goes
+                    raise ReengError("; ".join(failures.values()))
     finally:
         if raw:
             raw.close()
-    stats = client.stats.to_dict()
+        if not store_path.exists():  # opened removed the store this run created: its archive and log go with it
+            _discard(new_archive, new_log)
+
+
+def _echo_mine_stats(stats: dict, failures: dict[str, str], n_repos: int, fixes: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**stats, "failures": failures}, sort_keys=True))
     else:
-        click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {len(repos)} repositories; "
+        click.echo(f"{stats['issues']} issues, {stats['comments']} comments from {n_repos} repositories; "
                    f"{stats['requests']} requests ({stats['not_modified']} answered 304), {stats['retries']} retries, "
                    f"{stats['waits']} waits ({stats['waited_seconds']} s), rate-limit budget used {stats['budget_used']}"
                    + (f"; {stats['fixes']} fixes, {stats['events']} timeline events" if fixes else ""))
-    if failures:
-        raise ReengError("; ".join(failures.values()))
+
+
+def _discard(archive: Path | None, log_file: Path | None) -> None:
+    """The archive (with its WAL) and the ``--log`` file a failed run created beside a store it left nothing in."""
+    from miner.store import remove_database
+
+    logger = logging.getLogger("reeng.miner")
+    for handler in [h for h in logger.handlers if isinstance(h, _LogFile)]:
+        logger.removeHandler(handler)
+        handler.close()
+    if archive is not None:
+        remove_database(archive)
+    if log_file is not None:
+        log_file.unlink(missing_ok=True)
 
 
 @click.command("sample")
@@ -317,7 +356,7 @@ def repos_group() -> None:
 def repos_search_command(config_path: Path | None, preset: str | None, api_url: str, store_path: Path | None,
                          as_json: bool) -> None:
     """Find CV reengineering repositories by the study's criteria and tag each zoo or solo."""
-    from miner.client import GitHubClient, check_api_url, tokens_from_env
+    from miner.client import GitHubClient, check_api_url, client_tokens
     from miner.repos import load_criteria, preset_repositories, record, search
 
     if preset:
@@ -325,7 +364,8 @@ def repos_search_command(config_path: Path | None, preset: str | None, api_url: 
     else:
         api_url = check_api_url(api_url)  # without credentials: the store records it as the selection's source
         criteria = load_criteria(config_path)
-        selection = search(GitHubClient(api_url, tokens_from_env(dict(os.environ))), criteria)
+        _setup_logging(None)  # the client's warnings (no token, waits) as ``reeng mine`` shows them
+        selection = search(GitHubClient(api_url, client_tokens()), criteria)
     if store_path is not None:
         from miner.store import opened
 

@@ -261,22 +261,37 @@ def open_store(path: Path | str, *, create: bool = True) -> StoreConnection:
 
 @contextmanager
 def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection]:
-    """A store for one command, closed (and checkpointed) at the end; a store file this command
-    created is removed again when the command fails, so bad input never leaves an empty store.
-    An interrupted command (SIGINT, or SIGTERM where the command records its run) keeps it: what
-    it committed, and its ``runs`` row saying it was interrupted."""
+    """A store for one command, closed (and checkpointed) at the end. A store file this command
+    created is removed again when the command fails with no thread committed to it, so bad input
+    (or a repository that cannot be read) never leaves an empty store; one that held data before,
+    or received threads, is kept, with the command's ``runs`` row saying it failed. An interrupted
+    command (SIGINT, or SIGTERM where the command records its run) keeps it: what it committed, and
+    its ``runs`` row saying it was interrupted."""
     path = Path(path)
     existed = path.exists()
     conn = open_store(path, create=create)
     try:
         yield conn
     except BaseException as exc:
+        empty = not existed and not isinstance(exc, KeyboardInterrupt) and not _holds_threads(conn)
         conn.close()
-        if not existed and not isinstance(exc, KeyboardInterrupt):
-            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                leftover.unlink(missing_ok=True)
+        if empty:
+            remove_database(path)
         raise
     conn.close()
+
+
+def _holds_threads(conn: sqlite3.Connection) -> bool:
+    try:
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM issues)").fetchone()[0])
+    except sqlite3.Error:  # a store too broken to say holds nothing worth keeping
+        return False
+
+
+def remove_database(path: Path) -> None:
+    """An SQLite file with its WAL and shared-memory files."""
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 def _check_or_create(conn: StoreConnection, path: Path, fresh: bool) -> None:

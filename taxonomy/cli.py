@@ -607,18 +607,24 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
                    "issue_type gives the defect-or-not review queue, least likely defects first.")
 @click.option("--json", "as_json", is_flag=True)
 def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ...], as_json: bool) -> None:
-    """The threads to label next, least confident first (active learning; not a random sample: for analyze --human use annotate export)."""
-    from miner.store import open_store
-    from taxonomy.annotate import queue
+    """The threads to label next, least confident first (active learning; not a random sample: for analyze --human use
+    annotate export). The list is recorded in the store as queue-chosen, as push --queue and export --queue record theirs."""
+    from miner.store import opened
+    from taxonomy.annotate import queue, record_queued
 
-    items = queue(open_store(store, create=False), model, limit, dimensions)
+    with opened(store, create=False) as conn:
+        items = queue(conn, model, limit, dimensions)
+        with conn:
+            record_queued(conn, [(item["repo"], item["number"]) for item in items], f"annotate queue: {model}")
     if as_json:
         _echo_json(items)
-        return
-    for item in items:
-        click.echo(f"{item['repo']}#{item['number']}  confidence {item['confidence']:.2f}  "
-                   f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)"
-                   + (f"  (text not read: {item['unreadable']})" if item["unreadable"] else ""))
+    else:
+        for item in items:
+            click.echo(f"{item['repo']}#{item['number']}  confidence {item['confidence']:.2f}  "
+                       f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)"
+                       + (f"  (text not read: {item['unreadable']})" if item["unreadable"] else ""))
+    click.echo(f"{len(items)} threads recorded as queue-chosen in {store} (queued_threads): their labels are no random "
+               "sample, and analyze --human store warns of them", err=True)
 
 
 _URL_OPTION = click.option("--url", required=True, help="The Label Studio server, e.g. http://127.0.0.1:8080.")

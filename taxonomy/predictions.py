@@ -107,6 +107,26 @@ def filter_summary(preds: pd.DataFrame, stored: int) -> dict[str, Any]:
             "kept": len(keys - dropped)}
 
 
+FILTER_DECISIONS = ("kept", "dropped", "unlabeled")
+
+
+def filter_decisions(preds: pd.DataFrame, stored: Iterable[tuple[str, int]] = ()) -> pd.DataFrame:
+    """One model's filter decision on each thread it labeled and each of ``stored``: ``kept`` (its labels form
+    the machine defect table), ``dropped`` (``reason``: the filter dimensions and labels that drop it,
+    :func:`dropped_keys`) or ``unlabeled`` (no prediction of it): the threads :func:`filter_summary` counts."""
+    preds = preds.assign(number=preds["number"].astype(int))
+    by_dim = dropped_keys(preds)
+    decided = preds[preds["dimension"].isin(FILTER_DROPS)]
+    said = {(r, n, d): lab for r, n, d, lab in decided[["repo", "number", "dimension", "label"]].itertuples(index=False)}
+    labeled = set(zip(preds["repo"], preds["number"]))
+    rows = []
+    for key in sorted(labeled | {(r, int(n)) for r, n in stored}):
+        reasons = [f"{dim}: {said[(*key, dim)]}" for dim in FILTER_DROPS if key in by_dim[dim]]
+        rows.append((*key, "dropped" if reasons else "kept" if key in labeled else "unlabeled", "; ".join(reasons) or None))
+    return pd.DataFrame(rows, columns=["repo", "number", "decision", "reason"]).astype(
+        {"repo": "string", "number": "int64", "decision": "string", "reason": "string"})
+
+
 def dropped_keys(preds: pd.DataFrame) -> dict[str, set[tuple[str, int]]]:
     """Filter dimension -> the (repo, number) its decisions in ``preds`` (a predictions frame) drop."""
     out = {}

@@ -94,14 +94,15 @@ def test_release_contents_and_provenance(inputs):
     assert "etag" not in issues and list(issues["repo"]) == ["owner0/model0", "owner1/model1"]
     assert pd.read_parquet(out / "data" / "repositories.parquet")["repo_type"].tolist() == ["solo"]
     package = json.loads((out / "datapackage.json").read_text())
-    assert {r["name"] for r in package["resources"]} == {"issues", "comments", "repositories", "defect_labels"}
+    assert {r["name"] for r in package["resources"]} == {"issues", "comments", "repositories", "defect_labels", "filter_decisions"}
     assert package["licenses"][0]["name"] == "CC-BY-4.0" and package["citation"]
     assert "cff-version: 1.2.0" in (out / "CITATION.cff").read_text()
     readme = (out / "README.md").read_text()
     for heading in ("Motivation", "Composition", "Collection process", "Uses", "Distribution", "Maintenance"):
         assert f"\n## {heading}\n" in readme
     croissant = json.loads((out / "croissant.json").read_text())
-    assert {rs["name"] for rs in croissant["recordSet"]} == {"issues", "comments", "repositories", "defect_labels"}
+    assert {rs["name"] for rs in croissant["recordSet"]} == {"issues", "comments", "repositories", "defect_labels",
+                                                             "filter_decisions"}
 
 
 def test_people_are_pseudonymised_everywhere(inputs):
@@ -288,3 +289,77 @@ def test_release_bad_input_all_abstained_and_salt_file_device(inputs, reeng, tmp
                  "--salt-file", "/dev/full")
     assert full.returncode == 2 and full.stderr.startswith("error:") and "/dev/full" in full.stderr
     assert "Traceback" not in full.stderr and not (tmp_path / "r2").exists()
+
+
+def test_a_model_label_without_a_probability_is_refused_and_caught(inputs, reeng):
+    """A model-made label carries a probability in [0, 1]: the release refuses one without (one error line, nothing
+    written), and validate names the table, row and column of one that reached a release (NaN, not only > 1)."""
+    from analysis.release import write_checksums
+
+    tmp_path, store = inputs
+    machine = pd.read_csv(tmp_path / "machine.csv")
+    machine.loc[3, "stage_probability"] = None
+    machine.to_csv(tmp_path / "unscored.csv", index=False)
+    refused = reeng("release", "--defects", str(tmp_path / "unscored.csv"), "--out", str(tmp_path / "r"), "--salt", SALT)
+    assert refused.returncode == 2 and refused.stderr.count("error:") == 1 and not (tmp_path / "r").exists()
+    assert f"model label stage/{machine.loc[3, 'stage']}" in refused.stderr and "column stage_probability" in refused.stderr
+
+    out = _release(tmp_path, store)
+    labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+    row = labels.index[labels["provenance"] == "model"][1]
+    labels.loc[row, "probability"] = float("nan")
+    labels.to_parquet(out / "data" / "defect_labels.parquet", index=False)
+    write_checksums(out)
+    problems = [p for p in validate_release(out) if "column probability" in p]
+    assert problems == [f"defect_labels: row {row + 1}, column probability: a model label needs a probability in [0, 1] (got nan)"]
+
+
+def test_release_names_each_thread_the_filter_dropped_and_why(inputs):
+    """The datasheet counted the threads the classifier's filter dropped; `filter_decisions` names each stored thread's
+    decision per model (kept, dropped with the reason, unlabeled), and validate holds it to the datasheet's counts."""
+    from analysis.release import write_checksums
+    from miner.store import open_store, save_thread
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    save_thread(conn, {"repo": "owner2/model2", "number": 5, "title": "no prediction yet", "body": "", "state": "open",
+                       "author": "carol", "created_at": "2021-03-01T00:00:00Z", "comments_count": 0,
+                       "url": "https://github.com/owner2/model2/issues/5", "comments": []}, source="api")
+    with conn:
+        conn.execute("UPDATE predictions SET label = 'question' WHERE dimension = 'issue_type'")
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?)", [
+            ("owner1/model1", 3, "reengineering", "no", 0.7, "tfidf-logreg", "0.3.1", "[]", "2024-05-02"),
+            # a second model, named like a spreadsheet formula: one thread, kept
+            ("owner2/model2", 5, "stage", "training", 0.6, "=cmd|x", "2", "[]", "2024-05-02")])
+    conn.close()
+    out = _release(tmp_path, store)
+    assert validate_release(out) == []
+    decisions = pd.read_parquet(out / "data" / "filter_decisions.parquet")
+    assert list(decisions.columns) == ["repo", "number", "issue_url", "model", "model_version", "decision", "reason"]
+    ours = decisions[decisions["model"] == "tfidf-logreg"].set_index("number")
+    assert set(ours["model_version"]) == {"0.3.1"} and ours["decision"].to_dict() == {7: "kept", 3: "dropped", 5: "unlabeled"}
+    assert ours.at[3, "reason"] == "issue_type: question; reengineering: no" and ours["reason"].isna().sum() == 2
+    assert ours.at[3, "issue_url"] == "https://github.com/owner1/model1/issues/3"
+    other = decisions[decisions["model"] == "=cmd|x"]
+    assert other.set_index("number")["decision"].to_dict() == {7: "unlabeled", 3: "unlabeled", 5: "kept"}
+    assert "'=cmd|x" in (out / "data" / "filter_decisions.csv").read_text()  # a formula-like name is escaped in the CSV
+    labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+    assert not len(labels[(labels["model"] == "tfidf-logreg") & (labels["repo"] == "owner1/model1")])  # dropped: no labels
+    readme = (out / "README.md").read_text()
+    assert "Its filter dropped 1 of them" in readme and "`filter_decisions`: 6 rows" in readme
+    package = json.loads((out / "datapackage.json").read_text())
+    [resource] = [r for r in package["resources"] if r["name"] == "filter_decisions"]
+    assert resource["schema"]["primaryKey"] == ["model", "repo", "number"]
+    assert all(f.get("description") for f in resource["schema"]["fields"])
+
+    tampered = decisions.copy()
+    tampered.loc[tampered["decision"] == "dropped", ["decision", "reason"]] = ["kept", None]
+    tampered = pd.concat([tampered, tampered.iloc[[0]]], ignore_index=True)
+    tampered.to_parquet(out / "data" / "filter_decisions.parquet", index=False)
+    write_checksums(out)
+    problems = [p for p in validate_release(out) if p.startswith("filter_decisions:")]
+    assert problems == [
+        "filter_decisions: row 7: model, repo and number repeat an earlier row (1 such rows)",
+        "filter_decisions: =cmd|x@2: 1 labeled of 4 threads, 0 dropped, 1 kept; the datasheet says 1 of 3, 0 dropped, 1 kept",
+        "filter_decisions: tfidf-logreg@0.3.1: 2 labeled of 3 threads, 0 dropped, 2 kept; "
+        "the datasheet says 2 of 3, 1 dropped, 1 kept"], problems

@@ -82,6 +82,33 @@ def test_ppi_warns_when_the_active_learning_queue_chose_human_labeled_threads(re
     assert "**Warning:** 8 of the 30" in (out / "report.md").read_text()
 
 
+def test_ppi_warns_of_labels_on_threads_taken_from_the_printed_queue(reeng, tmp_path):
+    """Threads hand-picked from the list `annotate queue` prints are as queue-chosen as those push --queue hands out:
+    the command records its list, says so, and analyze --human store warns of their labels."""
+    from taxonomy.annotate import store_labels
+
+    truth = make_store(tmp_path / "q.db", n=120)
+    listed = reeng("annotate", "queue", "--store", str(tmp_path / "q.db"), "-n", "12")
+    assert listed.returncode == 0, listed.stderr
+    assert "12 threads recorded as queue-chosen" in listed.stderr and "analyze --human store warns" in listed.stderr
+    truth["key"] = truth["owner"] + "/" + truth["repo"] + "#" + truth["number"].astype(str)
+    picked = truth[truth["key"].isin([line.split()[0] for line in listed.stdout.splitlines()])]
+    assert len(picked) == 12
+    picked = picked[picked["number"] % 17 != 0]  # the filter's feature requests are no defects to label
+    random = truth[(truth["number"] % 17 != 0) & ~truth["key"].isin(picked["key"])].iloc[-5:]
+    labeled = pd.concat([picked, random])
+    conn = open_store(tmp_path / "q.db", create=False)
+    store_labels(conn, pd.DataFrame([{"issue": url, "defect_index": 1, "dimension": "stage", "label": stage,
+                                      "provenance": "agreed:a|b"} for url, stage in zip(labeled["issue_url"], labeled["stage"])]))
+    conn.close()
+    run = reeng("analyze", "--store", str(tmp_path / "q.db"), "--human", "store", "--out", str(tmp_path / "findings"),
+                "--formats", "png")
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    expected = f"{len(picked)} of the {len(picked) + 5} human-labeled threads were chosen by the active-learning queue"
+    assert len(warned) == 1 and expected in warned[0] and "annotate queue" in warned[0]
+
+
 def test_a_report_of_machine_labels_says_so_and_how_to_check_them(store, reeng, tmp_path):
     """Machine labels are named as such above every interval, with where their measured agreement is (or that it
     was not given) and how to correct the shares; a table of human labels gets no such notice."""
@@ -197,6 +224,29 @@ def test_release_leaves_out_the_labels_of_threads_the_filter_dropped(store, reen
 
     api = Corpus(root / "s.db").release(tmp_path / "api", salt="a-salt-of-sixteen-chars")
     assert api.rows["defect_labels"] == len(labels)
+
+
+def test_the_notebook_release_of_a_sample_names_each_thread_the_filter_dropped(store, tmp_path):
+    """`Corpus.release` of a sample's machine table counted the filter's dropped threads in the datasheet without naming
+    them; `filter_decisions` now lists the sample's threads with their decisions, and the release validates."""
+    from analysis.release_check import validate_release
+    from reeng.api import Corpus
+
+    root, truth = store
+    corpus = Corpus(root / "s.db")
+    machine = corpus.defects(sample=1)
+    summary = corpus.release(tmp_path / "rel", defects=[machine], salt="a-salt-of-sixteen-chars")
+    assert validate_release(tmp_path / "rel") == []
+    decisions = pd.read_parquet(tmp_path / "rel" / "data" / "filter_decisions.parquet")
+    assert summary.rows["filter_decisions"] == len(decisions) == machine.attrs["corpus"]["threads"]
+    dropped = decisions[decisions["decision"] == "dropped"]
+    assert set(dropped["number"]) == set(decisions["number"][decisions["number"] % 17 == 0]) and len(dropped)
+    assert set(dropped["reason"]) == {"issue_type: feature"} and set(decisions["model"]) == {"builtin"}
+    assert set(decisions.loc[decisions["decision"] == "kept", "issue_url"]) == set(machine["issue_url"])
+    other = make_store(tmp_path / "other.db", n=90, seed=3)  # a machine table of other predictions: none to name
+    corpus.release(tmp_path / "mixed", defects=[Corpus(tmp_path / "other.db").defects()], salt="a-salt-of-sixteen-chars")
+    assert not (tmp_path / "mixed" / "data" / "filter_decisions.csv").exists() and len(other)
+    assert validate_release(tmp_path / "mixed") == []
 
 
 def test_a_store_whose_every_thread_the_filter_dropped_says_so(tmp_path, reeng):

@@ -143,6 +143,40 @@ def test_bad_inputs_give_one_clear_error_and_keep_other_repositories(corpus, tmp
     assert result.returncode == 2 and f"{corrupt}: not a usable store" in result.stderr
 
 
+@pytest.mark.parametrize("failure", ["401", "404", "unreachable"])
+def test_a_failed_mine_keeps_its_store_only_with_data(corpus, tmp_path, failure):
+    """One rule for a failed mine (a 404 or an unreachable URL left a new, empty store, its archive and log behind;
+    a 401 removed the store only): a store the run created and committed no thread to goes, with the archive and log
+    it created; a store with data before, or one that received pages, stays, the run recorded as failed."""
+    import shutil
+
+    repo = "acme/ghost" if failure == "404" else "acme/zoo"
+    with served(corpus, f"bad_token={FAKE_TOKEN}" if failure == "401" else None) as served_url:
+        url = "http://127.0.0.1:9" if failure == "unreachable" else served_url
+
+        def failing(store, *repos):
+            files = [store, tmp_path / f"{store.stem}-raw.sqlite", tmp_path / f"{store.stem}.log"]
+            result = reeng("mine", *(repos or (repo,)), "--store", str(store), "--archive", str(files[1]),
+                           "--log", str(files[2]), "--api-url", url, *FAST)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert result.stderr.strip().splitlines()[-1].startswith("error: ") and result.stderr.count("error:") == 1
+            return files
+
+        new = failing(tmp_path / "new.sqlite")
+        assert [p.name for p in tmp_path.iterdir()] == []  # neither the store nor its archive, log, WAL
+        shutil.copy(corpus, tmp_path / "before.sqlite")
+        before = failing(tmp_path / "before.sqlite")
+        partly = failing(tmp_path / "partly.sqlite", "acme/zoo", repo) if failure == "404" else []
+    for store in (before[0], *partly[:1]):
+        assert all(p.is_file() for p in (before if store == before[0] else partly))
+        conn = sqlite3.connect(store)
+        status, stats = conn.execute("SELECT status, stats FROM runs ORDER BY run_id DESC").fetchone()
+        threads = conn.execute("SELECT count(*) FROM issues WHERE repo = 'acme/zoo'").fetchone()[0]
+        conn.close()
+        assert status == "failed" and json.loads(stats)["error"] and threads == 25
+    assert not any(p.exists() for p in new)
+
+
 def test_max_wait_bounds_a_secondary_limit(corpus, tmp_path):
     with served(corpus, "secondary429_noretry=1") as url:
         result = reeng("mine", "acme/zoo", "--store", str(tmp_path / "s.sqlite"), "--api-url", url,

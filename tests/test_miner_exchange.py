@@ -14,7 +14,7 @@ from miner.sample import draw, protocol
 from miner.store import open_store
 from reeng.errors import ReengError
 from reeng.settings import data_dir
-from tests.miner_helpers import build_corpus, export_text, reeng, served
+from tests.miner_helpers import FAKE_TOKEN, build_corpus, export_text, reeng, served
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,22 @@ def test_repository_search_applies_criteria_and_zoo_rule(tmp_path):
     assert bad.returncode == 2 and "no such selection config" in bad.stderr
     stored = sqlite3.connect(tmp_path / "sel.sqlite").execute("SELECT repo, repo_type FROM repositories").fetchall()
     assert ("acme/many", "zoo") in stored
+
+
+def test_repository_search_takes_its_tokens_as_mine_does(tmp_path):
+    """`repos search` reads its tokens through the client's shared rule: without one it warns as `reeng mine` does."""
+    from miner.client import NO_TOKENS
+
+    corpus = build_corpus(tmp_path / "repos.sqlite", {"acme/yolo-fast": 3}, long_thread=3)
+    config = tmp_path / "criteria.yaml"
+    config.write_text("architectures: [yolo]\nmin_stars: 1\nmin_closed_issues: 0\n")
+    with served(corpus) as url:
+        bare = reeng("repos", "search", "--config", str(config), "--api-url", url, "--json", token=None)
+        with_token = reeng("repos", "search", "--config", str(config), "--api-url", url, "--json")
+    assert bare.returncode == 0 and with_token.returncode == 0, bare.stderr + with_token.stderr
+    assert [r["repo"] for r in json.loads(bare.stdout)] == ["acme/yolo-fast"]
+    assert f"WARNING {NO_TOKENS}" in bare.stderr
+    assert NO_TOKENS not in with_token.stderr and FAKE_TOKEN not in with_token.stderr
 
 
 def test_denchmark_import_and_truncated_archive(denchmark, tmp_path):

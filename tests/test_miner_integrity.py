@@ -308,9 +308,10 @@ def test_runs_record_version_arguments_times_and_statistics(corpus, tmp_path):
     assert FAKE_TOKEN.encode() not in store.read_bytes()
 
 
-@pytest.mark.parametrize("sig, jobs", [("SIGTERM", "1"), ("SIGINT", "1"), ("SIGTERM", "2")])
-def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, jobs):
-    """SIGTERM left the run 'running' with no end; SIGINT recorded 'failed' with an empty error."""
+def _mine_and_signal(corpus, store, sig: str, *args: str, program: tuple[str, ...] = ("-m", "reeng"),
+                     env: dict[str, str] | None = None) -> tuple[int, str, tuple]:
+    """Start ``mine acme/zoo acme/detector`` in a child, send ``sig`` once it has committed issues: its exit status,
+    stderr, and its ``runs`` row (status, finished_at, stats) with the count of stored issues."""
     import os
     import signal
     import subprocess
@@ -318,12 +319,12 @@ def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, j
 
     from tests.conftest import ROOT
 
-    store = tmp_path / "s.sqlite"
-    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITHUB_TOKENS")}
-    env.update(GITHUB_TOKEN=FAKE_TOKEN, PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GITHUB_TOKENS")}
+    full_env.update(GITHUB_TOKEN=FAKE_TOKEN, PYTHONPATH=os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")]),
+                    **(env or {}))
     with served(corpus, "latency=0.2") as url:
-        proc = subprocess.Popen([sys.executable, "-m", "reeng", "mine", "acme/zoo", "acme/detector", "--store", str(store),
-                                 "--api-url", url, "--api", "rest", "--jobs", jobs, *FAST], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, *program, "mine", "acme/zoo", "acme/detector", "--store", str(store),
+                                 "--api-url", url, "--api", "rest", *args, *FAST], cwd=ROOT, env=full_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 # a test run in the background (CI: `make test &`) starts with SIGINT ignored, and
                                 # Python then keeps ignoring it: give the child the default, as a terminal would
@@ -333,15 +334,53 @@ def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, j
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(getattr(signal, sig))
-        out, err = proc.communicate(timeout=20)  # --jobs 2: the workers stop too, the queue is dropped
-    assert proc.returncode == 128 + getattr(signal, sig), err
-    assert err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
+        _, err = proc.communicate(timeout=20)  # --jobs 2: the workers stop too, the queue is dropped
     conn = sqlite3.connect(store)
-    status, finished, stats = conn.execute("SELECT status, finished_at, stats FROM runs").fetchone()
-    kept = conn.execute("SELECT count(*) FROM issues").fetchone()[0]
+    row = (*conn.execute("SELECT status, finished_at, stats FROM runs").fetchone(),
+           conn.execute("SELECT count(*) FROM issues").fetchone()[0])
     conn.close()
+    return proc.returncode, err, row
+
+
+@pytest.mark.parametrize("sig, jobs", [("SIGTERM", "1"), ("SIGINT", "1"), ("SIGTERM", "2")])
+def test_an_interrupted_mine_is_recorded_as_interrupted(corpus, tmp_path, sig, jobs):
+    """SIGTERM left the run 'running' with no end; SIGINT recorded 'failed' with an empty error."""
+    import signal
+
+    code, err, (status, finished, stats, kept) = _mine_and_signal(corpus, tmp_path / "s.sqlite", sig, "--jobs", jobs)
+    assert code == 128 + getattr(signal, sig), err
+    assert err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
     assert status == "interrupted" and finished and json.loads(stats)["error"] == f"interrupted by {sig}"
     assert 0 < kept < 50  # what was committed before the signal stays; the next run resumes
+
+
+SECOND_SIGNAL = """
+import os, signal, sys
+import miner.store
+from reeng.cli import main
+
+write = miner.store.finish_run
+
+def second_signal_while_recording(conn, run_id, status, *args):
+    if status == "interrupted":  # the user presses Ctrl-C again (or a supervisor sends SIGTERM) as the row is written
+        os.kill(os.getpid(), getattr(signal, os.environ["SECOND_SIGNAL"]))
+    write(conn, run_id, status, *args)
+
+miner.store.finish_run = second_signal_while_recording
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("first, second", [("SIGINT", "SIGINT"), ("SIGTERM", "SIGINT"), ("SIGINT", "SIGTERM")])
+def test_a_second_signal_while_the_interruption_is_recorded_does_not_leave_the_run_running(corpus, tmp_path, first, second):
+    """The second signal landed in the write of the 'interrupted' row: the run stayed 'running' with no end."""
+    import signal
+
+    code, err, (status, finished, stats, _) = _mine_and_signal(corpus, tmp_path / "s.sqlite", first,
+                                                               program=("-c", SECOND_SIGNAL), env={"SECOND_SIGNAL": second})
+    assert code == 128 + getattr(signal, first), err
+    assert err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
+    assert status == "interrupted" and finished and json.loads(stats)["error"] == f"interrupted by {first}"
 
 
 def _tables_and_issues(store):
