@@ -88,6 +88,9 @@ class Corpus:
         """Collect every issue of ``repos`` with all comments (GitHub, or a local server's URL).
 
         ``tokens`` default: the environment's ``GITHUB_TOKEN`` or ``GITHUB_TOKENS``, as for ``reeng mine``.
+        Repositories that could not be read are returned under ``failures``; when none of the store's
+        threads came in (a misspelt repository, an unreachable URL) it is a :class:`ReengError`, and a
+        store this call created is removed again, as ``reeng mine`` does.
         """
         from miner.client import GitHubClient, client_tokens
         from miner.crawl import check_mine_options, mine
@@ -97,6 +100,8 @@ class Corpus:
         client = GitHubClient(api_url, client_tokens(tokens))
         with self._open(create=True) as conn:
             failures = mine(client, conn, list(repos), api=api, progress=False)
+            if failures and not conn.execute("SELECT EXISTS (SELECT 1 FROM issues)").fetchone()[0]:
+                raise ReengError("; ".join(failures.values()))
         return {**client.stats.to_dict(), "failures": failures}
 
     @contextmanager

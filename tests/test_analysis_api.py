@@ -103,6 +103,24 @@ def test_corpus_mine_authenticates_with_the_environments_tokens_as_the_cli_does(
     assert FAKE_TOKEN.encode() not in (tmp_path / "mined.sqlite").read_bytes()
 
 
+def test_corpus_mine_of_repositories_that_cannot_be_read_leaves_no_empty_store(tmp_path, monkeypatch):
+    """As `reeng mine`: a misspelt repository or an unreachable URL that brings no thread into a new store is
+    one ReengError and no store file; a store that holds threads keeps them, the failure returned."""
+    from tests.miner_helpers import FAKE_TOKEN, build_corpus
+
+    monkeypatch.setenv("GITHUB_TOKEN", FAKE_TOKEN)
+    source = reeng.Corpus(build_corpus(tmp_path / "source.sqlite", {"acme/detector": 2}))
+    store = tmp_path / "new.sqlite"
+    with source.serve() as url:
+        for api_url in (url, "http://127.0.0.1:9"):
+            with pytest.raises(reeng.ReengError, match="acme/detectr"):
+                reeng.Corpus(store).mine(["acme/detectr"], api_url=api_url, api="rest")
+            assert not store.exists()
+        assert reeng.Corpus(store).mine(["acme/detector"], api_url=url, api="rest")["issues"] == 2
+        stats = reeng.Corpus(store).mine(["acme/detectr"], api_url=url, api="rest")
+    assert list(stats["failures"]) == ["acme/detectr"] and len(reeng.Corpus(store).threads()) == 2
+
+
 def test_corpus_import_and_mine_check_their_input_before_a_store_is_created(tmp_path, monkeypatch):
     """As `reeng import denchmark` and `reeng mine`: a repository the archive lacks, a limit below 1, a missing or
     unconfigured archive, an unknown API are one error each, and no store file is left behind."""
