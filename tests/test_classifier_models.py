@@ -356,3 +356,23 @@ def test_getting_the_labeler_ready_names_each_part_while_it_loads(monkeypatch: p
     assert loaded == parts
     assert shown == [("built-in labeler", 4)] + [x for p in parts for x in (f"built-in labeler: {p} (learned at first use, "
                                                                           "then cached)", "done")]
+
+
+@pytest.mark.parametrize("payload", [
+    {"meta_json": "not json"},  # metadata that is not JSON
+    {"meta_json": "[1, 2]"},  # JSON, but not an object
+    {"meta_json": json.dumps({"format": "reeng-text-classifier", "format_version": 3})},  # no vectorizer, no classifiers
+    {"meta_json": json.dumps({"format": "reeng-text-classifier", "format_version": 3}), "vectorizer": None,
+     "classifiers": {}},  # nothing to predict with
+])
+def test_a_skops_dict_that_is_no_model_is_one_clear_error(payload: dict, trained: tuple[Path, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A skops file of a dict that looks like a model file but is none: one error line, exit 2 (it was an
+    unexpected failure, a KeyError, an AttributeError, or an IndexError at the first prediction)."""
+    from taxonomy.supervised import skops_io
+
+    path = tmp_path / "other.skops"
+    skops_io().dump(payload, path)
+    code, out, err = run(["classify", "evaluate", "--model", str(path), "--data", str(trained[0]), "--label-col", "kind"],
+                         capsys)
+    assert (code, out) == (2, "") and err.startswith(f"error: {path}: not a readable reeng model (") and err.count("\n") == 1
