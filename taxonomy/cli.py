@@ -352,8 +352,11 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         label_col = label_col or params.get("label_col")
         if not label_col:
             raise ReengError("--label-col: this model does not record a label column; name the one to score against")
-        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
         target = label_col if label_col in model.targets else model.targets[0]
+        if target != label_col and len(model.targets) > 1:
+            raise ReengError(f"--label-col {label_col!r}: this model predicts {', '.join(model.targets)}; "
+                             "score one of them against the column that holds it")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
         preds = classify.model_predictions(model, table.analysed, threshold=threshold)
         rows = [i for i, y in enumerate(table.labels) if y is not None]
         if not rows:

@@ -376,3 +376,24 @@ def test_a_skops_dict_that_is_no_model_is_one_clear_error(payload: dict, trained
     code, out, err = run(["classify", "evaluate", "--model", str(path), "--data", str(trained[0]), "--label-col", "kind"],
                          capsys)
     assert (code, out) == (2, "") and err.startswith(f"error: {path}: not a readable reeng model (") and err.count("\n") == 1
+
+
+def test_evaluate_refuses_a_label_column_a_multi_target_model_does_not_predict(trained: tuple[Path, Path], tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A model of several targets (a gold model: one per dimension) scored against a column none of them is:
+    one error naming its targets. It used to score its first target against that column, silently."""
+    from taxonomy.classify import read_labeled_table
+    from taxonomy.supervised import save, train
+
+    table = read_labeled_table(trained[0], ["title", "body"], "kind", with_evidence=False, progress=False)
+    prepared = [a.prepared for a in table.analysed]
+    model = train(prepared, None, {"stage": table.labels, "impact": table.labels[::-1]}, fast=True)
+    path = tmp_path / "two.skops"
+    save(model, path)
+    code, out, err = run(["classify", "evaluate", "--model", str(path), "--data", str(trained[0]), "--label-col", "kind"],
+                         capsys)
+    assert (code, out, err) == (2, "", "error: --label-col 'kind': this model predicts stage, impact; score one of them "
+                                       "against the column that holds it\n")
+    code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(trained[0]), "--label-col", "kind",
+                          "--json"], capsys)
+    assert code == 0 and json.loads(out)["target"] == "kind"
