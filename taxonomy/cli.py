@@ -606,7 +606,8 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
 @click.option("--model", default="builtin", show_default=True)
 @click.option("-n", "--limit", default=20, show_default=True)
 @click.option("--dimension", "dimensions", multiple=True, type=click.Choice(QUEUE_DIMENSIONS),
-              help="Rank by these dimensions' confidence (repeatable) [default: the six taxonomy dimensions]; "
+              help="Rank by these dimensions' confidence (repeatable) [default: the six taxonomy dimensions; for a "
+                   "model trained on a table's label column, its own]; "
                    "issue_type gives the defect-or-not review queue, least likely defects first.")
 @click.option("--json", "as_json", is_flag=True)
 def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ...], as_json: bool) -> None:

@@ -473,3 +473,31 @@ def test_sheets_import_from_xlsx_and_a_new_decision_replaces_the_stored_one(stor
     code, _, err = run(["annotate", "import", str(tmp_path / "empty.csv"), str(tmp_path / "empty.csv"), "--out",
                         str(tmp_path / "e")], capsys)
     assert code == 2 and err.strip() == f"error: {tmp_path / 'empty.csv'}: the sheet holds no issue rows"
+
+
+def test_queue_ranks_what_the_model_predicts_and_refuses_what_it_does_not(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained on a table's label column (`classify train --data`, here 'kind') predicts none of the six
+    taxonomy dimensions: its queue ranks its own target (it printed nothing, exit 0), and a dimension its
+    predictions do not hold, or a misspelt one, is one clear error (an empty list before)."""
+    from reeng.errors import ReengError
+    from taxonomy.annotate import queue
+    from taxonomy.labelers import Prediction
+    from taxonomy.predictions import write_predictions
+
+    path = make_store(tmp_path / "s.sqlite")
+    conn = open_store(path, create=False)
+    rows = [("acme/detector", n, {"kind": Prediction("kind", "bug" if p >= 0.5 else None, p, "bug"),
+                                  "framework": Prediction("framework", "pytorch", 1.0, "pytorch")})
+            for n, p in ((1, 0.9), (2, 0.4), (3, 0.7))]
+    write_predictions(conn, rows, "kind", "test")
+    assert [q["number"] for q in queue(conn, "kind", 10)] == [2, 3, 1]
+    for asked, missing in ((["stage"], "stage"), (["kind", "stagee"], "stagee")):
+        with pytest.raises(ReengError, match=f"--dimension {missing}: the predictions of model 'kind' hold no such "
+                                             "dimension \\(they hold framework, kind\\)"):
+            queue(conn, "kind", 10, asked)
+    conn.close()
+    code, out, err = run(["annotate", "queue", "--store", str(path), "--model", "kind", "--dimension", "stage"], capsys)
+    assert (code, out) == (2, "") and err.startswith("error: --dimension stage: the predictions of model 'kind'")
+    code, out, _ = run(["annotate", "queue", "--store", str(path), "--model", "kind"], capsys)
+    assert code == 0 and out.splitlines()[0].startswith("acme/detector#2  confidence 0.40  weakest kind")
