@@ -512,6 +512,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
 
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}")
+    check_threshold(threshold)
     human = reference == "human_labels"
     if adapt and not human:
         raise ReengError("adapting the labeler learns from the store's adjudicated labels: score it against them (--labels human)")

@@ -403,3 +403,28 @@ def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tm
         taxonomy.machine_defects(store, "builtin", sample=7)
     with pytest.raises(ReengError, match="no predictions of model 'nope'"):
         taxonomy.machine_defects(store, "nope")
+
+
+def test_the_notebook_evaluation_refuses_what_gold_eval_refuses(tmp_path: Path) -> None:
+    """Corpus.evaluate_labeler and gold_eval say what `classify gold-eval` says: an empty store and a threshold
+    outside [0, 1] are one clear error (they returned an empty comparison, and scored every label at threshold 2
+    as an abstention)."""
+    from reeng import Corpus
+    from reeng.errors import ReengError
+    from taxonomy.classify import gold_eval
+
+    empty = tmp_path / "empty.sqlite"
+    open_store(empty).close()
+    with pytest.raises(ReengError, match="the store holds no threads"):
+        Corpus(empty).evaluate_labeler(cv=False)
+    one = tmp_path / "one.sqlite"
+    conn = open_store(one)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+    for threshold in (2, -0.5, float("nan")):
+        with pytest.raises(ReengError, match=r"^--threshold .*: a probability between 0 and 1$"):
+            Corpus(one).evaluate_labeler(threshold=threshold, cv=False)
+    conn = open_store(one, create=False)
+    with pytest.raises(ReengError, match=r"^--threshold 2: a probability between 0 and 1$"):
+        gold_eval(conn, None, threshold=2, reference="human_labels", progress=False)
+    conn.close()
