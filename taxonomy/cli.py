@@ -218,11 +218,13 @@ def _open_nonempty(store: Path) -> Any:
 def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, label_source: str,
                   gold: Path | None, out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
     """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or a store's adjudicated or weak labels (--store)."""
+    from reeng.outputs import check_file_target
     from reeng.progress import working
     from taxonomy import classify, supervised
 
     if label_source != "auto" and (store is None or gold is not None):
         raise ReengError("--labels chooses what a store alone trains on: give --store S without --gold or --data")
+    check_file_target(out)  # before minutes of training, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
@@ -410,6 +412,10 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         raise ReengError("--issue-type-model goes with --builtin (a trained --model predicts its own label columns)")
     if adapt and not builtin:
         raise ReengError("--adapt goes with --builtin (train a --model on the store's labels with `classify train --store`)")
+    if out_dir is not None:
+        from reeng.outputs import check_dir_target
+
+        check_dir_target(out_dir)  # before the long pass and before the store's predictions are replaced
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
     types = None
     if issue_type_model is not None:
@@ -487,6 +493,10 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: boo
     human = reference == "human"
     if human and gold is not None:
         raise ReengError("--labels human scores against the store's adjudicated labels: leave out --gold")
+    if reliability is not None:
+        from reeng.outputs import check_file_target
+
+        check_file_target(reliability)  # before minutes of evaluation, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
@@ -685,8 +695,11 @@ def pull_command(project: str, url: str, store: Path, adjudicators: tuple[str, .
     The API key is read from LABEL_STUDIO_API_KEY.
     """
     from miner.store import open_store
+    from reeng.outputs import check_file_target
     from taxonomy.annotate_studio import Studio, api_key_from_env, pull
 
+    if disagreements_out is not None:
+        check_file_target(disagreements_out)  # before the labels are stored, not after
     conn = open_store(store, create=False)
     result = pull(conn, Studio(url, api_key_from_env()), project, adjudicators=adjudicators, raters_per_task=raters_per_task)
     if disagreements_out is not None:

@@ -428,3 +428,36 @@ def test_the_notebook_evaluation_refuses_what_gold_eval_refuses(tmp_path: Path) 
     with pytest.raises(ReengError, match=r"^--threshold 2: a probability between 0 and 1$"):
         gold_eval(conn, None, threshold=2, reference="human_labels", progress=False)
     conn.close()
+
+
+def test_an_output_of_the_wrong_kind_is_refused_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --out` at a file, `train --out` and `gold-eval --reliability` at a folder: one error before the long
+    pass. predict used to label every thread and replace the store's predictions first, train to fit the model."""
+    import taxonomy.classify
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the output was checked")
+
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash on start", "body": "It crashes.", "comments": []},
+                source="test")
+    conn.close()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    monkeypatch.setattr(taxonomy.classify, "gold_eval", not_reached)
+    cases = [(["classify", "predict", "--builtin", "--store", str(store), "--out", str(tmp_path / "a_file")],
+              f"error: {tmp_path / 'a_file'}: exists and is not a folder; give a folder (new or existing) as the output"),
+             (["classify", "train", "--data", str(tmp_path / "t.csv"), "--label-col", "kind", "--out", str(tmp_path / "a_folder")],
+              f"error: {tmp_path / 'a_folder'}: is a folder; give a file name as the output"),
+             (["classify", "gold-eval", "--store", str(store), "--reliability", str(tmp_path / "a_folder")],
+              f"error: {tmp_path / 'a_folder'}: is a folder; give a file name as the output")]
+    for args, line in cases:
+        code, out, err = run(args, capsys)
+        assert (code, out, err) == (2, "", line + "\n")
+    conn = open_store(store, create=False)
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'predictions'").fetchall()
+    conn.close()
+    assert (tmp_path / "a_file").read_text() == "x" and not list((tmp_path / "a_folder").iterdir())
