@@ -504,6 +504,10 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: boo
     result = gold_eval(_open_nonempty(store), None if human else gold or locate("jiang2024-defects"), threshold=threshold,
                        cv=cv, decision=decision, embedding_model=embedding_model,
                        reference="human_labels" if human else "gold", adapt=adapt)
+    if not result["defects"]:  # nothing joined: no comparison to print, plot or save (the study stage notes it instead)
+        how = ("label a sample first: `reeng annotate export` and `import --store`, or `annotate pull`" if human
+               else "bring the gold threads in with `reeng gold fetch-threads` or `reeng import denchmark`")
+        raise ReengError(f"{store}: {result['note']}: nothing to compare ({how})")
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot

@@ -461,3 +461,24 @@ def test_an_output_of_the_wrong_kind_is_refused_before_the_work(tmp_path: Path, 
     assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'predictions'").fetchall()
     conn.close()
     assert (tmp_path / "a_file").read_text() == "x" and not list((tmp_path / "a_folder").iterdir())
+
+
+def test_gold_eval_with_no_labeled_thread_in_the_store_is_one_clear_error(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """No gold defect (or adjudicated label) has its thread in the store: one error line, exit 2, no plot, as
+    `train --gold` says it. It printed "0 gold defects in 0 threads" and an empty JSON comparison, exit 0."""
+    from tests.bad_input_helpers import gold_csv
+
+    gold = gold_csv(tmp_path / "gold.csv", rows=3)
+    store = tmp_path / "other.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+    plot = tmp_path / "plot.png"
+    for extra, why in ((["--gold", str(gold)], "no gold issue has its thread in this store: nothing to compare (bring "),
+                       (["--labels", "human"], "no adjudicated label of a stored thread in this store: nothing to "
+                                               "compare (label a sample first")):
+        code, out, err = run(["classify", "gold-eval", "--store", str(store), *extra, "--reliability", str(plot), "--json"],
+                             capsys)
+        assert (code, out) == (2, "") and err.startswith(f"error: {store}: {why}") and err.count("\n") == 1
+    assert not plot.exists()
