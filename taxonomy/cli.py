@@ -370,9 +370,14 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f})  "
+    unreadable = f"; {result['unreadable_rows']} unreadable" if result.get("unreadable_rows") else ""
+    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f}{unreadable})  "
                f"macro-F1 {format_score(result['macro_f1'], result.get('macro_f1_ci'))}  "
                f"kappa {format_score(result['kappa'], result.get('kappa_ci'))}")
+    if result["answered"] < result["n"]:  # the scores above leave the abstentions out; these and the per-class ones do not
+        click.echo(f"abstentions counted wrong: macro-F1 {format_score(result['macro_f1_abstain_wrong'])}  "
+                   f"kappa {format_score(result['kappa_abstain_wrong'], result.get('kappa_abstain_wrong_ci'))}  "
+                   "(per class likewise)")
     for label, m in result["per_class"].items():
         click.echo(f"  {label:<32} P {m['precision']:.2f}  R {m['recall']:.2f}  F1 {m['f1']:.2f}  n {m['support']}")
 

@@ -397,3 +397,18 @@ def test_evaluate_refuses_a_label_column_a_multi_target_model_does_not_predict(t
     code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(trained[0]), "--label-col", "kind",
                           "--json"], capsys)
     assert code == 0 and json.loads(out)["target"] == "kind"
+
+
+def test_evaluate_prints_the_abstentions_apart(trained: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal output, like --json, says how many rows could not be read and the scores with abstentions
+    counted wrong (which the per-class scores are): it printed only the coverage beside scores that leave them out."""
+    data = tmp_path / "mixed.csv"
+    table = pd.read_csv(trained[0])
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误"], "body": ["", "请问怎么解决这个问题"], "kind": ["bug", "bug"]})
+    pd.concat([table, extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(data)], capsys)
+    assert code == 0, err
+    first, second = out.splitlines()[:2]
+    assert first.startswith("n 92  answered 90 (coverage 0.98; 2 unreadable)  macro-F1 ")
+    assert second.startswith("abstentions counted wrong: macro-F1 ") and second.endswith("(per class likewise)")
