@@ -224,6 +224,10 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
 
     if label_source != "auto" and (store is None or gold is not None):
         raise ReengError("--labels chooses what a store alone trains on: give --store S without --gold or --data")
+    if data is not None and (store is not None or gold is not None):  # one was silently left unused
+        raise ReengError("train learns from --data FILE (a labeled table) or from --store S (with --gold CSV), not both")
+    if label_col and data is None:
+        raise ReengError("--label-col names the label column of --data FILE: a store's labels are the taxonomy's dimensions")
     check_file_target(out)  # before minutes of training, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model

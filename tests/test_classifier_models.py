@@ -412,3 +412,25 @@ def test_evaluate_prints_the_abstentions_apart(trained: tuple[Path, Path], tmp_p
     first, second = out.splitlines()[:2]
     assert first.startswith("n 92  answered 90 (coverage 0.98; 2 unreadable)  macro-F1 ")
     assert second.startswith("abstentions counted wrong: macro-F1 ") and second.endswith("(per class likewise)")
+
+
+def test_train_refuses_a_table_and_a_store_together(trained: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--data with --store (or --gold), or --label-col without --data: one error. The store won silently: the
+    table and its label column were ignored and a model of the store's weak labels was written."""
+    from miner.store import open_store, save_thread
+
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash on start", "body": "It crashes.", "comments": []},
+                source="test")
+    conn.close()
+    out = tmp_path / "m.skops"
+    both = "error: train learns from --data FILE (a labeled table) or from --store S (with --gold CSV), not both\n"
+    cases = [(["--data", str(trained[0]), "--label-col", "kind", "--store", str(store)], both),
+             (["--data", str(trained[0]), "--label-col", "kind", "--gold", str(tmp_path / "g.csv"), "--store", str(store)], both),
+             (["--store", str(store), "--label-col", "kind"],
+              "error: --label-col names the label column of --data FILE: a store's labels are the taxonomy's dimensions\n")]
+    for args, line in cases:
+        assert run(["classify", "train", *args, "--out", str(out)], capsys) == (2, "", line)
+    assert not out.exists()
