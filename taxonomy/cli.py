@@ -336,6 +336,13 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
     if (model_path is None) == (folds is None):
         raise ReengError("evaluate needs exactly one of --model MODEL or --cv K")
     if folds is not None:
+        mode, other, options = "--cv", "--model", {"--threshold": threshold != 0.0, "--embedding-model": embedding_model is not None}
+    else:
+        mode, other, options = "--model", "--cv", {"--group-col": group_col is not None, "--fast": fast}
+    unused = [name for name, given in options.items() if given]
+    if unused:  # the other kind of evaluation's options were silently ignored
+        raise ReengError(f"{' and '.join(unused)} go{'es' * (len(unused) == 1)} with {other}, not {mode}")
+    if folds is not None:
         if not label_col:
             raise ReengError("--cv needs --label-col")
         cols = _cols(text_cols or "title,body")

@@ -434,3 +434,16 @@ def test_train_refuses_a_table_and_a_store_together(trained: tuple[Path, Path], 
     for args, line in cases:
         assert run(["classify", "train", *args, "--out", str(out)], capsys) == (2, "", line)
     assert not out.exists()
+
+
+def test_evaluate_refuses_the_other_modes_options(trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """--group-col and --fast cross-validate, --threshold and --embedding-model score a model: given to the other
+    kind of evaluation they are one error; they were ignored, and the scores looked as if they had been applied."""
+    data, model = trained
+    cases = [(["--model", str(model), "--group-col", "repo"], "error: --group-col goes with --cv, not --model\n"),
+             (["--model", str(model), "--fast"], "error: --fast goes with --cv, not --model\n"),
+             (["--cv", "3", "--label-col", "kind", "--threshold", "0.9"], "error: --threshold goes with --model, not --cv\n"),
+             (["--cv", "3", "--label-col", "kind", "--threshold", "0.9", "--embedding-model", "enc"],
+              "error: --threshold and --embedding-model go with --model, not --cv\n")]
+    for args, line in cases:
+        assert run(["classify", "evaluate", "--data", str(data), *args], capsys) == (2, "", line)
