@@ -428,6 +428,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         raise ReengError("--issue-type-model goes with --builtin (a trained --model predicts its own label columns)")
     if adapt and not builtin:
         raise ReengError("--adapt goes with --builtin (train a --model on the store's labels with `classify train --store`)")
+    if decision != DEFAULT_DECISION and not builtin:
+        raise ReengError("--decision goes with --builtin (a trained --model's best guess is its most probable label)")
     if out_dir is not None:
         from reeng.outputs import check_dir_target
 

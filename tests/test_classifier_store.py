@@ -501,3 +501,13 @@ def test_queue_ranks_what_the_model_predicts_and_refuses_what_it_does_not(tmp_pa
     assert (code, out) == (2, "") and err.startswith("error: --dimension stage: the predictions of model 'kind'")
     code, out, _ = run(["annotate", "queue", "--store", str(path), "--model", "kind"], capsys)
     assert code == 0 and out.splitlines()[0].startswith("acme/detector#2  confidence 0.40  weakest kind")
+
+
+def test_predict_decision_goes_with_the_builtin_labeler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trained model's best guess is its most probable label: `--decision map` beside `--model` is one error
+    (it was ignored without a word)."""
+    store = make_store(tmp_path / "s.sqlite")
+    code, out, err = run(["classify", "predict", "--store", str(store), "--model", str(tmp_path / "m.skops"),
+                          "--decision", "map"], capsys)
+    assert (code, out, err) == (2, "", "error: --decision goes with --builtin (a trained --model's best guess is its most "
+                                       "probable label)\n")
