@@ -511,3 +511,21 @@ def test_predict_decision_goes_with_the_builtin_labeler(tmp_path: Path, capsys: 
                           "--decision", "map"], capsys)
     assert (code, out, err) == (2, "", "error: --decision goes with --builtin (a trained --model's best guess is its most "
                                        "probable label)\n")
+
+
+def test_a_models_predictions_replace_all_its_rows_of_a_thread(tmp_path: Path) -> None:
+    """Re-running a model replaces its rows of each thread it labels, also of a dimension it no longer predicts
+    (they stayed, with the old version, beside the new ones); other threads and models keep theirs."""
+    from taxonomy.labelers import Prediction
+    from taxonomy.predictions import read_predictions, write_predictions
+
+    conn = open_store(make_store(tmp_path / "s.sqlite"), create=False)
+    label = {"kind": Prediction("kind", "bug", 0.9, "bug"), "type": Prediction("type", "bug", 0.8, "bug")}
+    write_predictions(conn, [("acme/detector", n, label) for n in (1, 2)], "m", "v1")
+    write_predictions(conn, [("acme/detector", 1, label)], "other", "v1")
+    write_predictions(conn, [("acme/detector", 1, {"kind": Prediction("kind", None, 0.4, "bug")})], "m", "v2")
+    rows = {(r["model"], r["number"], r["dimension"]): r["model_version"] for r in read_predictions(conn)}
+    conn.close()
+    assert rows == {("m", 1, "kind"): "v2", ("m", 2, "kind"): "v1", ("m", 2, "type"): "v1",
+                    ("other", 1, "kind"): "v1", ("other", 1, "type"): "v1"}
+
