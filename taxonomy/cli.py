@@ -430,6 +430,9 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         raise ReengError("--adapt goes with --builtin (train a --model on the store's labels with `classify train --store`)")
     if decision != DEFAULT_DECISION and not builtin:
         raise ReengError("--decision goes with --builtin (a trained --model's best guess is its most probable label)")
+    if model_path is not None and Path(model_path).stem == "builtin":
+        raise ReengError(f"{model_path}: a trained model's predictions are stored under its file's name, and 'builtin' "
+                         "names the built-in labeler's: rename the file")
     if out_dir is not None:
         from reeng.outputs import check_dir_target
 

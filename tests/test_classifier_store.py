@@ -529,3 +529,13 @@ def test_a_models_predictions_replace_all_its_rows_of_a_thread(tmp_path: Path) -
     assert rows == {("m", 1, "kind"): "v2", ("m", 2, "kind"): "v1", ("m", 2, "type"): "v1",
                     ("other", 1, "kind"): "v1", ("other", 1, "type"): "v1"}
 
+
+def test_a_trained_model_file_named_builtin_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its predictions would be stored under the built-in labeler's name, replacing some of its rows (framework)
+    and mixing two models' versions under one name, as they did."""
+    make_store(tmp_path / "s.sqlite")
+    code, out, err = run(["classify", "predict", "--store", str(tmp_path / "s.sqlite"), "--model",
+                          str(tmp_path / "builtin.skops")], capsys)
+    assert (code, out) == (2, "") and err == (f"error: {tmp_path / 'builtin.skops'}: a trained model's predictions are "
+                                              "stored under its file's name, and 'builtin' names the built-in labeler's: "
+                                              "rename the file\n")
