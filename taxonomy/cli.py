@@ -226,8 +226,13 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         raise ReengError("--labels chooses what a store alone trains on: give --store S without --gold or --data")
     if data is not None and (store is not None or gold is not None):  # one was silently left unused
         raise ReengError("train learns from --data FILE (a labeled table) or from --store S (with --gold CSV), not both")
-    if label_col and data is None:
-        raise ReengError("--label-col names the label column of --data FILE: a store's labels are the taxonomy's dimensions")
+    if data is None:  # the table's options, given without a table, were silently ignored
+        source = click.get_current_context().get_parameter_source
+        table_only = [name for name, given in (("--text-cols", source("text_cols") == click.core.ParameterSource.COMMANDLINE),
+                                               ("--label-col", bool(label_col)), ("--no-evidence", not evidence)) if given]
+        if table_only:
+            raise ReengError(f"{' and '.join(table_only)} go{'es' * (len(table_only) == 1)} with --data FILE (a labeled "
+                             "table): a store's labels are the taxonomy's dimensions")
     check_file_target(out)  # before minutes of training, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model

@@ -416,8 +416,9 @@ def test_evaluate_prints_the_abstentions_apart(trained: tuple[Path, Path], tmp_p
 
 def test_train_refuses_a_table_and_a_store_together(trained: tuple[Path, Path], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """--data with --store (or --gold), or --label-col without --data: one error. The store won silently: the
-    table and its label column were ignored and a model of the store's weak labels was written."""
+    """--data with --store (or --gold), or a table's options (--label-col, --text-cols, --no-evidence) without
+    --data: one error. The store won silently: the table and its options were ignored and a model of the store's
+    weak labels was written."""
     from miner.store import open_store, save_thread
 
     store = tmp_path / "s.sqlite"
@@ -430,7 +431,10 @@ def test_train_refuses_a_table_and_a_store_together(trained: tuple[Path, Path], 
     cases = [(["--data", str(trained[0]), "--label-col", "kind", "--store", str(store)], both),
              (["--data", str(trained[0]), "--label-col", "kind", "--gold", str(tmp_path / "g.csv"), "--store", str(store)], both),
              (["--store", str(store), "--label-col", "kind"],
-              "error: --label-col names the label column of --data FILE: a store's labels are the taxonomy's dimensions\n")]
+              "error: --label-col goes with --data FILE (a labeled table): a store's labels are the taxonomy's dimensions\n"),
+             (["--store", str(store), "--text-cols", "body", "--no-evidence"],
+              "error: --text-cols and --no-evidence go with --data FILE (a labeled table): a store's labels are the "
+              "taxonomy's dimensions\n")]
     for args, line in cases:
         assert run(["classify", "train", *args, "--out", str(out)], capsys) == (2, "", line)
     assert not out.exists()
