@@ -365,6 +365,7 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         result["folds"] = folds
     else:
         model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
+        supervised.check_encoder_given(model)  # before the table's evidence pass, not after
         params = model.meta.get("params", {})
         cols = _cols(text_cols) if text_cols else params.get("text_cols") or ["title", "body"]
         label_col = label_col or params.get("label_col")
@@ -443,6 +444,8 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 
         check_dir_target(out_dir)  # before the long pass and before the store's predictions are replaced
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
+    if model is not None:
+        supervised.check_encoder_given(model)
     types = None
     if issue_type_model is not None:
         from taxonomy.defect_filter import load_issue_type_model

@@ -180,11 +180,8 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
             raise ReengError("this model uses evidence features: extract evidence before predicting")
         blocks.append(model.meta.get("evidence_scale", UNRECORDED_EVIDENCE_SCALE) * model.evidence_vectorizer.transform(evidence))
     if model.meta.get("embedding_model"):
-        wanted = model.meta["embedding_model"]
-        if model.embedding_folder is None:
-            raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
-                             "pass its local folder with --embedding-model")
-        blocks.append(_embedding_block(model.embedding_folder, prepared))
+        check_encoder_given(model)
+        blocks.append(_embedding_block(model.embedding_folder, prepared))  # type: ignore[arg-type]
     if model.meta.get("semantic_space"):
         wanted = model.meta["semantic_space"]
         space = model.semantic_space
@@ -193,6 +190,15 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
                              f"{'which is not given' if space is None else 'not ' + space.identity['version']}")
         blocks.append(_semantic_block(space, prepared))
     return hstack(blocks).tocsr()
+
+
+def check_encoder_given(model: TextModel) -> None:
+    """One clear error when ``model`` reads sentence embeddings and no local folder of its encoder was given
+    (:func:`load`'s ``embedding_model``): the commands call it before their long pass, not at the first prediction."""
+    wanted = model.meta.get("embedding_model")
+    if wanted and model.embedding_folder is None:
+        raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
+                         "pass its local folder with --embedding-model")
 
 
 def _embedding_block(folder: str, prepared: list[PreparedText]) -> Any:

@@ -451,3 +451,33 @@ def test_evaluate_refuses_the_other_modes_options(trained: tuple[Path, Path], ca
               "error: --threshold and --embedding-model go with --model, not --cv\n")]
     for args, line in cases:
         assert run(["classify", "evaluate", "--data", str(data), *args], capsys) == (2, "", line)
+
+
+def test_a_model_that_needs_its_encoder_says_so_before_the_long_pass(trained: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained with sentence embeddings, given without --embedding-model: one error before the store's
+    or the table's evidence pass (it came at the first prediction, after the whole pass)."""
+    import taxonomy.classify
+    from miner.store import open_store, save_thread
+    from taxonomy.supervised import load, save
+
+    model = load(trained[1])
+    model.meta["embedding_model"] = {"name": "some-encoder", "version": "0123456789ab"}
+    path = tmp_path / "enc.skops"
+    save(model, path)
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the long pass started before the model was checked")
+
+    monkeypatch.setattr(taxonomy.classify, "analyse_store", not_reached)
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    line = ("error: this model uses the sentence encoder some-encoder (version 0123456789ab): pass its local folder "
+            "with --embedding-model\n")
+    for args in (["predict", "--model", str(path), "--store", str(store)],
+                 ["evaluate", "--model", str(path), "--data", str(trained[0])]):
+        assert run(["classify", *args], capsys) == (2, "", line)
