@@ -117,12 +117,21 @@ def _unwritable(dest: Path, make: Any) -> Any:
         raise ReengError(f"{dest}: cannot write there ({exc.strerror or type(exc).__name__})") from None
 
 
+def _check_writable(dest: Path) -> None:
+    """A file can be made beside ``dest``: its nearest existing folder takes (and loses) a temporary file."""
+    folder = next(f for f in (dest.parent, *dest.parent.parents) if f.exists())
+    fd, name = _unwritable(dest, lambda: tempfile.mkstemp(prefix=_prefix(dest.name), dir=folder))
+    os.close(fd)
+    os.unlink(name)
+
+
 def check_dir_target(out: Path) -> None:
     """What :func:`staged_dir` refuses before it writes: a command checks it before its long work, too."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReengError(f"{out}: exists and is not a folder; give a folder (new or existing) as the output")
     _check_parent(out)
+    _check_writable(out)
 
 
 def check_file_target(path: Path) -> None:
@@ -133,6 +142,7 @@ def check_file_target(path: Path) -> None:
     if path.exists() and not stat.S_ISREG(path.stat().st_mode):
         raise ReengError(f"{path}: exists and is not a regular file (a device or pipe); give a file name as the output")
     _check_parent(path)
+    _check_writable(path)
 
 
 @contextmanager

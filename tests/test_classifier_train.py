@@ -482,3 +482,35 @@ def test_gold_eval_with_no_labeled_thread_in_the_store_is_one_clear_error(tmp_pa
                              capsys)
         assert (code, out) == (2, "") and err.startswith(f"error: {store}: {why}") and err.count("\n") == 1
     assert not plot.exists()
+
+
+def test_an_unwritable_output_is_refused_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder nothing can be written in (a read-only mount; as root a chmod does not stop writes, so the
+    refusal is simulated): `train --out` there is one error before the model is fitted, and nothing stays (the
+    same error came after the training)."""
+    import errno
+    import tempfile
+
+    import reeng.outputs
+    import taxonomy.classify
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args: object, dir: object = None, **kwargs: object) -> tuple[int, str]:
+        if dir is not None and Path(str(dir)) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, dir=dir, **kwargs)  # type: ignore[arg-type]
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the output was checked")
+
+    monkeypatch.setattr(reeng.outputs.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    for out in (locked / "m.skops", locked / "new" / "m.skops"):
+        code, stdout, err = run(["classify", "train", "--data", str(tmp_path / "t.csv"), "--label-col", "kind",
+                                 "--out", str(out)], capsys)
+        assert (code, stdout, err) == (2, "", f"error: {out}: cannot write there (Permission denied)\n")
+    assert not list(locked.iterdir())
