@@ -361,8 +361,12 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         idx, pred, conf = cross_validate([table.analysed[i].prepared for i in rows],  # type: ignore[misc]
                                          None if fast else [rule_features(table.analysed[i].evidence) for i in rows],
                                          [table.labels[i] for i in rows], label_col, folds=folds, fast=fast, groups=groups)
-        result = scores([table.labels[rows[i]] for i in idx], pred, probability=conf)  # type: ignore[misc]
+        # labeled rows whose text cannot be read (empty, not English) abstain, as with --model: not left out unsaid
+        unreadable = sorted({i for i, y in enumerate(table.labels) if y is not None} - set(rows))
+        result = scores([table.labels[rows[i]] for i in idx] + [table.labels[i] for i in unreadable],  # type: ignore[misc]
+                        [*pred, *[None] * len(unreadable)], probability=[*conf, *[0.0] * len(unreadable)])
         result["folds"] = folds
+        result["unreadable_rows"] = len(unreadable)
     else:
         model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
         supervised.check_encoder_given(model)  # before the table's evidence pass, not after

@@ -481,3 +481,18 @@ def test_a_model_that_needs_its_encoder_says_so_before_the_long_pass(trained: tu
     for args in (["predict", "--model", str(path), "--store", str(store)],
                  ["evaluate", "--model", str(path), "--data", str(trained[0])]):
         assert run(["classify", *args], capsys) == (2, "", line)
+
+
+def test_cross_validation_counts_unreadable_rows_as_abstentions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Labeled rows whose text cannot be read abstain in --cv as they do with --model (n, coverage,
+    unreadable_rows); they were left out of n without a word. Unlabeled rows stay out."""
+    data = tmp_path / "mixed.csv"
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误", "Crash on start"], "body": ["", "请问怎么解决这个问题", "x"],
+                          "kind": ["bug", "feature", None]})
+    pd.concat([pd.read_csv(make_table(tmp_path / "issues.csv")), extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "evaluate", "--cv", "3", "--fast", "--data", str(data), "--label-col", "kind", "--json"],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["n"], result["answered"], result["unreadable_rows"]) == (92, 90, 2)
+    assert result["per_class"]["feature"]["support"] == 31
