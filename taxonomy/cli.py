@@ -272,6 +272,9 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         return
     if "labels" in summary:
         click.echo(_training_labels_line(summary, gold))
+    if summary.get("skipped_text"):  # a table's rows that were not read, as the line above says for a store's
+        click.echo(f"{summary['skipped_text']} of the table's {summary['rows']} rows skipped: their text is empty, "
+                   "not English or not text")
     for target, info in meta["targets"].items():
         click.echo(f"{target}: {info['n_train']} rows, {len(info['classes'])} classes ({info['classifier']})")
     click.echo(_evidence_line(meta))

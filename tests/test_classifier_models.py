@@ -496,3 +496,15 @@ def test_cross_validation_counts_unreadable_rows_as_abstentions(tmp_path: Path, 
     result = json.loads(out)
     assert (result["n"], result["answered"], result["unreadable_rows"]) == (92, 90, 2)
     assert result["per_class"]["feature"]["support"] == 31
+
+
+def test_training_on_a_table_says_which_rows_it_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows whose text cannot be read are skipped, and the terminal output says how many (only --json did)."""
+    data = tmp_path / "mixed.csv"
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误"], "body": ["", "请问怎么解决这个问题"], "kind": ["bug", "feature"]})
+    pd.concat([pd.read_csv(make_table(tmp_path / "issues.csv")), extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--fast",
+                          "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 0, err
+    assert out.splitlines()[:2] == ["2 of the table's 92 rows skipped: their text is empty, not English or not text",
+                                    "kind: 90 rows, 3 classes (LogisticRegression)"]
