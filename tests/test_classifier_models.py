@@ -508,3 +508,23 @@ def test_training_on_a_table_says_which_rows_it_skipped(tmp_path: Path, capsys: 
     assert code == 0, err
     assert out.splitlines()[:2] == ["2 of the table's 92 rows skipped: their text is empty, not English or not text",
                                     "kind: 90 rows, 3 classes (LogisticRegression)"]
+
+
+def test_missing_value_markers_in_a_label_column_are_no_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A label column whose blanks a tool wrote as NaN, NA, #N/A or null: those rows are unlabeled, not a class of
+    their own (the model learned a class 'NaN'); 'None' stays a label."""
+    from taxonomy.classify import table_label
+
+    assert [table_label(v) for v in ("NaN", " nan ", "NA", "#N/A", "null", "<NA>", "", None, " bug ", "None")] == \
+        [None] * 8 + ["bug", "None"]
+    data = tmp_path / "issues.csv"
+    table = pd.read_csv(make_table(data))
+    table["kind"] = table["kind"].astype(object)
+    for i, marker in enumerate(("NaN", "NA", "#N/A", "null")):
+        table.loc[i::12, "kind"] = marker
+    table.to_csv(data, index=False)
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--fast", "--json",
+                          "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 0, err
+    kind = json.loads(out)["targets"]["kind"]
+    assert kind["classes"] == ["bug", "feature", "question"] and kind["n_train"] == 90 - 4 * 8
