@@ -117,6 +117,34 @@ def _unwritable(dest: Path, make: Any) -> Any:
         raise ReengError(f"{dest}: cannot write there ({exc.strerror or type(exc).__name__})") from None
 
 
+def _check_writable(dest: Path) -> None:
+    """A file can be made beside ``dest``: its nearest existing folder takes (and loses) a temporary file."""
+    folder = next(f for f in (dest.parent, *dest.parent.parents) if f.exists())
+    fd, name = _unwritable(dest, lambda: tempfile.mkstemp(prefix=_prefix(dest.name), dir=folder))
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_dir_target(out: Path) -> None:
+    """What :func:`staged_dir` refuses before it writes: a command checks it before its long work, too."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReengError(f"{out}: exists and is not a folder; give a folder (new or existing) as the output")
+    _check_parent(out)
+    _check_writable(out)
+
+
+def check_file_target(path: Path) -> None:
+    """What :func:`staged_file` refuses before it writes: a command checks it before its long work, too."""
+    path = Path(path)
+    if path.is_dir():
+        raise ReengError(f"{path}: is a folder; give a file name as the output")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise ReengError(f"{path}: exists and is not a regular file (a device or pipe); give a file name as the output")
+    _check_parent(path)
+    _check_writable(path)
+
+
 @contextmanager
 def staged_dir(out: Path, owns: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder; on success its files replace those of the same name in ``out``.
@@ -126,9 +154,7 @@ def staged_dir(out: Path, owns: Iterable[str] = ()) -> Iterator[Path]:
     beside the new ones as if it were theirs. Anything else already in ``out`` stays.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ReengError(f"{out}: exists and is not a folder; give a folder (new or existing) as the output")
-    _check_parent(out)
+    check_dir_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
     staging = Path(_unwritable(out, lambda: tempfile.mkdtemp(prefix=_prefix(out.name), dir=out.parent)))
@@ -157,11 +183,7 @@ def staged_dir(out: Path, owns: Iterable[str] = ()) -> Iterator[Path]:
 def staged_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` atomically on success."""
     path = Path(path)
-    if path.is_dir():
-        raise ReengError(f"{path}: is a folder; give a file name as the output")
-    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
-        raise ReengError(f"{path}: exists and is not a regular file (a device or pipe); give a file name as the output")
-    _check_parent(path)
+    check_file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     fd, tmp = _unwritable(path, lambda: tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent))

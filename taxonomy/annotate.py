@@ -319,7 +319,9 @@ def queue(conn: sqlite3.Connection, model: str, limit: int, dimensions: Iterable
     and the (lower-case repo, number) keys in ``exclude``.
 
     A thread's confidence is the lowest probability over ``dimensions`` (default: the six
-    taxonomy dimensions): one unsure dimension is enough for a human to be worth asking. With
+    taxonomy dimensions the model predicts, or, for a model trained on a table's own label column,
+    its targets): one unsure dimension is enough for a human to be worth asking. A dimension the
+    model's predictions do not hold is one clear error, not an empty queue. With
     ``("issue_type",)`` it is the review queue of the defect-or-not decision: the threads the
     defect filter finds least likely defects (or least surely not) come first.
 
@@ -330,11 +332,11 @@ def queue(conn: sqlite3.Connection, model: str, limit: int, dimensions: Iterable
     """
     if limit < 1:
         raise ReengError(f"--limit must be at least 1, got {limit}")
-    ranked = tuple(dimensions or LABEL_DIMENSIONS)
     done = labeled_threads(conn) | set(exclude)  # no human_labels table: nothing labeled yet
     preds = _latest(conn, model)
     if not preds:
         raise ReengError(f"the store holds no predictions of model {model!r}: run `reeng classify predict` first")
+    ranked = _ranked_dimensions(model, preds, tuple(dimensions or ()))
     items = []
     for (repo, number), dims in preds.items():
         if (repo.lower(), int(number)) in done:
@@ -348,6 +350,17 @@ def queue(conn: sqlite3.Connection, model: str, limit: int, dimensions: Iterable
                       "unreadable": _unreadable([dims[d].get("evidence") for d in probs])})
     items.sort(key=lambda x: (x["unreadable"] is not None, x["confidence"], -x["needs_review"], x["repo"], x["number"]))
     return items[:limit]
+
+
+def _ranked_dimensions(model: str, preds: dict[tuple[str, int], dict[str, Any]], asked: tuple[str, ...]) -> tuple[str, ...]:
+    """The dimensions :func:`queue` ranks by: those ``asked``, each one that ``model``'s predictions hold; by
+    default the six taxonomy dimensions they hold, else (a model trained on a table) every one but the framework."""
+    held = {dim for dims in preds.values() for dim in dims}
+    unknown = [d for d in asked if d not in held]
+    if unknown:
+        raise ReengError(f"--dimension {', '.join(unknown)}: the predictions of model {model!r} hold no such dimension "
+                         f"(they hold {', '.join(sorted(held))})")
+    return asked or tuple(d for d in LABEL_DIMENSIONS if d in held) or tuple(sorted(held - {"framework"}))
 
 
 def _unreadable(evidence: list[Any]) -> str | None:

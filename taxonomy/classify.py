@@ -80,8 +80,19 @@ def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | 
 
     rows = [(cell(r[0]), [body(v) for v in r[1:]]) for r in frame[text_cols].itertuples(index=False)]
     analysed = analyse_many(rows, total=len(rows), progress=progress, with_evidence=with_evidence)
-    labels = [None if cell(v) is None or not str(v).strip() else str(v).strip() for v in frame[label_col]] if label_col else []
+    labels = [table_label(cell(v)) for v in frame[label_col]] if label_col else []
     return TableData(analysed, labels, frame)
+
+
+# How tools write a missing cell (pandas' na_rep "NaN", R's "NA", spreadsheets' "#N/A", "null"): no class of its
+# own. ("None" stays a label: a rater's "no such defect" may be spelt so.)
+MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
+
+
+def table_label(value: object) -> str | None:
+    """A label cell of a user's table, trimmed; None when it is empty or a missing-value marker (:data:`MISSING_LABELS`)."""
+    text = "" if value is None else str(value).strip()
+    return None if not text or text.casefold() in MISSING_LABELS else text
 
 
 def usable(data: TableData) -> list[int]:
@@ -512,6 +523,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
 
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}")
+    check_threshold(threshold)
     human = reference == "human_labels"
     if adapt and not human:
         raise ReengError("adapting the labeler learns from the store's adjudicated labels: score it against them (--labels human)")

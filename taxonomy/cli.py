@@ -218,11 +218,22 @@ def _open_nonempty(store: Path) -> Any:
 def train_command(data: Path | None, text_cols: str, label_col: str | None, store: Path | None, label_source: str,
                   gold: Path | None, out: Path, fast: bool, evidence: bool, embedding_model: Path | None, as_json: bool) -> None:
     """Train a classifier: on gold defects (--gold --store), a labeled table (--data), or a store's adjudicated or weak labels (--store)."""
+    from reeng.outputs import check_file_target
     from reeng.progress import working
     from taxonomy import classify, supervised
 
     if label_source != "auto" and (store is None or gold is not None):
         raise ReengError("--labels chooses what a store alone trains on: give --store S without --gold or --data")
+    if data is not None and (store is not None or gold is not None):  # one was silently left unused
+        raise ReengError("train learns from --data FILE (a labeled table) or from --store S (with --gold CSV), not both")
+    if data is None:  # the table's options, given without a table, were silently ignored
+        source = click.get_current_context().get_parameter_source
+        table_only = [name for name, given in (("--text-cols", source("text_cols") == click.core.ParameterSource.COMMANDLINE),
+                                               ("--label-col", bool(label_col)), ("--no-evidence", not evidence)) if given]
+        if table_only:
+            raise ReengError(f"{' and '.join(table_only)} go{'es' * (len(table_only) == 1)} with --data FILE (a labeled "
+                             "table): a store's labels are the taxonomy's dimensions")
+    check_file_target(out)  # before minutes of training, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
@@ -261,6 +272,9 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         return
     if "labels" in summary:
         click.echo(_training_labels_line(summary, gold))
+    if summary.get("skipped_text"):  # a table's rows that were not read, as the line above says for a store's
+        click.echo(f"{summary['skipped_text']} of the table's {summary['rows']} rows skipped: their text is empty, "
+                   "not English or not text")
     for target, info in meta["targets"].items():
         click.echo(f"{target}: {info['n_train']} rows, {len(info['classes'])} classes ({info['classifier']})")
     click.echo(_evidence_line(meta))
@@ -330,6 +344,13 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
     if (model_path is None) == (folds is None):
         raise ReengError("evaluate needs exactly one of --model MODEL or --cv K")
     if folds is not None:
+        mode, other, options = "--cv", "--model", {"--threshold": threshold != 0.0, "--embedding-model": embedding_model is not None}
+    else:
+        mode, other, options = "--model", "--cv", {"--group-col": group_col is not None, "--fast": fast}
+    unused = [name for name, given in options.items() if given]
+    if unused:  # the other kind of evaluation's options were silently ignored
+        raise ReengError(f"{' and '.join(unused)} go{'es' * (len(unused) == 1)} with {other}, not {mode}")
+    if folds is not None:
         if not label_col:
             raise ReengError("--cv needs --label-col")
         cols = _cols(text_cols or "title,body")
@@ -343,17 +364,25 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
         idx, pred, conf = cross_validate([table.analysed[i].prepared for i in rows],  # type: ignore[misc]
                                          None if fast else [rule_features(table.analysed[i].evidence) for i in rows],
                                          [table.labels[i] for i in rows], label_col, folds=folds, fast=fast, groups=groups)
-        result = scores([table.labels[rows[i]] for i in idx], pred, probability=conf)  # type: ignore[misc]
+        # labeled rows whose text cannot be read (empty, not English) abstain, as with --model: not left out unsaid
+        unreadable = sorted({i for i, y in enumerate(table.labels) if y is not None} - set(rows))
+        result = scores([table.labels[rows[i]] for i in idx] + [table.labels[i] for i in unreadable],  # type: ignore[misc]
+                        [*pred, *[None] * len(unreadable)], probability=[*conf, *[0.0] * len(unreadable)])
         result["folds"] = folds
+        result["unreadable_rows"] = len(unreadable)
     else:
         model = supervised.load(model_path, embedding_model)  # type: ignore[arg-type]
+        supervised.check_encoder_given(model)  # before the table's evidence pass, not after
         params = model.meta.get("params", {})
         cols = _cols(text_cols) if text_cols else params.get("text_cols") or ["title", "body"]
         label_col = label_col or params.get("label_col")
         if not label_col:
             raise ReengError("--label-col: this model does not record a label column; name the one to score against")
-        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
         target = label_col if label_col in model.targets else model.targets[0]
+        if target != label_col and len(model.targets) > 1:
+            raise ReengError(f"--label-col {label_col!r}: this model predicts {', '.join(model.targets)}; "
+                             "score one of them against the column that holds it")
+        table = classify.read_labeled_table(data, cols, label_col, with_evidence=model.uses_evidence)
         preds = classify.model_predictions(model, table.analysed, threshold=threshold)
         rows = [i for i, y in enumerate(table.labels) if y is not None]
         if not rows:
@@ -365,9 +394,14 @@ def evaluate_command(model_path: Path | None, data: Path, text_cols: str | None,
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f})  "
+    unreadable = f"; {result['unreadable_rows']} unreadable" if result.get("unreadable_rows") else ""
+    click.echo(f"n {result['n']}  answered {result['answered']} (coverage {result['coverage']:.2f}{unreadable})  "
                f"macro-F1 {format_score(result['macro_f1'], result.get('macro_f1_ci'))}  "
                f"kappa {format_score(result['kappa'], result.get('kappa_ci'))}")
+    if result["answered"] < result["n"]:  # the scores above leave the abstentions out; these and the per-class ones do not
+        click.echo(f"abstentions counted wrong: macro-F1 {format_score(result['macro_f1_abstain_wrong'])}  "
+                   f"kappa {format_score(result['kappa_abstain_wrong'], result.get('kappa_abstain_wrong_ci'))}  "
+                   "(per class likewise)")
     for label, m in result["per_class"].items():
         click.echo(f"  {label:<32} P {m['precision']:.2f}  R {m['recall']:.2f}  F1 {m['f1']:.2f}  n {m['support']}")
 
@@ -407,7 +441,18 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         raise ReengError("--issue-type-model goes with --builtin (a trained --model predicts its own label columns)")
     if adapt and not builtin:
         raise ReengError("--adapt goes with --builtin (train a --model on the store's labels with `classify train --store`)")
+    if decision != DEFAULT_DECISION and not builtin:
+        raise ReengError("--decision goes with --builtin (a trained --model's best guess is its most probable label)")
+    if model_path is not None and Path(model_path).stem == "builtin":
+        raise ReengError(f"{model_path}: a trained model's predictions are stored under its file's name, and 'builtin' "
+                         "names the built-in labeler's: rename the file")
+    if out_dir is not None:
+        from reeng.outputs import check_dir_target
+
+        check_dir_target(out_dir)  # before the long pass and before the store's predictions are replaced
     model = supervised.load(model_path, embedding_model) if model_path else None  # load before the long pass: fail fast
+    if model is not None:
+        supervised.check_encoder_given(model)
     types = None
     if issue_type_model is not None:
         from taxonomy.defect_filter import load_issue_type_model
@@ -484,6 +529,10 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: boo
     human = reference == "human"
     if human and gold is not None:
         raise ReengError("--labels human scores against the store's adjudicated labels: leave out --gold")
+    if reliability is not None:
+        from reeng.outputs import check_file_target
+
+        check_file_target(reliability)  # before minutes of evaluation, not after
     if embedding_model is not None:
         from taxonomy.embeddings import check_model
 
@@ -491,6 +540,10 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: boo
     result = gold_eval(_open_nonempty(store), None if human else gold or locate("jiang2024-defects"), threshold=threshold,
                        cv=cv, decision=decision, embedding_model=embedding_model,
                        reference="human_labels" if human else "gold", adapt=adapt)
+    if not result["defects"]:  # nothing joined: no comparison to print, plot or save (the study stage notes it instead)
+        how = ("label a sample first: `reeng annotate export` and `import --store`, or `annotate pull`" if human
+               else "bring the gold threads in with `reeng gold fetch-threads` or `reeng import denchmark`")
+        raise ReengError(f"{store}: {result['note']}: nothing to compare ({how})")
     if reliability is not None and result["systems"]:
         from reeng.outputs import staged_file
         from taxonomy.evaluation import reliability_plot
@@ -603,7 +656,8 @@ def import_command(sheet_a: Path, sheet_b: Path, out: Path, adjudicated: Path | 
 @click.option("--model", default="builtin", show_default=True)
 @click.option("-n", "--limit", default=20, show_default=True)
 @click.option("--dimension", "dimensions", multiple=True, type=click.Choice(QUEUE_DIMENSIONS),
-              help="Rank by these dimensions' confidence (repeatable) [default: the six taxonomy dimensions]; "
+              help="Rank by these dimensions' confidence (repeatable) [default: the six taxonomy dimensions; for a "
+                   "model trained on a table's label column, its own]; "
                    "issue_type gives the defect-or-not review queue, least likely defects first.")
 @click.option("--json", "as_json", is_flag=True)
 def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ...], as_json: bool) -> None:
@@ -687,8 +741,11 @@ def pull_command(project: str, url: str, store: Path, adjudicators: tuple[str, .
     The API key is read from LABEL_STUDIO_API_KEY.
     """
     from miner.store import open_store
+    from reeng.outputs import check_file_target
     from taxonomy.annotate_studio import Studio, api_key_from_env, pull
 
+    if disagreements_out is not None:
+        check_file_target(disagreements_out)  # before the labels are stored, not after
     conn = open_store(store, create=False)
     result = pull(conn, Studio(url, api_key_from_env()), project, adjudicators=adjudicators, raters_per_task=raters_per_task)
     if disagreements_out is not None:

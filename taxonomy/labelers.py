@@ -160,8 +160,10 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
         self.decision = decision
 
     def fit(self, X: Any, y: Any) -> RuleLabeler:
-        """Learn the prior from ``y`` and refine each rule's category table on the rows where it fires."""
-        X = np.asarray(X, dtype=float)
+        """Learn the prior from ``y`` and refine each rule's category table on the rows where it fires.
+
+        ``X``: one column per rule of the dimension (:func:`rule_matrix`), or none (the prior alone)."""
+        X = self._rule_columns(X, (0, len(dimension_rules(self.dimension))))
         y = np.asarray([str(v) for v in y])
         self.classes_ = np.array(sorted(self.classes or set(y)))
         k = len(self.classes_)
@@ -191,8 +193,20 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
         self.table_ = table
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def _rule_columns(self, X: Any, allowed: tuple[int, ...]) -> np.ndarray:
+        """``X`` as a float matrix, or a ValueError when its columns are not the dimension's rules (a wrong
+        matrix used to be ignored by ``fit`` and to fail in ``predict_proba`` on a matmul, or give NaN scores)."""
         X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] not in allowed:
+            raise ValueError(f"X has shape {X.shape}: RuleLabeler({self.dimension!r}) reads one column per rule of "
+                             f"the dimension ({allowed[-1]}, taxonomy.labelers.rule_matrix)")
+        return X
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "table_")
+        X = self._rule_columns(X, (len(self.table_),))
         log_ratio = np.log(np.maximum(self.table_, 1e-12)) - np.log(self.prior_)
         scores = np.log(self.prior_) + X @ log_ratio
         scores -= scores.max(axis=1, keepdims=True)
@@ -201,7 +215,8 @@ class RuleLabeler(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The best guess per row by the ``decision`` rule (:func:`decide`), not always the posterior's argmax."""
-        return self.classes_[decide(self.predict_proba(X), self.prior_, self.decision)]
+        probs = self.predict_proba(X)  # first: an unfitted labeler is a NotFittedError, not an AttributeError
+        return self.classes_[decide(probs, self.prior_, self.decision)]
 
 
 @cache

@@ -49,12 +49,14 @@ def ensure_table(conn: sqlite3.Connection) -> None:
 
 def write_predictions(conn: sqlite3.Connection, rows: Iterable[tuple[str, int, dict[str, Prediction]]],
                       model: str, model_version: str) -> int:
-    """Replace this model's predictions for the given threads, in one transaction."""
+    """Replace this model's predictions for the given threads, in one transaction: every row the model had for
+    such a thread goes, also of a dimension it no longer predicts (a retrained model of the same name)."""
     ensure_table(conn)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     count = 0
     with conn:
         for repo, number, preds in rows:
+            conn.execute("DELETE FROM predictions WHERE repo = ? AND number = ? AND model = ?", (repo, number, model))
             for p in preds.values():
                 conn.execute(
                     "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

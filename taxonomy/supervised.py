@@ -180,11 +180,8 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
             raise ReengError("this model uses evidence features: extract evidence before predicting")
         blocks.append(model.meta.get("evidence_scale", UNRECORDED_EVIDENCE_SCALE) * model.evidence_vectorizer.transform(evidence))
     if model.meta.get("embedding_model"):
-        wanted = model.meta["embedding_model"]
-        if model.embedding_folder is None:
-            raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
-                             "pass its local folder with --embedding-model")
-        blocks.append(_embedding_block(model.embedding_folder, prepared))
+        check_encoder_given(model)
+        blocks.append(_embedding_block(model.embedding_folder, prepared))  # type: ignore[arg-type]
     if model.meta.get("semantic_space"):
         wanted = model.meta["semantic_space"]
         space = model.semantic_space
@@ -193,6 +190,15 @@ def features(model: TextModel, prepared: list[PreparedText], evidence: list[dict
                              f"{'which is not given' if space is None else 'not ' + space.identity['version']}")
         blocks.append(_semantic_block(space, prepared))
     return hstack(blocks).tocsr()
+
+
+def check_encoder_given(model: TextModel) -> None:
+    """One clear error when ``model`` reads sentence embeddings and no local folder of its encoder was given
+    (:func:`load`'s ``embedding_model``): the commands call it before their long pass, not at the first prediction."""
+    wanted = model.meta.get("embedding_model")
+    if wanted and model.embedding_folder is None:
+        raise ReengError(f"this model uses the sentence encoder {wanted['name']} (version {wanted['version']}): "
+                         "pass its local folder with --embedding-model")
 
 
 def _embedding_block(folder: str, prepared: list[PreparedText]) -> Any:
@@ -408,6 +414,15 @@ def _evidence_vectorizer(names_json: str | None) -> Any:
     return vectorizer
 
 
+def _meta(text: Any) -> dict[str, Any] | None:
+    """A model file's metadata (the JSON object :func:`save` wrote), or None when it is not one."""
+    try:
+        meta = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def load(path: Path | str, embedding_model: Path | str | None = None) -> TextModel:
     """Read a model written by :func:`save`, refusing files that are not one or hold untrusted types."""
     import zipfile
@@ -429,7 +444,9 @@ def load(path: Path | str, embedding_model: Path | str | None = None) -> TextMod
         raise ReengError(f"{path}: not a readable reeng model ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or "meta_json" not in payload:
         raise ReengError(f"{path}: not a reeng model (a skops file of something else)")
-    meta = json.loads(payload["meta_json"])
+    meta = _meta(payload["meta_json"])
+    if meta is None:
+        raise ReengError(f"{path}: not a readable reeng model (its metadata is not a JSON object)")
     if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ReengError(f"{path}: model format {meta.get('format')} v{meta.get('format_version')}, this reeng reads "
                          f"{MODEL_FORMAT} v{FORMAT_VERSION}: retrain it with `reeng classify train`")
@@ -437,7 +454,10 @@ def load(path: Path | str, embedding_model: Path | str | None = None) -> TextMod
         evidence = _evidence_vectorizer(payload.get("evidence_features_json"))
     except (ValueError, TypeError):
         raise ReengError(f"{path}: not a readable reeng model (damaged evidence features)") from None
-    model = TextModel(payload["vectorizer"], evidence, payload["classifiers"], meta)
+    classifiers = payload.get("classifiers")
+    if "vectorizer" not in payload or not isinstance(classifiers, dict) or not classifiers:
+        raise ReengError(f"{path}: not a readable reeng model (no vectorizer or no classifier in it)")
+    model = TextModel(payload["vectorizer"], evidence, classifiers, meta)
     if embedding_model is not None:
         use_encoder(model, embedding_model)
     return model

@@ -287,3 +287,22 @@ def test_cli_mirrors_the_decision_rules() -> None:
     from taxonomy import cli, labelers
 
     assert (cli.DECISIONS, cli.DEFAULT_DECISION) == (labelers.DECISIONS, labelers.DEFAULT_DECISION)
+
+
+def test_a_rule_labeler_follows_scikit_learns_conventions_on_misuse() -> None:
+    """Predicting before fit is a NotFittedError (an AttributeError before), and a matrix whose columns are not
+    the dimension's rules a ValueError saying so, in fit as in predict (fit ignored it, predict failed on a
+    matmul, and cross_val_score gave NaN scores)."""
+    from sklearn.exceptions import NotFittedError
+
+    rules = dimension_rules("impact")
+    with pytest.raises(NotFittedError):
+        RuleLabeler("impact").predict(np.zeros((2, len(rules))))
+    y = ["crash", "hang", "crash"]
+    for wrong in (np.zeros((3, 3)), np.zeros(3)):
+        with pytest.raises(ValueError, match=rf"RuleLabeler\('impact'\) reads one column per rule of the dimension \({len(rules)}"):
+            RuleLabeler("impact").fit(wrong, y)
+    fitted = RuleLabeler("impact").fit(np.zeros((3, 0)), y)  # the prior alone, as the built-in labeler fits it
+    assert fitted.predict_proba(np.zeros((2, len(rules)))).shape == (2, 2)
+    with pytest.raises(ValueError, match="reads one column per rule"):
+        fitted.predict(np.zeros((2, 3)))

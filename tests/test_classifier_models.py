@@ -356,3 +356,175 @@ def test_getting_the_labeler_ready_names_each_part_while_it_loads(monkeypatch: p
     assert loaded == parts
     assert shown == [("built-in labeler", 4)] + [x for p in parts for x in (f"built-in labeler: {p} (learned at first use, "
                                                                           "then cached)", "done")]
+
+
+@pytest.mark.parametrize("payload", [
+    {"meta_json": "not json"},  # metadata that is not JSON
+    {"meta_json": "[1, 2]"},  # JSON, but not an object
+    {"meta_json": json.dumps({"format": "reeng-text-classifier", "format_version": 3})},  # no vectorizer, no classifiers
+    {"meta_json": json.dumps({"format": "reeng-text-classifier", "format_version": 3}), "vectorizer": None,
+     "classifiers": {}},  # nothing to predict with
+])
+def test_a_skops_dict_that_is_no_model_is_one_clear_error(payload: dict, trained: tuple[Path, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A skops file of a dict that looks like a model file but is none: one error line, exit 2 (it was an
+    unexpected failure, a KeyError, an AttributeError, or an IndexError at the first prediction)."""
+    from taxonomy.supervised import skops_io
+
+    path = tmp_path / "other.skops"
+    skops_io().dump(payload, path)
+    code, out, err = run(["classify", "evaluate", "--model", str(path), "--data", str(trained[0]), "--label-col", "kind"],
+                         capsys)
+    assert (code, out) == (2, "") and err.startswith(f"error: {path}: not a readable reeng model (") and err.count("\n") == 1
+
+
+def test_evaluate_refuses_a_label_column_a_multi_target_model_does_not_predict(trained: tuple[Path, Path], tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A model of several targets (a gold model: one per dimension) scored against a column none of them is:
+    one error naming its targets. It used to score its first target against that column, silently."""
+    from taxonomy.classify import read_labeled_table
+    from taxonomy.supervised import save, train
+
+    table = read_labeled_table(trained[0], ["title", "body"], "kind", with_evidence=False, progress=False)
+    prepared = [a.prepared for a in table.analysed]
+    model = train(prepared, None, {"stage": table.labels, "impact": table.labels[::-1]}, fast=True)
+    path = tmp_path / "two.skops"
+    save(model, path)
+    code, out, err = run(["classify", "evaluate", "--model", str(path), "--data", str(trained[0]), "--label-col", "kind"],
+                         capsys)
+    assert (code, out, err) == (2, "", "error: --label-col 'kind': this model predicts stage, impact; score one of them "
+                                       "against the column that holds it\n")
+    code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(trained[0]), "--label-col", "kind",
+                          "--json"], capsys)
+    assert code == 0 and json.loads(out)["target"] == "kind"
+
+
+def test_evaluate_prints_the_abstentions_apart(trained: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal output, like --json, says how many rows could not be read and the scores with abstentions
+    counted wrong (which the per-class scores are): it printed only the coverage beside scores that leave them out."""
+    data = tmp_path / "mixed.csv"
+    table = pd.read_csv(trained[0])
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误"], "body": ["", "请问怎么解决这个问题"], "kind": ["bug", "bug"]})
+    pd.concat([table, extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "evaluate", "--model", str(trained[1]), "--data", str(data)], capsys)
+    assert code == 0, err
+    first, second = out.splitlines()[:2]
+    assert first.startswith("n 92  answered 90 (coverage 0.98; 2 unreadable)  macro-F1 ")
+    assert second.startswith("abstentions counted wrong: macro-F1 ") and second.endswith("(per class likewise)")
+
+
+def test_train_refuses_a_table_and_a_store_together(trained: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--data with --store (or --gold), or a table's options (--label-col, --text-cols, --no-evidence) without
+    --data: one error. The store won silently: the table and its options were ignored and a model of the store's
+    weak labels was written."""
+    from miner.store import open_store, save_thread
+
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash on start", "body": "It crashes.", "comments": []},
+                source="test")
+    conn.close()
+    out = tmp_path / "m.skops"
+    both = "error: train learns from --data FILE (a labeled table) or from --store S (with --gold CSV), not both\n"
+    cases = [(["--data", str(trained[0]), "--label-col", "kind", "--store", str(store)], both),
+             (["--data", str(trained[0]), "--label-col", "kind", "--gold", str(tmp_path / "g.csv"), "--store", str(store)], both),
+             (["--store", str(store), "--label-col", "kind"],
+              "error: --label-col goes with --data FILE (a labeled table): a store's labels are the taxonomy's dimensions\n"),
+             (["--store", str(store), "--text-cols", "body", "--no-evidence"],
+              "error: --text-cols and --no-evidence go with --data FILE (a labeled table): a store's labels are the "
+              "taxonomy's dimensions\n")]
+    for args, line in cases:
+        assert run(["classify", "train", *args, "--out", str(out)], capsys) == (2, "", line)
+    assert not out.exists()
+
+
+def test_evaluate_refuses_the_other_modes_options(trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """--group-col and --fast cross-validate, --threshold and --embedding-model score a model: given to the other
+    kind of evaluation they are one error; they were ignored, and the scores looked as if they had been applied."""
+    data, model = trained
+    cases = [(["--model", str(model), "--group-col", "repo"], "error: --group-col goes with --cv, not --model\n"),
+             (["--model", str(model), "--fast"], "error: --fast goes with --cv, not --model\n"),
+             (["--cv", "3", "--label-col", "kind", "--threshold", "0.9"], "error: --threshold goes with --model, not --cv\n"),
+             (["--cv", "3", "--label-col", "kind", "--threshold", "0.9", "--embedding-model", "enc"],
+              "error: --threshold and --embedding-model go with --model, not --cv\n")]
+    for args, line in cases:
+        assert run(["classify", "evaluate", "--data", str(data), *args], capsys) == (2, "", line)
+
+
+def test_a_model_that_needs_its_encoder_says_so_before_the_long_pass(trained: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained with sentence embeddings, given without --embedding-model: one error before the store's
+    or the table's evidence pass (it came at the first prediction, after the whole pass)."""
+    import taxonomy.classify
+    from miner.store import open_store, save_thread
+    from taxonomy.supervised import load, save
+
+    model = load(trained[1])
+    model.meta["embedding_model"] = {"name": "some-encoder", "version": "0123456789ab"}
+    path = tmp_path / "enc.skops"
+    save(model, path)
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the long pass started before the model was checked")
+
+    monkeypatch.setattr(taxonomy.classify, "analyse_store", not_reached)
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    line = ("error: this model uses the sentence encoder some-encoder (version 0123456789ab): pass its local folder "
+            "with --embedding-model\n")
+    for args in (["predict", "--model", str(path), "--store", str(store)],
+                 ["evaluate", "--model", str(path), "--data", str(trained[0])]):
+        assert run(["classify", *args], capsys) == (2, "", line)
+
+
+def test_cross_validation_counts_unreadable_rows_as_abstentions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Labeled rows whose text cannot be read abstain in --cv as they do with --model (n, coverage,
+    unreadable_rows); they were left out of n without a word. Unlabeled rows stay out."""
+    data = tmp_path / "mixed.csv"
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误", "Crash on start"], "body": ["", "请问怎么解决这个问题", "x"],
+                          "kind": ["bug", "feature", None]})
+    pd.concat([pd.read_csv(make_table(tmp_path / "issues.csv")), extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "evaluate", "--cv", "3", "--fast", "--data", str(data), "--label-col", "kind", "--json"],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["n"], result["answered"], result["unreadable_rows"]) == (92, 90, 2)
+    assert result["per_class"]["feature"]["support"] == 31
+
+
+def test_training_on_a_table_says_which_rows_it_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows whose text cannot be read are skipped, and the terminal output says how many (only --json did)."""
+    data = tmp_path / "mixed.csv"
+    extra = pd.DataFrame({"title": ["", "模型训练时出现错误"], "body": ["", "请问怎么解决这个问题"], "kind": ["bug", "feature"]})
+    pd.concat([pd.read_csv(make_table(tmp_path / "issues.csv")), extra], ignore_index=True).to_csv(data, index=False)
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--fast",
+                          "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 0, err
+    assert out.splitlines()[:2] == ["2 of the table's 92 rows skipped: their text is empty, not English or not text",
+                                    "kind: 90 rows, 3 classes (LogisticRegression)"]
+
+
+def test_missing_value_markers_in_a_label_column_are_no_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A label column whose blanks a tool wrote as NaN, NA, #N/A or null: those rows are unlabeled, not a class of
+    their own (the model learned a class 'NaN'); 'None' stays a label."""
+    from taxonomy.classify import table_label
+
+    assert [table_label(v) for v in ("NaN", " nan ", "NA", "#N/A", "null", "<NA>", "", None, " bug ", "None")] == \
+        [None] * 8 + ["bug", "None"]
+    data = tmp_path / "issues.csv"
+    table = pd.read_csv(make_table(data))
+    table["kind"] = table["kind"].astype(object)
+    for i, marker in enumerate(("NaN", "NA", "#N/A", "null")):
+        table.loc[i::12, "kind"] = marker
+    table.to_csv(data, index=False)
+    code, out, err = run(["classify", "train", "--data", str(data), "--label-col", "kind", "--fast", "--json",
+                          "--out", str(tmp_path / "m.skops")], capsys)
+    assert code == 0, err
+    kind = json.loads(out)["targets"]["kind"]
+    assert kind["classes"] == ["bug", "feature", "question"] and kind["n_train"] == 90 - 4 * 8

@@ -473,3 +473,69 @@ def test_sheets_import_from_xlsx_and_a_new_decision_replaces_the_stored_one(stor
     code, _, err = run(["annotate", "import", str(tmp_path / "empty.csv"), str(tmp_path / "empty.csv"), "--out",
                         str(tmp_path / "e")], capsys)
     assert code == 2 and err.strip() == f"error: {tmp_path / 'empty.csv'}: the sheet holds no issue rows"
+
+
+def test_queue_ranks_what_the_model_predicts_and_refuses_what_it_does_not(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained on a table's label column (`classify train --data`, here 'kind') predicts none of the six
+    taxonomy dimensions: its queue ranks its own target (it printed nothing, exit 0), and a dimension its
+    predictions do not hold, or a misspelt one, is one clear error (an empty list before)."""
+    from reeng.errors import ReengError
+    from taxonomy.annotate import queue
+    from taxonomy.labelers import Prediction
+    from taxonomy.predictions import write_predictions
+
+    path = make_store(tmp_path / "s.sqlite")
+    conn = open_store(path, create=False)
+    rows = [("acme/detector", n, {"kind": Prediction("kind", "bug" if p >= 0.5 else None, p, "bug"),
+                                  "framework": Prediction("framework", "pytorch", 1.0, "pytorch")})
+            for n, p in ((1, 0.9), (2, 0.4), (3, 0.7))]
+    write_predictions(conn, rows, "kind", "test")
+    assert [q["number"] for q in queue(conn, "kind", 10)] == [2, 3, 1]
+    for asked, missing in ((["stage"], "stage"), (["kind", "stagee"], "stagee")):
+        with pytest.raises(ReengError, match=f"--dimension {missing}: the predictions of model 'kind' hold no such "
+                                             "dimension \\(they hold framework, kind\\)"):
+            queue(conn, "kind", 10, asked)
+    conn.close()
+    code, out, err = run(["annotate", "queue", "--store", str(path), "--model", "kind", "--dimension", "stage"], capsys)
+    assert (code, out) == (2, "") and err.startswith("error: --dimension stage: the predictions of model 'kind'")
+    code, out, _ = run(["annotate", "queue", "--store", str(path), "--model", "kind"], capsys)
+    assert code == 0 and out.splitlines()[0].startswith("acme/detector#2  confidence 0.40  weakest kind")
+
+
+def test_predict_decision_goes_with_the_builtin_labeler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trained model's best guess is its most probable label: `--decision map` beside `--model` is one error
+    (it was ignored without a word)."""
+    store = make_store(tmp_path / "s.sqlite")
+    code, out, err = run(["classify", "predict", "--store", str(store), "--model", str(tmp_path / "m.skops"),
+                          "--decision", "map"], capsys)
+    assert (code, out, err) == (2, "", "error: --decision goes with --builtin (a trained --model's best guess is its most "
+                                       "probable label)\n")
+
+
+def test_a_models_predictions_replace_all_its_rows_of_a_thread(tmp_path: Path) -> None:
+    """Re-running a model replaces its rows of each thread it labels, also of a dimension it no longer predicts
+    (they stayed, with the old version, beside the new ones); other threads and models keep theirs."""
+    from taxonomy.labelers import Prediction
+    from taxonomy.predictions import read_predictions, write_predictions
+
+    conn = open_store(make_store(tmp_path / "s.sqlite"), create=False)
+    label = {"kind": Prediction("kind", "bug", 0.9, "bug"), "type": Prediction("type", "bug", 0.8, "bug")}
+    write_predictions(conn, [("acme/detector", n, label) for n in (1, 2)], "m", "v1")
+    write_predictions(conn, [("acme/detector", 1, label)], "other", "v1")
+    write_predictions(conn, [("acme/detector", 1, {"kind": Prediction("kind", None, 0.4, "bug")})], "m", "v2")
+    rows = {(r["model"], r["number"], r["dimension"]): r["model_version"] for r in read_predictions(conn)}
+    conn.close()
+    assert rows == {("m", 1, "kind"): "v2", ("m", 2, "kind"): "v1", ("m", 2, "type"): "v1",
+                    ("other", 1, "kind"): "v1", ("other", 1, "type"): "v1"}
+
+
+def test_a_trained_model_file_named_builtin_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its predictions would be stored under the built-in labeler's name, replacing some of its rows (framework)
+    and mixing two models' versions under one name, as they did."""
+    make_store(tmp_path / "s.sqlite")
+    code, out, err = run(["classify", "predict", "--store", str(tmp_path / "s.sqlite"), "--model",
+                          str(tmp_path / "builtin.skops")], capsys)
+    assert (code, out) == (2, "") and err == (f"error: {tmp_path / 'builtin.skops'}: a trained model's predictions are "
+                                              "stored under its file's name, and 'builtin' names the built-in labeler's: "
+                                              "rename the file\n")

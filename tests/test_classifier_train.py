@@ -403,3 +403,114 @@ def test_predict_out_writes_the_machine_defect_table(data: tuple[Path, Path], tm
         taxonomy.machine_defects(store, "builtin", sample=7)
     with pytest.raises(ReengError, match="no predictions of model 'nope'"):
         taxonomy.machine_defects(store, "nope")
+
+
+def test_the_notebook_evaluation_refuses_what_gold_eval_refuses(tmp_path: Path) -> None:
+    """Corpus.evaluate_labeler and gold_eval say what `classify gold-eval` says: an empty store and a threshold
+    outside [0, 1] are one clear error (they returned an empty comparison, and scored every label at threshold 2
+    as an abstention)."""
+    from reeng import Corpus
+    from reeng.errors import ReengError
+    from taxonomy.classify import gold_eval
+
+    empty = tmp_path / "empty.sqlite"
+    open_store(empty).close()
+    with pytest.raises(ReengError, match="the store holds no threads"):
+        Corpus(empty).evaluate_labeler(cv=False)
+    one = tmp_path / "one.sqlite"
+    conn = open_store(one)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+    for threshold in (2, -0.5, float("nan")):
+        with pytest.raises(ReengError, match=r"^--threshold .*: a probability between 0 and 1$"):
+            Corpus(one).evaluate_labeler(threshold=threshold, cv=False)
+    conn = open_store(one, create=False)
+    with pytest.raises(ReengError, match=r"^--threshold 2: a probability between 0 and 1$"):
+        gold_eval(conn, None, threshold=2, reference="human_labels", progress=False)
+    conn.close()
+
+
+def test_an_output_of_the_wrong_kind_is_refused_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --out` at a file, `train --out` and `gold-eval --reliability` at a folder: one error before the long
+    pass. predict used to label every thread and replace the store's predictions first, train to fit the model."""
+    import taxonomy.classify
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the output was checked")
+
+    store = tmp_path / "s.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash on start", "body": "It crashes.", "comments": []},
+                source="test")
+    conn.close()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    monkeypatch.setattr(taxonomy.classify, "gold_eval", not_reached)
+    cases = [(["classify", "predict", "--builtin", "--store", str(store), "--out", str(tmp_path / "a_file")],
+              f"error: {tmp_path / 'a_file'}: exists and is not a folder; give a folder (new or existing) as the output"),
+             (["classify", "train", "--data", str(tmp_path / "t.csv"), "--label-col", "kind", "--out", str(tmp_path / "a_folder")],
+              f"error: {tmp_path / 'a_folder'}: is a folder; give a file name as the output"),
+             (["classify", "gold-eval", "--store", str(store), "--reliability", str(tmp_path / "a_folder")],
+              f"error: {tmp_path / 'a_folder'}: is a folder; give a file name as the output")]
+    for args, line in cases:
+        code, out, err = run(args, capsys)
+        assert (code, out, err) == (2, "", line + "\n")
+    conn = open_store(store, create=False)
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'predictions'").fetchall()
+    conn.close()
+    assert (tmp_path / "a_file").read_text() == "x" and not list((tmp_path / "a_folder").iterdir())
+
+
+def test_gold_eval_with_no_labeled_thread_in_the_store_is_one_clear_error(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """No gold defect (or adjudicated label) has its thread in the store: one error line, exit 2, no plot, as
+    `train --gold` says it. It printed "0 gold defects in 0 threads" and an empty JSON comparison, exit 0."""
+    from tests.bad_input_helpers import gold_csv
+
+    gold = gold_csv(tmp_path / "gold.csv", rows=3)
+    store = tmp_path / "other.sqlite"
+    conn = open_store(store)
+    save_thread(conn, {"repo": "x/y", "number": 1, "title": "Crash", "body": "It crashes.", "comments": []}, source="test")
+    conn.close()
+    plot = tmp_path / "plot.png"
+    for extra, why in ((["--gold", str(gold)], "no gold issue has its thread in this store: nothing to compare (bring "),
+                       (["--labels", "human"], "no adjudicated label of a stored thread in this store: nothing to "
+                                               "compare (label a sample first")):
+        code, out, err = run(["classify", "gold-eval", "--store", str(store), *extra, "--reliability", str(plot), "--json"],
+                             capsys)
+        assert (code, out) == (2, "") and err.startswith(f"error: {store}: {why}") and err.count("\n") == 1
+    assert not plot.exists()
+
+
+def test_an_unwritable_output_is_refused_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder nothing can be written in (a read-only mount; as root a chmod does not stop writes, so the
+    refusal is simulated): `train --out` there is one error before the model is fitted, and nothing stays (the
+    same error came after the training)."""
+    import errno
+    import tempfile
+
+    import reeng.outputs
+    import taxonomy.classify
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args: object, dir: object = None, **kwargs: object) -> tuple[int, str]:
+        if dir is not None and Path(str(dir)) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, dir=dir, **kwargs)  # type: ignore[arg-type]
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the output was checked")
+
+    monkeypatch.setattr(reeng.outputs.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(taxonomy.classify, "read_labeled_table", not_reached)
+    for out in (locked / "m.skops", locked / "new" / "m.skops"):
+        code, stdout, err = run(["classify", "train", "--data", str(tmp_path / "t.csv"), "--label-col", "kind",
+                                 "--out", str(out)], capsys)
+        assert (code, stdout, err) == (2, "", f"error: {out}: cannot write there (Permission denied)\n")
+    assert not list(locked.iterdir())
