@@ -459,6 +459,7 @@ class BuiltinLabeler(BaseEstimator):
             return out
         probs = self._posterior([analysed[i] for i in ok])
         reported = self._tempered(probs)  # the decision reads the posterior; the probability is the calibrated one
+        text_read = {dim for model in (self.text_models_() or {}).values() for dim in model.targets}
         for row, i in enumerate(ok):
             preds = {}
             for dim in ALL_DIMENSIONS:
@@ -468,7 +469,9 @@ class BuiltinLabeler(BaseEstimator):
                 spans = supporting_evidence(analysed[i].evidence, dim, cand, self.labelers[dim])
                 # A flat posterior (no evidence, uniform prior) is no answer, whatever the threshold.
                 confident = prob >= self.threshold and float(np.ptp(p)) > 1e-9 and not math.isnan(prob)
-                reason = None if confident else ("no evidence" if not spans else "below threshold")
+                # A text model read the thread for this dimension: its guess is evidence without a rule's span.
+                read = bool(spans) or dim in text_read
+                reason = None if confident else ("below threshold" if read else "no evidence")
                 preds[dim] = Prediction(dim, cand if confident else None, round(prob, 4), cand, spans, reason)
             out[i] = preds
         if self.filter:

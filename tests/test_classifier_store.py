@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from miner.store import open_store, save_thread
+from taxonomy.rules import LABEL_DIMENSIONS
 from tests.conftest import run_main as run
 
 THREADS = [
@@ -59,6 +60,12 @@ def test_predict_builtin_writes_labels_probabilities_evidence(store: Path) -> No
     assert evidence["reason"] == (None if answered else "below threshold")
     empty = rows[(4, "stage")]
     assert empty["label"] is None and empty["needs_review"] == 1 and json.loads(empty["evidence"])["reason"] == "empty"
+    # The text models read every readable thread: an abstention there is a guess below the threshold, even where no
+    # rule's span backs it, never "no evidence".
+    waiting = [json.loads(r["evidence"]) for (n, dim), r in rows.items()
+               if n != 4 and dim in LABEL_DIMENSIONS and r["needs_review"]]
+    assert waiting and {e["reason"] for e in waiting} == {"below threshold"}
+    assert any(not e["spans"] for e in waiting)
 
 
 @pytest.mark.usefixtures("without_local_data")
@@ -81,6 +88,12 @@ def test_without_study_labels_and_archive_the_labeler_warns_and_keeps_threads(
     assert all(json.loads(e)["spans"][-1]["label"] == "fallback" for (e,) in rows)
     versions = sqlite3.connect(path).execute("SELECT DISTINCT model_version FROM predictions").fetchall()
     assert versions == [(f"{BUILTIN_VERSION}+rules-only+no-study-labels",)]  # told apart from the full labeler's
+    # With the rules alone, a dimension no rule speaks to in a readable thread has no evidence at all.
+    unread = [json.loads(e) for (e,) in sqlite3.connect(path).execute(
+        "SELECT evidence FROM predictions WHERE number != 4 AND needs_review = 1 AND dimension IN ('stage', 'impact', "
+        "'manifestation', 'code_error', 'root_cause', 'reporter')")]
+    assert any(e["reason"] == "no evidence" for e in unread)
+    assert all(e["reason"] == ("below threshold" if e["spans"] else "no evidence") for e in unread)
 
 
 def test_labeling_in_chunks_and_workers_changes_no_label(monkeypatch: pytest.MonkeyPatch) -> None:
