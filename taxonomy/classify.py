@@ -89,6 +89,14 @@ def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | 
 MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
 
 
+def file_record(path: Path) -> dict[str, str]:
+    """A training file as a model records it: its name and SHA-256, never its path (a model file is
+    shared, and a path names the trainer's folders)."""
+    from reeng.datasets import sha256_file
+
+    return {"name": Path(path).name, "sha256": sha256_file(Path(path))}
+
+
 def table_label(value: object) -> str | None:
     """A label cell of a user's table, trimmed; None when it is empty or a missing-value marker (:data:`MISSING_LABELS`)."""
     text = "" if value is None else str(value).strip()
@@ -481,7 +489,7 @@ def train_gold(conn: sqlite3.Connection, gold_csv: Path | str | None, *, fast: b
     source = "gold" if gold_csv is not None else "human_labels"
     with working(FITTING, progress):
         model = train(prepared, evidence, {d: [labels[d][j] for j in usable_rows] for d in labels},  # type: ignore[misc]
-                      fast=fast, params={"source": source, "gold": str(gold_csv) if gold_csv else None, "human_labels": human},
+                      fast=fast, params={"source": source, "gold": file_record(gold_csv) if gold_csv else None, "human_labels": human},
                       embedding_model=embedding_model)
     summary = {"labels": source, "defects": len(join.defects), "trained_on": len(usable_rows), "missing_threads": join.missing,
                "threads": len(set(join.rows)), "from_human_labels": int((join.defects["source"] == "human_labels").sum()),

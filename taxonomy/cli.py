@@ -261,7 +261,8 @@ def train_command(data: Path | None, text_cols: str, label_col: str | None, stor
         table = classify.read_labeled_table(data, _cols(text_cols), label_col, with_evidence=evidence and not fast)
         with working(classify.FITTING, not as_json):
             model, summary = classify.train_table(table, label_col, fast=fast,
-                                                  params={"data": str(data), "text_cols": _cols(text_cols), "label_col": label_col},
+                                                  params={"data": classify.file_record(data), "text_cols": _cols(text_cols),
+                                                          "label_col": label_col},
                                                   embedding_model=embedding_model, evidence_features=evidence)
     supervised.save(model, out)
     meta = model.meta

@@ -54,6 +54,18 @@ def test_train_and_evaluate_general_issue_type(trained: tuple[Path, Path], capsy
     assert result["macro_f1"] > 0.9 and set(result["per_class"]) == {"bug", "feature", "question"}
 
 
+def test_a_model_names_its_training_table_without_its_path(trained: tuple[Path, Path]) -> None:
+    """A model file is shared: it records the table it learned from by name and SHA-256, not by the trainer's path."""
+    import hashlib
+
+    from taxonomy.supervised import load
+
+    data, model = trained
+    meta = load(model).meta
+    assert meta["params"]["data"] == {"name": "issues.csv", "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    assert str(data.parent) not in json.dumps(meta)
+
+
 def test_five_fold_cross_validation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = make_table(tmp_path / "issues.csv", seed=1)
     for extra in ([], ["--fast"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -70,6 +71,9 @@ def test_train_on_gold_joined_to_stored_threads(data: tuple[Path, Path], tmp_pat
     summary = json.loads(out)
     assert summary["defects"] == 10 and summary["threads"] == 9 and summary["missing_threads"] == 1
     assert set(summary["targets"]) >= {"impact", "root_cause", "stage"}
+    from taxonomy.supervised import load  # the gold CSV by name and SHA-256, not the trainer's path
+
+    assert load(model).meta["params"]["gold"] == {"name": gold.name, "sha256": hashlib.sha256(gold.read_bytes()).hexdigest()}
     code, out, err = run(["classify", "predict", "--model", str(model), "--store", str(store), "--threshold", "0", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["dimensions"]["impact"].get("lower_speed", 0) >= 2
