@@ -252,6 +252,20 @@ def test_queue_orders_least_confident_first(store: Path, capsys: pytest.CaptureF
         assert code == 2 and not stdout and err.startswith(f"error: --limit must be at least 1, got {n}")
 
 
+def test_a_queue_with_every_thread_labeled_says_so(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every thread already has human labels: the queue is empty and says why (it printed nothing, exit 0)."""
+    from taxonomy.annotate import store_labels
+
+    conn = open_store(store, create=False)
+    store_labels(conn, pd.DataFrame([{"issue": f"https://github.com/acme/detector/issues/{n}", "defect_index": 1,
+                                      "dimension": "impact", "label": "crash", "provenance": "adjudicated"}
+                                     for n in (1, 2, 3, 4)]))
+    conn.close()
+    code, stdout, err = run(["annotate", "queue", "--store", str(store)], capsys)
+    assert code == 0 and not stdout
+    assert err.strip() == "no thread to queue: every thread model 'builtin' labeled has human labels already"
+
+
 def test_queue_by_issue_type_is_the_defect_or_not_review_queue(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from taxonomy.cli import QUEUE_DIMENSIONS
     from taxonomy.rules import FILTER_DIMENSIONS, LABEL_DIMENSIONS
