@@ -273,7 +273,7 @@ def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection
     try:
         yield conn
     except BaseException as exc:
-        empty = not existed and not isinstance(exc, KeyboardInterrupt) and not _holds_threads(conn)
+        empty = not existed and not isinstance(exc, KeyboardInterrupt) and not holds_threads(conn)
         conn.close()
         if empty:
             remove_database(path)
@@ -281,7 +281,8 @@ def opened(path: Path | str, *, create: bool = True) -> Iterator[StoreConnection
     conn.close()
 
 
-def _holds_threads(conn: sqlite3.Connection) -> bool:
+def holds_threads(conn: sqlite3.Connection) -> bool:
+    """Whether the store holds any thread (False for one too broken to say)."""
     try:
         return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM issues)").fetchone()[0])
     except sqlite3.Error:  # a store too broken to say holds nothing worth keeping

@@ -94,13 +94,14 @@ class Corpus:
         """
         from miner.client import GitHubClient, client_tokens
         from miner.crawl import check_mine_options, mine
+        from miner.store import holds_threads
 
         repos = [repos] if isinstance(repos, str) else list(repos)
         check_mine_options(repos, api=api)
         client = GitHubClient(api_url, client_tokens(tokens))
         with self._open(create=True) as conn:
             failures = mine(client, conn, list(repos), api=api, progress=False)
-            if failures and not conn.execute("SELECT EXISTS (SELECT 1 FROM issues)").fetchone()[0]:
+            if failures and not holds_threads(conn):
                 raise ReengError("; ".join(failures.values()))
         return {**client.stats.to_dict(), "failures": failures}
 
