@@ -89,18 +89,18 @@ def read_labeled_table(path: Path | str, text_cols: list[str], label_col: str | 
 MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
 
 
+def table_label(value: object) -> str | None:
+    """A label cell of a user's table, trimmed; None when it is empty or a missing-value marker (:data:`MISSING_LABELS`)."""
+    text = "" if value is None else str(value).strip()
+    return None if not text or text.casefold() in MISSING_LABELS else text
+
+
 def file_record(path: Path) -> dict[str, str]:
     """A training file as a model records it: its name and SHA-256, never its path (a model file is
     shared, and a path names the trainer's folders)."""
     from reeng.datasets import sha256_file
 
     return {"name": Path(path).name, "sha256": sha256_file(Path(path))}
-
-
-def table_label(value: object) -> str | None:
-    """A label cell of a user's table, trimmed; None when it is empty or a missing-value marker (:data:`MISSING_LABELS`)."""
-    text = "" if value is None else str(value).strip()
-    return None if not text or text.casefold() in MISSING_LABELS else text
 
 
 def usable(data: TableData) -> list[int]:
