@@ -671,8 +671,6 @@ def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ..
         items = queue(conn, model, limit, dimensions)
         with conn:
             record_queued(conn, [(item["repo"], item["number"]) for item in items], f"annotate queue: {model}")
-    if not items:
-        click.echo(f"no thread to queue: every thread model {model!r} labeled has human labels already", err=True)
     if as_json:
         _echo_json(items)
     else:
@@ -680,9 +678,9 @@ def queue_command(store: Path, model: str, limit: int, dimensions: tuple[str, ..
             click.echo(f"{item['repo']}#{item['number']}  confidence {item['confidence']:.2f}  "
                        f"weakest {item['weakest_dimension']}  needs review in {item['needs_review']} dimension(s)"
                        + (f"  (text not read: {item['unreadable']})" if item["unreadable"] else ""))
-    if items:
-        click.echo(f"{len(items)} threads recorded as queue-chosen in {store} (queued_threads): their labels are no "
-                   "random sample, and analyze --human store warns of them", err=True)
+    click.echo(f"{len(items)} threads recorded as queue-chosen in {store} (queued_threads): their labels are no random "
+               "sample, and analyze --human store warns of them" if items else
+               f"no thread to queue: every thread model {model!r} labeled has human labels already", err=True)
 
 
 _URL_OPTION = click.option("--url", required=True, help="The Label Studio server, e.g. http://127.0.0.1:8080.")
