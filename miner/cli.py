@@ -107,22 +107,20 @@ def _run(conn, command: str, stats: dict) -> Iterator[None]:
     run_id = start_run(conn, command, params, _stamp())
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    status, error = "ok", {}
     try:
         yield
     except KeyboardInterrupt as exc:
-        how = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        with _signals_ignored(main):
-            finish_run(conn, run_id, "interrupted", _stamp(), {**stats, "error": f"interrupted by {how}"})
+        status, error = "interrupted", {"error": f"interrupted by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}"}
         raise
     except BaseException as exc:
-        with _signals_ignored(main):
-            finish_run(conn, run_id, "failed", _stamp(), {**stats, "error": str(exc)[:500]})
+        status, error = "failed", {"error": str(exc)[:500]}
         raise
     finally:
+        with _signals_ignored(main):
+            finish_run(conn, run_id, status, _stamp(), {**stats, **error})
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-    with _signals_ignored(main):
-        finish_run(conn, run_id, "ok", _stamp(), stats)
 
 
 @click.command("mine")
