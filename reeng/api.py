@@ -217,9 +217,8 @@ class Corpus:
         labeler was developed or trained on and the others: read the latter. ``adapt`` (no ``gold``):
         the labeler adapted to those labels, each thread labeled by models trained without its own.
         """
-        from taxonomy.classify import check_has_threads, check_threshold, gold_eval
+        from taxonomy.classify import check_has_threads, gold_eval
 
-        check_threshold(threshold)  # as `reeng classify gold-eval` does, before anything is read
         with self._open() as conn:
             check_has_threads(conn, self.path)
             return gold_eval(conn, gold, threshold=threshold, cv=cv, progress=False, adapt=adapt,
