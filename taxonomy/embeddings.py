@@ -125,7 +125,9 @@ def embed(folder: Path | str, texts: list[str]) -> np.ndarray:
     name = str(check_model(folder))
     encoder = _encoder(name)
     if not texts:
-        return np.zeros((0, encoder.get_sentence_embedding_dimension()))
+        # sentence-transformers 6 renamed the method; older releases have only the first name
+        width = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        return np.zeros((0, width()))
     window = [t[:EMBEDDING_TEXT_CHARS] for t in texts]
     tokens = encoder.tokenizer(window, truncation=True, max_length=encoder.max_seq_length)["input_ids"]
     keys = [(name, tuple(ids)) for ids in tokens]
