@@ -214,8 +214,9 @@ class Corpus:
         is the study's own). Per dimension: κ and macro-F1 with 95 % bootstrap intervals, coverage at
         ``threshold``, the best guess's scores, and with ``cv`` a model trained on the reference
         labels, cross-validated by repository and by issue. ``splits`` scores apart the threads the
-        labeler was developed or trained on and the others: read the latter. ``adapt`` (no ``gold``):
-        the labeler adapted to those labels, each thread labeled by models trained without its own.
+        labeler was developed or trained on and the others: read the latter. ``adapt``: the labeler
+        adapted to the reference's labels, each thread labeled by models trained without its own
+        (with ``gold``: without its repository's, leave-one-repository-out).
         """
         from taxonomy.classify import check_has_threads, gold_eval
 

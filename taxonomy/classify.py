@@ -228,7 +228,8 @@ ADAPT_FOLDS = 5  # cross-fitting folds over the adjudicated threads when the lab
 def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], analysed: list[Analysed],
                         threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
                         embedding_model: Path | None = None, issue_type_model: TextModel | None = None,
-                        progress: bool = True) -> tuple[list[dict[str, Prediction]], dict[str, Any]]:
+                        progress: bool = True, labels: list[tuple[int, dict[str, str | None]]] | None = None,
+                        by_repository: int | None = None) -> tuple[list[dict[str, Prediction]], dict[str, Any]]:
     """``classify predict --builtin --adapt``: the built-in labeler with its text models trained also on the
     store's adjudicated labels (:func:`taxonomy.annotations.adapted_text_models`), one row per defect.
 
@@ -237,28 +238,30 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     the others'), so their predictions stay out of sample: ``gold-eval --labels human`` and the
     prediction-powered estimates of ``analyze --human store``, which read exactly those threads'
     predictions, stay honest. Returns the predictions in ``analysed``'s order and what they learned
-    from (``defects``, ``threads``, ``folds``, ``labels_sha256``).
+    from (``defects``, ``threads``, ``folds``, ``folds_by``, ``labels_sha256``).
+
+    ``labels`` (``(index into analysed, labels by dimension)``, one per defect) replaces the store's
+    adjudicated labels, e.g. the gold defects of ``gold-eval --adapt``; ``by_repository`` (a number of
+    folds, at most one per repository) makes the folds whole repositories, so each repository's
+    threads are labeled by models that never saw a label of that repository: the labeler adapted to
+    labels of *other* repositories, as on a new corpus.
     """
     check_threshold(threshold)
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import GroupKFold, KFold
 
     from taxonomy.annotations import adapted_text_models
 
-    position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
-    table = human_label_table(conn)
-    rows: list[tuple[int, dict[str, str | None]]] = []
-    for record in table.itertuples(index=False):
-        i = position.get(_key(record.owner, record.repo, record.number))
-        if i is not None and analysed[i].prepared is not None and analysed[i].prepared.english:
-            rows.append((i, {d: None if pd.isna(getattr(record, d)) else str(getattr(record, d)) for d in LABEL_DIMENSIONS}))
+    rows = _human_label_rows(conn, ids, analysed) if labels is None else [
+        (i, y) for i, y in labels if analysed[i].prepared is not None and analysed[i].prepared.english]
     if not rows:
         raise ReengError("--adapt learns from the store's adjudicated labels (human_labels), and none labels a stored "
-                         "thread with English text: label a sample first (`reeng annotate export` and `import --store`)")
+                         "thread with English text: label a sample first (`reeng annotate export` and `import --store`)"
+                         if labels is None else "--adapt: no labeled defect has a stored thread with English text")
     space = BuiltinLabeler(filter=False, text_models=None).space
 
     def models_without(held: set[int]) -> dict[str, TextModel]:
-        kept = [(i, labels) for i, labels in rows if i not in held]
-        return adapted_text_models(space, [analysed[i] for i, _ in kept], [labels for _, labels in kept], embedding_model)
+        kept = [(i, y) for i, y in rows if i not in held]
+        return adapted_text_models(space, [analysed[i] for i, _ in kept], [y for _, y in kept], embedding_model)
 
     options = {"threshold": threshold, "decision": decision, "issue_type_model": issue_type_model,
                "embedding_model": embedding_model}
@@ -266,8 +269,15 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     others = sorted(set(range(len(analysed))) - set(threads))
     # the model of every label is trained only when a thread it would label has text to read (gold-eval: none)
     readable = any(analysed[i].prepared is not None and analysed[i].prepared.english for i in others)
-    folds = min(ADAPT_FOLDS, len(threads))
-    splits = list(KFold(folds, shuffle=True, random_state=0).split(threads)) if folds >= 2 else [((), range(len(threads)))]
+    if by_repository is not None:
+        repos = [ids[i][0].lower() for i in threads]
+        folds = min(by_repository, len(set(repos)))
+        if folds < 2:
+            raise ReengError(f"--adapt by repository needs labeled threads of two repositories or more (found {len(set(repos))})")
+        splits = list(GroupKFold(folds).split(threads, groups=repos))
+    else:
+        folds = min(ADAPT_FOLDS, len(threads))
+        splits = list(KFold(folds, shuffle=True, random_state=0).split(threads)) if folds >= 2 else [((), range(len(threads)))]
     preds: list[dict[str, Prediction]] = [{} for _ in analysed]
     with progress_bar(progress) as bar:  # each step trains the text models once more (seconds each)
         task = bar.add_task("adapting", total=len(splits) + int(readable))
@@ -286,7 +296,20 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
                                                        **options)):
             preds[i] = pred
     return preds, {"defects": len(rows), "threads": len(threads), "folds": folds,
-                   "labels_sha256": labels_digest([(ids[i], labels) for i, labels in rows])}
+                   "folds_by": "repository" if by_repository is not None else "thread",
+                   "labels_sha256": labels_digest([(ids[i], y) for i, y in rows])}
+
+
+def _human_label_rows(conn: sqlite3.Connection, ids: list[tuple[str, int]],
+                      analysed: list[Analysed]) -> list[tuple[int, dict[str, str | None]]]:
+    """The store's adjudicated labels of stored threads with English text: (index into ``analysed``, labels), one per defect."""
+    position = {(repo.lower(), number): i for i, (repo, number) in enumerate(ids)}
+    rows: list[tuple[int, dict[str, str | None]]] = []
+    for record in human_label_table(conn).itertuples(index=False):
+        i = position.get(_key(record.owner, record.repo, record.number))
+        if i is not None and analysed[i].prepared is not None and analysed[i].prepared.english:
+            rows.append((i, {d: None if pd.isna(getattr(record, d)) else str(getattr(record, d)) for d in LABEL_DIMENSIONS}))
+    return rows
 
 
 def adapted_version(version: str, adapted: dict[str, Any]) -> str:
@@ -509,9 +532,12 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
 
     ``reference``: ``gold`` (the defects of ``gold_csv``, the study's format) or ``human_labels``
     (the store's adjudicated labels from ``reeng annotate``, ``gold_csv`` unused): a researcher's
-    own labeled sample of a new corpus. ``adapt`` (with ``human_labels``): the built-in labeler adapted
-    to those labels (:func:`adapted_predictions`), each thread labeled by models trained without its
-    own labels: what the adapted labeler can be expected to reach on the corpus's other threads.
+    own labeled sample of a new corpus. ``adapt``: the built-in labeler adapted to the reference's
+    labels (:func:`adapted_predictions`). Against human labels each thread is labeled by models
+    trained without its own labels: what the adapted labeler can be expected to reach on the
+    corpus's other threads. Against gold each repository's threads are labeled by models trained
+    with the gold labels of the other repositories (leave-one-repository-out, at most ``folds``
+    folds): the built-in labeler trained on gold, measured on repositories whose labels it never saw.
 
     Two systems: the built-in labeler (no training on text; abstains below ``threshold``; best
     guess by ``decision``, :func:`taxonomy.labelers.decide`) and a
@@ -533,8 +559,6 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
         raise ValueError(f"unknown reference {reference!r}")
     check_threshold(threshold)
     human = reference == "human_labels"
-    if adapt and not human:
-        raise ReengError("adapting the labeler learns from the store's adjudicated labels: score it against them (--labels human)")
     join = join_gold(conn, None if human else gold_csv, human=human, progress=progress)
     if join.defects.empty:
         return {"reference": reference, "threads": 0, "defects": 0, "dimensions": {}, "systems": {}, "splits": None,
@@ -543,20 +567,25 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
     labeler = BuiltinLabeler(threshold=threshold, decision=decision, embedding_model=embedding_model).ready(progress)
     unique = sorted(set(join.rows))
     adapted = None
+    labels = gold_training_labels(join)
     if adapt:  # every thread of the join is a labeled one: its predictions are all cross-fitted
+        gold_rows = None if human else [(i, {d: labels[d][j] for d in LABEL_DIMENSIONS}) for j, i in enumerate(join.rows)]
         preds, adapted = adapted_predictions(conn, join.ids, join.analysed, threshold, decision, embedding_model,
-                                             progress=progress)
+                                             progress=progress, labels=gold_rows,
+                                             by_repository=None if human else folds or len(set(join.groups_repo)))
         builtin = {i: preds[i] for i in unique}
     else:
         builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
-    labels = gold_training_labels(join)
     groups = join.groups_issue
     repos = join.groups_repo
     result: dict[str, Any] = {
         "reference": reference, "adapted": adapted, "threads": len(unique), "defects": len(join.defects), "repositories": len(set(repos)),
         "missing_threads": join.missing, "threshold": threshold, "decision": decision,
-        "label_source": labeler.source + (f"; adapted to the store's {adapted['defects']} adjudicated defects, each "
-                                          "thread labeled by models trained without its own labels" if adapted else ""),
+        "label_source": labeler.source + ("" if not adapted else
+                                          f"; adapted to the store's {adapted['defects']} adjudicated defects, each "
+                                          "thread labeled by models trained without its own labels" if human else
+                                          f"; adapted to {adapted['defects']} gold defects, each repository's threads "
+                                          f"labeled by models trained with the other repositories' ({adapted['folds']} folds)"),
         "embedding_model": identity(embedding_model) if embedding_model is not None else None,
         "dimensions": {}, "systems": {},
         "note": "the store's adjudicated labels; on threads among the project's annotations the built-in labeler's "

@@ -506,8 +506,10 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
 @click.option("--labels", "reference", type=click.Choice(GOLD_EVAL_LABELS), default="gold", show_default=True,
               help="Score against the gold CSV, or 'human': the store's adjudicated labels (human_labels, from "
                    "`reeng annotate import --store` or `annotate pull`), a labeled sample of your own corpus.")
-@click.option("--adapt", is_flag=True, help="With --labels human: score the labeler adapted to those labels "
-              "(`predict --builtin --adapt`), each thread labeled by models trained without its own labels.")
+@click.option("--adapt", is_flag=True, help="Score the labeler adapted to the reference's labels (`predict --builtin "
+              "--adapt`): with --labels human each thread labeled by models trained without its own labels; against "
+              "gold each repository's threads by models trained with the other repositories' gold labels "
+              "(leave-one-repository-out: the text models are trained once per repository, about 40 s each).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
               help="The built-in labeler abstains below this probability.")
 @click.option("--reliability", type=click.Path(path_type=Path), help="Write a reliability diagram (PNG) of the built-in labeler.")
@@ -557,6 +559,8 @@ def gold_eval_command(store: Path, gold: Path | None, reference: str, adapt: boo
         return
     kind = "adjudicated" if human else "gold"
     click.echo(f"{result['defects']} {kind} defects in {result['threads']} threads of the store ({result.get('note')})")
+    if result.get("adapted"):
+        click.echo(f"built-in labeler: {result['label_source']}")
     for dim, systems in result.get("systems", {}).items():
         parts = []
         for name in ("builtin", "builtin_best_guess", "gold_cv_by_repository"):

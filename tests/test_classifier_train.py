@@ -202,12 +202,41 @@ def test_the_labeler_adapted_to_a_stores_labels_is_cross_fitted_on_them(
     result = json.loads(out)
     assert result["adapted"]["defects"] == 9 and "adapted to the store's 9 adjudicated defects" in result["label_source"]
     assert result["systems"]["impact"]["builtin"]["n"] == 9
-    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--adapt", "--no-cv"], capsys)
-    assert code == 2 and "--labels human" in err
     from reeng import Corpus  # the notebook API: the same adapted labels, the same version
 
     labeled = Corpus(store).label(adapt=True)
     assert set(labeled["model_version"]) == {summary["version"]}
+
+
+def test_gold_eval_adapts_the_labeler_to_gold_leaving_each_repository_out(
+        data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gold-eval --adapt` against gold: the built-in labeler trained also on gold, each repository's threads labeled
+    by models that learned the gold labels of the other repositories only (the issue's "trained on gold, leave one
+    repository out"); the defect of two labels on one issue counts twice, the gold rows without a thread not at all."""
+    from taxonomy import annotations
+
+    store, gold = data
+    trained: list[int] = []
+
+    def spy(space, analysed, labels, embedding_model=None):  # how many labels a fold learned; then the default models
+        trained.append(len(labels))
+        return None
+
+    monkeypatch.setattr(annotations, "adapted_text_models", spy)
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--adapt", "--no-cv", "--json"],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    per_repo = len(KINDS)  # threads (and defects) per repository; the first repository's first issue holds two defects
+    assert {k: result["adapted"][k] for k in ("defects", "threads", "folds", "folds_by")} == {
+        "defects": per_repo * len(REPOS) + 1, "threads": per_repo * len(REPOS), "folds": len(REPOS), "folds_by": "repository"}
+    # each fold learns the other two repositories' labels: without the first (2 defects on one issue) 2 x per_repo,
+    # without either other one 2 x per_repo + 1; folds of threads would mix repositories
+    assert sorted(trained) == [per_repo * 2, per_repo * 2 + 1, per_repo * 2 + 1]
+    assert f"adapted to {per_repo * len(REPOS) + 1} gold defects" in result["label_source"]
+    assert result["systems"]["impact"]["builtin"]["n"] == per_repo * len(REPOS) + 1
+    code, out, err = run(["classify", "gold-eval", "--store", str(store), "--gold", str(gold), "--adapt", "--no-cv"], capsys)
+    assert code == 0 and "built-in labeler: " in out and "other repositories'" in out
 
 
 def test_the_adapted_labels_digest_ignores_order_and_takes_missing_labels() -> None:
