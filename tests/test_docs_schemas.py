@@ -121,3 +121,12 @@ def test_release_tables_match_the_page():
     section = _section("Dataset release")
     assert _table_after(section, "`defect_labels`") == list(DEFECT_LABEL_COLUMNS)
     assert _table_after(section, "`filter_decisions`") == list(FILTER_DECISION_COLUMNS)
+
+
+def test_stats_json_keys_match_the_page():
+    from dataclasses import fields
+
+    from analysis.stats import ChiSquare
+
+    listed = re.search(r"`stats.json`: `\{table: \{(.*?)\}\}`", _section("Analysis outputs"), re.S).group(1)
+    assert [c.strip() for c in listed.split(",")] == [f.name for f in fields(ChiSquare)]
