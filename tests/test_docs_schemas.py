@@ -130,3 +130,23 @@ def test_stats_json_keys_match_the_page():
 
     listed = re.search(r"`stats.json`: `\{table: \{(.*?)\}\}`", _section("Analysis outputs"), re.S).group(1)
     assert [c.strip() for c in listed.split(",")] == [f.name for f in fields(ChiSquare)]
+
+
+def test_gold_eval_keys_match_the_page():
+    """The keys of the document `gold_eval` builds (read from its source: running it trains models)."""
+    import ast
+    import inspect
+
+    from taxonomy import classify
+
+    tree = ast.parse(inspect.getsource(classify.gold_eval))
+    built = next(n.value for n in ast.walk(tree) if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "result")
+    keys = {k.value for k in built.keys} | {n.slice.value for n in ast.walk(tree) if isinstance(n, ast.Subscript)
+                                             and getattr(n.value, "id", "") == "result" and isinstance(n.slice, ast.Constant)}
+    listed = re.search(r"`classify/gold_eval.json` is `\{(.*?)\}`\n", _section("Human labels from Label Studio"), re.S).group(1)
+    top, depth = set(), 0
+    for m in re.finditer(r'[{}]|"(\w+)"', listed):
+        depth += {"{": 1, "}": -1}.get(m.group(0), 0)
+        if m.group(1) and depth == 0:
+            top.add(m.group(1))
+    assert top == keys
