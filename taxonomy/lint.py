@@ -124,12 +124,14 @@ def repository_conflicts(raw: pd.DataFrame, skip: set[str]) -> list[Finding]:
 def missing_columns(raw: pd.DataFrame) -> list[Finding]:
     """Label columns a defect sheet lacks: every count along that dimension would silently be empty.
 
-    The non-reengineering sheet (its own layout, no label columns) is not a defect sheet.
+    The non-reengineering sheet (its own layout, no label columns) is not a defect sheet; the published defect
+    sheet holds every column of that layout too, so only the label columns tell the two apart.
     """
-    if all(c in raw.columns for c in NON_REENG_HEADER):
+    labels = [src for src, _ in GOLD_COLUMNS.values()]
+    if all(c in raw.columns for c in NON_REENG_HEADER) and not any(c in raw.columns for c in labels if c not in NON_REENG_HEADER):
         return []
     return [Finding("missing_column", [], src, "the defect sheet has no such column; none of its labels can be counted")
-            for src, _ in GOLD_COLUMNS.values() if src not in raw.columns]
+            for src in labels if src not in raw.columns]
 
 
 def lint_file(path: Path | str, taxonomy: Taxonomy | None = None) -> list[Finding]:

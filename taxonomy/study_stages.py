@@ -94,14 +94,17 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     out = ctx.out / "classify"
     out.mkdir()
     conn = open_store(store, create=False)
-    ids, analysed, _ = classify.analyse_store(conn)
-    preds = classify.builtin_predictions(analysed, threshold, embedding_model=encoder, issue_type_model=types)
-    write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
-    table = machine_defects(conn, "builtin")
-    write_table(table, out, "machine_defects")
-    ctx.artifacts["machine_defects"] = out / "machine_defects.parquet"
-    gold_src = ctx.artifacts.get("gold_csv") or ctx.path(ctx.section("gold").get("defects")) or locate("jiang2024-defects")
-    result = classify.gold_eval(conn, gold_src, threshold=threshold, progress=False, embedding_model=encoder)
+    try:  # closed, so the WAL is checkpointed: the study's store file alone holds the predictions
+        ids, analysed, _ = classify.analyse_store(conn)
+        preds = classify.builtin_predictions(analysed, threshold, embedding_model=encoder, issue_type_model=types)
+        write_predictions(conn, ((r, n, p) for (r, n), p in zip(ids, preds)), "builtin", version)
+        table = machine_defects(conn, "builtin")
+        write_table(table, out, "machine_defects")
+        ctx.artifacts["machine_defects"] = out / "machine_defects.parquet"
+        gold_src = ctx.artifacts.get("gold_csv") or ctx.path(ctx.section("gold").get("defects")) or locate("jiang2024-defects")
+        result = classify.gold_eval(conn, gold_src, threshold=threshold, progress=False, embedding_model=encoder)
+    finally:
+        conn.close()
     (out / "gold_eval.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     ctx.artifacts["gold_eval"] = out / "gold_eval.json"
     lines = [f"{len(ids)} threads labeled by the built-in labeler; {len(table)} kept as reengineering defects"]

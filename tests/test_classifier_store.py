@@ -304,6 +304,9 @@ def test_study_stage_with_store(store: Path, tmp_path: Path, monkeypatch: pytest
     ctx.artifacts["store"] = store
     ctx.artifacts["gold_csv"] = gold
     result = classify_stage(ctx)
+    copy = tmp_path / "copy.sqlite"  # the store's file alone holds the predictions: the stage closed it (WAL checkpointed)
+    copy.write_bytes(store.read_bytes())
+    assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM predictions").fetchone()[0] > 0
     report = json.loads((tmp_path / "out" / "classify" / "gold_eval.json").read_text())
     assert report["threads"] == 2 and report["dimensions"]["impact"]["n"] == 2
     table = pd.read_parquet(ctx.artifacts["machine_defects"])

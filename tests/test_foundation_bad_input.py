@@ -71,3 +71,20 @@ def test_lint_reports_a_missing_label_column(tmp_path, capsys):
     complete = tmp_path / "complete.csv"
     complete.write_text(GOOD_HEADER + GOOD_ROW)
     assert "missing_column" not in run_main(["gold", "lint", str(complete)], capsys)[1]
+
+
+def test_lint_reports_a_missing_label_column_in_the_published_layout(tmp_path, capsys):
+    """The published defect sheet also holds every column of the non-reengineering sheet (time slot, label):
+    a label column missing from it is still reported, and the non-reengineering sheet still has none to miss."""
+    extra = ",Repo creation time,Issue creation time,Time Slot/d,Label"
+    header = GOOD_HEADER.replace(",Research Prototype", ",Research Prototype" + extra)
+    row = GOOD_ROW.replace(",No,pytorch", ",No,2019-01-01,2019-02-01,31,bug,pytorch")
+    path = tmp_path / "gold.csv"
+    path.write_text(header.replace(",Manifestation", "") + row.rsplit(",", 1)[0] + "\n")
+    code, out, err = run_main(["gold", "lint", str(path), "--json"], capsys)
+    assert code == 0, err
+    assert [f["column"] for f in json.loads(out)["findings"] if f["kind"] == "missing_column"] == ["Manifestation"]
+    non_reeng = tmp_path / "non_reeng.csv"
+    non_reeng.write_text(",URL,Repo owner,Repo name,Issue #,Repo type,Research Prototype" + extra
+                         + "\n0,https://github.com/a/b/issues/1,a,b,1,Solo Repository,No,2019-01-01,2019-02-01,31,bug\n")
+    assert "missing_column" not in run_main(["gold", "lint", str(non_reeng)], capsys)[1]
