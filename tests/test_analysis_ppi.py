@@ -98,6 +98,26 @@ def test_a_claim_without_human_labeled_defects_in_its_denominator_is_not_estimat
     result = prediction_powered(prepare_defects(machine, "machine"), prepare_defects(human, "human"))
     claim = result["claims"]["reproducibility_in_training"]
     assert claim["human"]["denominator"] == 0 and claim["machine"]["denominator"] > 0
+    assert claim["human"]["share"] is None and claim["human"]["ci"] == [None, None]  # not 0 % - 79 % of nothing
     assert np.isnan(claim["ppi"]["share"]) and "unmeasured" in claim["ppi"]["reason"]
     other = result["claims"]["reported_by_re_users"]["ppi"]
     assert "reason" not in other and other["ci"][0] < other["share"] < other["ci"][1]
+
+
+def test_a_dimension_the_human_sample_left_unlabeled_is_not_estimated():
+    """Human labels of a few dimensions only (code error left blank in every row): those dimensions' shares are not
+    estimated, with a reason, and their human-only share is n/a, not 0 % [0 %, 79 %]; it ended in a ValueError
+    (`reeng analyze --human` exit 1, "unexpected failure")."""
+    machine = synthetic_defects(2000, seed=5, provenance="model:builtin@1")
+    human = machine.sample(150, random_state=0).copy()
+    human["code_error"] = None
+    human.loc[human.index[1:], "root_cause"] = None  # one labeled thread: too few as well
+    human["provenance"] = "lab:adjudicated"
+    result = prediction_powered(prepare_defects(machine, "machine"), prepare_defects(human, "human"))
+    for dim, labeled in (("code_error", 0), ("root_cause", 1)):
+        for row in result["marginals"][dim]:
+            assert np.isnan(row["ppi"]["share"]) and "too few" in row["ppi"]["reason"], row
+            assert row["ppi"]["n_human_threads"] == labeled and row["human"]["n"] == labeled
+        assert all(r["human"]["share"] is None for r in result["marginals"][dim]) == (labeled == 0)
+    assert all(r["ppi"]["ci"][0] <= r["ppi"]["share"] for r in result["marginals"]["stage"])
+    assert all(np.isnan(r["ppi"]["share"]) for r in result["tables"]["stage_x_code_error"])
