@@ -69,7 +69,7 @@ FILTER_DECISION_COLUMNS: dict[str, str] = {
               "empty otherwise",
 }
 STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
-OPTIONAL_STORE_TABLES = ("repositories", "predictions")
+OPTIONAL_STORE_TABLES = ("repositories", "predictions", "human_labels")
 PRIVATE_COLUMNS = {"etag"}  # fetch bookkeeping with no research value
 
 
@@ -140,7 +140,10 @@ def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str 
     """(kind, source, rater, model, model_version) from a defect table's provenance string.
 
     Conventions: ``<source>:adjudicated``; ``<source>:rater:<id>``; ``model:<name>@<version>``
-    (``machine:<name>@<version>``, the classifier's older spelling, is read as a model label).
+    (``machine:<name>@<version>``, the classifier's older spelling, is read as a model label); and those of a
+    store's final human labels (``human_labels``): ``agreed:<sheets>`` / ``adjudicated:<sheets>`` of ``reeng
+    annotate import`` (source ``annotate``), ``label-studio agreed|majority|adjudicated:<raters>`` of ``annotate
+    pull`` (source ``label-studio``), both final labels, and ``label-studio single:<rater>``, one rater's.
     """
     parts = str(value).split(":")
     if parts[0] in ("model", "machine"):
@@ -150,6 +153,13 @@ def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str 
         return "adjudicated", parts[0], None, None, None
     if len(parts) >= 3 and parts[1] == "rater":
         return "human_rater", parts[0], ":".join(parts[2:]), None, None
+    tool, _, how = parts[0].rpartition(" ")
+    if len(parts) >= 2 and tool in ("", "label-studio"):
+        source = tool or "annotate"
+        if how in ("agreed", "adjudicated") or (tool and how == "majority"):
+            return "adjudicated", source, None, None, None
+        if tool and how == "single":
+            return "human_rater", source, ":".join(parts[1:]), None, None
     raise ReengError(f"provenance {value!r} is none of '<source>:adjudicated', '<source>:rater:<id>', 'model:<name>@<version>'")
 
 
@@ -308,7 +318,7 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True).drop_duplicates()  # the store's human labels also given as a table: once
     # CSV inputs arrive as text; Parquet and the store as numbers.
     frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
     frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
@@ -502,6 +512,10 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     store_tables = read_store(store) if store is not None else {}
     if store is not None and not defects and not len(store_tables.get("issues", ())):
         raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
+    if len(store_tables.pop("human_labels", ())):  # the researcher's final labels (reeng annotate import / pull)
+        from analysis.store_defects import store_human_defects
+
+        defects.append(store_human_defects(store))
     predictions = store_tables.get("predictions") if include_predictions else None
     decided = decided_threads(defects, predictions, store, store_tables)
     store_tables.pop("predictions", None)

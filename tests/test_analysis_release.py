@@ -363,3 +363,36 @@ def test_release_names_each_thread_the_filter_dropped_and_why(inputs):
         "filter_decisions: =cmd|x@2: 1 labeled of 4 threads, 0 dropped, 1 kept; the datasheet says 1 of 3, 0 dropped, 1 kept",
         "filter_decisions: tfidf-logreg@0.3.1: 2 labeled of 3 threads, 0 dropped, 2 kept; "
         "the datasheet says 2 of 3, 1 dropped, 1 kept"], problems
+
+
+def test_the_stores_human_labels_are_released_once_with_their_provenance(inputs, reeng):
+    """A researcher's final labels in the store (``reeng annotate import`` / ``pull``) are released beside the
+    machine labels by ``reeng release --store``, which left them out, and by ``Corpus.release``, which refused the
+    table of its own ``human_labels()`` ("provenance 'agreed:a.csv|b.csv' is none of ...")."""
+    from miner.store import open_store
+    from reeng import Corpus
+    from taxonomy.annotate import write_human_labels
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    with conn:
+        write_human_labels(conn, [
+            {"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "stage", "label": "environment",
+             "provenance": "agreed:a.csv|b.csv", "created_at": "2024-06-01"},
+            {"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "impact", "label": "crash",
+             "provenance": "adjudicated:a.csv|b.csv", "created_at": "2024-06-01"},
+            {"repo": "owner1/model1", "number": 3, "defect_index": 1, "dimension": "stage", "label": "training",
+             "provenance": "label-studio single:rater@lab.org", "created_at": "2024-06-01"}])
+    conn.close()
+    result = reeng("release", "--store", str(store), "--out", str(tmp_path / "cli"), "--salt", SALT)
+    assert result.returncode == 0, result.stderr
+    corpus = Corpus(store)
+    corpus.release(tmp_path / "api", defects=[corpus.human_labels()], salt=SALT)
+    for out in (tmp_path / "cli", tmp_path / "api"):
+        assert validate_release(out) == []
+        labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+        human = labels[labels["provenance"] != "model"].sort_values("label")
+        assert list(zip(human["label"], human["provenance"], human["source"], human["rater"].fillna(""))) == [
+            ("crash", "adjudicated", "annotate", ""), ("environment", "adjudicated", "annotate", ""),
+            ("training", "human_rater", "label-studio", "rater@lab.org")], out
+        assert "- `adjudicated` (2 labels)" in (out / "README.md").read_text()
