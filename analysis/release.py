@@ -33,6 +33,12 @@ DATASHEET_HEADINGS = (
     "Uses", "Distribution", "Maintenance",
 )
 PROVENANCE_KINDS = ("adjudicated", "human_rater", "model")
+# Where human labels come from, as the datasheet says it (``source`` of the non-model labels; others by name).
+HUMAN_SOURCES = {
+    "jiang2024": "the study's published, adjudicated labeling (`jiang2024`)",
+    "annotate": "human raters, through sheets adjudicated with `reeng annotate import` (`annotate`)",
+    "label-studio": "human raters, through Label Studio and `reeng annotate pull` (`label-studio`)",
+}
 STUDY_REFERENCE = {
     "type": "article",
     "title": "Challenges and Practices of Deep Learning Model Reengineering: A Case Study on Computer Vision",
@@ -463,6 +469,7 @@ def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudony
         sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
         corpora=[c | {"sample": c.get("sample"), "reasons": ", ".join(f"{n} by `{dim}`" for dim, n in c["dropped_by"].items() if n)}
                  for c in corpora or []],
+        human_sources=[HUMAN_SOURCES.get(src, f"`{src}`") for src in sorted(set(labels.loc[labels["provenance"] != "model", "source"]))],
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )
 

@@ -396,3 +396,16 @@ def test_the_stores_human_labels_are_released_once_with_their_provenance(inputs,
             ("crash", "adjudicated", "annotate", ""), ("environment", "adjudicated", "annotate", ""),
             ("training", "human_rater", "label-studio", "rater@lab.org")], out
         assert "- `adjudicated` (2 labels)" in (out / "README.md").read_text()
+
+
+def test_the_datasheet_names_where_its_human_labels_come_from(inputs):
+    """The datasheet said "Human labels come from the study's published, adjudicated labeling" of every release: of
+    one holding machine labels alone, and of one holding the researcher's own adjudicated labels."""
+    tmp_path, store = inputs
+    machine_only = (_release(tmp_path, store, defects=[]) / "README.md").read_text()
+    assert "study's published" not in machine_only.replace("&#39;", "'")
+    assert "No label was assigned by a person; machine labels from the reeng classifier." in machine_only
+    own = synthetic_defects(5, seed=3, provenance="lab:adjudicated")
+    both = (_release(tmp_path, None, defects=[tmp_path / "defects.parquet", own]) / "README.md").read_text()
+    assert "Human labels come\nfrom the study's published, adjudicated labeling (`jiang2024`); `lab`." in both.replace("&#39;", "'")
+    assert "machine labels from" not in both
