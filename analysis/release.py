@@ -320,6 +320,8 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
         if machine.empty and not defect_tables:
             raise ReengError("the store's predictions all abstained (no label on any taxonomy dimension): "
                              "nothing to release as defect labels; lower the classifier's threshold or add --defects")
+        for table, labels in zip(defect_tables, parts):
+            _refuse_repeated_predictions(table, labels, machine)
         parts.append(machine)
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -332,6 +334,22 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     frame["probability"] = frame["probability"].astype("float64")
     return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],
                                                           kind="stable").reset_index(drop=True)
+
+
+def _refuse_repeated_predictions(table: Path | pd.DataFrame, labels: pd.DataFrame, stored: pd.DataFrame) -> None:
+    """A model's label of a thread is released once: a defect table holding labels that the store's released
+    predictions hold too (``classify predict --out``'s table beside its store) is one error, not every label twice."""
+    def keys(frame: pd.DataFrame) -> pd.MultiIndex:  # as text: a CSV's numbers arrive as text
+        return pd.MultiIndex.from_frame(frame[["repo", "number", "dimension", "model", "model_version"]].astype(str))
+
+    model = labels[labels["provenance"] == "model"]
+    twice = model[keys(model).isin(keys(stored))]
+    if len(twice):
+        row = twice.iloc[0]
+        name = table.attrs.get("source", "defect table") if isinstance(table, pd.DataFrame) else table
+        raise ReengError(f"{name}: its labels of {row['model']}@{row['model_version']} ({len(twice)}, e.g. {row['dimension']} of "
+                         f"{row['repo']}#{row['number']}) are the store's predictions, released from --store already: "
+                         "give one of the two")
 
 
 # --- privacy ----------------------------------------------------------------------------------

@@ -409,3 +409,20 @@ def test_the_datasheet_names_where_its_human_labels_come_from(inputs):
     both = (_release(tmp_path, None, defects=[tmp_path / "defects.parquet", own]) / "README.md").read_text()
     assert "Human labels come\nfrom the study's published, adjudicated labeling (`jiang2024`); `lab`." in both.replace("&#39;", "'")
     assert "machine labels from" not in both
+
+
+def test_the_stores_predictions_are_not_released_twice(inputs, reeng):
+    """`classify predict --out DIR` writes the store's predictions as a defect table; given beside that store to
+    `reeng release`, every machine label was released twice (defect_index 1 and empty) and counted twice in the
+    datasheet. One error now, nothing written."""
+    tmp_path, store = inputs
+    again = pd.DataFrame({"owner": ["owner0"], "repo": ["model0"], "number": [7], "stage": ["environment"],
+                          "stage_probability": [0.93], "provenance": ["model:tfidf-logreg@0.3.1"]})
+    again.to_csv(tmp_path / "again.csv", index=False)
+    out = tmp_path / "twice"
+    done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "again.csv"), "--out", str(out), "--salt", SALT)
+    assert done.returncode == 2 and not out.exists(), done.stderr
+    assert done.stderr.startswith("error:") and len(done.stderr.splitlines()) == 1
+    assert "again.csv: its labels of tfidf-logreg@0.3.1 (1, e.g. stage of owner0/model0#7) are the store's" in done.stderr
+    done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "machine.csv"), "--out", str(out), "--salt", SALT)
+    assert done.returncode == 0, done.stderr  # the same model's labels of other threads are no repetition
