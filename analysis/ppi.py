@@ -132,8 +132,8 @@ def check_human_threads(machine: Defects, human: Defects) -> None:
     outside = sorted(set(human.frame["issue_url"]) - set(machine.frame["issue_url"]))
     if outside:
         raise ReengError(f"{human.source}: {len(outside)} human-labeled thread(s) are not in the machine-labeled corpus "
-                         f"(first: {outside[0]}); label a sample of the corpus, e.g. from `reeng sample`, or `reeng annotate export`, which "
-                         "leaves out the threads the classifier's filter dropped (not a defect, not reengineering)")
+                         f"(first: {outside[0]}); label a random sample of the corpus analysed, e.g. from `reeng annotate export "
+                         "--sample N`, which leaves out the threads the classifier's filter dropped (not a defect, not reengineering)")
 
 
 def _estimates(layout: _Layout, m_values: pd.Series, h_values: pd.Series,

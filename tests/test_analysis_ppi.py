@@ -83,8 +83,10 @@ def test_report_rows_and_threads_outside_the_corpus():
     assert result["claims"]["reported_by_re_users"]["available"]
     stranger = human.copy()
     stranger.loc[stranger.index[0], "issue_url"] = "https://github.com/nobody/nothing/issues/1"
-    with pytest.raises(ReengError, match="not in the machine-labeled corpus"):
+    with pytest.raises(ReengError, match="not in the machine-labeled corpus") as refused:
         prediction_powered(prepare_defects(machine, "machine"), prepare_defects(stranger, "human.csv"))
+    # it advised labeling a `reeng sample` draw: the study's protocol, no random sample, which PPI then warns of
+    assert "annotate export --sample N" in str(refused.value) and "reeng sample" not in str(refused.value)
     assert isinstance(pd.DataFrame(result["marginals"]["stage"]), pd.DataFrame)
 
 
