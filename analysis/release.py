@@ -537,7 +537,8 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     store_tables = read_store(store) if store is not None else {}
     if store is not None and not defects and not len(store_tables.get("issues", ())):
         raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
-    if len(store_tables.pop("human_labels", ())):  # the researcher's final labels (reeng annotate import / pull)
+    human = store_tables.pop("human_labels", pd.DataFrame({"dimension": []}))
+    if human["dimension"].isin(LABEL_DIMENSIONS).any():  # the researcher's final labels (reeng annotate import / pull)
         from analysis.store_defects import store_human_defects
 
         defects.append(store_human_defects(store))

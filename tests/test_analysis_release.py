@@ -426,3 +426,25 @@ def test_the_stores_predictions_are_not_released_twice(inputs, reeng):
     assert "again.csv: its labels of tfidf-logreg@0.3.1 (1, e.g. stage of owner0/model0#7) are the store's" in done.stderr
     done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "machine.csv"), "--out", str(out), "--salt", SALT)
     assert done.returncode == 0, done.stderr  # the same model's labels of other threads are no repetition
+
+
+def test_human_labels_of_no_taxonomy_dimension_are_one_error_or_none(inputs, reeng):
+    """A human_labels table holding no taxonomy dimension (a filter's issue_type, written by hand) ended `analyze --human
+    store` in "unexpected failure (KeyError: 0)"; `release --store` releases no human label from it."""
+    from miner.store import open_store
+    from taxonomy.annotate import write_human_labels
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    with conn:
+        write_human_labels(conn, [{"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "issue_type",
+                                   "label": "feature", "provenance": "agreed:a.csv|b.csv", "created_at": "2024-06-01"}])
+    conn.close()
+    out = tmp_path / "findings"
+    done = reeng("analyze", "--store", str(store), "--human", "store", "--out", str(out))
+    assert done.returncode == 2 and not out.exists(), done.stderr
+    assert "the store's human_labels hold no label of a taxonomy dimension" in done.stderr.strip().splitlines()[-1]
+    done = reeng("release", "--store", str(store), "--out", str(tmp_path / "rel"), "--salt", SALT)
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_parquet(tmp_path / "rel" / "data" / "defect_labels.parquet")
+    assert set(labels["provenance"]) == {"model"}
