@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.tables import CLAIMS, CROSS_TABLES, Claim, Defects, _in, category_order, wilson_interval
+from analysis.tables import CLAIMS, CROSS_TABLES, Claim, Defects, _in, category_order, thread_keys, wilson_interval
 from reeng.errors import ReengError
 
 
@@ -96,7 +96,7 @@ class _Layout:
 
     @classmethod
     def of(cls, machine: Defects, human: Defects) -> _Layout:
-        urls_m, urls_h = machine.frame["issue_url"].to_numpy(object), human.frame["issue_url"].to_numpy(object)
+        urls_m, urls_h = (thread_keys(d.frame["issue_url"]).to_numpy(object) for d in (machine, human))
         threads, h_threads = pd.Index(pd.unique(urls_m)), pd.Index(pd.unique(urls_h))
         return cls(len(threads), len(h_threads), threads.get_indexer(urls_m), h_threads.get_indexer(urls_h),
                    h_threads.get_indexer(urls_m))
@@ -129,7 +129,8 @@ def _joint(frame: pd.DataFrame, rows: str, cols: str) -> pd.Series:
 
 def check_human_threads(machine: Defects, human: Defects) -> None:
     """Every human-labeled thread must be a thread of the machine-labeled corpus."""
-    outside = sorted(set(human.frame["issue_url"]) - set(machine.frame["issue_url"]))
+    urls = human.frame["issue_url"].drop_duplicates()
+    outside = sorted(urls[~thread_keys(urls).isin(set(thread_keys(machine.frame["issue_url"])))])
     if outside:
         raise ReengError(f"{human.source}: {len(outside)} human-labeled thread(s) are not in the machine-labeled corpus "
                          f"(first: {outside[0]}); label a random sample of the corpus analysed, e.g. from `reeng annotate export "

@@ -123,3 +123,27 @@ def test_a_dimension_the_human_sample_left_unlabeled_is_not_estimated():
         assert all(r["human"]["share"] is None for r in result["marginals"][dim]) == (labeled == 0)
     assert all(r["ppi"]["ci"][0] <= r["ppi"]["share"] for r in result["marginals"]["stage"])
     assert all(np.isnan(r["ppi"]["share"]) for r in result["tables"]["stage_x_code_error"])
+
+
+def test_human_labels_join_the_corpus_whatever_the_case_of_the_repository_name(tmp_path):
+    """GitHub's names are case-insensitive (the miner and the gold join read them so): human labels typed
+    `Owner0/Model0` were "not in the machine-labeled corpus" for PPI, and fell out of a paired comparison."""
+    from analysis.compare import paired_agreement
+
+    machine = synthetic_defects(400, seed=5, provenance="model:builtin@1")
+    human = machine.sample(60, random_state=0).copy()
+    human["provenance"] = "lab:adjudicated"
+    typed = human.assign(issue_url=human["issue_url"].str.replace(r"github\.com/([^/]+/[^/]+)",
+                                                                  lambda m: "github.com/" + m.group(1).upper(), regex=True))
+    assert not set(typed["issue_url"]) & set(machine["issue_url"])
+    same, upper = (prediction_powered(prepare_defects(machine, "machine"), prepare_defects(h, "human")) for h in (human, typed))
+    assert upper["n_human_threads"] == same["n_human_threads"] and upper["marginals"] == same["marginals"]
+    paired = paired_agreement(prepare_defects(typed, "human"), prepare_defects(machine, "machine"))
+    assert paired == paired_agreement(prepare_defects(human, "human"), prepare_defects(machine, "machine"))
+    assert paired["threads"] == human["issue_url"].nunique()
+    from analysis.study_stages import same_threads  # the study's choice of threads to pair
+
+    typed.to_csv(tmp_path / "human.csv", index=False)
+    machine.to_csv(tmp_path / "machine.csv", index=False)
+    a, b = same_threads(tmp_path / "human.csv", tmp_path / "machine.csv")
+    assert len(a) == len(typed) and b["issue_url"].nunique() == human["issue_url"].nunique()
