@@ -326,10 +326,11 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DEFECT_LABEL_COLUMNS})
-    frame = pd.concat(parts, ignore_index=True).drop_duplicates()  # the store's human labels also given as a table: once
+    frame = pd.concat(parts, ignore_index=True)
     # CSV inputs arrive as text; Parquet and the store as numbers.
     frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
     frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
+    frame = frame.drop_duplicates()  # the same labels given twice (the store's human labels, also as a table): once
     frame["issue_url"] = _issue_urls(frame)
     frame["probability"] = frame["probability"].astype("float64")
     return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],

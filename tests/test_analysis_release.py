@@ -388,7 +388,11 @@ def test_the_stores_human_labels_are_released_once_with_their_provenance(inputs,
     assert result.returncode == 0, result.stderr
     corpus = Corpus(store)
     corpus.release(tmp_path / "api", defects=[corpus.human_labels()], salt=SALT)
-    for out in (tmp_path / "cli", tmp_path / "api"):
+    corpus.human_labels().to_csv(tmp_path / "human.csv", index=False)  # the same labels as a CSV beside the store
+    result = reeng("release", "--store", str(store), "--defects", str(tmp_path / "human.csv"), "--out", str(tmp_path / "csv"),
+                   "--salt", SALT)
+    assert result.returncode == 0, result.stderr
+    for out in (tmp_path / "cli", tmp_path / "api", tmp_path / "csv"):
         assert validate_release(out) == []
         labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
         human = labels[labels["provenance"] != "model"].sort_values("label")
