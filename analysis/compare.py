@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.stats import adjust, compare_counts
-from analysis.tables import Defects, Tables, category_order
+from analysis.tables import Defects, Tables, category_order, thread_keys
 
 
 def _align(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame, order_rows: list[str], order_cols: list[str] | None):
@@ -35,8 +35,8 @@ def paired_agreement(a: Defects, b: Defects) -> dict[str, Any]:
     """Per dimension, on the threads both sides label: threads, raw agreement and Cohen's kappa."""
     from sklearn.metrics import cohen_kappa_score
 
-    first_a = a.frame.drop_duplicates("issue_url").set_index("issue_url")
-    first_b = b.frame.drop_duplicates("issue_url").set_index("issue_url")
+    first_a, first_b = (d.frame.assign(thread=thread_keys(d.frame["issue_url"])).drop_duplicates("thread").set_index("thread")
+                        for d in (a, b))
     shared = first_a.index.intersection(first_b.index)
     out = {}
     for dim in [d for d in a.dimensions if d in b.dimensions]:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.tables import CLAIMS, CROSS_TABLES, Claim, Defects, _in, category_order, wilson_interval
+from analysis.tables import CLAIMS, CROSS_TABLES, Claim, Defects, _in, category_order, thread_keys, wilson_interval
 from reeng.errors import ReengError
 
 
@@ -43,7 +43,7 @@ def ppi_mean(y: np.ndarray, yhat: np.ndarray, yhat_unlabeled: np.ndarray, alpha:
     ``yhat`` (n x k) are the predictions on the human-labeled units, ``yhat_unlabeled`` (N x k)
     on the whole corpus. ``lam`` None picks the PPI++ variance-minimising value per column.
     """
-    y, yhat, yu = (np.asarray(a, dtype=float).reshape(len(a), -1) for a in (y, yhat, yhat_unlabeled))
+    y, yhat, yu = (a[:, None] if a.ndim == 1 else a for a in (np.asarray(v, dtype=float) for v in (y, yhat, yhat_unlabeled)))
     n, big_n = len(y), len(yu)
     if n < 2 or big_n < 2:
         nan = np.full(y.shape[1], np.nan)
@@ -69,9 +69,11 @@ def ppi_ratio(num: tuple[np.ndarray, np.ndarray, np.ndarray], den: tuple[np.ndar
     yn, fn, un = (np.asarray(a, dtype=float) for a in num)
     yd, fd, ud = (np.asarray(a, dtype=float) for a in den)
     n, big_n = len(yn), len(un)
+    if n < 2 or big_n < 2:
+        return float("nan"), float("nan"), float("nan")
     a = un.mean() + (yn - fn).mean()
     b = ud.mean() + (yd - fd).mean()
-    if n < 2 or big_n < 2 or b <= 0:
+    if b <= 0:
         return float("nan"), float("nan"), float("nan")
     cov = np.cov(np.vstack([un, ud]), ddof=0) / big_n + np.cov(np.vstack([yn - fn, yd - fd]), ddof=0) / n
     r = a / b
@@ -94,7 +96,7 @@ class _Layout:
 
     @classmethod
     def of(cls, machine: Defects, human: Defects) -> _Layout:
-        urls_m, urls_h = machine.frame["issue_url"].to_numpy(object), human.frame["issue_url"].to_numpy(object)
+        urls_m, urls_h = (thread_keys(d.frame["issue_url"]).to_numpy(object) for d in (machine, human))
         threads, h_threads = pd.Index(pd.unique(urls_m)), pd.Index(pd.unique(urls_h))
         return cls(len(threads), len(h_threads), threads.get_indexer(urls_m), h_threads.get_indexer(urls_h),
                    h_threads.get_indexer(urls_m))
@@ -127,11 +129,12 @@ def _joint(frame: pd.DataFrame, rows: str, cols: str) -> pd.Series:
 
 def check_human_threads(machine: Defects, human: Defects) -> None:
     """Every human-labeled thread must be a thread of the machine-labeled corpus."""
-    outside = sorted(set(human.frame["issue_url"]) - set(machine.frame["issue_url"]))
+    urls = human.frame["issue_url"].drop_duplicates()
+    outside = sorted(urls[~thread_keys(urls).isin(set(thread_keys(machine.frame["issue_url"])))])
     if outside:
         raise ReengError(f"{human.source}: {len(outside)} human-labeled thread(s) are not in the machine-labeled corpus "
-                         f"(first: {outside[0]}); label a sample of the corpus, e.g. from `reeng sample`, or `reeng annotate export`, which "
-                         "leaves out the threads the classifier's filter dropped (not a defect, not reengineering)")
+                         f"(first: {outside[0]}); label a random sample of the corpus analysed, e.g. from `reeng annotate export "
+                         "--sample N`, which leaves out the threads the classifier's filter dropped (not a defect, not reengineering)")
 
 
 def _estimates(layout: _Layout, m_values: pd.Series, h_values: pd.Series,
@@ -141,20 +144,29 @@ def _estimates(layout: _Layout, m_values: pd.Series, h_values: pd.Series,
     y, has = _per_thread(layout.h, h_values, cats, layout.n_human)
     f_lab, _ = _per_thread(layout.mh, m_values, cats, layout.n_human)
     est, low, high, lam = ppi_mean(y[has], f_lab[has], fu)
-    m_counts = m_values.value_counts().reindex(cats, fill_value=0).to_numpy()
-    h_counts = h_values.value_counts().reindex(cats, fill_value=0).to_numpy()
-    m_low, m_high = wilson_interval(m_counts, max(int(m_counts.sum()), 1))
-    h_low, h_high = wilson_interval(h_counts, max(int(h_counts.sum()), 1))
+    # fewer than two human-labeled threads here (a dimension the raters left blank): the classifier's error is unmeasured
+    unmeasured = {} if has.sum() >= 2 else {"reason": f"{int(has.sum())} thread(s) with a human label here: "
+                                                      "too few to measure the classifier's error"}
+    m_shares, h_shares = _wilson_shares(m_values, cats), _wilson_shares(h_values, cats)
     rows = []
     for i, name in enumerate(names):
         rows.append({
-            "category": name,
-            "machine": {"share": float(m_counts[i] / max(m_counts.sum(), 1)), "ci": [float(m_low[i]), float(m_high[i])], "n": int(m_counts.sum())},
-            "human": {"share": float(h_counts[i] / max(h_counts.sum(), 1)), "ci": [float(h_low[i]), float(h_high[i])], "n": int(h_counts.sum())},
+            "category": name, "machine": m_shares[i], "human": h_shares[i],
             "ppi": {"share": float(est[i]), "ci": [float(max(low[i], 0.0)), float(min(high[i], 1.0))],
-                    "lam": float(lam[i]), "n_human_threads": int(has.sum()), "n_corpus_threads": layout.n_corpus},
+                    "lam": float(lam[i]), "n_human_threads": int(has.sum()), "n_corpus_threads": layout.n_corpus,
+                    **unmeasured},
         })
     return rows
+
+
+def _wilson_shares(values: pd.Series, cats: list[str]) -> list[dict[str, Any]]:
+    """Each category's share of the labeled rows with its Wilson interval; None (n/a) when no row is labeled."""
+    counts = values.value_counts().reindex(cats, fill_value=0).to_numpy()
+    n = int(counts.sum())
+    if not n:
+        return [{"share": None, "ci": [None, None], "n": 0} for _ in cats]
+    low, high = wilson_interval(counts, n)
+    return [{"share": float(k / n), "ci": [float(lo), float(hi)], "n": n} for k, lo, hi in zip(counts, low, high)]
 
 
 def _claim(machine: Defects, human: Defects, claim: Claim, layout: _Layout) -> dict[str, Any]:
@@ -185,8 +197,8 @@ def _claim(machine: Defects, human: Defects, claim: Claim, layout: _Layout) -> d
     out: dict[str, Any] = {"statement": claim.statement, "available": True}
     for side, (num, den, _) in parts.items():
         k, n = int(num.sum()), int(den.sum())
-        lo, hi = wilson_interval(k, max(n, 1))
-        out[side] = {"share": k / n if n else None, "ci": [float(lo), float(hi)], "numerator": k, "denominator": n}
+        ci = [float(v) for v in wilson_interval(k, n)] if n else [None, None]  # no defect of its kind: n/a
+        out[side] = {"share": k / n if n else None, "ci": ci, "numerator": k, "denominator": n}
     out["ppi"] = {"share": est, "ci": [max(low, 0.0), min(high, 1.0)], "n_human_threads": int(labeled.sum()),
                   "n_corpus_threads": layout.n_corpus}
     if not out["human"]["denominator"]:

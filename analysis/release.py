@@ -33,6 +33,12 @@ DATASHEET_HEADINGS = (
     "Uses", "Distribution", "Maintenance",
 )
 PROVENANCE_KINDS = ("adjudicated", "human_rater", "model")
+# Where human labels come from, as the datasheet says it (``source`` of the non-model labels; others by name).
+HUMAN_SOURCES = {
+    "jiang2024": "the study's published, adjudicated labeling (`jiang2024`)",
+    "annotate": "human raters, through sheets adjudicated with `reeng annotate import` (`annotate`)",
+    "label-studio": "human raters, through Label Studio and `reeng annotate pull` (`label-studio`)",
+}
 STUDY_REFERENCE = {
     "type": "article",
     "title": "Challenges and Practices of Deep Learning Model Reengineering: A Case Study on Computer Vision",
@@ -69,7 +75,7 @@ FILTER_DECISION_COLUMNS: dict[str, str] = {
               "empty otherwise",
 }
 STORE_TABLES = {"issues": ("repo", "number"), "comments": ("repo", "issue_number", "comment_id")}
-OPTIONAL_STORE_TABLES = ("repositories", "predictions")
+OPTIONAL_STORE_TABLES = ("repositories", "predictions", "human_labels")
 PRIVATE_COLUMNS = {"etag"}  # fetch bookkeeping with no research value
 
 
@@ -140,7 +146,10 @@ def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str 
     """(kind, source, rater, model, model_version) from a defect table's provenance string.
 
     Conventions: ``<source>:adjudicated``; ``<source>:rater:<id>``; ``model:<name>@<version>``
-    (``machine:<name>@<version>``, the classifier's older spelling, is read as a model label).
+    (``machine:<name>@<version>``, the classifier's older spelling, is read as a model label); and those of a
+    store's final human labels (``human_labels``): ``agreed:<sheets>`` / ``adjudicated:<sheets>`` of ``reeng
+    annotate import`` (source ``annotate``), ``label-studio agreed|majority|adjudicated:<raters>`` of ``annotate
+    pull`` (source ``label-studio``), both final labels, and ``label-studio single:<rater>``, one rater's.
     """
     parts = str(value).split(":")
     if parts[0] in ("model", "machine"):
@@ -150,6 +159,13 @@ def parse_provenance(value: str) -> tuple[str, str, str | None, str | None, str 
         return "adjudicated", parts[0], None, None, None
     if len(parts) >= 3 and parts[1] == "rater":
         return "human_rater", parts[0], ":".join(parts[2:]), None, None
+    tool, _, how = parts[0].rpartition(" ")
+    if len(parts) >= 2 and tool in ("", "label-studio"):
+        source = tool or "annotate"
+        if how in ("agreed", "adjudicated") or (tool and how == "majority"):
+            return "adjudicated", source, None, None, None
+        if tool and how == "single":
+            return "human_rater", source, ":".join(parts[1:]), None, None
     raise ReengError(f"provenance {value!r} is none of '<source>:adjudicated', '<source>:rater:<id>', 'model:<name>@<version>'")
 
 
@@ -304,6 +320,8 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
         if machine.empty and not defect_tables:
             raise ReengError("the store's predictions all abstained (no label on any taxonomy dimension): "
                              "nothing to release as defect labels; lower the classifier's threshold or add --defects")
+        for table, labels in zip(defect_tables, parts):
+            _refuse_repeated_predictions(table, labels, machine)
         parts.append(machine)
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -312,10 +330,27 @@ def label_table(defect_tables: list[Path | pd.DataFrame], predictions: pd.DataFr
     # CSV inputs arrive as text; Parquet and the store as numbers.
     frame["number"] = pd.to_numeric(frame["number"]).astype("int64")
     frame["defect_index"] = pd.to_numeric(frame["defect_index"]).astype("Int64")
+    frame = frame.drop_duplicates()  # the same labels given twice (the store's human labels, also as a table): once
     frame["issue_url"] = _issue_urls(frame)
     frame["probability"] = frame["probability"].astype("float64")
     return frame[list(DEFECT_LABEL_COLUMNS)].sort_values(["repo", "number", "defect_index", "dimension", "provenance"],
                                                           kind="stable").reset_index(drop=True)
+
+
+def _refuse_repeated_predictions(table: Path | pd.DataFrame, labels: pd.DataFrame, stored: pd.DataFrame) -> None:
+    """A model's label of a thread is released once: a defect table holding labels that the store's released
+    predictions hold too (``classify predict --out``'s table beside its store) is one error, not every label twice."""
+    def keys(frame: pd.DataFrame) -> pd.MultiIndex:  # as text: a CSV's numbers arrive as text
+        return pd.MultiIndex.from_frame(frame[["repo", "number", "dimension", "model", "model_version"]].astype(str))
+
+    model = labels[labels["provenance"] == "model"]
+    twice = model[keys(model).isin(keys(stored))]
+    if len(twice):
+        row = twice.iloc[0]
+        name = table.attrs.get("source", "defect table") if isinstance(table, pd.DataFrame) else table
+        raise ReengError(f"{name}: its labels of {row['model']}@{row['model_version']} ({len(twice)}, e.g. {row['dimension']} of "
+                         f"{row['repo']}#{row['number']}) are the store's predictions, released from --store already: "
+                         "give one of the two")
 
 
 # --- privacy ----------------------------------------------------------------------------------
@@ -453,6 +488,7 @@ def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudony
         sources=sources, by_kind=by_kind, headings=DATASHEET_HEADINGS, tool=f"reeng {__version__}",
         corpora=[c | {"sample": c.get("sample"), "reasons": ", ".join(f"{n} by `{dim}`" for dim, n in c["dropped_by"].items() if n)}
                  for c in corpora or []],
+        human_sources=[HUMAN_SOURCES.get(src, f"`{src}`") for src in sorted(set(labels.loc[labels["provenance"] != "model", "source"]))],
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )
 
@@ -502,6 +538,11 @@ def write_release(out: Path, *, store: Path | None = None, defects: list[Path | 
     store_tables = read_store(store) if store is not None else {}
     if store is not None and not defects and not len(store_tables.get("issues", ())):
         raise ReengError(f"{store}: the store holds no threads (mine or import some first): nothing to release")
+    human = store_tables.pop("human_labels", pd.DataFrame({"dimension": []}))
+    if human["dimension"].isin(LABEL_DIMENSIONS).any():  # the researcher's final labels (reeng annotate import / pull)
+        from analysis.store_defects import store_human_defects
+
+        defects.append(store_human_defects(store))
     predictions = store_tables.get("predictions") if include_predictions else None
     decided = decided_threads(defects, predictions, store, store_tables)
     store_tables.pop("predictions", None)

@@ -51,6 +51,9 @@ def store_human_defects(store: Path | str) -> pd.DataFrame:
     if long.empty:
         raise ReengError(f"{store}: the store's human_labels table is empty")
     long = long[long["dimension"].isin(LABEL_COLUMNS)]
+    if long.empty:  # labels of other dimensions only (a filter's issue_type, by hand): nothing to pivot
+        raise ReengError(f"{store}: the store's human_labels hold no label of a taxonomy dimension "
+                         f"({', '.join(LABEL_COLUMNS)})")
     wide = long.pivot_table(index=["repo", "number", "defect_index"], columns="dimension", values="label",
                             aggfunc="first").reset_index()
     prov = long.groupby(["repo", "number", "defect_index"])["provenance"].first().reset_index(drop=True)

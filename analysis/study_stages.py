@@ -28,11 +28,12 @@ def _defects(ctx: StudyContext, stage: str) -> Path:
 
 def same_threads(human: Path, machine: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The human and machine defect tables restricted to the threads both label."""
+    from analysis.tables import thread_keys
     from reeng.tables import read_table
 
     a, b = read_table(human), read_table(machine)
-    shared = set(a["issue_url"]) & set(b["issue_url"])
-    a, b = a[a["issue_url"].isin(shared)].copy(), b[b["issue_url"].isin(shared)].copy()
+    shared = set(thread_keys(a["issue_url"])) & set(thread_keys(b["issue_url"]))
+    a, b = a[thread_keys(a["issue_url"]).isin(shared)].copy(), b[thread_keys(b["issue_url"]).isin(shared)].copy()
     a.attrs["source"], b.attrs["source"] = f"{human.name} (threads also machine-labeled)", f"{machine.name} (same threads)"
     return a, b
 

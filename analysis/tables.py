@@ -129,6 +129,12 @@ def prepare_defects(frame: pd.DataFrame, source: str, taxonomy: Taxonomy | None 
     return Defects(out, source, taxonomy, present, missing, frame.attrs.get("corpus"))
 
 
+def thread_keys(urls: pd.Series) -> pd.Series:
+    """The threads issue URLs name, as two label sets are joined on them: GitHub's owner and repository names are
+    case-insensitive (``Ultralytics/YOLOv3`` and ``ultralytics/yolov3`` are one), as the miner's and gold's joins read them."""
+    return urls.astype(str).str.casefold()
+
+
 def load_defects(path: Path | str, taxonomy: Taxonomy | None = None) -> Defects:
     """Read a defect table (CSV or Parquet) and validate it with :func:`prepare_defects`."""
     return prepare_defects(read_table(path), str(path), taxonomy)

@@ -59,8 +59,8 @@ class CorpusConfig(Section):
     def _repos(cls, value: Any) -> Any:
         if value == "gold":
             return value
-        if not isinstance(value, list) or not all(isinstance(r, str) and r.count("/") == 1 for r in value):
-            raise ValueError("either `gold` or a list of OWNER/REPO names")
+        if not isinstance(value, list) or not value or not all(isinstance(r, str) and r.count("/") == 1 for r in value):
+            raise ValueError("either `gold` or a list of OWNER/REPO names, one or more")
         return value
 
 

@@ -497,7 +497,16 @@ def predict_command(model_path: Path | None, builtin: bool, store: Path, thresho
         click.echo(f"adapted: its text models also learned {adapted['defects']} adjudicated defects of {adapted['threads']} "
                    f"threads; those threads were labeled by models trained without them ({adapted['folds']} folds)")
     for dim, counts in summary["dimensions"].items():
-        click.echo(f"  {dim}: " + ", ".join(f"{k} {v}" for k, v in list(counts.items())[:6]))
+        click.echo(f"  {dim}: {counts_line(counts)}")
+
+
+def counts_line(counts: dict[str, int], shown: int = 6) -> str:
+    """The ``shown`` most frequent labels of a dimension and the threads of the others, so the line adds up to the
+    threads labeled (it ended at the sixth label, and the rest went unsaid)."""
+    items = list(counts.items())
+    rest = items[shown:]
+    others = [f"{len(rest)} other label(s) {sum(v for _, v in rest)}"] if rest else []
+    return ", ".join([f"{k} {v}" for k, v in items[:shown]] + others)
 
 
 @classify_group.command("gold-eval")

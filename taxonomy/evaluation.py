@@ -16,6 +16,10 @@ from taxonomy.text import PreparedText
 
 
 BOOTSTRAP = 1000
+# Fewer resampled units (rows, or groups such as issues) give no interval: a bootstrap of a handful of values
+# is no measure of uncertainty (the kappa of two answered rows, both right, read 1.00 [1.00, 1.00] in a datasheet).
+# The analysis layer's cluster bootstrap keeps the same floor (analysis.stats.MIN_CLUSTERS).
+MIN_BOOTSTRAP_UNITS = 10
 
 
 def _encode(*columns: list[str]) -> tuple[list[np.ndarray], int]:
@@ -66,7 +70,8 @@ def _macro_f1(y_true: list[str], y_pred: list[str]) -> float:
 
 
 def _resamples(rows: int, groups: list[str] | None, n: int, seed: int) -> Any:
-    """``n`` bootstrap resamples of row indices: rows drawn with replacement, or whole groups (issues, repositories)."""
+    """``n`` bootstrap resamples of row indices: rows drawn with replacement, or whole groups (issues, repositories);
+    none from fewer than :data:`MIN_BOOTSTRAP_UNITS` rows or groups."""
     rng = np.random.default_rng(seed)
     if groups is None:
         members = [np.array([i]) for i in range(rows)]
@@ -75,6 +80,8 @@ def _resamples(rows: int, groups: list[str] | None, n: int, seed: int) -> Any:
         for i, g in enumerate(groups):
             by.setdefault(g, []).append(i)
         members = [np.array(v) for v in by.values()]
+    if len(members) < MIN_BOOTSTRAP_UNITS:
+        return
     for _ in range(n):
         yield np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
 
@@ -83,10 +90,9 @@ def bootstrap_ci(y_true: list[str], y_pred: list[str], metric: Any, *, n: int = 
                  groups: list[str] | None = None) -> list[float] | None:
     """95 % percentile bootstrap interval of a metric, resampling rows (or whole groups such as issues).
 
-    ``metric`` is ``"kappa"``, ``"macro_f1"`` or a function of (y_true, y_pred) lists.
+    ``metric`` is ``"kappa"``, ``"macro_f1"`` or a function of (y_true, y_pred) lists. None: fewer than
+    :data:`MIN_BOOTSTRAP_UNITS` rows (groups), or the metric undefined in half the resamples.
     """
-    if len(y_true) < 2:
-        return None
     (t, p), k = _encode(y_true, y_pred)
     fast = {"kappa": _kappa_cm, "macro_f1": _f1_cm}.get(metric) if isinstance(metric, str) else None
     values = []
@@ -115,7 +121,7 @@ def paired_difference(y_true: list[str], pred_a: list[str], pred_b: list[str], m
     whole = [one(_confusion(t, a, k)), one(_confusion(t, b, k))]
     diff = None if None in whole else whole[0] - whole[1]
     values = []
-    for idx in _resamples(len(t), groups, n, seed) if len(t) > 1 else ():
+    for idx in _resamples(len(t), groups, n, seed):
         va, vb = one(_confusion(t[idx], a[idx], k)), one(_confusion(t[idx], b[idx], k))
         if va is not None and vb is not None:
             values.append(va - vb)

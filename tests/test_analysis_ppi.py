@@ -83,8 +83,10 @@ def test_report_rows_and_threads_outside_the_corpus():
     assert result["claims"]["reported_by_re_users"]["available"]
     stranger = human.copy()
     stranger.loc[stranger.index[0], "issue_url"] = "https://github.com/nobody/nothing/issues/1"
-    with pytest.raises(ReengError, match="not in the machine-labeled corpus"):
+    with pytest.raises(ReengError, match="not in the machine-labeled corpus") as refused:
         prediction_powered(prepare_defects(machine, "machine"), prepare_defects(stranger, "human.csv"))
+    # it advised labeling a `reeng sample` draw: the study's protocol, no random sample, which PPI then warns of
+    assert "annotate export --sample N" in str(refused.value) and "reeng sample" not in str(refused.value)
     assert isinstance(pd.DataFrame(result["marginals"]["stage"]), pd.DataFrame)
 
 
@@ -98,6 +100,50 @@ def test_a_claim_without_human_labeled_defects_in_its_denominator_is_not_estimat
     result = prediction_powered(prepare_defects(machine, "machine"), prepare_defects(human, "human"))
     claim = result["claims"]["reproducibility_in_training"]
     assert claim["human"]["denominator"] == 0 and claim["machine"]["denominator"] > 0
+    assert claim["human"]["share"] is None and claim["human"]["ci"] == [None, None]  # not 0 % - 79 % of nothing
     assert np.isnan(claim["ppi"]["share"]) and "unmeasured" in claim["ppi"]["reason"]
     other = result["claims"]["reported_by_re_users"]["ppi"]
     assert "reason" not in other and other["ci"][0] < other["share"] < other["ci"][1]
+
+
+def test_a_dimension_the_human_sample_left_unlabeled_is_not_estimated():
+    """Human labels of a few dimensions only (code error left blank in every row): those dimensions' shares are not
+    estimated, with a reason, and their human-only share is n/a, not 0 % [0 %, 79 %]; it ended in a ValueError
+    (`reeng analyze --human` exit 1, "unexpected failure")."""
+    machine = synthetic_defects(2000, seed=5, provenance="model:builtin@1")
+    human = machine.sample(150, random_state=0).copy()
+    human["code_error"] = None
+    human.loc[human.index[1:], "root_cause"] = None  # one labeled thread: too few as well
+    human["provenance"] = "lab:adjudicated"
+    result = prediction_powered(prepare_defects(machine, "machine"), prepare_defects(human, "human"))
+    for dim, labeled in (("code_error", 0), ("root_cause", 1)):
+        for row in result["marginals"][dim]:
+            assert np.isnan(row["ppi"]["share"]) and "too few" in row["ppi"]["reason"], row
+            assert row["ppi"]["n_human_threads"] == labeled and row["human"]["n"] == labeled
+        assert all(r["human"]["share"] is None for r in result["marginals"][dim]) == (labeled == 0)
+    assert all(r["ppi"]["ci"][0] <= r["ppi"]["share"] for r in result["marginals"]["stage"])
+    assert all(np.isnan(r["ppi"]["share"]) for r in result["tables"]["stage_x_code_error"])
+
+
+def test_human_labels_join_the_corpus_whatever_the_case_of_the_repository_name(tmp_path):
+    """GitHub's names are case-insensitive (the miner and the gold join read them so): human labels typed
+    `Owner0/Model0` were "not in the machine-labeled corpus" for PPI, and fell out of a paired comparison."""
+    from analysis.compare import paired_agreement
+
+    machine = synthetic_defects(400, seed=5, provenance="model:builtin@1")
+    human = machine.sample(60, random_state=0).copy()
+    human["provenance"] = "lab:adjudicated"
+    typed = human.assign(issue_url=human["issue_url"].str.replace(r"github\.com/([^/]+/[^/]+)",
+                                                                  lambda m: "github.com/" + m.group(1).upper(), regex=True))
+    assert not set(typed["issue_url"]) & set(machine["issue_url"])
+    same, upper = (prediction_powered(prepare_defects(machine, "machine"), prepare_defects(h, "human")) for h in (human, typed))
+    assert upper["n_human_threads"] == same["n_human_threads"] and upper["marginals"] == same["marginals"]
+    paired = paired_agreement(prepare_defects(typed, "human"), prepare_defects(machine, "machine"))
+    assert paired == paired_agreement(prepare_defects(human, "human"), prepare_defects(machine, "machine"))
+    assert paired["threads"] == human["issue_url"].nunique()
+    from analysis.study_stages import same_threads  # the study's choice of threads to pair
+
+    typed.to_csv(tmp_path / "human.csv", index=False)
+    machine.to_csv(tmp_path / "machine.csv", index=False)
+    a, b = same_threads(tmp_path / "human.csv", tmp_path / "machine.csv")
+    assert len(a) == len(typed) and b["issue_url"].nunique() == human["issue_url"].nunique()

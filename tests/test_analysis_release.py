@@ -363,3 +363,92 @@ def test_release_names_each_thread_the_filter_dropped_and_why(inputs):
         "filter_decisions: =cmd|x@2: 1 labeled of 4 threads, 0 dropped, 1 kept; the datasheet says 1 of 3, 0 dropped, 1 kept",
         "filter_decisions: tfidf-logreg@0.3.1: 2 labeled of 3 threads, 0 dropped, 2 kept; "
         "the datasheet says 2 of 3, 1 dropped, 1 kept"], problems
+
+
+def test_the_stores_human_labels_are_released_once_with_their_provenance(inputs, reeng):
+    """A researcher's final labels in the store (``reeng annotate import`` / ``pull``) are released beside the
+    machine labels by ``reeng release --store``, which left them out, and by ``Corpus.release``, which refused the
+    table of its own ``human_labels()`` ("provenance 'agreed:a.csv|b.csv' is none of ...")."""
+    from miner.store import open_store
+    from reeng import Corpus
+    from taxonomy.annotate import write_human_labels
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    with conn:
+        write_human_labels(conn, [
+            {"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "stage", "label": "environment",
+             "provenance": "agreed:a.csv|b.csv", "created_at": "2024-06-01"},
+            {"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "impact", "label": "crash",
+             "provenance": "adjudicated:a.csv|b.csv", "created_at": "2024-06-01"},
+            {"repo": "owner1/model1", "number": 3, "defect_index": 1, "dimension": "stage", "label": "training",
+             "provenance": "label-studio single:rater@lab.org", "created_at": "2024-06-01"}])
+    conn.close()
+    result = reeng("release", "--store", str(store), "--out", str(tmp_path / "cli"), "--salt", SALT)
+    assert result.returncode == 0, result.stderr
+    corpus = Corpus(store)
+    corpus.release(tmp_path / "api", defects=[corpus.human_labels()], salt=SALT)
+    corpus.human_labels().to_csv(tmp_path / "human.csv", index=False)  # the same labels as a CSV beside the store
+    result = reeng("release", "--store", str(store), "--defects", str(tmp_path / "human.csv"), "--out", str(tmp_path / "csv"),
+                   "--salt", SALT)
+    assert result.returncode == 0, result.stderr
+    for out in (tmp_path / "cli", tmp_path / "api", tmp_path / "csv"):
+        assert validate_release(out) == []
+        labels = pd.read_parquet(out / "data" / "defect_labels.parquet")
+        human = labels[labels["provenance"] != "model"].sort_values("label")
+        assert list(zip(human["label"], human["provenance"], human["source"], human["rater"].fillna(""))) == [
+            ("crash", "adjudicated", "annotate", ""), ("environment", "adjudicated", "annotate", ""),
+            ("training", "human_rater", "label-studio", "rater@lab.org")], out
+        assert "- `adjudicated` (2 labels)" in (out / "README.md").read_text()
+
+
+def test_the_datasheet_names_where_its_human_labels_come_from(inputs):
+    """The datasheet said "Human labels come from the study's published, adjudicated labeling" of every release: of
+    one holding machine labels alone, and of one holding the researcher's own adjudicated labels."""
+    tmp_path, store = inputs
+    machine_only = (_release(tmp_path, store, defects=[]) / "README.md").read_text()
+    assert "study's published" not in machine_only.replace("&#39;", "'")
+    assert "No label was assigned by a person; machine labels from the reeng classifier." in machine_only
+    own = synthetic_defects(5, seed=3, provenance="lab:adjudicated")
+    both = (_release(tmp_path, None, defects=[tmp_path / "defects.parquet", own]) / "README.md").read_text()
+    assert "Human labels come\nfrom the study's published, adjudicated labeling (`jiang2024`); `lab`." in both.replace("&#39;", "'")
+    assert "machine labels from" not in both
+
+
+def test_the_stores_predictions_are_not_released_twice(inputs, reeng):
+    """`classify predict --out DIR` writes the store's predictions as a defect table; given beside that store to
+    `reeng release`, every machine label was released twice (defect_index 1 and empty) and counted twice in the
+    datasheet. One error now, nothing written."""
+    tmp_path, store = inputs
+    again = pd.DataFrame({"owner": ["owner0"], "repo": ["model0"], "number": [7], "stage": ["environment"],
+                          "stage_probability": [0.93], "provenance": ["model:tfidf-logreg@0.3.1"]})
+    again.to_csv(tmp_path / "again.csv", index=False)
+    out = tmp_path / "twice"
+    done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "again.csv"), "--out", str(out), "--salt", SALT)
+    assert done.returncode == 2 and not out.exists(), done.stderr
+    assert done.stderr.startswith("error:") and len(done.stderr.splitlines()) == 1
+    assert "again.csv: its labels of tfidf-logreg@0.3.1 (1, e.g. stage of owner0/model0#7) are the store's" in done.stderr
+    done = reeng("release", "--store", str(store), "--defects", str(tmp_path / "machine.csv"), "--out", str(out), "--salt", SALT)
+    assert done.returncode == 0, done.stderr  # the same model's labels of other threads are no repetition
+
+
+def test_human_labels_of_no_taxonomy_dimension_are_one_error_or_none(inputs, reeng):
+    """A human_labels table holding no taxonomy dimension (a filter's issue_type, written by hand) ended `analyze --human
+    store` in "unexpected failure (KeyError: 0)"; `release --store` releases no human label from it."""
+    from miner.store import open_store
+    from taxonomy.annotate import write_human_labels
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    with conn:
+        write_human_labels(conn, [{"repo": "owner0/model0", "number": 7, "defect_index": 1, "dimension": "issue_type",
+                                   "label": "feature", "provenance": "agreed:a.csv|b.csv", "created_at": "2024-06-01"}])
+    conn.close()
+    out = tmp_path / "findings"
+    done = reeng("analyze", "--store", str(store), "--human", "store", "--out", str(out))
+    assert done.returncode == 2 and not out.exists(), done.stderr
+    assert "the store's human_labels hold no label of a taxonomy dimension" in done.stderr.strip().splitlines()[-1]
+    done = reeng("release", "--store", str(store), "--out", str(tmp_path / "rel"), "--salt", SALT)
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_parquet(tmp_path / "rel" / "data" / "defect_labels.parquet")
+    assert set(labels["provenance"]) == {"model"}

@@ -122,14 +122,14 @@ def test_joint_decoding_leaves_independent_dimensions_alone() -> None:
 
 
 def test_scores_keep_abstentions_apart_with_intervals() -> None:
-    truth = ["a", "b", "a", "b", "a", "b", "a", "b"]
-    pred = ["a", "b", "a", "b", None, None, "a", "a"]
-    s = scores(truth, pred, probability=[0.9, 0.9, 0.8, 0.8, 0.1, 0.1, 0.7, 0.6])
-    assert s["coverage"] == 0.75 and s["answered"] == 6
+    truth = ["a", "b", "a", "b", "a", "b", "a", "b"] * 2
+    pred = ["a", "b", "a", "b", None, None, "a", "a"] * 2
+    s = scores(truth, pred, probability=[0.9, 0.9, 0.8, 0.8, 0.1, 0.1, 0.7, 0.6] * 2)
+    assert s["coverage"] == 0.75 and s["answered"] == 12
     assert s["kappa"] > s["kappa_abstain_wrong"]
     assert s["kappa_ci"][0] <= s["kappa"] <= s["kappa_ci"][1]
     assert s["risk_coverage"][-1]["coverage"] == 0.75 and s["calibration"]["ece"] is not None
-    assert s["confusion"] == {"labels": ["a", "b", "(abstain)"], "matrix": [[3, 0, 1], [1, 2, 1], [0, 0, 0]]}
+    assert s["confusion"] == {"labels": ["a", "b", "(abstain)"], "matrix": [[6, 0, 2], [2, 4, 2], [0, 0, 0]]}
 
 
 def test_scores_of_one_class_warn_of_nothing() -> None:
@@ -306,3 +306,15 @@ def test_a_rule_labeler_follows_scikit_learns_conventions_on_misuse() -> None:
     assert fitted.predict_proba(np.zeros((2, len(rules)))).shape == (2, 2)
     with pytest.raises(ValueError, match="reads one column per rule"):
         fitted.predict(np.zeros((2, 3)))
+
+
+def test_no_interval_from_a_handful_of_rows() -> None:
+    """Two answered rows, both right, gave kappa 1.00 [1.00, 1.00] (the study's root cause at 12 % coverage, in the
+    datasheet); fewer than ten rows, or issues when whole issues are resampled, give no interval."""
+    s = scores(["a", "b", "c"] * 5 + ["a", "b"], [None] * 15 + ["a", "b"])
+    assert s["answered"] == 2 and s["kappa"] == 1.0 and s["kappa_ci"] is None and s["macro_f1_ci"] is None
+    assert s["kappa_abstain_wrong_ci"] is not None  # all 17 rows
+    truth, pred = list("abcab" * 2), list("abcaa" * 2)
+    assert bootstrap_ci(truth[:9], pred[:9], "kappa") is None and bootstrap_ci(truth, pred, "kappa") is not None
+    assert bootstrap_ci(truth, pred, "kappa", groups=[str(i % 5) for i in range(10)]) is None  # five issues
+    assert paired_difference(truth[:9], pred[:9], truth[:9])["difference_ci"] is None

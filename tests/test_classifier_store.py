@@ -569,3 +569,16 @@ def test_a_trained_model_file_named_builtin_is_refused(tmp_path: Path, capsys: p
     assert (code, out) == (2, "") and err == (f"error: {tmp_path / 'builtin.skops'}: a trained model's predictions are "
                                               "stored under its file's name, and 'builtin' names the built-in labeler's: "
                                               "rename the file\n")
+
+
+def test_the_predict_summary_line_adds_up_to_the_threads() -> None:
+    """`classify predict` showed six labels per dimension and left the others unsaid: impact's line summed to 498 of
+    499 threads, root cause's to 488, with nothing to say more were labeled."""
+    from taxonomy.cli import counts_line
+
+    counts = {"(needs review)": 396, "api_defect": 41, "low_frequency": 18, "data_preprocessing": 17, "model_weight": 10,
+              "gpu_usage": 6, "training_configuration": 5, "wrong_environment": 4, "hyperparameters": 2}
+    line = counts_line(counts)
+    assert line.endswith("gpu_usage 6, 3 other label(s) 11")
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in line.split(", ")) == sum(counts.values())
+    assert counts_line({"crash": 3, "(needs review)": 1}) == "crash 3, (needs review) 1"

@@ -49,3 +49,36 @@ def test_corpus_stage_mines_when_a_token_and_the_api_are_there(tmp_path, monkeyp
     summary = json.loads((tmp_path / "study" / "corpus" / "corpus.json").read_text())
     assert summary["origin"] == f"GitHub ({url})" and summary["failures"] == {}
     assert summary["gold_defects_with_thread"] == len(yolov5) > 0
+
+
+def test_an_offline_corpus_without_the_named_repositories_fails_the_study(tmp_path, monkeypatch, capsys):
+    """`corpus: {source: offline, repos: [...]}` naming repositories the archive lacks ran on with an empty store and
+    exit 0 ("0 threads from 0 of 1 repositories"); they fail as repositories GitHub does not know do, and an empty
+    list of repositories is refused with the config's other errors."""
+    if data_dir() is None:
+        pytest.skip("REENG_DATA_DIR is not configured")
+    import yaml
+
+    from tests.bad_input_helpers import error_line, nothing_beside
+    from tests.conftest import run_main
+
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("GITHUB_TOKENS", raising=False)
+    config = tmp_path / "study.yaml"
+
+    def study(repos: list[str], *flags: str) -> tuple[int, str]:
+        config.write_text(yaml.safe_dump({"stages": ["corpus"], "corpus": {"source": "offline", "repos": repos}}))
+        code, _, err = run_main(["study", str(config), "--out", str(tmp_path / "out"), *flags], capsys)
+        return code, err
+
+    code, err = study(["nobody/nothing"])
+    assert code == 2 and error_line(err, progress=True) == ("error: corpus: no thread collected from any of 1 repositories "
+                                                            "(nobody/nothing: not in the offline corpus denchmark_bugreports.tar.xz)")
+    nothing_beside(tmp_path / "out")
+    code, err = study(["ultralytics/yolov3", "nobody/nothing"], "--keep-going")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["failed"]["corpus"]["complete"] is False and "nobody/nothing" in summary["failed"]["corpus"]["failed"]
+    assert list(summary["corpus"]["failures"]) == ["nobody/nothing"] and summary["corpus"]["threads"] > 0
+    code, err = study([])
+    assert code == 2 and "corpus.repos: either `gold` or a list of OWNER/REPO names, one or more" in error_line(err)
