@@ -469,6 +469,26 @@ def filter_summaries(defects: list[Path | pd.DataFrame], predictions: pd.DataFra
     return found
 
 
+def thread_origins(issues: pd.DataFrame) -> list[str]:
+    """Where the released threads came from, as the datasheet says it, from each issue's fetch ``source``: the
+    miner's ``github:<API>``, the Denchmark importer's ``denchmark``, a reeng raw archive's ``archive:<file>``,
+    ``reeng gold fetch-threads``' ``github``; any other source by name. Most threads first."""
+    def origin(source: object) -> str:
+        text = str(source)
+        if text == "denchmark":
+            return "read from the Denchmark bug-report archive (Kim et al., MSR 2021) by the reeng importer"
+        if text == "github" or text == "github:https://api.github.com":
+            return "fetched through the GitHub API by the reeng miner"
+        if text.startswith("github:"):
+            return f"fetched through a GitHub-compatible API (`{text[len('github:'):]}`) by the reeng miner"
+        if text.startswith("archive:"):
+            return f"read from a reeng raw archive (`{text[len('archive:'):]}`)"
+        return f"from `{text}`"
+
+    counts = issues["source"].map(origin).value_counts() if "source" in issues else pd.Series(dtype="int64")
+    return [f"{n:,} {'thread' if n == 1 else 'threads'} {how}" for how, n in counts.items()]
+
+
 def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudonymised: bool, sources: list[str],
               corpora: list[dict[str, Any]] | None = None) -> str:
     """README.md with the "Datasheets for Datasets" headings, filled from the release's own numbers;
@@ -489,6 +509,7 @@ def datasheet(tables: dict[str, pd.DataFrame], options: ReleaseOptions, pseudony
         corpora=[c | {"sample": c.get("sample"), "reasons": ", ".join(f"{n} by `{dim}`" for dim, n in c["dropped_by"].items() if n)}
                  for c in corpora or []],
         human_sources=[HUMAN_SOURCES.get(src, f"`{src}`") for src in sorted(set(labels.loc[labels["provenance"] != "model", "source"]))],
+        origins=thread_origins(tables["issues"]) if "issues" in tables else [],
         taxonomy=_taxonomy_id(), n_issues_labeled=int(labels[["repo", "number"]].drop_duplicates().shape[0]) if len(labels) else 0,
     )
 

@@ -415,6 +415,28 @@ def test_the_datasheet_names_where_its_human_labels_come_from(inputs):
     assert "machine labels from" not in both
 
 
+def test_the_datasheet_says_where_the_threads_came_from(inputs):
+    """Every datasheet said its threads were "collected ... through the GitHub API by the reeng miner", also of the
+    default study's release, whose threads are read from the Denchmark archive, and of a release with no thread."""
+    from analysis.release import thread_origins
+    from miner.store import open_store, save_thread
+
+    tmp_path, store = inputs
+    conn = open_store(store, create=False)
+    for number, source in ((901, "denchmark"), (902, "denchmark"), (903, "github:https://api.github.com")):
+        save_thread(conn, {"repo": "owner0/model0", "number": number, "title": "t", "body": "b", "comments": []}, source=source)
+    conn.close()
+    text = (_release(tmp_path, store, defects=[]) / "README.md").read_text()
+    assert "through the GitHub API by the reeng\nminer" not in text
+    assert "2 threads read from the Denchmark bug-report archive (Kim et al., MSR 2021) by the reeng importer" in text
+    assert "1 thread fetched through the GitHub API by the reeng miner" in text and "2 threads from `api`" in text
+    assert "This release holds no issue threads" in (_release(tmp_path, None, defects=[tmp_path / "defects.parquet"])
+                                                     / "README.md").read_text()
+    assert thread_origins(pd.DataFrame({"source": ["github:http://127.0.0.1:8765", "archive:raw.jsonl.gz"]})) == [
+        "1 thread fetched through a GitHub-compatible API (`http://127.0.0.1:8765`) by the reeng miner",
+        "1 thread read from a reeng raw archive (`raw.jsonl.gz`)"]
+
+
 def test_the_stores_predictions_are_not_released_twice(inputs, reeng):
     """`classify predict --out DIR` writes the store's predictions as a defect table; given beside that store to
     `reeng release`, every machine label was released twice (defect_index 1 and empty) and counted twice in the
