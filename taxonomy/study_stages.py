@@ -77,7 +77,7 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
         return {"skipped": True, "lines": ["no store: the corpus stage produced none, nothing to classify"]}
     from miner.store import open_store
     from taxonomy import classify
-    from taxonomy.evaluation import format_score
+    from taxonomy.evaluation import MIN_BOOTSTRAP_UNITS, format_score
     from taxonomy.gold import write_table
     from taxonomy.predictions import machine_defects, write_predictions
 
@@ -110,7 +110,8 @@ def classify_stage(ctx: StudyContext) -> dict[str, Any]:
     lines = [f"{len(ids)} threads labeled by the built-in labeler; {len(table)} kept as reengineering defects"]
     if result["dimensions"]:
         lines.append(f"gold comparison on {result['threads']} threads / {result['defects']} defects "
-                     "(built-in labeler; kappa with 95% CI of the best guess, and on the rows answered at the threshold):")
+                     "(built-in labeler; kappa of the best guess, and on the rows answered at the threshold; 95% CI "
+                     f"from {MIN_BOOTSTRAP_UNITS} issues up):")
         for dim, m in result["dimensions"].items():
             best = result["systems"].get(dim, {}).get("builtin_best_guess", {})
             lines.append(f"  {dim}: best guess kappa {format_score(best.get('kappa'), best.get('kappa_ci'))} "
