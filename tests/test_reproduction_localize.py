@@ -108,3 +108,31 @@ def test_functional_inplace_rewrite_keeps_the_producers_value(method):
     added = [r for n, r in rec.items() if n in ("add", "add_")]
     assert len(added) == 1 and torch.allclose(added[0].output, expected + 1)
     assert list(rec)[-1] == "b"
+
+
+class _PositionTable(nn.Module):
+    """A ViT-style learned position table added functionally, then a pre-norm MLP block."""
+
+    def __init__(self, reversed_table: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(8, 16)
+        self.pos = nn.Parameter(torch.randn(1, 5, 16) * 0.02)
+        if reversed_table:  # the port loads the table in reverse order
+            self.pos.data = self.pos.data.flip(1)
+        self.norm = nn.LayerNorm(16)
+        self.mlp = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x) + self.pos
+        return x + self.mlp(self.norm(x))
+
+
+@pytest.mark.parametrize("method", ["fx", "hooks"])
+def test_a_ported_parameter_used_functionally_blames_the_call_that_uses_it(method):
+    x = torch.randn(2, 5, 8)
+    found = localize_models(_PositionTable(), _PositionTable(reversed_table=True), x, method=method)
+    rows = {d.name: d for d in found.layers}
+    assert found.culprit == "add"  # not the LayerNorm after it, whose rise is larger
+    assert rows["add"].delta_in == 0 and rows["add"].introduces
+    assert rows["norm"].delta_in == rows["add"].delta

@@ -149,8 +149,9 @@ def _is_inplace(name: str, kwargs: dict[str, Any]) -> bool:
 class _Recorder:
     """The bookkeeping shared by both capture methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: frozenset[int] = frozenset()) -> None:
         self.records: Capture = Capture()
+        self.weights = weights  # ids of the model's parameters and buffers: not inputs from upstream
         self.produced: dict[int, str] = {}  # id(output tensor) -> record name
         self.versions: dict[str, list[int]] = {}  # records still aliasing live tensors
         self.keep: list[Any] = []  # keeps produced tensors alive so their ids stay unique
@@ -173,7 +174,7 @@ class _Recorder:
         outs = _tensors(output)
         if not outs:
             return
-        ins = [self.produced.get(id(t)) or t.detach() for t in inputs]
+        ins = [self.produced.get(id(t)) or t.detach() for t in inputs if id(t) not in self.weights]
         for t in outs:
             self.produced[id(t)] = name
         self.keep.extend(outs)
@@ -241,7 +242,9 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     import torch
     from torch.overrides import TorchFunctionMode
 
-    rec = _Recorder()
+    # a parameter used functionally (``x + self.pos_embed``) is what the call site computes with,
+    # not an upstream input: a ported parameter that differs must blame that call, as under fx
+    rec = _Recorder(frozenset(id(t) for t in (*model.parameters(), *model.buffers())))
     stack: list[str] = []  # module paths being called
     state = {"leaf_depth": 0, "busy": False}
     handles = []
