@@ -136,3 +136,32 @@ def test_a_ported_parameter_used_functionally_blames_the_call_that_uses_it(metho
     assert found.culprit == "add"  # not the LayerNorm after it, whose rise is larger
     assert rows["add"].delta_in == 0 and rows["add"].introduces
     assert rows["norm"].delta_in == rows["add"].delta
+
+
+class _MaskedAttention(nn.Module):
+    """Causal attention whose masked scores are filled with ``fill`` (-inf in the reference)."""
+
+    def __init__(self, fill: float = float("-inf")) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fill = fill
+        self.qkv = nn.Linear(8, 24)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, -1)
+        mask = torch.triu(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool), 1)
+        scores = (q @ k.transpose(-2, -1)).masked_fill(mask, self.fill)
+        return self.proj(scores.softmax(-1) @ v)
+
+
+def test_equal_infinities_are_no_divergence_and_a_changed_mask_fill_is_blamed():
+    torch.manual_seed(1)
+    x = torch.randn(2, 4, 8)
+    same = localize_models(_MaskedAttention(), _MaskedAttention(), x)
+    assert same.culprit is None
+    assert all(d.delta == 0 and not d.note for d in same.layers)  # the -inf scores of both sides agree
+    port = localize_models(_MaskedAttention(), _MaskedAttention(fill=0.0), x)  # the port masks with 0
+    rows = {d.name: d for d in port.layers}
+    assert rows["masked_fill"].delta == float("inf") and rows["masked_fill"].diverges
+    assert port.culprit == "masked_fill"  # not the softmax after it

@@ -338,7 +338,8 @@ def capture(model: Any, *args: Any, method: str = "auto", **kwargs: Any) -> Capt
 
 
 def _delta(a: Any, b: Any) -> tuple[float, str]:
-    """Mean absolute difference (float64 accumulation); inf for a shape mismatch or NaN/Inf."""
+    """Mean absolute difference (float64 accumulation); inf for a shape mismatch or NaN/Inf that
+    differs (equal infinities, such as an attention mask's -inf, and NaN on both sides are equal)."""
     if isinstance(a, list) or isinstance(b, list):
         xs, ys = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
         if len(xs) != len(ys):
@@ -353,18 +354,22 @@ def _delta(a: Any, b: Any) -> tuple[float, str]:
 
     if a.dtype != b.dtype or not a.dtype.is_floating_point:
         a, b = a.double(), b.double()
-    value = float((a - b).abs_().sum(dtype=torch.float64)) / a.numel()
+    diff = (a - b).abs_()
+    value = float(diff.sum(dtype=torch.float64)) / a.numel()
+    if not math.isfinite(value):
+        value = float(diff.masked_fill_((a == b) | (a.isnan() & b.isnan()), 0).sum(dtype=torch.float64)) / a.numel()
     if not math.isfinite(value):
         return float("inf"), "non-finite values"
     return value, ""
 
 
 def _scale(value: Any) -> float:
-    """Mean |value| of a record's output, for the relative part of the divergence threshold."""
+    """Mean |value| of a record's output, for the relative part of the divergence threshold; NaN and
+    infinities count as 0, or a reference with an -inf mask could never be diverged from."""
     import torch
 
     tensors = value if isinstance(value, list) else [value]
-    means = [float(t.abs().sum(dtype=torch.float64)) / t.numel() for t in tensors
+    means = [float(t.abs().nan_to_num_(0.0, 0.0).sum(dtype=torch.float64)) / t.numel() for t in tensors
              if t.numel() and t.dtype.is_floating_point]
     return max(means, default=0.0)
 
