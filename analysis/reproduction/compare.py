@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from analysis.reproduction.case import Comparison
-from analysis.reproduction.comparators import tolerance_check
+from analysis.reproduction.comparators import output_leaves, tolerance_check
 from analysis.reproduction.localize import LayerRecord, Localization, capture, localize
 from reeng.errors import ReengError
 
@@ -83,23 +83,12 @@ class Side:
         return capture(self.model, *inputs)
 
 
-def flatten_outputs(value: Any, prefix: str = "output") -> dict[str, Any]:
+def flatten_outputs(value: Any) -> dict[str, Any]:
     """Model outputs as ``{name: tensor}``: ``output/0`` … for tuples, ``output/<key>`` for dicts."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        return {prefix if prefix != "output" else "output/0": value.detach()}
-    if isinstance(value, dict):
-        found: dict[str, Any] = {}
-        for key in sorted(value, key=str):
-            found.update(flatten_outputs(value[key], f"{prefix}/{key}"))
-        return found
-    if isinstance(value, (list, tuple)):
-        found = {}
-        for i, item in enumerate(value):
-            found.update(flatten_outputs(item, f"{prefix}/{i}"))
-        return found
-    return {}
+    leaves = output_leaves(value if isinstance(value, (list, tuple, dict)) else (value,))
+    return {name: v.detach() for name, v in leaves.items() if isinstance(v, torch.Tensor)}
 
 
 @dataclass
