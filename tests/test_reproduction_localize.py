@@ -165,3 +165,31 @@ def test_equal_infinities_are_no_divergence_and_a_changed_mask_fill_is_blamed():
     rows = {d.name: d for d in port.layers}
     assert rows["masked_fill"].delta == float("inf") and rows["masked_fill"].diverges
     assert port.culprit == "masked_fill"  # not the softmax after it
+
+
+class _ClipsInPlace(nn.Sequential):
+    """Detection-style post-processing: x1 clipped to the image width in place, through a view."""
+
+    def __init__(self, width: float = 4.0) -> None:
+        torch.manual_seed(0)
+        super().__init__(OrderedDict([("box", nn.Linear(8, 4)), ("head", nn.Linear(4, 2))]))
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        boxes = self.box(x) * 3
+        boxes[:, 0].clamp_(0, self.width)
+        return self.head(boxes)
+
+
+@pytest.mark.parametrize("method", ["fx", "hooks"])
+def test_an_inplace_write_through_a_view_keeps_the_viewed_records_value(method):
+    torch.manual_seed(3)
+    x = torch.randn(6, 8) * 2
+    model = _ClipsInPlace()
+    rec = capture(model, x, method=method)
+    assert torch.equal(rec["mul"].output, model.box(x) * 3)  # before the clamp wrote into it
+    assert not rec["mul"].note
+    found = localize_models(_ClipsInPlace(), _ClipsInPlace(width=2.0), x, method=method)  # the port clips at 2
+    rows = {d.name: d for d in found.layers}
+    assert rows["mul"].delta == 0 and not rows["mul"].diverges
+    assert found.culprit == "clamp_"

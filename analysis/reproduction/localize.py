@@ -13,7 +13,7 @@ give the same names:
 - a functional call: ``<owner module path>.<op>`` (``layer1.0.add``, ``flatten``), ``#k`` likewise.
 
 In-place rewrites are handled where they happen: right before an in-place operation (``x += y``,
-``ReLU(inplace=True)``, ``relu_``) consumes a recorded output, that record is copied, so it keeps
+``ReLU(inplace=True)``, ``relu_``) consumes a recorded output or a view of one, that record is copied, so it keeps
 the value its producer returned. Tuple, list and dict outputs are recorded as lists of tensors.
 
 Per matched record, δ_L (mean absolute difference of the outputs) is set against the largest δ
@@ -162,8 +162,9 @@ class _Recorder:
         return base if self.counts[base] == 1 else f"{base}#{self.counts[base]}"
 
     def privatize(self, consumed: list[Any]) -> None:
-        """Copy the records an in-place operation is about to overwrite."""
-        for t in consumed:
+        """Copy the records an in-place operation is about to overwrite: those of the tensors it
+        consumes and, for a view (``boxes[:, 0].clamp_()``), of the tensor it views."""
+        for t in [*consumed, *(t._base for t in consumed if t._base is not None)]:
             name = self.produced.get(id(t))
             if name is not None and name in self.versions:
                 rec = self.records[name]
