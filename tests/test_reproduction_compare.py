@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from analysis.reproduction.compare import compare, record
+from analysis.reproduction.localize import capture
 from tests.conftest import run_main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare"
@@ -149,6 +150,25 @@ def test_bad_options_are_one_error_line(example, capsys, options, message):
                                *[o.format(dir=example) for o in options]], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (example / "out").exists() and not (example / "ref.txt").exists()
+
+
+@pytest.mark.parametrize("meta, message", [
+    ("not json", "'meta' is not JSON"),
+    ('["stem"]', "'meta' must be a JSON object with 'layers'"),
+    ('{"layers": ["stem", "head"], "info": {"head": {"inputs": ["blocks.1.relu#2"]}}}',
+     "'meta' names inputs that are not recorded layers: blocks.1.relu#2"),
+])
+def test_a_hand_made_recording_with_malformed_meta_is_one_error_line(example, capsys, meta, message):
+    # the layout docs/reproduction.md gives for recordings made elsewhere (TensorFlow, Keras, Caffe)
+    with torch.no_grad():
+        layers = capture(example_reference.build(), _x())
+    np.savez(example / "tf.npz", **{"output/0": np.zeros((2, 4), np.float32), "meta": np.array(meta),
+                                    "layer/stem": layers["stem"].output.numpy(),
+                                    "layer/head": layers["head"].output.numpy()})
+    code, out, err = run_main(["compare", str(example / "tf.npz"), str(example / "port.py:build"),
+                               "--inputs", str(example / "inputs.npz"), "--out", str(example / "out")], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (example / "out").exists()
 
 
 def test_missing_torch_names_the_extra(monkeypatch, capsys, example):

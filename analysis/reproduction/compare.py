@@ -176,10 +176,10 @@ def load_recorded(path: Path) -> Side:
     outputs = {k: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("output/")}
     if not outputs:
         raise ReengError(f"{path}: no 'output/...' arrays; write recordings with `reeng compare MODEL --record`")
-    meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+    meta = _recorded_meta(path, arrays)
     layers: dict[str, LayerRecord] = {}
-    for name in meta.get("layers") or []:
-        info = meta.get("info", {}).get(name, {})
+    for name in meta["layers"]:
+        info = meta["info"].get(name, {})
         parts = sorted((k for k in arrays if k.startswith(f"layer/{name}/")), key=lambda k: int(k.rsplit("/", 1)[1]))
         if f"layer/{name}" in arrays:
             output: Any = torch.as_tensor(arrays[f"layer/{name}"])
@@ -189,7 +189,29 @@ def load_recorded(path: Path) -> Side:
             continue
         layers[name] = LayerRecord(output, list(info.get("inputs", [])), "", info.get("module", ""),
                                    info.get("kind", "module"), info.get("op", ""))
+    missing = sorted({i for rec in layers.values() for i in rec.inputs if i not in layers})
+    if missing:  # localization looks each input up among the recorded layers
+        raise ReengError(f"{path}: 'meta' names inputs that are not recorded layers: {', '.join(missing[:5])} "
+                         "(record them, or leave them out of the layers' inputs)")
     return Side(str(path), "recorded", recorded_outputs=outputs, recorded_layers=layers or None)
+
+
+def _recorded_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A recording's ``meta``: ``{"layers": [name, ...], "info": {name: {"inputs": [name, ...], ...}}}``."""
+    if "meta" not in arrays:
+        return {"layers": [], "info": {}}
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError as exc:
+        raise ReengError(f"{path}: 'meta' is not JSON ({exc})") from exc
+    layers = meta.get("layers", []) if isinstance(meta, dict) else None
+    info = meta.get("info", {}) if isinstance(meta, dict) else None
+    if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(info, dict)
+            and all(isinstance(i, dict) and isinstance(i.get("inputs", []), list)
+                    and all(isinstance(n, str) for n in i.get("inputs", [])) for i in info.values())):
+        raise ReengError(f"{path}: 'meta' must be a JSON object with 'layers' (a list of layer names) and 'info' "
+                         "({layer: {'inputs': [layer names], ...}})")
+    return {"layers": layers, "info": info}
 
 
 def load_side(source: Any, label: str = "model") -> Side:
