@@ -228,3 +228,28 @@ def test_recording_round_trips_tuple_and_dict_outputs(tmp_path):
         model.gru.bias_hh_l0 += 0.5
     changed = compare(str(tmp_path / "heads.npz"), model, x)
     assert not changed.agrees and changed.culprit == "gru"
+
+
+class _HalvesItsInput(torch.nn.Module):
+    """A model that scales its input in place before the convolution (``x /= 2``)."""
+
+    def __init__(self, bias_shift: float = 0.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        with torch.no_grad():
+            self.conv.bias += bias_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x /= 2.0
+        return self.conv(x)
+
+
+def test_a_model_rewriting_its_input_in_place_does_not_change_the_other_runs_inputs():
+    x = _x()
+    same = compare(_HalvesItsInput(), _HalvesItsInput(), x)
+    assert same.agrees and same.verdicts["output/0"].figures["rule"] == "allclose"
+    shifted = compare(_HalvesItsInput(), _HalvesItsInput(bias_shift=0.05), x)  # the port's bias is off by 0.05
+    assert not shifted.agrees and shifted.culprit == "conv"
+    assert shifted.verdicts["output/0"].figures["min_tolerance"] > 0.04
+    assert torch.equal(x, _x())  # the caller's inputs are left as they were

@@ -34,7 +34,7 @@ import numpy as np
 
 from analysis.reproduction.case import Comparison
 from analysis.reproduction.comparators import output_leaves, tolerance_check
-from analysis.reproduction.localize import LayerRecord, Localization, capture, localize
+from analysis.reproduction.localize import LayerRecord, Localization, capture, fresh, localize
 from reeng.errors import ReengError
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
@@ -60,7 +60,7 @@ class Side:
 
             return {f"output/{i}": torch.as_tensor(o) for i, o in enumerate(run_onnx(self.model, inputs))}
         with torch.no_grad():
-            return flatten_outputs(self.model(*inputs))
+            return flatten_outputs(self.model(*fresh(inputs)))
 
     def outputs64(self, inputs: tuple[Any, ...]) -> dict[str, Any] | None:
         """A float64 run of a Python module (the anchor of the RMSE rule); None for the others."""
@@ -71,7 +71,7 @@ class Side:
         try:
             model64 = copy.deepcopy(self.model).double()
             with torch.no_grad():
-                return flatten_outputs(model64(*[x.double() if x.is_floating_point() else x for x in inputs]))
+                return flatten_outputs(model64(*[x.double() if x.is_floating_point() else x for x in fresh(inputs)]))
         except Exception:  # a model that cannot run in float64 is compared by allclose alone
             return None
 
@@ -80,7 +80,7 @@ class Side:
             return self.recorded_layers
         if self.kind in ("onnx", "torchscript"):  # compiled graphs take no per-call hooks
             return None
-        return capture(self.model, *inputs)
+        return capture(self.model, *fresh(inputs))
 
 
 def flatten_outputs(value: Any) -> dict[str, Any]:

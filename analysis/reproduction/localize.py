@@ -314,6 +314,12 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return found
 
 
+def fresh(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Copies of the inputs for one run: a model that rewrites its input in place (``x /= 255``)
+    must not hand the next run (the port, the float64 anchor, the capture) other inputs."""
+    return tuple(x.clone() if hasattr(x, "clone") else x for x in inputs)
+
+
 def capture(model: Any, *args: Any, method: str = "auto", **kwargs: Any) -> Capture:
     """Run ``model`` once and return every call site's output and inputs, in execution order.
 
@@ -516,5 +522,5 @@ def localize_models(reference_model: Any, candidate_model: Any, *args: Any, mapp
                     atol: float = DEFAULT_ATOL, strict: bool = False, rtol: float = DEFAULT_RTOL,
                     method: str = "auto") -> Localization:
     """Capture both models on the same inputs and localize where divergence is introduced."""
-    return localize(capture(reference_model, *args, method=method), capture(candidate_model, *args, method=method),
-                    mapping, atol, strict, rtol)
+    return localize(capture(reference_model, *fresh(args), method=method),
+                    capture(candidate_model, *fresh(args), method=method), mapping, atol, strict, rtol)
