@@ -40,6 +40,16 @@ class BuggyAgrees(ReproCase):
     def buggy(self, ctx, inputs): return torch.ones(3)
     def fixed(self, ctx, inputs): return torch.ones(3)
 ''',
+    "rewrites_inputs": '''
+@case(id="rewrites_inputs", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
+class RewritesInputs(ReproCase):
+    def inputs(self, ctx): return torch.arange(6.0) * 20
+    def reference(self, ctx, x): return x / 255
+    def buggy(self, ctx, x):
+        x /= 256  # the port's constant, applied to its input in place
+        return x
+    def fixed(self, ctx, x): return x / 255
+''',
     "raises": '''
 @case(id="raises", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
 class Raises(ReproCase):
@@ -133,6 +143,12 @@ def test_reproduced_needs_buggy_deviating_and_fixed_agreeing(report):
     assert row["verdict"] == "not_reproduced" and detail["reason"].startswith("the fixed form deviates")
     row, detail = _row(report, "buggy_agrees")
     assert row["verdict"] == "not_reproduced" and detail["reason"].startswith("the buggy form agrees")
+
+
+def test_each_form_gets_its_own_inputs(report):
+    row, detail = _row(report, "rewrites_inputs")  # the fixed form was handed the buggy form's rewritten input
+    assert row["verdict"] == "reproduced", detail["reason"]
+    assert detail["fixed"]["status"] == "agree" and detail["buggy"]["status"] == "deviate"
 
 
 def test_a_case_that_raises_is_an_error_with_the_exception(report):

@@ -9,6 +9,7 @@ rows keep exactly the agreed keys.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import inspect
@@ -243,12 +244,12 @@ def _judge(case: ReproCase, ctx: CaseContext, form: str, reference: Any, inputs:
     """Run one form and compare it; an expected crash of the buggy form is its deviation."""
     runner = getattr(case, form)
     try:
-        candidate = runner(ctx, inputs)
+        candidate = runner(ctx, copy.deepcopy(inputs))
     except case.expect_raises as exc:
         if form == "fixed":
             return Comparison(False, "raised", f"{type(exc).__name__}: {exc}")
         return Comparison(False, "raised", f"raises {type(exc).__name__}: {exc}")
-    return case.compare(ctx, reference, candidate, inputs)
+    return case.compare(ctx, reference, candidate, copy.deepcopy(inputs))
 
 
 def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -281,7 +282,9 @@ def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[s
             torch.manual_seed(ctx.seed)
             case = entry.cls()
             inputs = case.inputs(ctx)
-            reference = case.reference(ctx, inputs)
+            # each part gets its own copy: one rewriting its inputs in place (x /= 255) must not
+            # hand the others other inputs
+            reference = case.reference(ctx, copy.deepcopy(inputs))
             buggy = _judge(case, ctx, "buggy", reference, inputs)
             fixed = _judge(case, ctx, "fixed", reference, inputs)
             detail["buggy"] = {"agrees": buggy.agrees, "status": buggy.status, "detail": buggy.detail,
