@@ -221,6 +221,13 @@ def test_select_filters_and_groups():
         parse_select("reference_kind=onxx")
     assert [e.id for e in select(entries, [], parse_select("id=yolov5_grid_index_overflow"))] == \
         ["yolov5_grid_index_overflow"]
+    # GitHub reads owner/repo case-insensitively; a typed name with capitals or a trailing "/" selected nothing
+    yolov5 = [e.id for e in entries if any("ultralytics/yolov5/" in u for u in e.meta.issues)]
+    assert yolov5 and [e.id for e in select(entries, [], parse_select("issue=Ultralytics/YOLOv5"))] == yolov5
+    one = select(entries, [], parse_select("issue=https://github.com/Ultralytics/yolov5/issues/292/"))
+    assert [e.meta.issues[0] for e in one] == ["https://github.com/ultralytics/yolov5/issues/292"]
+    with pytest.raises(ReengError, match="issue=ultralytics/yolov55: no case names"):
+        select(entries, [], parse_select("issue=ultralytics/yolov55"))
 
 
 def test_a_user_case_with_a_shipped_id_is_one_error_line(tmp_path, capsys):
