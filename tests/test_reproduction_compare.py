@@ -11,6 +11,7 @@ import torch
 
 from analysis.reproduction.compare import compare, record
 from analysis.reproduction.localize import capture
+from reeng.errors import ReengError
 from tests.conftest import run_main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare"
@@ -253,3 +254,22 @@ def test_a_model_rewriting_its_input_in_place_does_not_change_the_other_runs_inp
     assert not shifted.agrees and shifted.culprit == "conv"
     assert shifted.verdicts["output/0"].figures["min_tolerance"] > 0.04
     assert torch.equal(x, _x())  # the caller's inputs are left as they were
+
+
+class _MeanSquare(torch.nn.Module):
+    """A loss port: returns a Python float (``scale`` stands for a port's wrong constant)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> float:
+        return float((x**2).mean()) * self.scale
+
+
+def test_number_outputs_are_judged_and_a_model_without_outputs_is_an_error():
+    same = compare(_MeanSquare(), _MeanSquare(), _x())  # was 'deviate' with no output listed
+    assert same.agrees and list(same.verdicts) == ["output/0"]
+    assert not compare(_MeanSquare(), _MeanSquare(scale=1.01), _x()).agrees
+    with pytest.raises(ReengError, match="holds no tensor, array or number"):
+        compare(lambda x: None, _MeanSquare(), _x())

@@ -84,11 +84,13 @@ class Side:
 
 
 def flatten_outputs(value: Any) -> dict[str, Any]:
-    """Model outputs as ``{name: tensor}``: ``output/0`` … for tuples, ``output/<key>`` for dicts."""
+    """Model outputs as ``{name: tensor}``: ``output/0`` … for tuples, ``output/<key>`` for dicts;
+    numbers (a loss as a Python float) and arrays are outputs too, anything else is left out."""
     import torch
 
     leaves = output_leaves(value if isinstance(value, (list, tuple, dict)) else (value,))
-    return {name: v.detach() for name, v in leaves.items() if isinstance(v, torch.Tensor)}
+    return {name: torch.as_tensor(v).detach() for name, v in leaves.items()
+            if isinstance(v, (torch.Tensor, np.ndarray, int, float))}
 
 
 @dataclass
@@ -308,6 +310,9 @@ def compare(reference: Any, candidate: Any, inputs: Any, mapping: dict[str, str]
         raise
     except Exception as exc:
         raise ReengError(f"running the models on the inputs failed: {type(exc).__name__}: {exc}") from exc
+    for side, found in ((ref, ref_out), (cand, cand_out)):
+        if not found:  # nothing to judge: a port is not "deviating" for want of outputs
+            raise ReengError(f"{side.label}: its output holds no tensor, array or number to compare")
     ref64 = ref.outputs64(args) or {}
     notes = [] if ref64 else ["no float64 run of the reference: outputs judged by allclose alone"]
     pairs = _pair_outputs(list(ref_out), list(cand_out))
