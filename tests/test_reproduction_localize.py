@@ -193,3 +193,26 @@ def test_an_inplace_write_through_a_view_keeps_the_viewed_records_value(method):
     rows = {d.name: d for d in found.layers}
     assert rows["mul"].delta == 0 and not rows["mul"].diverges
     assert found.culprit == "clamp_"
+
+
+class _DictHead(nn.Module):
+    """A leaf module returning a dict built in ``order``."""
+
+    def __init__(self, order: tuple[str, ...]) -> None:
+        super().__init__()
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"boxes": x[:, :4] * 2, "scores": x[:, :4].sigmoid()}
+        return {k: out[k] for k in self.order}
+
+
+@pytest.mark.parametrize("method", ["fx", "hooks"])
+def test_a_dict_output_built_in_another_order_is_no_divergence(method):
+    def net(order: tuple[str, ...]) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(OrderedDict([("fc", nn.Linear(8, 8)), ("head", _DictHead(order))]))
+
+    torch.manual_seed(1)
+    found = localize_models(net(("boxes", "scores")), net(("scores", "boxes")), torch.randn(3, 8), method=method)
+    assert found.culprit is None and all(d.delta == 0 for d in found.layers)

@@ -14,7 +14,8 @@ give the same names:
 
 In-place rewrites are handled where they happen: right before an in-place operation (``x += y``,
 ``ReLU(inplace=True)``, ``relu_``) consumes a recorded output or a view of one, that record is copied, so it keeps
-the value its producer returned. Tuple, list and dict outputs are recorded as lists of tensors.
+the value its producer returned. Tuple, list and dict outputs are recorded as lists of tensors
+(dict values in key order).
 
 Per matched record, δ_L (mean absolute difference of the outputs) is set against the largest δ
 of the records it consumed; the rise R_L = (δ_L − max δ_in) / (max δ_in + ε) is the measure CRADLE
@@ -128,8 +129,8 @@ def _tensors(value: Any) -> list[Any]:
         return [value]
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, dict):  # by key: a port building the same dict in another order is no different
+        return [t for k in sorted(value, key=str) for t in _tensors(value[k])]
     return []
 
 
