@@ -100,3 +100,21 @@ def test_accuracy_from_logits():
 
     logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert accuracy(logits, [1, 0, 0]) == pytest.approx(2 / 3)
+
+
+def test_dict_and_tuple_outputs_are_checked_output_by_output():
+    torch.manual_seed(0)
+    ref64 = {"boxes": torch.randn(5, 4, dtype=torch.float64), "scores": (torch.rand(5, dtype=torch.float64),)}
+    ref = {"boxes": ref64["boxes"].float(), "scores": (ref64["scores"][0].float(),)}
+    same = tolerance_check({"boxes": ref["boxes"].clone(), "scores": (ref["scores"][0].clone(),)}, ref, ref64)
+    assert same.agrees and same.status == "agree"
+    assert set(same.figures["outputs"]) == {"output/boxes", "output/scores/0"}
+    shifted = {"boxes": ref["boxes"], "scores": (ref["scores"][0] + 0.01,)}
+    found = tolerance_check(shifted, ref, ref64)
+    assert not found.agrees and found.status == "deviate"
+    assert found.detail.startswith("1 of 2 outputs agree; output/scores/0: rmse vs fp64")
+    assert found.figures["min_tolerance"] == found.figures["outputs"]["output/scores/0"]["min_tolerance"] > 0.005
+    nan = tolerance_check({"boxes": ref["boxes"] * float("nan"), "scores": ref["scores"]}, ref, ref64)
+    assert nan.status == "nonfinite"
+    missing = tolerance_check({"boxes": ref["boxes"]}, ref, ref64)
+    assert not missing.agrees and missing.status == "shape_mismatch"

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from analysis.reproduction.compare import compare, record
+from analysis.reproduction.localize import capture
+from reeng.errors import ReengError
 from tests.conftest import run_main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare"
@@ -151,6 +153,25 @@ def test_bad_options_are_one_error_line(example, capsys, options, message):
     assert not (example / "out").exists() and not (example / "ref.txt").exists()
 
 
+@pytest.mark.parametrize("meta, message", [
+    ("not json", "'meta' is not JSON"),
+    ('["stem"]', "'meta' must be a JSON object with 'layers'"),
+    ('{"layers": ["stem", "head"], "info": {"head": {"inputs": ["blocks.1.relu#2"]}}}',
+     "'meta' names inputs that are not recorded layers: blocks.1.relu#2"),
+])
+def test_a_hand_made_recording_with_malformed_meta_is_one_error_line(example, capsys, meta, message):
+    # the layout docs/reproduction.md gives for recordings made elsewhere (TensorFlow, Keras, Caffe)
+    with torch.no_grad():
+        layers = capture(example_reference.build(), _x())
+    np.savez(example / "tf.npz", **{"output/0": np.zeros((2, 4), np.float32), "meta": np.array(meta),
+                                    "layer/stem": layers["stem"].output.numpy(),
+                                    "layer/head": layers["head"].output.numpy()})
+    code, out, err = run_main(["compare", str(example / "tf.npz"), str(example / "port.py:build"),
+                               "--inputs", str(example / "inputs.npz"), "--out", str(example / "out")], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (example / "out").exists()
+
+
 def test_missing_torch_names_the_extra(monkeypatch, capsys, example):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     for args in (["reproduce", "list"], ["compare", "a.py:f", "b.py:f", "--inputs", str(example / "inputs.npz")]):
@@ -208,3 +229,47 @@ def test_recording_round_trips_tuple_and_dict_outputs(tmp_path):
         model.gru.bias_hh_l0 += 0.5
     changed = compare(str(tmp_path / "heads.npz"), model, x)
     assert not changed.agrees and changed.culprit == "gru"
+
+
+class _HalvesItsInput(torch.nn.Module):
+    """A model that scales its input in place before the convolution (``x /= 2``)."""
+
+    def __init__(self, bias_shift: float = 0.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        with torch.no_grad():
+            self.conv.bias += bias_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x /= 2.0
+        return self.conv(x)
+
+
+def test_a_model_rewriting_its_input_in_place_does_not_change_the_other_runs_inputs():
+    x = _x()
+    same = compare(_HalvesItsInput(), _HalvesItsInput(), x)
+    assert same.agrees and same.verdicts["output/0"].figures["rule"] == "allclose"
+    shifted = compare(_HalvesItsInput(), _HalvesItsInput(bias_shift=0.05), x)  # the port's bias is off by 0.05
+    assert not shifted.agrees and shifted.culprit == "conv"
+    assert shifted.verdicts["output/0"].figures["min_tolerance"] > 0.04
+    assert torch.equal(x, _x())  # the caller's inputs are left as they were
+
+
+class _MeanSquare(torch.nn.Module):
+    """A loss port: returns a Python float (``scale`` stands for a port's wrong constant)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> float:
+        return float((x**2).mean()) * self.scale
+
+
+def test_number_outputs_are_judged_and_a_model_without_outputs_is_an_error():
+    same = compare(_MeanSquare(), _MeanSquare(), _x())  # was 'deviate' with no output listed
+    assert same.agrees and list(same.verdicts) == ["output/0"]
+    assert not compare(_MeanSquare(), _MeanSquare(scale=1.01), _x()).agrees
+    with pytest.raises(ReengError, match="holds no tensor, array or number"):
+        compare(lambda x: None, _MeanSquare(), _x())

@@ -40,6 +40,16 @@ class BuggyAgrees(ReproCase):
     def buggy(self, ctx, inputs): return torch.ones(3)
     def fixed(self, ctx, inputs): return torch.ones(3)
 ''',
+    "rewrites_inputs": '''
+@case(id="rewrites_inputs", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
+class RewritesInputs(ReproCase):
+    def inputs(self, ctx): return torch.arange(6.0) * 20
+    def reference(self, ctx, x): return x / 255
+    def buggy(self, ctx, x):
+        x /= 256  # the port's constant, applied to its input in place
+        return x
+    def fixed(self, ctx, x): return x / 255
+''',
     "raises": '''
 @case(id="raises", title="t", issues=[URL], labels=LABELS, reference="r", reference_kind="implementation")
 class Raises(ReproCase):
@@ -135,6 +145,12 @@ def test_reproduced_needs_buggy_deviating_and_fixed_agreeing(report):
     assert row["verdict"] == "not_reproduced" and detail["reason"].startswith("the buggy form agrees")
 
 
+def test_each_form_gets_its_own_inputs(report):
+    row, detail = _row(report, "rewrites_inputs")  # the fixed form was handed the buggy form's rewritten input
+    assert row["verdict"] == "reproduced", detail["reason"]
+    assert detail["fixed"]["status"] == "agree" and detail["buggy"]["status"] == "deviate"
+
+
 def test_a_case_that_raises_is_an_error_with_the_exception(report):
     row, detail = _row(report, "raises")
     assert row["verdict"] == "error"
@@ -205,6 +221,13 @@ def test_select_filters_and_groups():
         parse_select("reference_kind=onxx")
     assert [e.id for e in select(entries, [], parse_select("id=yolov5_grid_index_overflow"))] == \
         ["yolov5_grid_index_overflow"]
+    # GitHub reads owner/repo case-insensitively; a typed name with capitals or a trailing "/" selected nothing
+    yolov5 = [e.id for e in entries if any("ultralytics/yolov5/" in u for u in e.meta.issues)]
+    assert yolov5 and [e.id for e in select(entries, [], parse_select("issue=Ultralytics/YOLOv5"))] == yolov5
+    one = select(entries, [], parse_select("issue=https://github.com/Ultralytics/yolov5/issues/292/"))
+    assert [e.meta.issues[0] for e in one] == ["https://github.com/ultralytics/yolov5/issues/292"]
+    with pytest.raises(ReengError, match="issue=ultralytics/yolov55: no case names"):
+        select(entries, [], parse_select("issue=ultralytics/yolov55"))
 
 
 def test_a_user_case_with_a_shipped_id_is_one_error_line(tmp_path, capsys):

@@ -75,10 +75,13 @@ def tolerance_check(candidate: Any, reference: Any, reference64: Any = None, tol
     dynamo does). Figures carry the element statistics, both RMSEs, the multiplier and
     ``min_tolerance``, the smallest ``tol`` under which the check would have passed.
 
-    NaN/Inf in the candidate where the reference is finite is status ``nonfinite``.
+    NaN/Inf in the candidate where the reference is finite is status ``nonfinite``. Tuple, list
+    and dict outputs are checked output by output (:func:`_outputs_check`).
     """
     import torch
 
+    if isinstance(reference, (list, tuple, dict)):
+        return _outputs_check(candidate, reference, reference64, tol=tol, exact_dtype=exact_dtype, **options)
     cand, ref = _as_tensor(candidate), _as_tensor(reference)
     ref64 = _as_tensor(reference64) if reference64 is not None else None
     if tuple(cand.shape) != tuple(ref.shape):
@@ -93,6 +96,34 @@ def tolerance_check(candidate: Any, reference: Any, reference64: Any = None, tol
                           figures)
     detail = verdict.detail if verdict.min_tol is None else f"{verdict.detail}; passes from tol {verdict.min_tol:.3g}"
     return Comparison(verdict.passed, "agree" if verdict.passed else "deviate", detail, figures)
+
+
+def output_leaves(value: Any, prefix: str = "output") -> dict[str, Any]:
+    """A nested tuple/list/dict output as ``{"output/0/boxes": tensor}`` (dict keys sorted)."""
+    if isinstance(value, dict):
+        return {k: v for key in sorted(value, key=str) for k, v in output_leaves(value[key], f"{prefix}/{key}").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in output_leaves(item, f"{prefix}/{i}").items()}
+    return {prefix: value}
+
+
+def _outputs_check(candidate: Any, reference: Any, reference64: Any, **options: Any) -> Comparison:
+    """Each output of a container checked by :func:`tolerance_check`: agree when all of them agree;
+    the status and detail are the first disagreeing output's, the figures are per output."""
+    cand, ref = output_leaves(candidate), output_leaves(reference)
+    ref64 = output_leaves(reference64) if reference64 is not None else {}
+    if set(cand) != set(ref):
+        return Comparison(False, "shape_mismatch", f"outputs {', '.join(cand)} vs reference {', '.join(ref)}")
+    parts = {name: tolerance_check(cand[name], ref[name], ref64.get(name), **options) for name in ref}
+    failed = [(name, c) for name, c in parts.items() if not c.agrees]
+    tols = [c.figures.get("min_tolerance") for c in parts.values()]
+    figures = {"outputs": {name: c.figures for name, c in parts.items()},
+               "min_tolerance": max(tols) if tols and None not in tols else None}
+    if failed:
+        name, first = failed[0]
+        return Comparison(False, first.status, f"{len(parts) - len(failed)} of {len(parts)} outputs agree; "
+                                               f"{name}: {first.detail}", figures)
+    return Comparison(True, "agree", f"all {len(parts)} outputs agree", figures)
 
 
 def _as_tensor(value: Any) -> Any:

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from analysis.reproduction.case import Comparison
-from analysis.reproduction.comparators import tolerance_check
-from analysis.reproduction.localize import LayerRecord, Localization, capture, localize
+from analysis.reproduction.comparators import output_leaves, tolerance_check
+from analysis.reproduction.localize import LayerRecord, Localization, capture, fresh, localize
 from reeng.errors import ReengError
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
@@ -60,7 +60,7 @@ class Side:
 
             return {f"output/{i}": torch.as_tensor(o) for i, o in enumerate(run_onnx(self.model, inputs))}
         with torch.no_grad():
-            return flatten_outputs(self.model(*inputs))
+            return flatten_outputs(self.model(*fresh(inputs)))
 
     def outputs64(self, inputs: tuple[Any, ...]) -> dict[str, Any] | None:
         """A float64 run of a Python module (the anchor of the RMSE rule); None for the others."""
@@ -71,7 +71,7 @@ class Side:
         try:
             model64 = copy.deepcopy(self.model).double()
             with torch.no_grad():
-                return flatten_outputs(model64(*[x.double() if x.is_floating_point() else x for x in inputs]))
+                return flatten_outputs(model64(*[x.double() if x.is_floating_point() else x for x in fresh(inputs)]))
         except Exception:  # a model that cannot run in float64 is compared by allclose alone
             return None
 
@@ -80,26 +80,17 @@ class Side:
             return self.recorded_layers
         if self.kind in ("onnx", "torchscript"):  # compiled graphs take no per-call hooks
             return None
-        return capture(self.model, *inputs)
+        return capture(self.model, *fresh(inputs))
 
 
-def flatten_outputs(value: Any, prefix: str = "output") -> dict[str, Any]:
-    """Model outputs as ``{name: tensor}``: ``output/0`` … for tuples, ``output/<key>`` for dicts."""
+def flatten_outputs(value: Any) -> dict[str, Any]:
+    """Model outputs as ``{name: tensor}``: ``output/0`` … for tuples, ``output/<key>`` for dicts;
+    numbers (a loss as a Python float) and arrays are outputs too, anything else is left out."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        return {prefix if prefix != "output" else "output/0": value.detach()}
-    if isinstance(value, dict):
-        found: dict[str, Any] = {}
-        for key in sorted(value, key=str):
-            found.update(flatten_outputs(value[key], f"{prefix}/{key}"))
-        return found
-    if isinstance(value, (list, tuple)):
-        found = {}
-        for i, item in enumerate(value):
-            found.update(flatten_outputs(item, f"{prefix}/{i}"))
-        return found
-    return {}
+    leaves = output_leaves(value if isinstance(value, (list, tuple, dict)) else (value,))
+    return {name: torch.as_tensor(v).detach() for name, v in leaves.items()
+            if isinstance(v, (torch.Tensor, np.ndarray, int, float))}
 
 
 @dataclass
@@ -187,10 +178,10 @@ def load_recorded(path: Path) -> Side:
     outputs = {k: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("output/")}
     if not outputs:
         raise ReengError(f"{path}: no 'output/...' arrays; write recordings with `reeng compare MODEL --record`")
-    meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+    meta = _recorded_meta(path, arrays)
     layers: dict[str, LayerRecord] = {}
-    for name in meta.get("layers") or []:
-        info = meta.get("info", {}).get(name, {})
+    for name in meta["layers"]:
+        info = meta["info"].get(name, {})
         parts = sorted((k for k in arrays if k.startswith(f"layer/{name}/")), key=lambda k: int(k.rsplit("/", 1)[1]))
         if f"layer/{name}" in arrays:
             output: Any = torch.as_tensor(arrays[f"layer/{name}"])
@@ -200,7 +191,29 @@ def load_recorded(path: Path) -> Side:
             continue
         layers[name] = LayerRecord(output, list(info.get("inputs", [])), "", info.get("module", ""),
                                    info.get("kind", "module"), info.get("op", ""))
+    missing = sorted({i for rec in layers.values() for i in rec.inputs if i not in layers})
+    if missing:  # localization looks each input up among the recorded layers
+        raise ReengError(f"{path}: 'meta' names inputs that are not recorded layers: {', '.join(missing[:5])} "
+                         "(record them, or leave them out of the layers' inputs)")
     return Side(str(path), "recorded", recorded_outputs=outputs, recorded_layers=layers or None)
+
+
+def _recorded_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A recording's ``meta``: ``{"layers": [name, ...], "info": {name: {"inputs": [name, ...], ...}}}``."""
+    if "meta" not in arrays:
+        return {"layers": [], "info": {}}
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError as exc:
+        raise ReengError(f"{path}: 'meta' is not JSON ({exc})") from exc
+    layers = meta.get("layers", []) if isinstance(meta, dict) else None
+    info = meta.get("info", {}) if isinstance(meta, dict) else None
+    if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(info, dict)
+            and all(isinstance(i, dict) and isinstance(i.get("inputs", []), list)
+                    and all(isinstance(n, str) for n in i.get("inputs", [])) for i in info.values())):
+        raise ReengError(f"{path}: 'meta' must be a JSON object with 'layers' (a list of layer names) and 'info' "
+                         "({layer: {'inputs': [layer names], ...}})")
+    return {"layers": layers, "info": info}
 
 
 def load_side(source: Any, label: str = "model") -> Side:
@@ -297,6 +310,9 @@ def compare(reference: Any, candidate: Any, inputs: Any, mapping: dict[str, str]
         raise
     except Exception as exc:
         raise ReengError(f"running the models on the inputs failed: {type(exc).__name__}: {exc}") from exc
+    for side, found in ((ref, ref_out), (cand, cand_out)):
+        if not found:  # nothing to judge: a port is not "deviating" for want of outputs
+            raise ReengError(f"{side.label}: its output holds no tensor, array or number to compare")
     ref64 = ref.outputs64(args) or {}
     notes = [] if ref64 else ["no float64 run of the reference: outputs judged by allclose alone"]
     pairs = _pair_outputs(list(ref_out), list(cand_out))

@@ -13,8 +13,9 @@ give the same names:
 - a functional call: ``<owner module path>.<op>`` (``layer1.0.add``, ``flatten``), ``#k`` likewise.
 
 In-place rewrites are handled where they happen: right before an in-place operation (``x += y``,
-``ReLU(inplace=True)``, ``relu_``) consumes a recorded output, that record is copied, so it keeps
-the value its producer returned. Tuple, list and dict outputs are recorded as lists of tensors.
+``ReLU(inplace=True)``, ``relu_``) consumes a recorded output or a view of one, that record is copied, so it keeps
+the value its producer returned. Tuple, list and dict outputs are recorded as lists of tensors
+(dict values in key order).
 
 Per matched record, δ_L (mean absolute difference of the outputs) is set against the largest δ
 of the records it consumed; the rise R_L = (δ_L − max δ_in) / (max δ_in + ε) is the measure CRADLE
@@ -128,8 +129,8 @@ def _tensors(value: Any) -> list[Any]:
         return [value]
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, dict):  # by key: a port building the same dict in another order is no different
+        return [t for k in sorted(value, key=str) for t in _tensors(value[k])]
     return []
 
 
@@ -149,8 +150,9 @@ def _is_inplace(name: str, kwargs: dict[str, Any]) -> bool:
 class _Recorder:
     """The bookkeeping shared by both capture methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: frozenset[int] = frozenset()) -> None:
         self.records: Capture = Capture()
+        self.weights = weights  # ids of the model's parameters and buffers: not inputs from upstream
         self.produced: dict[int, str] = {}  # id(output tensor) -> record name
         self.versions: dict[str, list[int]] = {}  # records still aliasing live tensors
         self.keep: list[Any] = []  # keeps produced tensors alive so their ids stay unique
@@ -161,8 +163,9 @@ class _Recorder:
         return base if self.counts[base] == 1 else f"{base}#{self.counts[base]}"
 
     def privatize(self, consumed: list[Any]) -> None:
-        """Copy the records an in-place operation is about to overwrite."""
-        for t in consumed:
+        """Copy the records an in-place operation is about to overwrite: those of the tensors it
+        consumes and, for a view (``boxes[:, 0].clamp_()``), of the tensor it views."""
+        for t in [*consumed, *(t._base for t in consumed if t._base is not None)]:
             name = self.produced.get(id(t))
             if name is not None and name in self.versions:
                 rec = self.records[name]
@@ -173,7 +176,7 @@ class _Recorder:
         outs = _tensors(output)
         if not outs:
             return
-        ins = [self.produced.get(id(t)) or t.detach() for t in inputs]
+        ins = [self.produced.get(id(t)) or t.detach() for t in inputs if id(t) not in self.weights]
         for t in outs:
             self.produced[id(t)] = name
         self.keep.extend(outs)
@@ -241,7 +244,9 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     import torch
     from torch.overrides import TorchFunctionMode
 
-    rec = _Recorder()
+    # a parameter used functionally (``x + self.pos_embed``) is what the call site computes with,
+    # not an upstream input: a ported parameter that differs must blame that call, as under fx
+    rec = _Recorder(frozenset(id(t) for t in (*model.parameters(), *model.buffers())))
     stack: list[str] = []  # module paths being called
     state = {"leaf_depth": 0, "busy": False}
     handles = []
@@ -310,6 +315,12 @@ def _capture_hooks(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return found
 
 
+def fresh(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Copies of the inputs for one run: a model that rewrites its input in place (``x /= 255``)
+    must not hand the next run (the port, the float64 anchor, the capture) other inputs."""
+    return tuple(x.clone() if hasattr(x, "clone") else x for x in inputs)
+
+
 def capture(model: Any, *args: Any, method: str = "auto", **kwargs: Any) -> Capture:
     """Run ``model`` once and return every call site's output and inputs, in execution order.
 
@@ -335,7 +346,8 @@ def capture(model: Any, *args: Any, method: str = "auto", **kwargs: Any) -> Capt
 
 
 def _delta(a: Any, b: Any) -> tuple[float, str]:
-    """Mean absolute difference (float64 accumulation); inf for a shape mismatch or NaN/Inf."""
+    """Mean absolute difference (float64 accumulation); inf for a shape mismatch or NaN/Inf that
+    differs (equal infinities, such as an attention mask's -inf, and NaN on both sides are equal)."""
     if isinstance(a, list) or isinstance(b, list):
         xs, ys = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
         if len(xs) != len(ys):
@@ -350,18 +362,22 @@ def _delta(a: Any, b: Any) -> tuple[float, str]:
 
     if a.dtype != b.dtype or not a.dtype.is_floating_point:
         a, b = a.double(), b.double()
-    value = float((a - b).abs_().sum(dtype=torch.float64)) / a.numel()
+    diff = (a - b).abs_()
+    value = float(diff.sum(dtype=torch.float64)) / a.numel()
+    if not math.isfinite(value):
+        value = float(diff.masked_fill_((a == b) | (a.isnan() & b.isnan()), 0).sum(dtype=torch.float64)) / a.numel()
     if not math.isfinite(value):
         return float("inf"), "non-finite values"
     return value, ""
 
 
 def _scale(value: Any) -> float:
-    """Mean |value| of a record's output, for the relative part of the divergence threshold."""
+    """Mean |value| of a record's output, for the relative part of the divergence threshold; NaN and
+    infinities count as 0, or a reference with an -inf mask could never be diverged from."""
     import torch
 
     tensors = value if isinstance(value, list) else [value]
-    means = [float(t.abs().sum(dtype=torch.float64)) / t.numel() for t in tensors
+    means = [float(t.abs().nan_to_num_(0.0, 0.0).sum(dtype=torch.float64)) / t.numel() for t in tensors
              if t.numel() and t.dtype.is_floating_point]
     return max(means, default=0.0)
 
@@ -507,5 +523,5 @@ def localize_models(reference_model: Any, candidate_model: Any, *args: Any, mapp
                     atol: float = DEFAULT_ATOL, strict: bool = False, rtol: float = DEFAULT_RTOL,
                     method: str = "auto") -> Localization:
     """Capture both models on the same inputs and localize where divergence is introduced."""
-    return localize(capture(reference_model, *args, method=method), capture(candidate_model, *args, method=method),
-                    mapping, atol, strict, rtol)
+    return localize(capture(reference_model, *fresh(args), method=method),
+                    capture(candidate_model, *fresh(args), method=method), mapping, atol, strict, rtol)

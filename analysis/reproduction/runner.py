@@ -9,6 +9,7 @@ rows keep exactly the agreed keys.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import inspect
@@ -151,6 +152,8 @@ def parse_select(expr: str | None) -> dict[str, set[str]]:
         if key not in SELECT_KEYS:
             raise ReengError(f"--select: unknown key {key!r} (known: {', '.join(SELECT_KEYS)})")
         values = {v.strip() for v in value.split("|")}
+        if key == "issue":  # GitHub reads owner/repo case-insensitively; a pasted URL may end in "/"
+            values = {v.lower().rstrip("/") for v in values}
         if key == "reference_kind" and values - set(REFERENCE_KINDS):
             raise ReengError(f"--select: unknown reference_kind {', '.join(sorted(values - set(REFERENCE_KINDS)))} "
                              f"(known: {', '.join(REFERENCE_KINDS)})")
@@ -180,8 +183,7 @@ def matches(entry: CaseEntry, filters: dict[str, set[str]]) -> bool:
         if key == "id":
             ok = meta.id in wanted
         elif key == "issue":
-            ok = any(url in wanted or url.rsplit("/issues/", 1)[0].split("github.com/")[-1] in wanted
-                     for url in meta.issues)
+            ok = bool(issue_keys(meta.issues) & wanted)
         elif key == "reference_kind":
             ok = meta.reference_kind in wanted
         else:
@@ -194,13 +196,26 @@ def matches(entry: CaseEntry, filters: dict[str, set[str]]) -> bool:
     return True
 
 
+def issue_keys(urls: Any) -> set[str]:
+    """What ``--select issue=`` matches of a case's issues: each URL and its ``owner/repo``, lower-cased."""
+    keys: set[str] = set()
+    for url in (u.lower().rstrip("/") for u in urls):
+        keys |= {url, url.rsplit("/issues/", 1)[0].split("github.com/")[-1]}
+    return keys
+
+
 def select(entries: list[CaseEntry], names: list[str], filters: dict[str, set[str]]) -> list[CaseEntry]:
     """The entries named (all when none) that pass the filters; an unknown name is an error, in
-    ``--select id=`` too."""
+    ``--select id=`` too, and so is an issue or repository no case names."""
     known = {e.id for e in entries}
     unknown = [n for n in [*names, *sorted(filters.get("id", ()))] if n not in known]
     if unknown:
         raise ReengError(f"unknown case(s) {', '.join(unknown)} (see `reeng reproduce list`)")
+    issues = issue_keys(url for e in entries if e.meta for url in e.meta.issues)
+    unknown = sorted(filters.get("issue", set()) - issues)
+    if unknown:  # a mistyped repository would select nothing and run zero cases, exit 0
+        raise ReengError(f"--select issue={'|'.join(unknown)}: no case names this issue or repository "
+                         "(see `reeng reproduce list`)")
     return [e for e in entries if (not names or e.id in names) and matches(e, filters)]
 
 
@@ -243,12 +258,12 @@ def _judge(case: ReproCase, ctx: CaseContext, form: str, reference: Any, inputs:
     """Run one form and compare it; an expected crash of the buggy form is its deviation."""
     runner = getattr(case, form)
     try:
-        candidate = runner(ctx, inputs)
+        candidate = runner(ctx, copy.deepcopy(inputs))
     except case.expect_raises as exc:
         if form == "fixed":
             return Comparison(False, "raised", f"{type(exc).__name__}: {exc}")
         return Comparison(False, "raised", f"raises {type(exc).__name__}: {exc}")
-    return case.compare(ctx, reference, candidate, inputs)
+    return case.compare(ctx, reference, candidate, copy.deepcopy(inputs))
 
 
 def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -281,7 +296,9 @@ def run_case(entry: CaseEntry, ctx: CaseContext) -> tuple[dict[str, Any], dict[s
             torch.manual_seed(ctx.seed)
             case = entry.cls()
             inputs = case.inputs(ctx)
-            reference = case.reference(ctx, inputs)
+            # each part gets its own copy: one rewriting its inputs in place (x /= 255) must not
+            # hand the others other inputs
+            reference = case.reference(ctx, copy.deepcopy(inputs))
             buggy = _judge(case, ctx, "buggy", reference, inputs)
             fixed = _judge(case, ctx, "fixed", reference, inputs)
             detail["buggy"] = {"agrees": buggy.agrees, "status": buggy.status, "detail": buggy.detail,
