@@ -139,6 +139,12 @@ def compare_command(reference: str, port: str | None, inputs_path: Path, mapping
 
     if not inputs_path.is_file():
         raise ReengError(f"--inputs {inputs_path}: no such file")
+    if port is None and record_path is not None:  # recording alone: the comparison's options would go unread
+        given = [flag for flag, value in (("--out", out), ("--mapping", mapping_path), ("--json", as_json), ("--check", check))
+                 if value]
+        if given:
+            raise ReengError(f"{', '.join(given)} compare{'s' if len(given) == 1 else ''} REF with PORT: "
+                             "give PORT too, or --record FILE alone")
     inputs = load_inputs(inputs_path)
     if record_path is not None:
         record(reference, inputs, record_path)

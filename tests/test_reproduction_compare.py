@@ -57,6 +57,16 @@ def test_cli_on_the_readme_example(example, capsys):
     assert code == 0 and "verdict: agree" in out and "no layer diverges" in out
 
 
+def test_recording_alone_refuses_the_comparisons_options(example, capsys):
+    """`compare REF --record F --out D` (no PORT) recorded REF and ignored --out: no report, exit 0. The comparison's
+    options without PORT are one error line now, and nothing is recorded."""
+    for extra, named in ((["--out", str(example / "out")], "--out compares"), (["--json", "--check"], "--json, --check compare")):
+        code, out, err = run_main(["compare", str(example / "reference.py:build"), "--inputs", str(example / "inputs.npz"),
+                                   "--record", str(example / "ref.npz"), *extra], capsys)
+        assert code == 2 and err.startswith(f"error: {named} REF with PORT") and len(err.strip().splitlines()) == 1, err
+        assert not (example / "ref.npz").exists() and not (example / "out").exists()
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_onnx_and_recorded_sources(example, capsys):
     ref, port = example_reference.build(), example_port.build()
