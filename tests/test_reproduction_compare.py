@@ -57,6 +57,24 @@ def test_cli_on_the_readme_example(example, capsys):
     assert code == 0 and "verdict: agree" in out and "no layer diverges" in out
 
 
+def test_a_yaml_mapping_names_sequential_layers_bare(tmp_path):
+    """A top-level nn.Sequential's layers are 0, 1, ...; YAML reads `0: 1` as integers, and the mapping was refused
+    unless every name was quoted. A yes/no is still no layer name."""
+    from analysis.reproduction.compare import load_mapping
+
+    (tmp_path / "map.yaml").write_text("0: 1\n2: head\n")
+    assert load_mapping(tmp_path / "map.yaml") == {"0": "1", "2": "head"}
+    ref = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+    port = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 3), torch.nn.ReLU())
+    port[1].load_state_dict(ref[0].state_dict())
+    (tmp_path / "seq.yaml").write_text("0: 1\n1: 2\n")
+    result = compare(ref, port, torch.ones(1, 3), load_mapping(tmp_path / "seq.yaml"))
+    assert result.agrees and result.localization.matched_by.startswith("mapping")
+    (tmp_path / "bool.yaml").write_text("yes: 1\n")
+    with pytest.raises(ReengError, match="expected a mapping"):
+        load_mapping(tmp_path / "bool.yaml")
+
+
 def test_recording_alone_refuses_the_comparisons_options(example, capsys):
     """`compare REF --record F --out D` (no PORT) recorded REF and ignored --out: no report, exit 0. The comparison's
     options without PORT are one error line now, and nothing is recorded."""

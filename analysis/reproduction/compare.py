@@ -286,9 +286,12 @@ def load_mapping(path: Path) -> dict[str, str]:
         mapping = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ReengError(f"--mapping {path}: unreadable ({type(exc).__name__})") from exc
-    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+    # a top-level nn.Sequential's layers are named 0, 1, ...: YAML reads those bare names as integers
+    names = (str, int)
+    if not isinstance(mapping, dict) or not all(isinstance(k, names) and not isinstance(k, bool) and isinstance(v, names)
+                                                and not isinstance(v, bool) for k, v in mapping.items()):
         raise ReengError(f"--mapping {path}: expected a mapping of reference layer names to candidate layer names")
-    return mapping
+    return {str(k): str(v) for k, v in mapping.items()}
 
 
 def compare(reference: Any, candidate: Any, inputs: Any, mapping: dict[str, str] | None = None,
