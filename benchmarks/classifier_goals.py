@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="a store holding gold threads (default: a temporary store of the development set)")
     parser.add_argument("--fetch", action="store_true", help="first fetch every gold issue's thread into --store (GITHUB_TOKEN)")
     parser.add_argument("--api-url", default="https://api.github.com", help="GitHub API or a compatible server (with --fetch)")
-    parser.add_argument("--adapt", action="store_true", help="also the built-in labeler trained on gold too, leave-one-repository-out")
+    parser.add_argument("--adapt", action="store_true", help="also the built-in labeler trained on gold as well, leave-one-repository-out")
     parser.add_argument("--cv", action="store_true", help="also models trained on gold alone, leave-one-repository-out")
     args = parser.parse_args()
     if args.fetch and args.store is None:
@@ -96,6 +96,8 @@ def main() -> None:
         result = gold_eval(conn, locate("jiang2024-defects"), cv=args.cv)
         adapted = gold_eval(conn, locate("jiang2024-defects"), cv=False, adapt=True) if args.adapt else None
         conn.close()
+    if not result["defects"]:
+        sys.exit(f"{store}: {result['note']}: nothing to score (`--fetch` brings the gold threads in)")
     print(f"builtin@{BUILTIN_VERSION} against the study's gold labels: {result['defects']} defects in {result['threads']} "
           f"threads of {store if args.store else 'the development set'} ({time.perf_counter() - started:.0f} s)")
     if result["splits"] is None:
