@@ -37,6 +37,8 @@ class ArchiveStats:
     files: int = 0
     recovered: int = 0
     unreadable: list[str] = field(default_factory=list)
+    # repositories asked for that the archive, read to its end, does not hold (an import sets it)
+    lacking: list[str] = field(default_factory=list)
 
 
 def to_markdown(text: str) -> str:

@@ -147,10 +147,11 @@ def import_denchmark(path: Path, conn: sqlite3.Connection, repos: Iterable[str] 
                 counts["issues"] += 1
                 counts["comments"] += len(thread["comments"])
                 bar.advance(task)
-            missing = [r for r in repos or [] if r.casefold() not in found]
             # with a limit reached, the archive was not read to its end: a repository not met yet may follow
-            if missing and require_all and (limit is None or counts["issues"] < limit):
-                raise ReengError(f"{', '.join(missing)}: not in the archive {Path(path).name}")
+            if limit is None or counts["issues"] < limit:
+                stats.lacking = [r for r in repos or [] if r.casefold() not in found]
+            if stats.lacking and require_all:
+                raise ReengError(f"{', '.join(stats.lacking)}: not in the archive {Path(path).name}")
     except ReengError as exc:
         raise ReengError(f"{exc}; nothing was imported ({counts['issues']} threads read were rolled back)") from None
     return counts, stats
