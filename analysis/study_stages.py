@@ -32,8 +32,9 @@ def same_threads(human: Path, machine: Path) -> tuple[pd.DataFrame, pd.DataFrame
     from reeng.tables import read_table
 
     a, b = read_table(human), read_table(machine)
-    shared = set(thread_keys(a["issue_url"])) & set(thread_keys(b["issue_url"]))
-    a, b = a[thread_keys(a["issue_url"]).isin(shared)].copy(), b[thread_keys(b["issue_url"]).isin(shared)].copy()
+    keys_a, keys_b = thread_keys(a["issue_url"]), thread_keys(b["issue_url"])
+    shared = set(keys_a) & set(keys_b)
+    a, b = a[keys_a.isin(shared)].copy(), b[keys_b.isin(shared)].copy()
     a.attrs["source"], b.attrs["source"] = f"{human.name} (threads also machine-labeled)", f"{machine.name} (same threads)"
     return a, b
 
