@@ -229,7 +229,8 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
                         threshold: float = DEFAULT_THRESHOLD, decision: str = DEFAULT_DECISION,
                         embedding_model: Path | None = None, issue_type_model: TextModel | None = None,
                         progress: bool = True, labels: list[tuple[int, dict[str, str | None]]] | None = None,
-                        by_repository: int | None = None) -> tuple[list[dict[str, Prediction]], dict[str, Any]]:
+                        by_repository: bool = False, max_folds: int | None = None
+                        ) -> tuple[list[dict[str, Prediction]], dict[str, Any]]:
     """``classify predict --builtin --adapt``: the built-in labeler with its text models trained also on the
     store's adjudicated labels (:func:`taxonomy.annotations.adapted_text_models`), one row per defect.
 
@@ -241,10 +242,10 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     from (``defects``, ``threads``, ``folds``, ``folds_by``, ``labels_sha256``).
 
     ``labels`` (``(index into analysed, labels by dimension)``, one per defect) replaces the store's
-    adjudicated labels, e.g. the gold defects of ``gold-eval --adapt``; ``by_repository`` (a number of
-    folds, at most one per repository) makes the folds whole repositories, so each repository's
-    threads are labeled by models that never saw a label of that repository: the labeler adapted to
-    labels of *other* repositories, as on a new corpus.
+    adjudicated labels, e.g. the gold defects of ``gold-eval --adapt``; ``by_repository`` makes the folds
+    whole repositories (one each, or at most ``max_folds``), so each repository's threads are labeled
+    by models that never saw a label of that repository: the labeler adapted to labels of *other*
+    repositories, as on a new corpus.
     """
     check_threshold(threshold)
     from sklearn.model_selection import GroupKFold, KFold
@@ -269,11 +270,13 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
     others = sorted(set(range(len(analysed))) - set(threads))
     # the model of every label is trained only when a thread it would label has text to read (gold-eval: none)
     readable = any(analysed[i].prepared is not None and analysed[i].prepared.english for i in others)
-    if by_repository is not None:
+    if by_repository:
         repos = [ids[i][0].lower() for i in threads]
-        folds = min(by_repository, len(set(repos)))
+        folds = n_repos = len(set(repos))
+        if max_folds:
+            folds = min(max_folds, n_repos)
         if folds < 2:
-            raise ReengError(f"--adapt by repository needs labeled threads of two repositories or more (found {len(set(repos))})")
+            raise ReengError(f"--adapt by repository needs labeled threads of two repositories or more (found {n_repos})")
         splits = list(GroupKFold(folds).split(threads, groups=repos))
     else:
         folds = min(ADAPT_FOLDS, len(threads))
@@ -296,7 +299,7 @@ def adapted_predictions(conn: sqlite3.Connection, ids: list[tuple[str, int]], an
                                                        **options)):
             preds[i] = pred
     return preds, {"defects": len(rows), "threads": len(threads), "folds": folds,
-                   "folds_by": "repository" if by_repository is not None else "thread",
+                   "folds_by": "repository" if by_repository else "thread",
                    "labels_sha256": labels_digest([(ids[i], y) for i, y in rows])}
 
 
@@ -572,7 +575,7 @@ def gold_eval(conn: sqlite3.Connection, gold_csv: Path | str | None, *, folds: i
         gold_rows = None if human else [(i, {d: labels[d][j] for d in LABEL_DIMENSIONS}) for j, i in enumerate(join.rows)]
         preds, adapted = adapted_predictions(conn, join.ids, join.analysed, threshold, decision, embedding_model,
                                              progress=progress, labels=gold_rows,
-                                             by_repository=None if human else folds or len(set(join.groups_repo)))
+                                             by_repository=not human, max_folds=folds)
         builtin = {i: preds[i] for i in unique}
     else:
         builtin = dict(zip(unique, labeler.label_many([join.analysed[i] for i in unique])))
